@@ -1,0 +1,218 @@
+# Engram: the one entry point. `make serve` runs the server; `make test` installs whatever is
+# missing (Python venv, Node, Go and Rust dependencies) and runs every check of every language.
+#
+# Each SDK directory has its own Makefile with the targets setup / generate / lint / test (and
+# optionally check-generate, clean); this file calls `$(MAKE) -C sdk-xxx <target>` for every SDK
+# directory that has one. See docs/development.md for the contract.
+
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DELETE_ON_ERROR:
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-print-directory
+
+PYTHON ?= python3
+UV_VERSION := 0.13.9
+VENV := .venv
+PY := $(VENV)/bin/python
+UV := $(VENV)/bin/uv
+SETUP_STAMP := $(VENV)/.engram-setup
+# NO_SETUP=1 uses $(VENV) as it is (never installs into it): for tests that run targets in a
+# temporary copy of the tree against the repository's environment.
+SETUP := $(if $(NO_SETUP),,$(SETUP_STAMP))
+# buf's platform package for this machine (tools/package.json lists linux x64 and aarch64).
+BUF = $(firstword $(wildcard tools/node_modules/@bufbuild/buf-*/bin/buf) tools/node_modules/.bin/buf)
+TOOLS_NODE_STAMP := tools/node_modules/.package-lock.json
+# Every requirements/*.in except those of separate environments (peers: bench/.peers-venv;
+# nodeps: installed without dependencies).
+LOCK_INPUTS := $(filter-out requirements/peers.in requirements/nodeps.in,$(sort $(wildcard requirements/*.in)))
+LOCK_FLAGS := --universal --python-version 3.11 --custom-compile-command "make lock" -q
+# SDKs built by their own Makefile (sdk-python is driven from here: it shares the root venv).
+SDKS := $(patsubst %/Makefile,%,$(sort $(wildcard sdk-typescript/Makefile sdk-go/Makefile sdk-rust/Makefile)))
+PYTHON_PROJECTS := server sdk-python
+has_target = grep -qE '^$(2):' $(1)/Makefile
+
+.PHONY: help setup lock generate check-generate lint lint-proto lint-python lint-sdks docs test \
+        test-python test-sdks serve conformance bench bench-full stress clean distclean
+
+help:
+	@echo "make serve           run engram-server (ENGRAM_HOST, ENGRAM_PORT, ENGRAM_DATA_DIR, ... honoured)"
+	@echo "make test            install what is missing, then check-generate, lint, docs and every test"
+	@echo "make setup           .venv from requirements/dev.lock, tools/ and SDK dependencies (idempotent)"
+	@echo "make generate        regenerate all code and docs derived from proto/"
+	@echo "make check-generate  fail when generated files are stale"
+	@echo "make lint            buf lint + breaking, OpenAPI path conflicts, ruff, mypy --strict, SDK linters"
+	@echo "make docs            mkdocs build --strict (into site/)"
+	@echo "make lock            re-pin requirements/*.in into requirements/dev.lock and nodeps.lock"
+	@echo "make conformance | bench | bench-full | stress | clean | distclean"
+
+# ---------------------------------------------------------------------------------------------
+# setup
+
+$(PY):
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required, found " + sys.version' 
+	$(PYTHON) -m venv $(VENV) || { \
+	  echo "python3 -m venv failed: installing Debian's python3-venv"; rm -rf $(VENV); \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv && \
+	  $(PYTHON) -m venv $(VENV); }
+
+$(UV): | $(PY)
+	$(PY) -m pip install -q --disable-pip-version-check "uv==$(UV_VERSION)"
+
+# Exactly the locked packages (sync removes strays), the no-deps packages, then the two local
+# projects in editable mode. Re-runs only when a lock file or a pyproject.toml changes.
+$(SETUP_STAMP): requirements/dev.lock requirements/nodeps.lock server/pyproject.toml sdk-python/pyproject.toml | $(UV)
+	$(UV) pip sync -q -p $(PY) requirements/dev.lock requirements/nodeps.lock
+	$(UV) pip install -q -p $(PY) --no-deps -e server -e sdk-python
+	@touch $@
+
+$(TOOLS_NODE_STAMP): tools/package.json tools/package-lock.json
+	cd tools && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+setup: $(SETUP_STAMP) $(TOOLS_NODE_STAMP)
+	@for sdk in $(SDKS); do $(MAKE) -C $$sdk setup; done
+
+lock: | $(UV)
+	$(UV) pip compile $(LOCK_FLAGS) $(LOCK_INPUTS) -o requirements/dev.lock
+	$(UV) pip compile $(LOCK_FLAGS) --no-deps requirements/nodeps.in -o requirements/nodeps.lock
+	@echo "requirements/dev.lock and requirements/nodeps.lock updated; run 'make setup'"
+
+# ---------------------------------------------------------------------------------------------
+# code generation
+
+generate: $(SETUP)
+	$(PY) -m tools.generate
+	@if [ -f sdk-python/scripts/generate_api.py ]; then $(PY) sdk-python/scripts/generate_api.py; fi
+	@for sdk in $(SDKS); do $(MAKE) -C $$sdk generate; done
+
+# Regenerates into temporary copies and compares; lists every stale file. Needs no clean git tree.
+check-generate: $(SETUP)
+	@status=0; \
+	$(PY) -m tools.generate --check || status=1; \
+	if [ -f sdk-python/scripts/generate_api.py ]; then \
+	  $(PY) sdk-python/scripts/generate_api.py --check || { echo "check-generate: stale: sdk-python/src/engram/_api.py"; status=1; }; fi; \
+	for sdk in $(SDKS); do \
+	  if $(call has_target,$$sdk,check-generate); then $(MAKE) -C $$sdk check-generate || status=1; fi; \
+	done; \
+	if [ $$status -ne 0 ]; then echo "check-generate: FAILED: run 'make generate' and commit the result"; fi; \
+	exit $$status
+
+# ---------------------------------------------------------------------------------------------
+# lint
+
+lint:
+	@failed=""; \
+	for t in lint-proto lint-python lint-sdks; do $(MAKE) $$t || failed="$$failed $$t"; done; \
+	if [ -n "$$failed" ]; then echo "make lint: FAILED:$$failed"; exit 1; fi
+
+# buf lint; buf breaking against the proto/ of branch main (when main has one), built from a
+# `git archive` of it so that the check works before main has a buf.yaml; OpenAPI path conflicts.
+lint-proto: $(SETUP) $(TOOLS_NODE_STAMP)
+	$(BUF) lint
+	@if git rev-parse -q --verify 'main^{commit}' >/dev/null 2>&1 && [ -n "$$(git ls-tree -d main proto 2>/dev/null)" ]; then \
+	  tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	  git archive main proto | tar -x -C "$$tmp"; cp buf.yaml "$$tmp/"; \
+	  echo "$(BUF) breaking --against <main:proto>"; \
+	  $(BUF) breaking --against "$$tmp"; \
+	else echo "buf breaking: skipped (branch main has no proto/ yet)"; fi
+	$(PY) -m tools.check_path_conflicts docs/openapi.json
+
+# ruff and mypy --strict on the tools, the server and the Python SDK (generated code excluded by
+# each project's configuration). A project without a [tool.mypy] section gets --strict here.
+lint-python: $(SETUP)
+	@status=0; \
+	echo "== tools: ruff check, mypy --strict"; \
+	$(VENV)/bin/ruff check tools || status=1; \
+	$(VENV)/bin/mypy || status=1; \
+	for p in $(PYTHON_PROJECTS); do \
+	  echo "== $$p: ruff check, mypy --strict"; \
+	  (cd $$p && ../$(VENV)/bin/ruff check .) || status=1; \
+	  if grep -q '^\[tool\.mypy\]' $$p/pyproject.toml; then \
+	    if grep -qE '^strict *= *true' $$p/pyproject.toml; then (cd $$p && ../$(VENV)/bin/mypy) || status=1; \
+	    else echo "$$p/pyproject.toml: [tool.mypy] must set strict = true"; status=1; fi; \
+	  else \
+	    (cd $$p && ../$(VENV)/bin/mypy --strict --exclude '/_gen/' src) || status=1; \
+	  fi; \
+	done; \
+	if [ $$status -ne 0 ]; then echo "lint-python: FAILED (see above)"; fi; \
+	exit $$status
+
+lint-sdks:
+	@status=0; \
+	for sdk in $(SDKS); do echo "== $$sdk: make lint"; $(MAKE) -C $$sdk lint || { echo "lint: $$sdk FAILED"; status=1; }; done; \
+	exit $$status
+
+# ---------------------------------------------------------------------------------------------
+# docs, tests
+
+docs: $(SETUP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
+
+# Every step runs even when an earlier one failed (so one run shows every problem); the target
+# fails at the end, naming the failed steps.
+TEST_STEPS := check-generate lint docs test-python test-sdks conformance
+
+test: setup
+	@failed=""; \
+	for step in $(TEST_STEPS); do \
+	  if [ $$step = conformance ] && [ ! -f conformance/__main__.py ]; then \
+	    echo "conformance: no runner yet (conformance/__main__.py)"; continue; fi; \
+	  echo; echo "======== make $$step"; start=$$SECONDS; \
+	  $(MAKE) $$step || failed="$$failed $$step"; \
+	  echo "======== make $$step: $$((SECONDS - start)) s"; \
+	done; \
+	echo; \
+	if [ -n "$$failed" ]; then echo "make test: FAILED:$$failed"; exit 1; fi; \
+	echo "make test: all steps passed ($(TEST_STEPS))"
+
+# One pytest run per project (each has its own conftest and configuration); each prints its own
+# closing summary line.
+test-python: $(SETUP)
+	@status=0; \
+	echo "== pytest tools/tests $(wildcard tests)"; $(PY) -m pytest tools/tests $(wildcard tests) || status=1; \
+	for p in $(PYTHON_PROJECTS); do \
+	  echo "== $$p: pytest"; (cd $$p && ../$(PY) -m pytest) || status=1; \
+	done; \
+	exit $$status
+
+test-sdks:
+	@status=0; \
+	for sdk in $(SDKS); do echo "== $$sdk: make test"; $(MAKE) -C $$sdk test || { echo "test: $$sdk FAILED"; status=1; }; done; \
+	exit $$status
+
+# ---------------------------------------------------------------------------------------------
+# running
+
+serve: $(SETUP_STAMP)
+	@if [ ! -x $(VENV)/bin/engram-server ]; then \
+	  echo "engram-server is not built yet: the server (server/) does not provide it"; exit 1; fi
+	exec $(VENV)/bin/engram-server serve $(ARGS)
+
+conformance: setup
+	@if [ -f conformance/__main__.py ]; then $(PY) -m conformance $(ARGS); \
+	else echo "conformance: the runner does not exist yet (conformance/__main__.py)"; exit 1; fi
+
+bench: $(SETUP_STAMP)
+	@if [ -f bench/Makefile ]; then $(MAKE) -C bench bench; \
+	else echo "bench: the harness does not exist yet (bench/Makefile)"; exit 1; fi
+
+bench-full: $(SETUP_STAMP)
+	@if [ -f bench/Makefile ]; then $(MAKE) -C bench bench-full; \
+	else echo "bench-full: the harness does not exist yet (bench/Makefile)"; exit 1; fi
+
+# The long forms of the reliability tests (crash safety, soak, hostile input), and the bench
+# harness's stress target when it has one.
+stress: $(SETUP_STAMP)
+	@ran=0; \
+	if [ -f bench/Makefile ] && $(call has_target,bench,stress); then $(MAKE) -C bench stress; ran=1; fi; \
+	if [ -d tests/reliability ]; then ENGRAM_STRESS=1 $(PY) -m pytest tests/reliability; ran=1; fi; \
+	if [ $$ran -eq 0 ]; then echo "stress: no stress tests exist yet (tests/reliability, bench stress)"; exit 1; fi
+
+clean:
+	rm -rf site .pytest_cache .mypy_cache .ruff_cache
+	find . -name __pycache__ -type d -not -path './.venv/*' -not -path '*/node_modules/*' -prune -exec rm -rf {} +
+	@for sdk in $(SDKS); do if $(call has_target,$$sdk,clean); then $(MAKE) -C $$sdk clean; fi; done
+
+distclean: clean
+	rm -rf $(VENV) tools/node_modules

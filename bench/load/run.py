@@ -1,0 +1,135 @@
+"""Latency and throughput: store and recall over gRPC and REST, 1 and 16 concurrent clients.
+
+    .venv/bin/python -m bench.load.run --sizes 10000            # quick (make bench)
+    .venv/bin/python -m bench.load.run --sizes 10000 100000     # full (make bench-full)
+
+For each corpus size: a fresh server, batched ingest of the seeded corpus (memories/s), then
+store and recall latency (p50/p95/p99) and throughput (ops/s) per transport and concurrency.
+The load generator's own ceiling is measured against `Health` with the same threads and
+clients, so a reader can see it was not the bottleneck.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ..clients import GrpcClient, RestClient, make_client
+from ..common import ServerProcess, corpus, dir_size, percentiles, queries, running_server, write_result
+
+AGENT = "bench-load"
+BATCH = 256
+
+
+def ingest(server: ServerProcess, n: int, agent: str = AGENT, seed: int = 42) -> dict[str, Any]:
+    """Batched ingest over gRPC; returns the rate and the RSS/disk afterwards."""
+    texts = corpus(n, seed=seed)
+    client = GrpcClient(server.grpc_target)
+    started = time.perf_counter()
+    for i in range(0, n, BATCH):
+        client.batch_store(agent, texts[i : i + BATCH])
+    elapsed = time.perf_counter() - started
+    client.close()
+    return {
+        "memories": n,
+        "seconds": elapsed,
+        "memories_per_s": n / elapsed,
+        "rss_bytes": server.rss_bytes(),
+        "disk_bytes": dir_size(server.data_dir),
+    }
+
+
+def run_concurrent(
+    clients: int, duration_s: float, make: Callable[[], Any], op: Callable[[Any, int], None]
+) -> dict[str, Any]:
+    """`clients` threads, each with its own client, calling op in a loop for duration_s."""
+    latencies: list[list[float]] = [[] for _ in range(clients)]
+    errors = [0] * clients
+    barrier = threading.Barrier(clients + 1)
+    stop_at = [0.0]
+
+    def worker(idx: int) -> None:
+        client = make()
+        barrier.wait()
+        i = idx
+        while time.perf_counter() < stop_at[0]:
+            t0 = time.perf_counter()
+            try:
+                op(client, i)
+            except Exception:  # noqa: BLE001 - a benchmark counts errors, it does not stop
+                errors[idx] += 1
+            latencies[idx].append(time.perf_counter() - t0)
+            i += clients
+        client.close()
+
+    threads = [threading.Thread(target=worker, args=(k,), daemon=True) for k in range(clients)]
+    for t in threads:
+        t.start()
+    cpu0 = os.times()
+    stop_at[0] = time.perf_counter() + duration_s
+    started = time.perf_counter()
+    barrier.wait()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - started
+    cpu1 = os.times()
+    samples = [x for per in latencies for x in per]
+    return {
+        **percentiles(samples),
+        "ops_per_s": len(samples) / wall,
+        "errors": sum(errors),
+        "clients": clients,
+        # Share of one core the load generator itself used: shows whether it was the bottleneck.
+        "generator_cpu_cores": ((cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)) / wall,
+    }
+
+
+def measure(server: ServerProcess, duration_s: float, concurrency: list[int]) -> dict[str, Any]:
+    qs = queries(2000)
+    store_texts = corpus(200_000, seed=99)
+    out: dict[str, Any] = {}
+    for transport in ("grpc", "rest"):
+        def make(transport: str = transport) -> GrpcClient | RestClient:
+            return make_client(transport, server.grpc_target, server.base_url)
+
+        for c in concurrency:
+            key = f"{transport}_c{c}"
+            out[f"recall_{key}"] = run_concurrent(
+                c, duration_s, make, lambda cl, i: cl.recall(AGENT, qs[i % len(qs)], 10)
+            )
+            out[f"store_{key}"] = run_concurrent(
+                c, duration_s, make, lambda cl, i: cl.store(AGENT + "-writes", store_texts[i % len(store_texts)])
+            )
+            out[f"generator_ceiling_{key}"] = run_concurrent(c, min(duration_s, 3.0), make, lambda cl, _i: cl.health())
+            print(
+                f"  {key:>8}: recall p50 {out[f'recall_{key}']['p50_ms']:.2f} ms "
+                f"p99 {out[f'recall_{key}']['p99_ms']:.2f} ms {out[f'recall_{key}']['ops_per_s']:.0f}/s | "
+                f"store p50 {out[f'store_{key}']['p50_ms']:.2f} ms {out[f'store_{key}']['ops_per_s']:.0f}/s | "
+                f"generator ceiling {out[f'generator_ceiling_{key}']['ops_per_s']:.0f}/s",
+                flush=True,
+            )
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000])
+    parser.add_argument("--duration", type=float, default=8.0, help="seconds per measurement")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
+    args = parser.parse_args()
+    results: dict[str, Any] = {"sizes": {}}
+    for n in args.sizes:
+        print(f"load: {n} memories", flush=True)
+        with running_server() as server:
+            ing = ingest(server, n)
+            print(f"  ingest: {ing['memories_per_s']:.0f} memories/s, RSS {ing['rss_bytes'] / 2**20:.0f} MiB", flush=True)
+            results["sizes"][str(n)] = {"ingest": ing, **measure(server, args.duration, args.concurrency)}
+    write_result("load", results)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,219 @@
+"""Writes docs/benchmarks.md and its PNG plots from the JSON under bench/results/.
+
+    .venv/bin/python -m bench.report
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from .common import REPO, RESULTS_DIR
+
+DOC = REPO / "docs" / "benchmarks.md"
+IMG = REPO / "docs" / "img"
+CATS = ["single-hop", "multi-hop", "temporal", "open-domain", "overall"]
+
+
+def _read(name: str) -> dict[str, Any] | None:
+    path = RESULTS_DIR / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _mib(n: float) -> str:
+    return f"{n / 2**20:.0f} MiB"
+
+
+def plot_retrieval(ret: dict[str, Any]) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    series = {"BM25 baseline": ret["bm25_baseline"], **{f"Engram {m}": r for m, r in ret["engram"].items()}}
+    fig, ax = plt.subplots(figsize=(8, 4))
+    width = 0.8 / len(series)
+    for i, (name, summary) in enumerate(series.items()):
+        ax.bar([c + i * width for c in range(len(CATS))], [summary[c]["recall@10"] for c in CATS], width, label=name)
+    ax.set_xticks([c + width * (len(series) - 1) / 2 for c in range(len(CATS))], CATS)
+    ax.set_ylabel("recall@10 (%)")
+    ax.set_title("LoCoMo dev: recall@10 per category")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = IMG / "bench-retrieval.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path.name
+
+
+def plot_latency(load: dict[str, Any]) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names: list[str] = []
+    for size, run in load["sizes"].items():
+        keys = sorted(k for k in run if k.startswith(("recall_", "store_")))
+        fig, ax = plt.subplots(figsize=(9, 4))
+        for j, pct in enumerate(("p50_ms", "p95_ms", "p99_ms")):
+            ax.bar([i + j * 0.27 for i in range(len(keys))], [run[k][pct] for k in keys], 0.27, label=pct.replace("_ms", ""))
+        ax.set_xticks([i + 0.27 for i in range(len(keys))], [k.replace("_", "\n") for k in keys], fontsize=7)
+        ax.set_ylabel("latency (ms)")
+        ax.set_yscale("log")
+        ax.set_title(f"Latency at {int(size):,} memories")
+        ax.legend()
+        fig.tight_layout()
+        path = IMG / f"bench-latency-{size}.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        names.append(path.name)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for size, run in load["sizes"].items():
+        for op in ("recall", "store"):
+            for transport in ("grpc", "rest"):
+                pts = sorted((v["clients"], v["ops_per_s"]) for k, v in run.items() if k.startswith(f"{op}_{transport}_c"))
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=f"{op} {transport} @{int(size) // 1000}k")
+    ax.set_xlabel("concurrent clients")
+    ax.set_ylabel("operations / s")
+    ax.set_title("Throughput vs clients")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path = IMG / "bench-throughput.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    names.append(path.name)
+    return names
+
+
+def render() -> str:
+    IMG.mkdir(parents=True, exist_ok=True)
+    ret, load, scale, cold, peers, engine = (
+        _read(n) for n in ("retrieval", "load", "scale", "coldstart", "peers", "engine")
+    )
+    machine = next((r["machine"] for r in (load, ret, scale, cold, peers) if r), {})
+    out = [
+        "# Benchmarks",
+        "",
+        "Figures from the harnesses under `bench/`, run through Engram's public API against a real",
+        "server on loopback. Reproduce them with `make bench` (10k memories, about 10 minutes on 2 cores)",
+        "or `make bench-full` (adds 100k). Each harness writes JSON to `bench/results/`; this page is",
+        "generated from it by `python -m bench.report`. Medians and percentiles; the machines are noisy.",
+        "",
+        f"**Machine:** {machine.get('cpu', '?')}, {machine.get('cores', '?')} cores, "
+        f"{machine.get('memory_bytes', 0) / 2**30:.0f} GiB, Python {machine.get('python', '?')}, {machine.get('date', '?')}.",
+        "",
+    ]
+    if ret:
+        out += [
+            "## Retrieval quality (LoCoMo dev split)",
+            "",
+            "One memory per dialog turn, one agent per conversation, recall with each question of",
+            "categories 1-4 (`python -m bench.retrieval.run`). The baseline is plain BM25 (bm25s, English",
+            "stopwords, Snowball stemmer) over the same turns, computed in the same run.",
+            "",
+            "| system | category | questions | recall@5 | recall@10 | nDCG@10 |",
+            "|---|---|---:|---:|---:|---:|",
+        ]
+        for name, summary in [("BM25 baseline", ret["bm25_baseline"])] + [(f"Engram {m}", r) for m, r in ret["engram"].items()]:
+            for cat in CATS:
+                s = summary[cat]
+                out.append(f"| {name} | {cat} | {s['questions']} | {s['recall@5']:.1f} | {s['recall@10']:.1f} | {s['ndcg@10']:.1f} |")
+        out += ["", f"![recall per category]({'img/' + plot_retrieval(ret)})", ""]
+    if load:
+        out += [
+            "## Latency and throughput",
+            "",
+            "`python -m bench.load.run`: a seeded synthetic corpus (`bench/common.py`: first-person facts,",
+            "events, preferences and procedures from templates) ingested in batches of 256 over gRPC, then",
+            "each operation in a closed loop by 1 and 16 client threads, each with its own channel or",
+            "HTTP client. The *generator ceiling* is the same loop against `Health`: the most the load",
+            "generator can issue, so an operation far below it was limited by the server.",
+            "",
+            "| memories | operation | transport | clients | p50 ms | p95 ms | p99 ms | ops/s | errors | generator ceiling ops/s |",
+            "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for size, run in load["sizes"].items():
+            for key in sorted(k for k in run if k.startswith(("recall_", "store_"))):
+                op, transport, c = key.split("_")
+                r = run[key]
+                ceiling = run.get(f"generator_ceiling_{transport}_{c}", {}).get("ops_per_s", 0)
+                out.append(
+                    f"| {int(size):,} | {op} | {transport} | {r['clients']} | {r['p50_ms']:.2f} | {r['p95_ms']:.2f} | "
+                    f"{r['p99_ms']:.2f} | {r['ops_per_s']:.0f} | {r['errors']} | {ceiling:.0f} |"
+                )
+        out += ["", "| memories | batched ingest (memories/s) |", "|---:|---:|"]
+        for size, run in load["sizes"].items():
+            out.append(f"| {int(size):,} | {run['ingest']['memories_per_s']:.0f} |")
+        out += [""] + [f"![latency]({'img/' + n})" for n in plot_latency(load)] + [""]
+    if engine:
+        out += [
+            "## Engine-level recall",
+            "",
+            "`python -m bench.load.engine_latency`: the Engine in-process, no transport, one thread; query",
+            "embedding included. The last column is what the gRPC hop adds (server p50 with 1 client − engine p50).",
+            "",
+            "| memories | recall p50 ms | recall p99 ms | query embedding p50 ms | ingest memories/s | RSS | gRPC overhead p50 ms |",
+            "|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for size, e in engine["sizes"].items():
+            server = (load or {}).get("sizes", {}).get(size, {}).get("recall_grpc_c1")
+            overhead = f"{server['p50_ms'] - e['recall']['p50_ms']:.2f}" if server else "n/a"
+            out.append(
+                f"| {int(size):,} | {e['recall']['p50_ms']:.2f} | {e['recall']['p99_ms']:.2f} | "
+                f"{e['query_embedding']['p50_ms']:.2f} | {e['ingest_memories_per_s']:.0f} | {_mib(e['rss_bytes'])} | {overhead} |"
+            )
+        out.append("")
+    if scale:
+        out += [
+            "## Scale and footprint",
+            "",
+            "`python -m bench.scale.run`: RSS of the server process after loading and one recall; bytes",
+            "of the data directory (RocksDB, WAL, index snapshots) per memory.",
+            "",
+            "| memories | RSS idle | RSS loaded | disk per memory |",
+            "|---:|---:|---:|---:|",
+        ]
+        for size, s in scale["sizes"].items():
+            out.append(f"| {int(size):,} | {_mib(s['rss_idle_bytes'])} | {_mib(s['rss_loaded_bytes'])} | {s['disk_bytes_per_memory']:.0f} B |")
+        out += ["", f"Install size of the server's virtualenv: {_mib(scale['install']['venv_bytes'])} "
+                f"(of which the embedding model {_mib(scale['install']['model_bytes'])}).", ""]
+    if cold:
+        out += [
+            "## Cold start",
+            "",
+            f"`python -m bench.coldstart.run`: process start → `/health` healthy and → first successful recall,"
+            f" with {cold['memories']:,} memories persisted (median of {len(cold['runs'])} starts).",
+            "",
+            "| to healthy | to first recall |",
+            "|---:|---:|",
+            f"| {cold['to_healthy_median_s']:.2f} s | {cold['to_first_recall_median_s']:.2f} s |",
+            "",
+        ]
+    if peers:
+        ch = peers["chroma"]
+        out += [
+            "## Side by side: ChromaDB",
+            "",
+            f"`python -m bench.peers.run` (ChromaDB {ch['version']}, embedded `PersistentClient`, given Engram's own",
+            "ONNX embedding function). Chroma runs in-process; Engram's figures include the gRPC hop.",
+            "",
+            "| figure | Chroma | Engram / Chroma |",
+            "|---|---:|---:|",
+        ]
+        ratios = peers["ratios_engram_over_chroma"]
+        out.append(f"| LoCoMo recall@10 | {ch['retrieval']['overall']['recall@10']:.1f} | {ratios.get('recall@10', 0):.2f} |")
+        out.append(f"| recall p50 at {peers['size']:,} (ms) | {ch['recall']['p50_ms']:.2f} | {ratios.get('recall_p50_latency', 0):.2f} |")
+        out.append(f"| batched ingest (memories/s) | {ch['ingest_memories_per_s']:.0f} | {ratios.get('ingest_rate', 0):.2f} |")
+        out.append("")
+    return "\n".join(out)
+
+
+def main() -> None:
+    DOC.write_text(render())
+    print(f"wrote {DOC.relative_to(REPO)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+"""`engram mcp` tested with an MCP client session from the `mcp` package, over stdio."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+
+from engram.mcp_server import PROFILES, build_tools
+
+from .conftest import Server
+
+mcp = pytest.importorskip("mcp")
+
+
+def test_tools_are_derived_from_the_proto() -> None:
+    tools = {t.name: t for t in build_tools("default", agent_id="a1")}
+    assert set(tools) == {"store_memory", "recall", "get_memory", "update_memory", "forget_memories",
+                          "list_memories"}
+    store = tools["store_memory"]
+    assert store.description.startswith("Stores one memory")
+    assert "agent_id" not in store.input_schema["properties"]  # injected from configuration
+    assert store.input_schema["required"] == ["content"]
+    assert store.input_schema["properties"]["memory_type"]["enum"] == ["episodic", "semantic", "procedural",
+                                                                       "working"]
+    assert store.input_schema["properties"]["tags"] == {"type": "array", "items": {"type": "string"},
+                                                        "description": "Labels to filter by."}
+    unscoped = {t.name: t for t in build_tools("all")}
+    assert "agent_id" in unscoped["recall"].input_schema["required"]
+    assert len(unscoped) == len(PROFILES["all"]) and "export_memories" not in unscoped
+    assert "created_at" not in tools["update_memory"].input_schema["properties"]["memory"]["properties"]
+
+
+@pytest.mark.server
+@pytest.mark.anyio
+async def test_mcp_stdio_session(server: Server, agent_id: str) -> None:
+    from mcp import ClientSession, StdioServerParameters
+    from mcp.client.stdio import stdio_client
+
+    params = StdioServerParameters(
+        command=sys.executable, args=["-m", "engram.cli", "mcp"],
+        env={"ENGRAM_URL": server.http_url, "ENGRAM_API_KEY": server.api_key, "ENGRAM_AGENT_ID": agent_id,
+             "ENGRAM_CONFIG": "/nonexistent/engram.toml"},
+    )
+    async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
+        await session.initialize()
+        listed = await session.list_tools()
+        names = {t.name for t in listed.tools}
+        assert names == {"store_memory", "recall", "get_memory", "update_memory", "forget_memories",
+                         "list_memories"}
+
+        stored = await session.call_tool("store_memory", {"content": "The MCP user loves green tea",
+                                                          "tags": ["mcp"], "memory_type": "semantic"})
+        assert not stored.is_error, stored.content
+        memory = json.loads(stored.content[0].text)["memory"]
+        assert memory["agent_id"] == agent_id
+
+        found = await session.call_tool("recall", {"query": "what drink does the user like?", "top_k": 3})
+        hits = json.loads(found.content[0].text)["memories"]
+        assert hits[0]["id"] == memory["id"]
+
+        got = await session.call_tool("get_memory", {"id": memory["id"]})
+        assert json.loads(got.content[0].text)["memory"]["content"] == "The MCP user loves green tea"
+
+        updated = await session.call_tool("update_memory", {"memory": {"id": memory["id"], "importance": 0.9}})
+        assert json.loads(updated.content[0].text)["memory"]["version"] == 2
+
+        missing = await session.call_tool("get_memory", {"id": "nope"})
+        assert missing.is_error and "NOT_FOUND" in missing.content[0].text

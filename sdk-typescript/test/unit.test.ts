@@ -1,0 +1,463 @@
+// Unit tests: no server. Round-trip encoding of every message (binary and JSON), and the client's
+// own behaviour (auth header, retries, deadlines, errors, pages, streams, vectors) against an
+// in-memory Connect router.
+import { describe, it } from "node:test";
+import assert from "node:assert/strict";
+import {
+  create,
+  equals,
+  fromBinary,
+  fromJson,
+  fromJsonString,
+  toBinary,
+  toJson,
+  toJsonString,
+  type DescField,
+  type DescFile,
+  type DescMessage,
+} from "@bufbuild/protobuf";
+import { Code, ConnectError, createRouterTransport, type ConnectRouter } from "@connectrpc/connect";
+import {
+  AdminService,
+  AgentService,
+  EmbeddingService,
+  EngramClient,
+  EngramError,
+  MemoryService,
+  MemoryType,
+  codeName,
+  decodeVector,
+  encodeVector,
+} from "@engram/client";
+
+// ---------------------------------------------------------------------------------------------
+// Round trips
+// ---------------------------------------------------------------------------------------------
+
+/** Every message of the files the services are declared in and of their dependencies, google.protobuf excluded. */
+function allMessages(): DescMessage[] {
+  const files = new Map<string, DescFile>();
+  const visit = (file: DescFile): void => {
+    if (files.has(file.name) || file.proto.package === "google.protobuf") {
+      return;
+    }
+    files.set(file.name, file);
+    file.dependencies.forEach(visit);
+  };
+  for (const service of [MemoryService, AgentService, AdminService, EmbeddingService]) {
+    visit(service.file);
+  }
+  const out: DescMessage[] = [];
+  const add = (m: DescMessage): void => {
+    out.push(m);
+    m.nestedMessages.forEach(add);
+  };
+  for (const file of files.values()) {
+    file.messages.forEach(add);
+  }
+  return out;
+}
+
+function scalarSample(field: DescField & { scalar: number }, variant: number): unknown {
+  // ScalarType numbers: DOUBLE 1, FLOAT 2, INT64 3, UINT64 4, INT32 5, FIXED64 6, FIXED32 7, BOOL 8,
+  // STRING 9, BYTES 12, UINT32 13, SFIXED32 15, SFIXED64 16, SINT32 17, SINT64 18.
+  switch (field.scalar) {
+    case 1: return 0.25 + variant;
+    case 2: return 0.5 + variant;
+    case 3: case 16: case 18: return -9007199254740993n - BigInt(variant);
+    case 4: case 6: return 18446744073709551615n - BigInt(variant);
+    case 5: case 15: case 17: return -7 - variant;
+    case 7: case 13: return 7 + variant;
+    case 8: return true;
+    case 9: return `héllo ✓ ${field.name} ${variant}`;
+    case 12: return new Uint8Array([0, 1, 2, 255, variant]);
+    default: throw new Error(`no sample for scalar type ${field.scalar}`);
+  }
+}
+
+const STRUCT_SAMPLE = { a: 1, b: "x", c: [true, null, 2.5], d: { e: "f" } };
+
+function messageSample(desc: DescMessage, depth: number): Record<string, unknown> | undefined {
+  switch (desc.typeName) {
+    case "google.protobuf.Timestamp": return { seconds: 1700000000n, nanos: 123000000 };
+    case "google.protobuf.Duration": return { seconds: 90n, nanos: 500000000 };
+    case "google.protobuf.FieldMask": return { paths: ["content", "memory_type"] };
+    case "google.protobuf.Struct": return STRUCT_SAMPLE;
+  }
+  if (depth > 3) {
+    return undefined;
+  }
+  const init: Record<string, unknown> = {};
+  const oneofsSet = new Set<string>();
+  for (const field of desc.fields) {
+    if (field.oneof !== undefined) {
+      if (oneofsSet.has(field.oneof.name)) {
+        continue;
+      }
+      oneofsSet.add(field.oneof.name);
+      const value = fieldValue(field, depth, 0);
+      if (value !== undefined) {
+        init[field.oneof.localName] = { case: field.localName, value };
+      }
+      continue;
+    }
+    const value = fieldValue(field, depth, 0);
+    if (value !== undefined) {
+      init[field.localName] = value;
+    }
+  }
+  return init;
+}
+
+function singular(kind: "scalar" | "enum" | "message", field: DescField, depth: number, variant: number): unknown {
+  if (kind === "scalar") {
+    return scalarSample(field as DescField & { scalar: number }, variant);
+  }
+  if (kind === "enum") {
+    const values = field.enum!.values;
+    return values[Math.min(values.length - 1, 1 + variant)]!.number;
+  }
+  return messageSample(field.message!, depth + 1);
+}
+
+function fieldValue(field: DescField, depth: number, variant: number): unknown {
+  switch (field.fieldKind) {
+    case "scalar":
+      return singular("scalar", field, depth, variant);
+    case "enum":
+      return singular("enum", field, depth, variant);
+    case "message":
+      return singular("message", field, depth, variant);
+    case "list": {
+      const items = [0, 1].map((v) => singular(field.listKind, field, depth, v)).filter((v) => v !== undefined);
+      return items.length > 0 ? items : undefined;
+    }
+    case "map": {
+      const value = singular(field.mapKind, field, depth, 0);
+      if (value === undefined) {
+        return undefined;
+      }
+      return { episodic: value, semantic: value };
+    }
+  }
+}
+
+describe("round trip of every message", () => {
+  const messages = allMessages();
+
+  it("finds the whole API", () => {
+    const names = messages.map((m) => m.typeName);
+    for (const expected of ["engram.v1.Memory", "engram.v1.RecallRequest", "engram.v1.EmbedResponse", "engram.v1.GetClusterStatusResponse"]) {
+      assert.ok(names.includes(expected), `${expected} is missing`);
+    }
+    assert.ok(messages.filter((m) => m.typeName.startsWith("engram.v1.")).length >= 60);
+  });
+
+  for (const desc of messages) {
+    it(desc.typeName, () => {
+      const init = messageSample(desc, 0) ?? {};
+      const msg = create(desc, init);
+      if (desc.fields.length > 0) {
+        assert.ok(toBinary(desc, msg).length > 0, "sample sets at least one field");
+      }
+      // Binary.
+      const bin = fromBinary(desc, toBinary(desc, msg));
+      assert.ok(equals(desc, msg, bin), "binary round trip");
+      // JSON, lowerCamelCase names (the default) and proto names (what the REST API writes).
+      assert.ok(equals(desc, msg, fromJson(desc, toJson(desc, msg))), "JSON round trip");
+      const snake = toJson(desc, msg, { useProtoFieldName: true });
+      assert.ok(equals(desc, msg, fromJson(desc, snake)), "JSON (proto names) round trip");
+      assert.ok(equals(desc, msg, fromJsonString(desc, toJsonString(desc, msg))), "JSON string round trip");
+      if (desc.fields.some((f) => f.name.includes("_"))) {
+        assert.ok(Object.keys(snake as object).some((k) => k.includes("_")), "proto names are snake_case");
+      }
+    });
+  }
+
+  it("RecalledMemory shares Memory's field numbers 1..16", async () => {
+    const { MemorySchema, RecalledMemorySchema } = await import("./messages.js");
+    const memory = create(MemorySchema, messageSample(MemorySchema, 0) ?? {});
+    const recalled = fromBinary(RecalledMemorySchema, toBinary(MemorySchema, memory));
+    assert.equal(recalled.id, memory.id);
+    assert.equal(recalled.content, memory.content);
+    assert.equal(recalled.embeddingModel, memory.embeddingModel);
+    assert.deepEqual(recalled.metadata, memory.metadata);
+  });
+
+  it("writes enums as their full names in JSON", async () => {
+    const { MemorySchema } = await import("./messages.js");
+    const json = toJson(MemorySchema, create(MemorySchema, { memoryType: MemoryType.SEMANTIC }), { useProtoFieldName: true });
+    assert.deepEqual(json, { memory_type: "MEMORY_TYPE_SEMANTIC" });
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Client behaviour against an in-memory router
+// ---------------------------------------------------------------------------------------------
+
+function clientWith(routes: (router: ConnectRouter) => void, options: { apiKey?: string; retries?: number; timeoutMs?: number } = {}): EngramClient {
+  return new EngramClient({ transport: createRouterTransport(routes), backoff: { initialMs: 1, maxMs: 5 }, ...options });
+}
+
+describe("EngramClient (in-memory transport)", () => {
+  it("sends the API key as a bearer token, and per-call headers", async () => {
+    let seen: string | null = null;
+    let extra: string | null = null;
+    const client = clientWith((r) => r.service(AdminService, {
+      health(_req, ctx) {
+        seen = ctx.requestHeader.get("authorization");
+        extra = ctx.requestHeader.get("x-trace");
+        return { status: "healthy", version: "test" };
+      },
+    }), { apiKey: "secret-1" });
+    const res = await client.health({ headers: { "x-trace": "t1" } });
+    assert.equal(res.status, "healthy");
+    assert.equal(seen, "Bearer secret-1");
+    assert.equal(extra, "t1");
+  });
+
+  it("retries idempotent calls on UNAVAILABLE", async () => {
+    let calls = 0;
+    const client = clientWith((r) => r.service(MemoryService, {
+      getMemory(req) {
+        calls++;
+        if (calls < 3) {
+          throw new ConnectError("try again", Code.Unavailable);
+        }
+        return { memory: { id: req.id, content: "x" } };
+      },
+    }));
+    const memory = await client.get("m1");
+    assert.equal(memory.id, "m1");
+    assert.equal(calls, 3);
+  });
+
+  it("gives up after `retries` and throws UNAVAILABLE", async () => {
+    let calls = 0;
+    const client = clientWith((r) => r.service(MemoryService, {
+      recall() {
+        calls++;
+        throw new ConnectError("down", Code.Unavailable);
+      },
+    }), { retries: 4 });
+    await assert.rejects(client.recall({ agentId: "a", query: "q" }), (e: unknown) => e instanceof EngramError && e.code === "UNAVAILABLE");
+    assert.equal(calls, 5);
+  });
+
+  it("never retries store without a client id, and retries it with one", async () => {
+    let calls = 0;
+    const client = clientWith((r) => r.service(MemoryService, {
+      storeMemory(req) {
+        calls++;
+        if (calls === 1) {
+          throw new ConnectError("down", Code.Unavailable);
+        }
+        return { memory: { id: req.id || "generated", content: req.content }, created: true };
+      },
+    }));
+    await assert.rejects(client.store({ agentId: "a", content: "c" }), { code: "UNAVAILABLE" });
+    assert.equal(calls, 1);
+    calls = 0;
+    const res = await client.store({ agentId: "a", content: "c", id: "client-id-1" });
+    assert.equal(res.memory?.id, "client-id-1");
+    assert.equal(calls, 2);
+  });
+
+  it("does not retry other codes, and maps them to gRPC code names", async () => {
+    let calls = 0;
+    const client = clientWith((r) => r.service(MemoryService, {
+      getMemory() {
+        calls++;
+        throw new ConnectError("memory m9 not found", Code.NotFound);
+      },
+    }));
+    await assert.rejects(client.get("m9"), (e: unknown) => {
+      assert.ok(e instanceof EngramError);
+      assert.equal(e.code, "NOT_FOUND");
+      assert.equal(e.message, "memory m9 not found");
+      assert.equal(e.name, "EngramError");
+      return true;
+    });
+    assert.equal(calls, 1);
+  });
+
+  it("decodes google.rpc error details and RetryInfo", async () => {
+    const { BadRequestSchema, RetryInfoSchema } = await import("./rpc.js");
+    const client = clientWith((r) => r.service(MemoryService, {
+      storeMemory() {
+        throw new ConnectError("content: must not be empty", Code.InvalidArgument, undefined, [
+          { desc: BadRequestSchema, value: { fieldViolations: [{ field: "content", description: "must not be empty" }] } },
+          { desc: RetryInfoSchema, value: { retryDelay: { seconds: 2n, nanos: 500000000 } } },
+        ]);
+      },
+    }));
+    await assert.rejects(client.store({ agentId: "a", content: "" }), (e: unknown) => {
+      assert.ok(e instanceof EngramError);
+      assert.equal(e.code, "INVALID_ARGUMENT");
+      assert.deepEqual(e.details[0], {
+        "@type": "type.googleapis.com/google.rpc.BadRequest",
+        fieldViolations: [{ field: "content", description: "must not be empty" }],
+      });
+      assert.equal(e.retryAfter, 2.5);
+      return true;
+    });
+  });
+
+  it("fails with DEADLINE_EXCEEDED when timeoutMs passes", async () => {
+    const client = clientWith((r) => r.service(AdminService, {
+      async getStats(_req, ctx) {
+        await new Promise((resolve) => setTimeout(resolve, 2000).unref());
+        ctx.signal.throwIfAborted();
+        return {};
+      },
+    }), { timeoutMs: 50 });
+    const started = Date.now();
+    await assert.rejects(client.stats(), { code: "DEADLINE_EXCEEDED", fromServer: false });
+    assert.ok(Date.now() - started < 1500);
+  });
+
+  it("fails with CANCELLED when the signal aborts", async () => {
+    const client = clientWith((r) => r.service(AdminService, {
+      async getStats() {
+        await new Promise((resolve) => setTimeout(resolve, 2000).unref());
+        return {};
+      },
+    }));
+    const controller = new AbortController();
+    setTimeout(() => controller.abort(), 20);
+    await assert.rejects(client.stats({ signal: controller.signal }), { code: "CANCELLED" });
+  });
+
+  it("walks every page with iterMemories and iterAgents", async () => {
+    const all = Array.from({ length: 7 }, (_, i) => ({ id: `m${i}`, agentId: "a", content: `c${i}` }));
+    const client = clientWith((r) => {
+      r.service(MemoryService, {
+        listMemories(req) {
+          const start = req.pageToken === "" ? 0 : Number(req.pageToken);
+          const end = Math.min(all.length, start + req.pageSize);
+          return { memories: all.slice(start, end), nextPageToken: end < all.length ? String(end) : "", totalSize: all.length };
+        },
+      });
+      r.service(AgentService, {
+        listAgents(req) {
+          return req.pageToken === "" ? { agents: [{ agentId: "a" }], nextPageToken: "p2" } : { agents: [{ agentId: "b" }] };
+        },
+      });
+    });
+    const ids: string[] = [];
+    for await (const m of client.iterMemories({ agentId: "a", pageSize: 3 })) {
+      ids.push(m.id);
+    }
+    assert.deepEqual(ids, all.map((m) => m.id));
+    const agents: string[] = [];
+    for await (const a of client.iterAgents()) {
+      agents.push(a.agentId);
+    }
+    assert.deepEqual(agents, ["a", "b"]);
+  });
+
+  it("streams export, retrying only before the first memory", async () => {
+    let calls = 0;
+    const client = clientWith((r) => r.service(MemoryService, {
+      async *exportMemories(req) {
+        calls++;
+        if (calls === 1) {
+          throw new ConnectError("down", Code.Unavailable);
+        }
+        yield { memory: { id: "e1", agentId: req.agentId } };
+        yield { memory: { id: "e2", agentId: req.agentId } };
+        if (calls === 2) {
+          throw new ConnectError("down mid-stream", Code.Unavailable);
+        }
+      },
+    }));
+    const got: string[] = [];
+    await assert.rejects(async () => {
+      for await (const m of client.export("a")) {
+        got.push(m.id);
+      }
+    }, { code: "UNAVAILABLE" });
+    assert.deepEqual(got, ["e1", "e2"]);
+    assert.equal(calls, 2);
+  });
+
+  it("streams memories into importMemories", async () => {
+    const client = clientWith((r) => r.service(MemoryService, {
+      async importMemories(requests) {
+        let imported = 0;
+        for await (const req of requests) {
+          assert.equal(req.agentId, "target");
+          imported++;
+        }
+        return { importedCount: imported, skippedCount: 0 };
+      },
+    }));
+    const res = await client.importMemories([{ id: "i1", content: "a" }, { id: "i2", content: "b" }], { agentId: "target" });
+    assert.equal(res.importedCount, 2);
+  });
+
+  it("decodes embeddings into Float32Array", async () => {
+    const client = clientWith((r) => r.service(EmbeddingService, {
+      embed(req) {
+        return { embeddings: req.texts.map((_, i) => ({ vector: encodeVector([i, 0.5, -1.25]) })), model: "m", dimensions: 3 };
+      },
+    }));
+    const res = await client.embed(["x", "y"]);
+    assert.equal(res.dimensions, 3);
+    assert.ok(res.vectors[1] instanceof Float32Array);
+    assert.deepEqual(Array.from(res.vectors[1]!), [1, 0.5, -1.25]);
+  });
+});
+
+describe("helpers", () => {
+  it("decodeVector reads little-endian float32 at any byte offset", () => {
+    const bytes = new Uint8Array(13);
+    const view = new DataView(bytes.buffer);
+    view.setFloat32(1, 1.5, true);
+    view.setFloat32(5, -2, true);
+    view.setFloat32(9, 0.25, true);
+    assert.deepEqual(Array.from(decodeVector(bytes.subarray(1))), [1.5, -2, 0.25]);
+    assert.throws(() => decodeVector(new Uint8Array(3)), RangeError);
+  });
+
+  it("codeName spells gRPC codes like every SDK", () => {
+    assert.equal(codeName(1), "CANCELLED");
+    assert.equal(codeName(5), "NOT_FOUND");
+    assert.equal(codeName(16), "UNAUTHENTICATED");
+    assert.equal(codeName(99), "UNKNOWN");
+  });
+
+  it("rejects negative options", () => {
+    assert.throws(() => new EngramClient({ retries: -1 }), RangeError);
+  });
+});
+
+describe("public surface", () => {
+  const expected = [
+    "AdminService", "AgentService", "ApiKeyRole", "DEFAULT_BACKOFF", "DEFAULT_BASE_URL", "DEFAULT_RETRIES",
+    "DEFAULT_TIMEOUT_MS", "EmbeddingInputType", "EmbeddingService", "EngramClient", "EngramClientBase",
+    "EngramError", "MemoryService", "MemoryType", "RecallMode", "apiKeyInterceptor", "codeName", "decodeVector",
+    "encodeVector", "headersInterceptor", "timestampDate", "timestampFromDate", "timestampNow", "toEngramError",
+  ];
+
+  it("the Node and browser entries export the same names", async () => {
+    const node = await import("@engram/client");
+    const browser = await import("@engram/client/browser");
+    assert.deepEqual(Object.keys(node).sort(), expected);
+    assert.deepEqual(Object.keys(browser).sort(), expected);
+  });
+
+  it("EngramClient has a method per RPC", () => {
+    const methods = [
+      "store", "batchStore", "get", "update", "delete", "list", "iterMemories", "recall", "batchRecall", "forget",
+      "history", "link", "unlink", "graph", "export", "importMemories", "listAgents", "iterAgents", "getAgent",
+      "deleteAgent", "health", "serverInfo", "stats", "createApiKey", "listApiKeys", "revokeApiKey", "clusterStatus",
+      "embed", "close",
+    ];
+    for (const m of methods) {
+      assert.equal(typeof (EngramClient.prototype as unknown as Record<string, unknown>)[m], "function", m);
+    }
+    const rpcCount = [MemoryService, AgentService, AdminService, EmbeddingService].reduce((n, s) => n + s.methods.length, 0);
+    assert.equal(rpcCount, 26, "26 RPCs, each wrapped above");
+  });
+});

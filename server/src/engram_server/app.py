@@ -1,0 +1,266 @@
+"""The ASGI application: one app for gRPC, gRPC-Web and REST, dispatched per request.
+
+    content-type application/grpc[+proto]        → transport.grpc (HTTP/2 only)
+    content-type application/grpc-web[-text][+proto] → transport.grpc (trailers in the body)
+    OPTIONS with Origin                          → CORS preflight
+    GET /metrics, GET /openapi.json              → operations
+    anything else                                → transport.rest (routes from google.api.http)
+
+`create_app(config, engine=None)`: with an engine, the app uses it as is (the caller closes it);
+without, the ASGI lifespan opens the engine from `config` and closes it at shutdown. The app also
+starts itself on the first request, so `httpx.ASGITransport` (which sends no lifespan) works.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+import time
+from typing import Any
+
+from . import __version__
+from .config import Config
+from .logs import event
+
+log = logging.getLogger("engram.server")
+
+CORS_ALLOW_HEADERS = ("authorization, content-type, x-grpc-web, x-user-agent, grpc-timeout, "
+                      "grpc-accept-encoding, grpc-encoding, connect-protocol-version, connect-timeout-ms")
+CORS_EXPOSE_HEADERS = b"grpc-status, grpc-message, grpc-status-details-bin, grpc-encoding, content-type"
+
+
+class ServerState:
+    def __init__(self) -> None:
+        self.engine: Any = None
+        self.stopping = False
+        self.started_monotonic = time.monotonic()
+        self.warm_up_error: str | None = None
+
+    @property
+    def status(self) -> str:
+        if self.stopping:
+            return "stopping"
+        try:
+            if self.engine is not None and self.engine.ready:
+                return "healthy"
+        except Exception:  # noqa: BLE001
+            pass
+        return "starting"
+
+
+class EngramApp:
+    def __init__(self, config: Config, engine: Any = None, close_engine: bool | None = None) -> None:
+        self.config = config
+        self.engine = engine
+        self.close_engine = (engine is None) if close_engine is None else close_engine
+        self.state = ServerState()
+        self.state.engine = engine
+        from .metrics import Metrics
+
+        self.metrics = Metrics()
+        from .logs import AccessLog
+
+        self.access = AccessLog()
+        self._started = False
+        self._start_lock = asyncio.Lock()
+        self.cors_any = "*" in config.cors_origins
+        self.cors_origins = {o.rstrip("/") for o in config.cors_origins}
+        self.registry = self.codec = self.rest = self.grpc = self.auth = None
+
+    # --- lifecycle ------------------------------------------------------------------------
+    async def startup(self) -> None:
+        async with self._start_lock:
+            if self._started:
+                return
+            loop = asyncio.get_running_loop()
+            if self.engine is None:
+                from .engine.engine import Engine
+
+                self.engine = await loop.run_in_executor(None, Engine.open, self.config.engine_config())
+                self.state.engine = self.engine
+            from .auth import Authenticator
+            from .descriptors import api
+            from .service.registry import Registry
+            from .transport.codec import Codec
+            from .transport.grpc import GrpcTransport
+            from .transport.rest import RestTransport
+
+            the_api = api()
+            self.auth = Authenticator(self.engine, self.config.api_key)
+            self.codec = Codec(the_api)
+            self.registry = Registry(the_api, self.engine, self.config, self.auth, self.metrics, self.state)
+            self.rest = RestTransport(self)
+            self.grpc = GrpcTransport(self)
+            self._started = True
+            if not self._engine_ready():
+                threading.Thread(target=self._warm_up, name="engram-warm-up", daemon=True).start()
+
+    def _engine_ready(self) -> bool:
+        try:
+            return bool(self.engine.ready)
+        except Exception:  # noqa: BLE001
+            return False
+
+    def _warm_up(self) -> None:
+        t0 = time.perf_counter()
+        try:
+            self.engine.warm_up()
+            event(log, "engine ready", warm_up_ms=round((time.perf_counter() - t0) * 1000, 1))
+        except Exception as exc:  # noqa: BLE001
+            self.state.warm_up_error = type(exc).__name__
+            log.exception("engine warm-up failed; /health stays 'starting'")
+
+    async def shutdown(self) -> None:
+        self.state.stopping = True
+        if self.close_engine and self.engine is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self.engine.close)
+            event(log, "engine closed")
+
+    # --- ASGI -----------------------------------------------------------------------------
+    async def __call__(self, scope, receive, send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            if not self._started:
+                await self.startup()
+            await self.http(scope, receive, send)
+        elif kind == "lifespan":
+            await self.lifespan(receive, send)
+
+    async def lifespan(self, receive, send) -> None:
+        while True:
+            msg = await receive()
+            if msg["type"] == "lifespan.startup":
+                try:
+                    await self.startup()
+                except Exception as exc:  # noqa: BLE001
+                    log.exception("start-up failed")
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif msg["type"] == "lifespan.shutdown":
+                try:
+                    await self.shutdown()
+                finally:
+                    await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def http(self, scope, receive, send) -> None:
+        ct = b""
+        origin = None
+        for k, v in scope["headers"]:
+            if k == b"content-type":
+                ct = v
+            elif k == b"origin":
+                origin = v
+        if origin is not None:
+            allowed = self._cors_origin(origin)
+            if scope["method"] == "OPTIONS":
+                await self._preflight(scope, send, allowed)
+                return
+            if allowed is not None:
+                send = self._with_cors(send, allowed)
+        ctype = ct.decode("latin-1").lower()
+        if ctype.startswith("application/grpc"):
+            await self.grpc(scope, receive, send, ctype)
+            return
+        path = scope["path"]
+        if scope["method"] in ("GET", "HEAD"):
+            if path == "/metrics":
+                await self._metrics(send)
+                return
+            if path == "/openapi.json":
+                await self._openapi(send)
+                return
+        await self.rest(scope, receive, send)
+
+    # --- CORS -----------------------------------------------------------------------------
+    def _cors_origin(self, origin: bytes) -> bytes | None:
+        o = origin.decode("latin-1").rstrip("/")
+        if self.cors_any:
+            return origin
+        return origin if o in self.cors_origins else None
+
+    async def _preflight(self, scope, send, allowed: bytes | None) -> None:
+        headers = [(b"content-length", b"0")]
+        status = 204
+        if allowed is None:
+            status = 403
+        else:
+            req_headers = next((v for k, v in scope["headers"] if k == b"access-control-request-headers"), None)
+            headers += [
+                (b"access-control-allow-origin", allowed),
+                (b"access-control-allow-methods", b"GET, POST, PUT, PATCH, DELETE, OPTIONS"),
+                (b"access-control-allow-headers", req_headers or CORS_ALLOW_HEADERS.encode()),
+                (b"access-control-expose-headers", CORS_EXPOSE_HEADERS),
+                (b"access-control-max-age", b"86400"),
+                (b"vary", b"origin"),
+            ]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": b""})
+
+    @staticmethod
+    def _with_cors(send, origin: bytes):
+        async def wrapped(msg):
+            if msg["type"] == "http.response.start":
+                msg = dict(msg)
+                msg["headers"] = [*msg.get("headers", []), (b"access-control-allow-origin", origin),
+                                  (b"access-control-expose-headers", CORS_EXPOSE_HEADERS), (b"vary", b"origin")]
+            await send(msg)
+
+        return wrapped
+
+    # --- operations -----------------------------------------------------------------------
+    async def _metrics(self, send) -> None:
+        stats = None
+        if self._engine_ready():
+            try:
+                stats = await asyncio.get_running_loop().run_in_executor(self.engine.executor, self.engine.stats)
+            except Exception:  # noqa: BLE001
+                log.warning("engine stats unavailable for /metrics")
+        self.metrics.update_from_stats(stats, self._engine_ready())
+        body = self.metrics.render()
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", self.metrics.content_type.encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+    async def _openapi(self, send) -> None:
+        from .descriptors import OPENAPI
+
+        if OPENAPI.exists():
+            body = OPENAPI.read_bytes()
+        else:
+            body = json.dumps(self._fallback_openapi()).encode()
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": body})
+
+    def _fallback_openapi(self) -> dict:
+        """A minimal document from the routes, used only when the generated one is missing."""
+        paths: dict[str, dict] = {}
+        for r in self.rest.routes:
+            op = {"operationId": f"{r.method.info.service}_{r.method.info.name}",
+                  "tags": [r.method.info.service], "responses": {"200": {"description": "OK"}}}
+            paths.setdefault(r.template, {})[r.verb.lower()] = op
+        return {"openapi": "3.0.3", "info": {"title": "Engram API", "version": __version__}, "paths": paths}
+
+    # --- observation ----------------------------------------------------------------------
+    def observe(self, method: str, transport: str, code: str, seconds: float, ctx) -> None:
+        self.metrics.observe(method, transport, code, seconds)
+        if self.config.access_log:
+            fields = {"method": method, "transport": transport, "code": code,
+                      "latency_ms": round(seconds * 1000, 3)}
+            if ctx is not None:
+                if ctx.agent_id:
+                    fields["agent"] = ctx.agent_id
+                if ctx.principal is not None:
+                    fields["key_id"] = ctx.principal.key_id
+            self.access.write(fields)
+
+    def log_exception(self, msg: str) -> None:
+        log.exception(msg)
+
+
+def create_app(config: Config | None = None, engine: Any = None, close_engine: bool | None = None) -> EngramApp:
+    """The ASGI app. With `engine`, it is used as is and closed only when close_engine=True."""
+    return EngramApp(config or Config(), engine, close_engine)

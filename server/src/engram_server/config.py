@@ -1,0 +1,256 @@
+"""Server configuration: one typed `Config`, loaded from flags > ENGRAM_* environment > TOML file.
+
+Every option is declared once in `OPTIONS` (name, type, default, environment variable, help); the
+command-line parser, the environment reader, the TOML reader and docs/operations/configuration.md
+all follow that table.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "ENGRAM_"
+
+
+def default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "engram"
+
+
+@dataclass(frozen=True)
+class Option:
+    name: str  # attribute of Config; flag is --name-with-dashes; env is ENGRAM_NAME
+    type: str  # "str" | "int" | "float" | "bool" | "path" | "list"
+    help: str
+    secret: bool = False
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + self.name.upper()
+
+
+@dataclass
+class Config:
+    """Everything `engram-server serve` can be told. Defaults are the documented ones."""
+
+    host: str = "127.0.0.1"
+    port: int = 3300
+    grpc_port: int = 50051
+    data_dir: Path = field(default_factory=default_data_dir)
+    api_key: str = ""
+    encryption_key: str = ""
+    encryption_key_file: Path | None = None
+    embedding_model_path: Path | None = None
+    cors_origins: list[str] = field(default_factory=list)
+    worker_threads: int = 4
+    embedding_threads: int = 2
+    log_level: str = "info"
+    access_log: bool = True
+    shutdown_timeout: float = 10.0
+    max_request_bytes: int = 4 * 1024 * 1024
+    max_content_bytes: int = 32_768
+    max_metadata_bytes: int = 16_384
+    max_tags: int = 64
+    max_tag_chars: int = 128
+    max_batch_size: int = 256
+    max_top_k: int = 100
+    max_page_size: int = 1000
+    max_graph_depth: int = 5
+    max_concurrent_streams: int = 128
+
+    # --- derived --------------------------------------------------------------------------
+    @property
+    def auth_required(self) -> bool:
+        return bool(self.api_key)
+
+    def host_is_loopback(self) -> bool:
+        return is_loopback(self.host)
+
+    def validate(self) -> None:
+        """Raise ValueError with a message fit for an operator."""
+        for name in ("port", "grpc_port"):
+            v = getattr(self, name)
+            if not 0 <= v <= 65535:
+                raise ValueError(f"--{name.replace('_', '-')} must be 0..65535, got {v}")
+        if self.port == 0:
+            raise ValueError("--port must not be 0")
+        if self.grpc_port and self.grpc_port == self.port:
+            raise ValueError("--grpc-port must differ from --port (use 0 to disable it)")
+        if not self.api_key and not self.host_is_loopback():
+            raise ValueError(
+                f"refusing to bind {self.host} without an API key: set ENGRAM_API_KEY (or --api-key) "
+                "or bind a loopback address such as 127.0.0.1"
+            )
+        if self.api_key and len(self.api_key) < 16:
+            raise ValueError("the API key must be at least 16 characters")
+        if self.encryption_key:
+            self.encryption_key_bytes()  # raises on a malformed key
+        if self.log_level.lower() not in ("debug", "info", "warning", "error", "critical"):
+            raise ValueError(f"--log-level must be debug, info, warning, error or critical, got {self.log_level}")
+        for f in fields(self):
+            if f.name.startswith("max_") and getattr(self, f.name) <= 0:
+                raise ValueError(f"--{f.name.replace('_', '-')} must be positive")
+        if self.worker_threads <= 0 or self.embedding_threads <= 0:
+            raise ValueError("thread counts must be positive")
+
+    def encryption_key_bytes(self) -> bytes | None:
+        if not self.encryption_key:
+            return None
+        return parse_key(self.encryption_key)
+
+    def engine_config(self):  # -> EngineConfig (import kept lazy)
+        from .engine.config import EngineConfig
+
+        return EngineConfig(
+            data_dir=Path(self.data_dir),
+            encryption_key=self.encryption_key_bytes(),
+            encryption_key_file=self.encryption_key_file,
+            embedding_model_path=self.embedding_model_path,
+            embedding_threads=self.embedding_threads,
+            worker_threads=self.worker_threads,
+        )
+
+    def redacted(self) -> dict[str, Any]:
+        """The configuration for logging: secrets replaced by whether they are set."""
+        out: dict[str, Any] = {}
+        for opt in OPTIONS:
+            v = getattr(self, opt.name)
+            if opt.secret:
+                out[opt.name] = "(set)" if v else "(unset)"
+            elif isinstance(v, Path):
+                out[opt.name] = str(v)
+            else:
+                out[opt.name] = v
+        return out
+
+
+def parse_key(text: str) -> bytes:
+    """A 256-bit key as 64 hex characters (or standard base64 of 32 bytes)."""
+    s = text.strip()
+    try:
+        raw = bytes.fromhex(s)
+    except ValueError:
+        import base64
+        import binascii
+
+        try:
+            raw = base64.b64decode(s, validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError("the encryption key must be 64 hex characters (32 bytes)") from None
+    if len(raw) != 32:
+        raise ValueError("the encryption key must be 64 hex characters (32 bytes)")
+    return raw
+
+
+def is_loopback(host: str) -> bool:
+    if host in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+OPTIONS: list[Option] = [
+    Option("host", "str", "Address to bind. Without an API key only loopback addresses are allowed."),
+    Option("port", "int", "Port serving REST, gRPC (h2c), gRPC-Web and metrics."),
+    Option("grpc_port", "int", "Second port that serves the same API (for gRPC clients expecting 50051); 0 disables it."),
+    Option("data_dir", "path", "Data directory (RocksDB). Default: $XDG_DATA_HOME/engram or ~/.local/share/engram."),
+    Option("api_key", "str", "Root API key (admin for every agent). Unset: no auth, loopback only.", secret=True),
+    Option("encryption_key", "str", "Encryption key for data at rest: 64 hex characters.", secret=True),
+    Option("encryption_key_file", "path", "File holding the encryption key (created on first start when missing)."),
+    Option("embedding_model_path", "path", "Local ONNX embedding model directory. Default: bundled all-MiniLM-L6-v2."),
+    Option("cors_origins", "list", "Comma-separated origins allowed by CORS for browsers (gRPC-Web, REST); '*' for any."),
+    Option("worker_threads", "int", "Engine worker threads (embedding, search, storage)."),
+    Option("embedding_threads", "int", "Threads onnxruntime uses per embedding call."),
+    Option("log_level", "str", "Log level: debug, info, warning, error."),
+    Option("access_log", "bool", "Log one JSON line per request."),
+    Option("shutdown_timeout", "float", "Seconds to drain in-flight calls on SIGTERM/SIGINT before closing."),
+    Option("max_request_bytes", "int", "Largest REST body or gRPC message, bytes (413 / RESOURCE_EXHAUSTED)."),
+    Option("max_content_bytes", "int", "Largest memory content, UTF-8 bytes."),
+    Option("max_metadata_bytes", "int", "Largest metadata, bytes of its JSON encoding."),
+    Option("max_tags", "int", "Most tags on one memory."),
+    Option("max_tag_chars", "int", "Longest tag, characters."),
+    Option("max_batch_size", "int", "Most items in a batch store, batch recall or embed call."),
+    Option("max_top_k", "int", "Largest recall top_k."),
+    Option("max_page_size", "int", "Largest list page_size."),
+    Option("max_graph_depth", "int", "Deepest graph traversal."),
+    Option("max_concurrent_streams", "int", "Most concurrent calls (HTTP/2 streams) per connection."),
+]
+OPTION_BY_NAME = {o.name: o for o in OPTIONS}
+
+
+def coerce(opt: Option, value: Any, source: str) -> Any:
+    """Convert a raw value (string from env/flags, or TOML value) to the option's type."""
+    try:
+        if opt.type == "int":
+            if isinstance(value, bool):
+                raise ValueError
+            return int(value)
+        if opt.type == "float":
+            return float(value)
+        if opt.type == "bool":
+            if isinstance(value, bool):
+                return value
+            s = str(value).strip().lower()
+            if s in ("1", "true", "yes", "on"):
+                return True
+            if s in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if opt.type == "path":
+            return Path(os.path.expanduser(str(value))) if str(value) else None
+        if opt.type == "list":
+            if isinstance(value, list):
+                return [str(v).strip() for v in value if str(v).strip()]
+            return [p.strip() for p in str(value).split(",") if p.strip()]
+        return str(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{source}: {value!r} is not a valid {opt.type} for {opt.name}") from None
+
+
+def load(cli_values: dict[str, Any] | None = None, env: dict[str, str] | None = None,
+         config_file: str | os.PathLike | None = None) -> Config:
+    """Build a Config: defaults < TOML file < environment < flags (None values are "not given")."""
+    env = dict(os.environ if env is None else env)
+    cli_values = {k: v for k, v in (cli_values or {}).items() if v is not None}
+    values: dict[str, Any] = {}
+
+    path = config_file or env.get(ENV_PREFIX + "CONFIG")
+    if path:
+        p = Path(path).expanduser()
+        try:
+            data = tomllib.loads(p.read_text())
+        except FileNotFoundError:
+            raise ValueError(f"config file not found: {p}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ValueError(f"config file {p}: {exc}") from None
+        if isinstance(data.get("server"), dict):  # allow a [server] table or top-level keys
+            data = {**{k: v for k, v in data.items() if k != "server"}, **data["server"]}
+        for key, raw in data.items():
+            name = key.replace("-", "_")
+            opt = OPTION_BY_NAME.get(name)
+            if opt is None:
+                raise ValueError(f"config file {p}: unknown option {key!r}")
+            values[name] = coerce(opt, raw, f"config file {p}")
+
+    for opt in OPTIONS:
+        if opt.env in env and env[opt.env] != "":
+            values[opt.name] = coerce(opt, env[opt.env], opt.env)
+    for name, raw in cli_values.items():
+        opt = OPTION_BY_NAME[name]
+        values[name] = coerce(opt, raw, opt.flag) if isinstance(raw, str) else raw
+
+    cfg = Config(**{k: v for k, v in values.items() if v is not None})
+    if cfg.data_dir is None:
+        cfg.data_dir = default_data_dir()
+    return cfg

@@ -1,0 +1,1 @@
+"""The Engram engine: storage, indexes, embeddings and the Engine facade."""

@@ -1,0 +1,252 @@
+"""One agent's in-memory state: catalogue, indexes, links, and how it is loaded from storage.
+
+Loading is lazy (first use of the agent) and fast: the catalogue comes from its snapshot plus the
+journal written since, the indexes from their sealed-segment snapshots plus whatever is not in a
+sealed segment (read from storage); nothing is re-embedded or re-tokenised that was persisted.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from . import codec
+from .catalogue import Entry, dump_snapshot, load_snapshot
+from .ids import agent_prefix, rec_key
+from .models import Link, Memory
+from .storage import CF_JOURNAL, CF_LINKS, CF_META, CF_RECORDS, CF_VECTORS, Storage
+
+if TYPE_CHECKING:
+    from .keyword_index import KeywordIndex
+    from .vector_index import VectorIndex
+
+log = logging.getLogger(__name__)
+
+LinkKey = tuple[str, str, str]  # (source, target, relation)
+
+
+def journal_key(qa: str, seq: int) -> bytes:
+    return agent_prefix(qa) + b"%016d" % seq
+
+
+def meta_agent_key(qa: str) -> bytes:
+    return b"agent/" + qa.encode()
+
+
+def meta_idx_key(qa: str) -> bytes:
+    return b"idxseq/" + qa.encode()
+
+
+def cat_snapshot_name(qa: str) -> str:
+    return f"cat/{qa}"
+
+
+def link_key(qa: str, src: str, tgt: str, relation: str) -> bytes:
+    import hashlib
+
+    rh = hashlib.blake2b(relation.encode(), digest_size=8).hexdigest()  # relation text stays out of keys
+    return f"{qa}\x00{src}\x00{tgt}\x00{rh}".encode()
+
+
+@dataclass
+class AgentState:
+    agent_id: str
+    qa: str
+    lock: threading.RLock = field(default_factory=threading.RLock)
+    load_lock: threading.Lock = field(default_factory=threading.Lock)
+    maint_lock: threading.Lock = field(default_factory=threading.Lock)
+    loaded: bool = False
+    deleted: bool = False
+    persisted: bool = False  # has an agent record in meta
+    entries: dict[str, Entry] = field(default_factory=dict)
+    vindex: VectorIndex | None = None
+    kindex: KeywordIndex | None = None
+    links: dict[LinkKey, Link] = field(default_factory=dict)
+    adj: dict[str, set[LinkKey]] = field(default_factory=dict)
+    pending: dict[str, tuple[object, Memory | None]] = field(default_factory=dict)
+    seq: int = 0  # last journal sequence number written
+    cat_seq: int = 0  # journal seq covered by the persisted catalogue snapshot
+    idx_seq: int = 0  # journal seq covered by the persisted index snapshots
+    created_at: float = 0.0
+    last_activity_at: float = 0.0
+    min_expires: float = 0.0
+    bytes: int = 0
+    type_counts: dict[str, int] = field(default_factory=dict)
+
+    # --- catalogue bookkeeping (callers hold self.lock) ----------------------------------------
+    def put_entry(self, e: Entry) -> None:
+        old = self.entries.get(e.id)
+        if old is not None:
+            self._uncount(old)
+        self.entries[e.id] = e
+        self.bytes += e.size
+        self.type_counts[e.mtype] = self.type_counts.get(e.mtype, 0) + 1
+        if e.expires_at and (not self.min_expires or e.expires_at < self.min_expires):
+            self.min_expires = e.expires_at
+
+    def drop_entry(self, mid: str) -> Entry | None:
+        old = self.entries.pop(mid, None)
+        if old is not None:
+            self._uncount(old)
+        return old
+
+    def _uncount(self, e: Entry) -> None:
+        self.bytes -= e.size
+        c = self.type_counts.get(e.mtype, 0) - 1
+        if c > 0:
+            self.type_counts[e.mtype] = c
+        else:
+            self.type_counts.pop(e.mtype, None)
+
+    def add_link(self, link: Link) -> None:
+        k = (link.source_id, link.target_id, link.relation)
+        self.links[k] = link
+        self.adj.setdefault(link.source_id, set()).add(k)
+        self.adj.setdefault(link.target_id, set()).add(k)
+
+    def remove_link(self, k: LinkKey) -> Link | None:
+        link = self.links.pop(k, None)
+        for end in (k[0], k[1]):
+            s = self.adj.get(end)
+            if s is not None:
+                s.discard(k)
+                if not s:
+                    del self.adj[end]
+        return link
+
+    def links_of(self, mid: str) -> list[Link]:
+        return [self.links[k] for k in sorted(self.adj.get(mid, ()))]
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "agent_id": self.agent_id,
+            "created_at": self.created_at,
+            "last_activity_at": self.last_activity_at,
+            "count": len(self.entries),
+            "bytes": self.bytes,
+            "links": len(self.links),
+            "types": dict(self.type_counts),
+            "min_expires": self.min_expires,
+        }
+
+
+def read_journal(storage: Storage, qa: str, after: int) -> list[tuple[int, list[str]]]:
+    out = []
+    prefix = agent_prefix(qa)
+    for k, v in storage.scan(CF_JOURNAL, prefix):
+        seq = int(k[len(prefix) :])
+        if seq > after:
+            out.append((seq, json.loads(v)))
+    return out
+
+
+def load_agent(st: AgentState, storage: Storage, new_vindex: Any, new_kindex: Any, snapshots: Any) -> None:
+    """Fill st from storage. new_vindex/new_kindex build empty indexes for the agent."""
+    t0 = time.perf_counter()
+    qa = st.qa
+    raw = storage.get(CF_META, meta_agent_key(qa))
+    if raw is not None:
+        info = json.loads(raw)
+        st.persisted = True
+        st.created_at = float(info.get("created_at", 0.0))
+        st.last_activity_at = float(info.get("last_activity_at", 0.0))
+    idx_raw = storage.get(CF_META, meta_idx_key(qa))
+    st.idx_seq = int(idx_raw) if idx_raw is not None else 0
+
+    snap_blob = snapshots.get(cat_snapshot_name(qa))
+    snap = load_snapshot(snap_blob) if snap_blob is not None else None
+    journal = read_journal(storage, qa, 0)
+    st.seq = journal[-1][0] if journal else (snap.seq if snap else 0)
+    if snap is not None and (not journal or journal[0][0] <= snap.seq + 1):
+        st.cat_seq = snap.seq
+        for e in snap.entries:
+            st.put_entry(e)
+        changed = {mid for seq, ids in journal if seq > snap.seq for mid in ids}
+        _refresh_entries(st, storage, sorted(changed))
+        source = "snapshot"
+    else:  # no usable snapshot: rebuild from the records themselves
+        st.cat_seq = 0
+        prefix = agent_prefix(qa)
+        for _, v in storage.scan(CF_RECORDS, prefix):
+            m = codec.memory_from_bytes(v)
+            st.put_entry(Entry.of(m, len(v)))
+        source = "records"
+    st.seq = max(st.seq, st.cat_seq)
+    st.min_expires = min((e.expires_at for e in st.entries.values() if e.expires_at), default=0.0)
+
+    for _, v in storage.scan(CF_LINKS, agent_prefix(qa)):
+        st.add_link(codec.link_from_bytes(v))
+
+    # Indexes: sealed segments from snapshots; the rest from storage.
+    vi = new_vindex()
+    ki = new_kindex()
+    vi.load([])
+    ki.load([])
+    idx_changed = {mid for seq, ids in journal if seq > st.idx_seq for mid in ids}
+    # Only trust the snapshots' tombstones when the journal reaches back to idx_seq.
+    trusted = (bool(journal) and journal[0][0] <= st.idx_seq + 1) or (not journal and st.idx_seq >= st.seq)
+    if not trusted:
+        idx_changed = set(st.entries)
+    gone = [mid for mid in idx_changed if mid not in st.entries]
+    if gone:
+        vi.remove(gone)
+        ki.remove(gone)
+    need_v = [mid for mid in st.entries if mid in idx_changed or not vi.contains(mid)]
+    need_k = [mid for mid in st.entries if mid in idx_changed or not ki.contains(mid)]
+    for chunk in _chunks(need_v, 4096):
+        vals = storage.multi_get(CF_VECTORS, [rec_key(qa, m) for m in chunk])
+        ids, vecs = [], []
+        for mid, vv in zip(chunk, vals, strict=True):
+            if vv is not None:
+                _, vec = codec.vector_from_bytes(vv)
+                ids.append(mid)
+                vecs.append(vec)
+        if ids:
+            import numpy as np
+
+            vi.add(ids, np.stack(vecs))
+    for chunk in _chunks(need_k, 4096):
+        vals = storage.multi_get(CF_RECORDS, [rec_key(qa, m) for m in chunk])
+        ids, texts = [], []
+        for mid, rv in zip(chunk, vals, strict=True):
+            if rv is not None:
+                ids.append(mid)
+                texts.append(codec.memory_from_bytes(rv).content)
+        if ids:
+            ki.add(ids, texts)
+    st.vindex, st.kindex = vi, ki
+    st.loaded = True
+    log.info(
+        "agent loaded: %d memories (%s), %d vectors and %d texts from storage in %.0f ms",
+        len(st.entries),
+        source,
+        len(need_v),
+        len(need_k),
+        (time.perf_counter() - t0) * 1000,
+    )
+
+
+def _refresh_entries(st: AgentState, storage: Storage, ids: list[str]) -> None:
+    for chunk in _chunks(ids, 4096):
+        vals = storage.multi_get(CF_RECORDS, [rec_key(st.qa, m) for m in chunk])
+        for mid, v in zip(chunk, vals, strict=True):
+            if v is None:
+                st.drop_entry(mid)
+            else:
+                st.put_entry(Entry.of(codec.memory_from_bytes(v), len(v)))
+
+
+def _chunks(items: list[str], n: int) -> list[list[str]]:
+    return [items[i : i + n] for i in range(0, len(items), n)]
+
+
+def catalogue_snapshot_bytes(st: AgentState) -> tuple[int, bytes]:
+    """Called with st.lock held only long enough to copy; returns (seq, blob)."""
+    with st.lock:
+        seq = st.seq
+        entries = list(st.entries.values())
+    return seq, dump_snapshot(seq, entries)

@@ -1,0 +1,210 @@
+"""Per-agent in-memory catalogue: the compact fields that filters, listing and totals need.
+
+Content is deliberately not kept in RAM (it lives encrypted in RocksDB); metadata is kept only
+as 64-bit hashes of its top-level (key, value) pairs, enough to answer metadata_equals.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+import sys
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from .codec import canonical_json
+from .errors import InvalidArgument
+from .models import Memory, MemoryFilter, MemoryType, TimeRange
+
+CATALOGUE_VERSION = 1
+_TYPES = {t.value: t for t in MemoryType}
+
+
+def meta_hash(key: str, value: Any) -> int:
+    h = hashlib.blake2b((key + "\x00" + canonical_json(value)).encode(), digest_size=8).digest()
+    return int.from_bytes(h, "little")
+
+
+class Entry:
+    """One memory's filterable fields. __slots__ keeps 100k of them to a few tens of MB."""
+
+    __slots__ = (
+        "access_count",
+        "created_at",
+        "event_time",
+        "expires_at",
+        "id",
+        "importance",
+        "last_accessed_at",
+        "meta_h",
+        "mtype",
+        "session",
+        "size",
+        "tags",
+        "updated_at",
+        "version",
+    )
+
+    def __init__(
+        self,
+        id: str,
+        created_at: float,
+        updated_at: float,
+        event_time: float,
+        importance: float,
+        mtype: str,
+        expires_at: float,
+        tags: tuple[str, ...],
+        session: str,
+        meta_h: frozenset[int],
+        size: int,
+        access_count: int,
+        last_accessed_at: float,
+        version: int,
+    ) -> None:
+        self.id = id
+        self.created_at = created_at
+        self.updated_at = updated_at
+        self.event_time = event_time
+        self.importance = importance
+        self.mtype = mtype
+        self.expires_at = expires_at  # 0.0 = never
+        self.tags = tags
+        self.session = session
+        self.meta_h = meta_h
+        self.size = size
+        self.access_count = access_count
+        self.last_accessed_at = last_accessed_at  # 0.0 = never
+        self.version = version
+
+    @classmethod
+    def of(cls, m: Memory, size: int) -> Entry:
+        return cls(
+            sys.intern(m.id),
+            m.created_at,
+            m.updated_at,
+            m.event_time,
+            m.importance,
+            sys.intern(m.memory_type.value),
+            m.expires_at or 0.0,
+            tuple(sys.intern(t) for t in m.tags),
+            sys.intern(m.session_id),
+            frozenset(meta_hash(k, v) for k, v in m.metadata.items()),
+            size,
+            m.access_count,
+            m.last_accessed_at or 0.0,
+            m.version,
+        )
+
+    def live(self, now: float) -> bool:
+        return not self.expires_at or self.expires_at > now
+
+    def as_tuple(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, s) for s in _FIELDS)
+
+
+# Constructor order (the snapshot stores rows in it); __slots__ order is not relied upon.
+_FIELDS = (
+    "id", "created_at", "updated_at", "event_time", "importance", "mtype", "expires_at",
+    "tags", "session", "meta_h", "size", "access_count", "last_accessed_at", "version",
+)  # fmt: skip
+
+Predicate = Callable[[Entry], bool]
+
+
+def _in_range(r: TimeRange | None, field: str) -> tuple[float, float] | None:
+    if r is None or (r.start is None and r.end is None):
+        return None
+    lo = float("-inf") if r.start is None else float(r.start)
+    hi = float("inf") if r.end is None else float(r.end)
+    if lo > hi:
+        raise InvalidArgument(f"filter.{field}: start must not be after end", field=f"filter.{field}")
+    return lo, hi
+
+
+def compile_filter(f: MemoryFilter | None) -> Predicate | None:
+    """A predicate over entries, or None for "everything". Validates the filter."""
+    if f is None or f.is_empty():
+        return None
+    conds: list[Predicate] = []
+    if f.memory_types:
+        types = set()
+        for t in f.memory_types:
+            try:
+                types.add(MemoryType(t).value)
+            except ValueError:
+                raise InvalidArgument(f"filter.memory_types: unknown type {t!r}", field="filter.memory_types") from None
+        conds.append(lambda e: e.mtype in types)
+    if f.tags_any:
+        anyset = frozenset(f.tags_any)
+        conds.append(lambda e: not anyset.isdisjoint(e.tags))
+    if f.tags_all:
+        allset = frozenset(f.tags_all)
+        conds.append(lambda e: allset.issubset(e.tags))
+    if f.session_id:
+        sid = f.session_id
+        conds.append(lambda e: e.session == sid)
+    ev = _in_range(f.event_time, "event_time")
+    if ev is not None:
+        elo, ehi = ev
+        conds.append(lambda e: elo <= e.event_time < ehi)
+    cr = _in_range(f.created_time, "created_time")
+    if cr is not None:
+        clo, chi = cr
+        conds.append(lambda e: clo <= e.created_at < chi)
+    if f.min_importance is not None:
+        mi = float(f.min_importance)
+        conds.append(lambda e: e.importance >= mi)
+    if f.metadata_equals:
+        hs = frozenset(meta_hash(k, v) for k, v in f.metadata_equals.items())
+        conds.append(lambda e: hs.issubset(e.meta_h))
+    if f.ids:
+        idset = frozenset(f.ids)
+        conds.append(lambda e: e.id in idset)
+    if len(conds) == 1:
+        return conds[0]
+    return lambda e: all(c(e) for c in conds)
+
+
+def filter_fingerprint(f: MemoryFilter | None) -> str:
+    if f is None:
+        return ""
+    d = {
+        "t": sorted(MemoryType(t).value for t in f.memory_types),
+        "ta": sorted(f.tags_any),
+        "tl": sorted(f.tags_all),
+        "s": f.session_id,
+        "e": [f.event_time.start, f.event_time.end] if f.event_time else None,
+        "c": [f.created_time.start, f.created_time.end] if f.created_time else None,
+        "mi": f.min_importance,
+        "m": canonical_json(f.metadata_equals, "filter.metadata_equals"),
+        "i": sorted(f.ids),
+    }
+    return canonical_json(d)
+
+
+@dataclass
+class CatalogueSnapshot:
+    seq: int
+    entries: list[Entry]
+
+
+def dump_snapshot(seq: int, entries: Iterable[Entry]) -> bytes:
+    rows = [e.as_tuple() for e in entries]
+    return pickle.dumps({"v": CATALOGUE_VERSION, "seq": seq, "rows": rows}, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def load_snapshot(data: bytes) -> CatalogueSnapshot | None:
+    d = pickle.loads(data)  # our own encrypted, authenticated blob
+    if d.get("v") != CATALOGUE_VERSION:
+        return None
+    intern = sys.intern
+    out = []
+    for r in d["rows"]:
+        e = Entry(*r)
+        e.id = intern(e.id)
+        e.mtype = intern(e.mtype)
+        e.session = intern(e.session)
+        out.append(e)
+    return CatalogueSnapshot(int(d["seq"]), out)

@@ -1,0 +1,85 @@
+"""Serialisation of domain records to the bytes that storage seals (compact JSON)."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict
+from typing import Any
+
+import numpy as np
+
+from .errors import DataCorrupted, InvalidArgument
+from .models import ApiKeyRecord, Link, Memory, MemoryType
+
+
+def dumps(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+
+
+def memory_to_bytes(m: Memory) -> bytes:
+    d = asdict(m)
+    d["memory_type"] = m.memory_type.value
+    return dumps(d)
+
+
+def memory_from_bytes(data: bytes) -> Memory:
+    d = json.loads(data)
+    d["memory_type"] = MemoryType(d["memory_type"])
+    return Memory(**d)
+
+
+def link_to_bytes(link: Link) -> bytes:
+    return dumps(asdict(link))
+
+
+def link_from_bytes(data: bytes) -> Link:
+    return Link(**json.loads(data))
+
+
+def api_key_to_bytes(r: ApiKeyRecord) -> bytes:
+    d = asdict(r)
+    d["key_hash"] = r.key_hash.hex()
+    return dumps(d)
+
+
+def api_key_from_bytes(data: bytes) -> ApiKeyRecord:
+    d = json.loads(data)
+    d["key_hash"] = bytes.fromhex(d["key_hash"])
+    return ApiKeyRecord(**d)
+
+
+def vector_to_bytes(model_id: str, vec: np.ndarray) -> bytes:
+    """model id travels with every vector: a model change is detected, never silently mixed."""
+    mid = model_id.encode()
+    return bytes([len(mid)]) + mid + np.asarray(vec, dtype="<f4").tobytes()
+
+
+def vector_from_bytes(data: bytes) -> tuple[str, np.ndarray]:
+    n = data[0]
+    try:
+        return data[1 : 1 + n].decode(), np.frombuffer(data[1 + n :], dtype="<f4").astype(np.float32)
+    except (UnicodeDecodeError, ValueError):
+        raise DataCorrupted("stored vector is malformed") from None
+
+
+def canonical_json(value: Any, field: str = "metadata") -> str:
+    """JSON text of a metadata value (sorted keys), or InvalidArgument naming the field."""
+    try:
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InvalidArgument(f"{field} must be JSON-serialisable: {type(exc).__name__}", field=field) from None
+
+
+def check_number(value: Any, field: str, lo: float | None = None, hi: float | None = None) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise InvalidArgument(f"{field} must be a finite number", field=field)
+    v = float(value)
+    if (lo is not None and v < lo) or (hi is not None and v > hi):
+        rng = (
+            f"between {lo} and {hi}"
+            if lo is not None and hi is not None
+            else (f">= {lo}" if lo is not None else f"<= {hi}")
+        )
+        raise InvalidArgument(f"{field} must be {rng}", field=field)
+    return v

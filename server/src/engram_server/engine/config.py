@@ -1,0 +1,27 @@
+"""Engine configuration (the server's Config builds one)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class EngineConfig:
+    data_dir: Path
+    encryption_key: bytes | None = None  # 32 bytes; None → resolve from key_file
+    encryption_key_file: Path | None = None  # None → default under the user's config dir
+    embedding_model_path: Path | None = None  # None → bundled all-MiniLM-L6-v2
+    embedding_threads: int = 2
+    embedding_arena: bool = True
+    worker_threads: int = 4
+    seal_threshold: int = 20_000  # vectors in a mutable segment before it is sealed into a graph
+    decay_half_life_days: dict[str, float] = field(
+        default_factory=lambda: {"episodic": 30.0, "semantic": 365.0, "procedural": 365.0, "working": 1.0}
+    )
+    background_interval_seconds: float = 30.0
+    # Re-embed every memory at open when the data dir's vectors come from another model
+    # (otherwise opening refuses with FailedPrecondition).
+    reembed_on_model_change: bool = False
+    model_cache_dir: Path | None = None  # float32 model conversion cache; None → $XDG_CACHE_HOME/engram
+    numba_cache_dir: Path | None = None  # for the index build worker

@@ -1,0 +1,136 @@
+"""Fusing vector and keyword candidates, then small importance / recency adjustments.
+
+Formulas (docs/design/recall.md explains the choices and the LoCoMo numbers behind them):
+
+* RRF (default): fused = sum_i w_i / (k_rrf + rank_i) / sum_i w_i / (k_rrf + 1), over the lists
+  that ranked the item; 1.0 means ranked first by every list.
+* weighted: fused = (w_v * cos' + w_k * bm25') / (w_v + w_k), where cos' = max(cos, 0) and
+  bm25' = bm25 / max bm25 of the candidate list.
+* vector mode: fused = max(cos, 0); keyword mode: fused = bm25 / max bm25.
+* adjust: score = fused * (1 + a * (2 * importance - 1) + r * 2^(-age / half_life)), with
+  a = 0.05 and r = 0.05 by default, so importance and recency move a score by at most +-5 % and
+  +5 %: they reorder near-ties, relevance dominates.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+
+from .models import RecallMode
+
+# Tuned on LoCoMo (docs/design/recall.md): a small k lets a first place in one list count,
+# and 30 candidates per list is where recall@10 stops improving.
+DEFAULT_K_RRF = 10.0
+CANDIDATE_DEPTH = 30
+
+Hits = Sequence[tuple[str, float]]
+
+
+@dataclass(frozen=True)
+class FusedHit:
+    id: str
+    fused_score: float  # relevance only, in [0, 1]
+    vector_score: float = 0.0  # cosine similarity; 0 when not a vector candidate
+    keyword_score: float = 0.0  # raw BM25; 0 when not a keyword candidate
+    vector_rank: int = 0  # 1-based; 0 = not ranked
+    keyword_rank: int = 0
+    importance_boost: float = 0.0  # relative change applied by adjust()
+    recency_boost: float = 0.0
+    score: float = 0.0  # final: fused_score adjusted (== fused_score before adjust())
+
+
+def fuse(
+    vector_hits: Hits,
+    keyword_hits: Hits,
+    mode: RecallMode | str = RecallMode.HYBRID,
+    k_rrf: float = DEFAULT_K_RRF,
+    weights: tuple[float, float] = (1.0, 1.0),
+    method: str = "rrf",
+) -> list[FusedHit]:
+    """Merge ranked (id, score) lists (best first) into FusedHits sorted by fused_score."""
+    mode = RecallMode(mode)
+    w_v, w_k = weights
+    vec = {id_: (r, s) for r, (id_, s) in enumerate(vector_hits, start=1)}
+    kw = {id_: (r, s) for r, (id_, s) in enumerate(keyword_hits, start=1)}
+    if mode is RecallMode.VECTOR:
+        kw, w_k = {}, 0.0
+    elif mode is RecallMode.KEYWORD:
+        vec, w_v = {}, 0.0
+    max_kw = max((s for _, s in kw.values()), default=0.0)
+
+    def kw_norm(s: float) -> float:
+        return s / max_kw if max_kw > 0 else 0.0
+
+    out: list[FusedHit] = []
+    for id_ in dict.fromkeys([*vec, *kw]):
+        vr, vs = vec.get(id_, (0, 0.0))
+        kr, ks = kw.get(id_, (0, 0.0))
+        if mode is RecallMode.VECTOR:
+            fused = max(vs, 0.0)
+        elif mode is RecallMode.KEYWORD:
+            fused = kw_norm(ks)
+        elif method == "weighted":
+            total = w_v + w_k
+            fused = (w_v * max(vs, 0.0) + w_k * kw_norm(ks)) / total if total > 0 else 0.0
+        elif method == "rrf":
+            num = (w_v / (k_rrf + vr) if vr else 0.0) + (w_k / (k_rrf + kr) if kr else 0.0)
+            best = (w_v + w_k) / (k_rrf + 1)
+            fused = num / best if best > 0 else 0.0
+        else:
+            raise ValueError(f"unknown fusion method {method!r}")
+        out.append(FusedHit(id_, fused, vs, ks, vr, kr, score=fused))
+    # Ties (common in RRF) go to the better vector rank, then the better keyword rank.
+    out.sort(
+        key=lambda h: (
+            -h.fused_score,
+            h.vector_rank or math.inf,
+            h.keyword_rank or math.inf,
+        )
+    )
+    return out
+
+
+def adjust(
+    fused: Sequence[FusedHit],
+    importance: Mapping[str, float] | Callable[[str], float],
+    age_seconds: Mapping[str, float] | Callable[[str], float],
+    half_life: float | Mapping[str, float] | Callable[[str], float],
+    importance_weight: float = 0.05,
+    recency_weight: float = 0.05,
+) -> list[FusedHit]:
+    """Apply small multiplicative importance and recency boosts; re-sort by final score.
+
+    importance in [0, 1] (0.5 neutral); age_seconds >= 0 since the memory's event time;
+    half_life in seconds, per hit (e.g. per memory type) or global; <= 0 disables recency.
+    """
+
+    def get(
+        src: Mapping[str, float] | Callable[[str], float] | float,
+        id_: str,
+        default: float,
+    ) -> float:
+        if isinstance(src, (int, float)):
+            return float(src)
+        if callable(src):
+            return float(src(id_))
+        return float(src.get(id_, default))
+
+    out: list[FusedHit] = []
+    for h in fused:
+        imp = min(max(get(importance, h.id, 0.5), 0.0), 1.0)
+        age = max(get(age_seconds, h.id, 0.0), 0.0)
+        hl = get(half_life, h.id, 0.0)
+        ib = importance_weight * (2.0 * imp - 1.0)
+        rb = recency_weight * math.pow(2.0, -age / hl) if hl > 0 else 0.0
+        out.append(
+            replace(
+                h,
+                importance_boost=ib,
+                recency_boost=rb,
+                score=h.fused_score * (1.0 + ib + rb),
+            )
+        )
+    out.sort(key=lambda h: -h.score)
+    return out

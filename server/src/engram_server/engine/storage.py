@@ -1,0 +1,469 @@
+"""RocksDB storage (rocksdict): column families, encrypted values, group-committed synced writes.
+
+* Keys are never encrypted and never hold user content: they are built from (quoted) agent ids,
+  generated memory ids, version numbers and fixed names. Every value is sealed by `Cipher` with
+  (column family, key) as associated data.
+* Every acknowledged write is in the WAL and fsynced. Concurrent writers enqueue their batch and
+  wait on a future; one writer thread merges everything queued into one synced WriteBatch, so
+  N concurrent callers cost about one fsync instead of N.
+* Opening: an existing directory is first opened read-only to verify the key check value; a wrong
+  key raises WrongEncryptionKey before anything is written.
+* rocksdict keeps the DB lock while any column-family object, iterator or checkpoint is alive, so
+  every such object is owned here and dropped before close().
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import logging
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rocksdict import AccessType, Checkpoint, Options, Rdict, WriteBatch, WriteOptions
+
+from .crypto import Cipher
+from .errors import DataCorrupted, EngineError, FailedPrecondition, WrongEncryptionKey
+
+log = logging.getLogger(__name__)
+
+CF_RECORDS = "records"
+CF_VECTORS = "vectors"
+CF_SNAPSHOTS = "snapshots"
+CF_META = "meta"
+CF_LINKS = "links"
+CF_HISTORY = "history"
+CF_API_KEYS = "api_keys"
+CF_ID_INDEX = "id_index"
+CF_JOURNAL = "journal"  # per-agent change log since the last catalogue snapshot (ids only)
+COLUMN_FAMILIES = (
+    CF_RECORDS,
+    CF_VECTORS,
+    CF_SNAPSHOTS,
+    CF_META,
+    CF_LINKS,
+    CF_HISTORY,
+    CF_API_KEYS,
+    CF_ID_INDEX,
+    CF_JOURNAL,
+)
+
+SCHEMA_VERSION = 1
+KEY_CHECK = b"key_check"
+KEY_SCHEMA = b"schema_version"
+_CHECK_PLAINTEXT = b"engram-key-check-v1"
+CHUNK_BYTES = 32 * 1024 * 1024  # RocksDB handles big values poorly: split snapshots into chunks
+_MAX_GROUP_BYTES = 64 * 1024 * 1024
+
+# Migrations from schema version n to n + 1. Each runs before the engine serves anything.
+MIGRATIONS: dict[int, Callable[[Storage], None]] = {}
+
+
+@dataclass
+class Batch:
+    """Writes that commit atomically. Values are sealed when added, in the caller's thread."""
+
+    cipher: Cipher
+    ops: list[tuple[int, str, bytes, bytes]] = field(default_factory=list)  # (op, cf, key, value/end)
+    nbytes: int = 0
+
+    PUT, DELETE, RANGE = 0, 1, 2
+
+    def put(self, cf: str, key: bytes, plaintext: bytes, compress: bool = True) -> None:
+        sealed = self.cipher.seal(cf, key, plaintext, compress)
+        self.ops.append((self.PUT, cf, key, sealed))
+        self.nbytes += len(key) + len(sealed)
+
+    def put_sealed(self, cf: str, key: bytes, sealed: bytes) -> None:
+        self.ops.append((self.PUT, cf, key, sealed))
+        self.nbytes += len(key) + len(sealed)
+
+    def delete(self, cf: str, key: bytes) -> None:
+        self.ops.append((self.DELETE, cf, key, b""))
+        self.nbytes += len(key)
+
+    def delete_prefix(self, cf: str, prefix: bytes) -> None:
+        """Deletes every key starting with prefix, including keys written by earlier batches
+        still in the queue (range deletes apply in commit order)."""
+        self.ops.append((self.RANGE, cf, prefix, prefix_end(prefix)))
+        self.nbytes += 2 * len(prefix)
+
+    def extend(self, other: Batch) -> None:
+        self.ops.extend(other.ops)
+        self.nbytes += other.nbytes
+
+    def __len__(self) -> int:
+        return len(self.ops)
+
+
+def prefix_end(prefix: bytes) -> bytes:
+    """The smallest key greater than every key that starts with prefix."""
+    p = bytearray(prefix)
+    while p and p[-1] == 0xFF:
+        p.pop()
+    if not p:
+        return b"\xff" * (len(prefix) + 8)
+    p[-1] += 1
+    return bytes(p)
+
+
+class _GroupCommitter:
+    """One thread; merges every queued batch into one synced WriteBatch."""
+
+    def __init__(self, storage: Storage) -> None:
+        self._storage = storage
+        self._q: queue.SimpleQueue[tuple[Batch, Future[None]] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="engram-commit", daemon=True)
+        self.groups = 0
+        self.batches = 0
+        self._thread.start()
+
+    def submit(self, batch: Batch) -> Future[None]:
+        fut: Future[None] = Future()
+        self._q.put((batch, fut))
+        return fut
+
+    def stop(self) -> None:
+        self._q.put(None)
+        self._thread.join()
+
+    def _run(self) -> None:
+        while True:
+            item = self._q.get()
+            if item is None:
+                return
+            group = [item]
+            size = item[0].nbytes
+            stop = False
+            while size < _MAX_GROUP_BYTES:
+                try:
+                    nxt = self._q.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    stop = True
+                    break
+                group.append(nxt)
+                size += nxt[0].nbytes
+            try:
+                self._storage._write_now([b for b, _ in group])
+                for _, f in group:
+                    f.set_result(None)
+            except BaseException as exc:
+                log.error("storage write failed: %s", type(exc).__name__)
+                for _, f in group:
+                    f.set_exception(EngineError(f"storage write failed: {type(exc).__name__}"))
+            self.groups += 1
+            self.batches += len(group)
+            if stop:
+                return
+
+
+def _cf_options() -> Options:
+    return Options(raw_mode=True)
+
+
+class Storage:
+    """The encrypted key-value store. Thread-safe."""
+
+    def __init__(self, path: Path, cipher: Cipher) -> None:
+        self.path = Path(path)
+        self.cipher = cipher
+        self._db: Rdict | None = None
+        self._cfs: dict[str, Rdict] = {}
+        self._handles: dict[str, Any] = {}
+        self._committer: _GroupCommitter | None = None
+        self._closed = False
+        self._wopts = WriteOptions()
+        self._wopts.sync = True
+
+    # --- open / close --------------------------------------------------------------------------
+    @classmethod
+    def open(cls, path: Path, cipher: Cipher) -> Storage:
+        s = cls(path, cipher)
+        path = Path(path)
+        existing = (path / "CURRENT").exists()
+        if existing:
+            s._verify_read_only()
+        path.mkdir(parents=True, exist_ok=True)
+        opts = Options(raw_mode=True)
+        opts.create_if_missing(True)
+        opts.create_missing_column_families(True)
+        opts.set_keep_log_file_num(5)
+        opts.increase_parallelism(2)
+        try:
+            s._db = Rdict(str(path), options=opts, column_families={n: _cf_options() for n in COLUMN_FAMILIES})
+        except Exception as exc:
+            if "lock" in str(exc).lower():
+                raise FailedPrecondition(f"data directory {path} is in use by another process") from None
+            raise
+        for name in COLUMN_FAMILIES:
+            s._cfs[name] = s._db.get_column_family(name)
+            s._handles[name] = s._db.get_column_family_handle(name)
+        s._committer = _GroupCommitter(s)
+        try:
+            if not existing or s.get_raw(CF_META, KEY_CHECK) is None:
+                s._verify_key_check_absent_or_ok()
+                b = s.batch()
+                b.put(CF_META, KEY_CHECK, _CHECK_PLAINTEXT + b":" + cipher.key_id.encode())
+                b.put(CF_META, KEY_SCHEMA, str(SCHEMA_VERSION).encode())
+                s.write(b)
+            s._migrate()
+        except BaseException:
+            s.close()
+            raise
+        return s
+
+    def _verify_read_only(self) -> None:
+        """Check the key against an existing directory without writing to it."""
+        try:
+            names = Rdict.list_cf(str(self.path))
+        except Exception as exc:
+            raise FailedPrecondition(f"cannot read data directory {self.path}: {type(exc).__name__}") from None
+        cfs = {n: _cf_options() for n in names if n != "default"}
+        db = Rdict(
+            str(self.path), options=Options(raw_mode=True), column_families=cfs, access_type=AccessType.read_only()
+        )
+        try:
+            check = None
+            schema = None
+            if CF_META in names:
+                meta = db.get_column_family(CF_META)
+                check = meta.get(KEY_CHECK)
+                schema = meta.get(KEY_SCHEMA)
+                del meta
+        finally:
+            db.close()
+            del db
+            gc.collect()
+        if check is not None:
+            self._open_check(check)
+        if schema is not None:
+            try:
+                version = int(self.cipher.open(CF_META, KEY_SCHEMA, schema))
+            except DataCorrupted:
+                raise WrongEncryptionKey("schema version value does not open with this key") from None
+            if version > SCHEMA_VERSION:
+                raise FailedPrecondition(
+                    f"data directory {self.path} has schema version {version}; this server supports up to "
+                    f"{SCHEMA_VERSION}: upgrade the server"
+                )
+
+    def _open_check(self, sealed: bytes) -> None:
+        try:
+            plain = self.cipher.open(CF_META, KEY_CHECK, sealed)
+        except DataCorrupted:
+            raise WrongEncryptionKey(
+                f"the encryption key (key id {self.cipher.key_id}) does not open the data directory {self.path}: "
+                "it was created with another key. Nothing was changed. Configure the original key "
+                "(--encryption-key / ENGRAM_ENCRYPTION_KEY / the key file)."
+            ) from None
+        if not plain.startswith(_CHECK_PLAINTEXT):
+            raise WrongEncryptionKey(f"the key check value in {self.path} is not recognised")
+
+    def _verify_key_check_absent_or_ok(self) -> None:
+        raw = self.get_raw(CF_META, KEY_CHECK)
+        if raw is not None:
+            self._open_check(raw)
+
+    def _migrate(self) -> None:
+        raw = self.get(CF_META, KEY_SCHEMA)
+        version = int(raw) if raw is not None else SCHEMA_VERSION
+        if version > SCHEMA_VERSION:
+            raise FailedPrecondition(
+                f"data directory schema version {version} is newer than supported {SCHEMA_VERSION}"
+            )
+        while version < SCHEMA_VERSION:
+            step = MIGRATIONS.get(version)
+            if step is None:
+                raise FailedPrecondition(f"no migration from schema version {version}")
+            log.info("migrating data directory schema %d -> %d", version, version + 1)
+            step(self)
+            version += 1
+            b = self.batch()
+            b.put(CF_META, KEY_SCHEMA, str(version).encode())
+            self.write(b)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._committer is not None:
+            self._committer.stop()
+            self._committer = None
+        self._cfs.clear()
+        self._handles.clear()
+        if self._db is not None:
+            with contextlib.suppress(Exception):  # already durable through synced writes
+                self._db.flush_wal(True)
+            self._db.close()
+            self._db = None
+        gc.collect()  # drop stray iterators so the lock is released now, not at some later GC
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    # --- reads ---------------------------------------------------------------------------------
+    def _cf(self, cf: str) -> Rdict:
+        try:
+            return self._cfs[cf]
+        except KeyError:
+            raise EngineError("storage is closed") from None
+
+    def get_raw(self, cf: str, key: bytes) -> bytes | None:
+        v = self._cf(cf).get(key)
+        return bytes(v) if v is not None else None
+
+    def get(self, cf: str, key: bytes) -> bytes | None:
+        """Decrypted value, None when absent; DataCorrupted (naming the key) when tampered."""
+        raw = self._cf(cf).get(key)
+        if raw is None:
+            return None
+        return self.cipher.open(cf, key, raw)
+
+    def multi_get(self, cf: str, keys: list[bytes]) -> list[bytes | None]:
+        c = self._cf(cf)
+        raws: Any = c.get(list[Any](keys)) if keys else []
+        return [None if r is None else self.cipher.open(cf, k, r) for k, r in zip(keys, raws, strict=True)]
+
+    def scan_raw(self, cf: str, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        """(key, sealed value) for keys starting with prefix, in key order."""
+        it = self._cf(cf).iter()
+        try:
+            it.seek(prefix)
+            while it.valid():
+                k = it.key()
+                if not k.startswith(prefix):
+                    break
+                yield k, it.value()
+                it.next()
+        finally:
+            del it
+
+    def scan(self, cf: str, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        for k, v in self.scan_raw(cf, prefix):
+            yield k, self.cipher.open(cf, k, v)
+
+    def scan_keys(self, cf: str, prefix: bytes) -> list[bytes]:
+        return [k for k, _ in self.scan_raw(cf, prefix)]
+
+    def last_key(self, cf: str, prefix: bytes) -> bytes | None:
+        it = self._cf(cf).iter()
+        try:
+            it.seek_for_prev(prefix_end(prefix))
+            if it.valid():
+                k: bytes = it.key()
+                if k.startswith(prefix):
+                    return k
+            return None
+        finally:
+            del it
+
+    # --- writes --------------------------------------------------------------------------------
+    def batch(self) -> Batch:
+        return Batch(self.cipher)
+
+    def write(self, batch: Batch) -> None:
+        """Durable (synced) when it returns."""
+        self.write_async(batch).result()
+
+    def write_async(self, batch: Batch) -> Future[None]:
+        if self._committer is None:
+            raise EngineError("storage is closed")
+        return self._committer.submit(batch)
+
+    def _write_now(self, batches: list[Batch]) -> None:
+        assert self._db is not None
+        wb = WriteBatch(raw_mode=True)
+        for b in batches:
+            for op, cf, key, val in b.ops:
+                h = self._handles[cf]
+                if op == Batch.PUT:
+                    wb.put(key, val, h)
+                elif op == Batch.DELETE:
+                    wb.delete(key, h)
+                else:
+                    wb.delete_range(key, val, h)
+        self._db.write(wb, self._wopts)
+
+    @property
+    def commit_stats(self) -> tuple[int, int]:
+        c = self._committer
+        return (c.groups, c.batches) if c is not None else (0, 0)
+
+    # --- maintenance ---------------------------------------------------------------------------
+    def flush_and_compact(self) -> None:
+        """Flush memtables and compact every column family (tests, purges)."""
+        assert self._db is not None
+        for name in COLUMN_FAMILIES:
+            cf = self._cfs[name]
+            cf.flush(True)
+            cf.compact_range(None, None)
+        self._db.flush(True)
+
+    def bytes_on_disk(self) -> int:
+        return sum(p.stat().st_size for p in self.path.glob("*") if p.is_file())
+
+    def checkpoint(self, target_dir: str | Path) -> None:
+        """A consistent copy (hard links where possible) of the live database."""
+        target = Path(target_dir)
+        if target.exists() and any(target.iterdir()):
+            raise FailedPrecondition(f"checkpoint target {target} exists and is not empty")
+        if target.exists():
+            target.rmdir()  # RocksDB creates it itself
+        target.parent.mkdir(parents=True, exist_ok=True)
+        assert self._db is not None
+        cp = Checkpoint(self._db)
+        try:
+            cp.create_checkpoint(str(target))
+        finally:
+            del cp
+
+
+class SnapshotView:
+    """The indexes' SnapshotStore: encrypted named blobs in the snapshots CF, chunked.
+
+    Layout: ``name`` → header (chunk count), ``name\\x00NNNNNN`` → chunks. Header and chunks go
+    in one batch, so a reader sees the old or the new snapshot, never a mix.
+    """
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+
+    def get(self, name: str) -> bytes | None:
+        key = name.encode()
+        head = self.storage.get(CF_SNAPSHOTS, key)
+        if head is None:
+            return None
+        n = int(head)
+        parts = self.storage.multi_get(CF_SNAPSHOTS, [key + b"\x00%06d" % i for i in range(n)])
+        if any(p is None for p in parts):
+            raise DataCorrupted(f"snapshot {name} is missing chunks")
+        return b"".join(p for p in parts if p is not None)
+
+    def put(self, name: str, data: bytes) -> None:
+        key = name.encode()
+        b = self.storage.batch()
+        b.delete_prefix(CF_SNAPSHOTS, key + b"\x00")
+        mv = memoryview(data)
+        n = max(1, -(-len(data) // CHUNK_BYTES))
+        for i in range(n):
+            b.put(CF_SNAPSHOTS, key + b"\x00%06d" % i, bytes(mv[i * CHUNK_BYTES : (i + 1) * CHUNK_BYTES]))
+        b.put(CF_SNAPSHOTS, key, str(n).encode())
+        self.storage.write(b)
+
+    def delete(self, name: str) -> None:
+        key = name.encode()
+        b = self.storage.batch()
+        b.delete(CF_SNAPSHOTS, key)
+        b.delete_prefix(CF_SNAPSHOTS, key + b"\x00")
+        self.storage.write(b)
+
+    def names(self, prefix: str) -> list[str]:
+        return [k.decode() for k in self.storage.scan_keys(CF_SNAPSHOTS, prefix.encode()) if b"\x00" not in k]

@@ -1,0 +1,600 @@
+"""Per-agent vector index in segments: one mutable exact segment plus sealed graph segments.
+
+* New vectors go to the mutable segment: a preallocated float32 matrix searched exactly with one
+  matrix-vector product (about 0.4 ms at 10k x 384).
+* When it reaches `seal_threshold`, `maintenance()` (a background thread) freezes it, has the
+  IndexBuilder worker process build a pynndescent graph, persists the segment as one snapshot
+  (ids, vectors, pickled graph) and swaps it in. A frozen segment is searched exactly until its
+  graph is ready, so nothing is ever unsearchable.
+* Deletes in sealed segments are tombstones (an `alive` mask), persisted in the manifest at each
+  maintenance; segments with many tombstones are compacted (rebuilt, or folded back into the
+  mutable segment when small).
+* After a restart, `load()` reads the manifest and each segment with one get + unpickle (numpy
+  only). The graph inside is unpickled lazily on a background thread the first time the segment
+  is searched (importing pynndescent/numba takes seconds); until then that segment is searched
+  exactly. So a restart never stalls a request on a numba import.
+
+Scores are cosine similarities (vectors are L2-normalised). Thread-safety: one lock guards the
+segment list and the mutable segment; long work (graph builds, snapshot writes, graph loads)
+runs outside it and is swapped in under it. pynndescent queries share per-index scratch
+buffers, so each graph has its own query lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from .index_worker import BuildParams, IndexBuilder
+
+log = logging.getLogger(__name__)
+
+SNAPSHOT_VERSION = 1
+Allowed = Callable[[str], bool]
+
+
+def preload_graph_runtime() -> None:
+    """Import pynndescent (numba) now, e.g. on a background thread at start-up when sealed
+    segments exist, so the first graph load does not pay the multi-second import."""
+    import pynndescent  # noqa: F401
+
+
+class SnapshotStore(Protocol):
+    """Opaque named blobs, durable. The storage layer encrypts them; tests use a dict."""
+
+    def get(self, name: str) -> bytes | None: ...
+    def put(self, name: str, data: bytes) -> None: ...
+    def delete(self, name: str) -> None: ...
+    def names(self, prefix: str) -> list[str]: ...
+
+
+class DictSnapshotStore:
+    """In-memory SnapshotStore (tests, benchmarks)."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, bytes] = {}
+        self._lock = threading.Lock()
+
+    def get(self, name: str) -> bytes | None:
+        with self._lock:
+            return self.data.get(name)
+
+    def put(self, name: str, data: bytes) -> None:
+        with self._lock:
+            self.data[name] = bytes(data)
+
+    def delete(self, name: str) -> None:
+        with self._lock:
+            self.data.pop(name, None)
+
+    def names(self, prefix: str) -> list[str]:
+        with self._lock:
+            return sorted(n for n in self.data if n.startswith(prefix))
+
+
+def _normalise(v: np.ndarray) -> np.ndarray:
+    v = np.asarray(v, dtype=np.float32)
+    if v.ndim == 1:
+        n = float(np.linalg.norm(v))
+        return v / n if n > 0 else v
+    norms = np.linalg.norm(v, axis=1, keepdims=True)
+    out: np.ndarray = v / np.maximum(norms, 1e-12)
+    return out
+
+
+def _top_exact(
+    sims: np.ndarray,
+    ids: list[str],
+    k: int,
+    allowed: Allowed | None,
+    alive: np.ndarray | None,
+) -> list[tuple[str, float]]:
+    """Top k of a similarity vector, skipping dead rows and ids the filter rejects."""
+    n = sims.shape[0]
+    if n == 0 or k <= 0:
+        return []
+    if alive is not None:
+        sims = np.where(alive, sims, -np.inf)
+    if allowed is None:
+        kk = min(k, n)
+        part = np.argpartition(-sims, kk - 1)[:kk] if kk < n else np.arange(n)
+        order = part[np.argsort(-sims[part], kind="stable")]
+        return [(ids[i], float(sims[i])) for i in order if sims[i] != -np.inf]
+    out: list[tuple[str, float]] = []
+    # Rank progressively: most filters pass plenty of the best rows, so look at those first.
+    order = np.argsort(-sims, kind="stable")
+    for i in order:
+        s = float(sims[i])
+        if s == -np.inf:
+            break
+        if allowed(ids[i]):
+            out.append((ids[i], s))
+            if len(out) >= k:
+                break
+    return out
+
+
+class _Mutable:
+    """Growable exact segment: rows [0, n) of a preallocated matrix; delete = swap with last."""
+
+    def __init__(self, dim: int, capacity: int = 1024) -> None:
+        self.dim = dim
+        self.mat = np.zeros((max(16, capacity), dim), dtype=np.float32)
+        self.ids: list[str] = []
+        self.pos: dict[str, int] = {}
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def put(self, id_: str, vec: np.ndarray) -> None:
+        i = self.pos.get(id_)
+        if i is None:
+            i = len(self.ids)
+            if i >= self.mat.shape[0]:
+                grown = np.zeros((self.mat.shape[0] * 2, self.dim), dtype=np.float32)
+                grown[:i] = self.mat[:i]
+                self.mat = grown
+            self.ids.append(id_)
+            self.pos[id_] = i
+        self.mat[i] = vec
+
+    def remove(self, id_: str) -> bool:
+        i = self.pos.pop(id_, None)
+        if i is None:
+            return False
+        last = len(self.ids) - 1
+        if i != last:
+            moved = self.ids[last]
+            self.mat[i] = self.mat[last]
+            self.ids[i] = moved
+            self.pos[moved] = i
+        self.ids.pop()
+        return True
+
+    def search(self, q: np.ndarray, k: int, allowed: Allowed | None) -> list[tuple[str, float]]:
+        n = len(self.ids)
+        if n == 0:
+            return []
+        sims = self.mat[:n] @ q  # BLAS; releases the GIL
+        return _top_exact(sims, self.ids, k, allowed, None)
+
+
+@dataclass
+class _Segment:
+    """An immutable set of vectors (sealed, or frozen while its graph builds) plus tombstones."""
+
+    name: str
+    ids: list[str]
+    vectors: np.ndarray
+    alive: np.ndarray
+    pos: dict[str, int]
+    graph_blob: bytes | None = None  # pickled NNDescent, unpickled lazily
+    graph: Any = None
+    state: str = "exact"  # exact | building | lazy | loading | ready
+    recall: float = 1.0
+    build_seconds: float = 0.0
+    persisted: bool = False
+    qlock: threading.Lock = field(default_factory=threading.Lock)
+
+    @classmethod
+    def create(cls, name: str, ids: list[str], vectors: np.ndarray, state: str) -> _Segment:
+        return cls(
+            name=name,
+            ids=ids,
+            vectors=vectors,
+            alive=np.ones(len(ids), dtype=bool),
+            pos={x: i for i, x in enumerate(ids)},
+            state=state,
+        )
+
+    @property
+    def n_alive(self) -> int:
+        return int(self.alive.sum())
+
+    @property
+    def n_dead(self) -> int:
+        return len(self.ids) - self.n_alive
+
+    def is_alive(self, id_: str) -> bool:
+        i = self.pos.get(id_)
+        return i is not None and bool(self.alive[i])
+
+    def kill(self, id_: str) -> bool:
+        i = self.pos.get(id_)
+        if i is None or not self.alive[i]:
+            return False
+        self.alive[i] = False
+        return True
+
+    def to_bytes(self) -> bytes:
+        return pickle.dumps(
+            {
+                "version": SNAPSHOT_VERSION,
+                "ids": self.ids,
+                "vectors": self.vectors,
+                "graph": self.graph_blob,
+                "recall": self.recall,
+                "build_seconds": self.build_seconds,
+            },
+            protocol=pickle.HIGHEST_PROTOCOL,
+        )
+
+    @classmethod
+    def from_bytes(cls, name: str, data: bytes) -> _Segment:
+        d = pickle.loads(data)  # numpy + bytes only: no pynndescent import here
+        if d.get("version") != SNAPSHOT_VERSION:
+            raise ValueError(f"unsupported vector segment snapshot version {d.get('version')}")
+        seg = cls.create(name, list(d["ids"]), np.asarray(d["vectors"], dtype=np.float32), "exact")
+        seg.graph_blob = d["graph"]
+        seg.state = "lazy" if seg.graph_blob is not None else "exact"
+        seg.recall = float(d.get("recall", 1.0))
+        seg.build_seconds = float(d.get("build_seconds", 0.0))
+        seg.persisted = True
+        return seg
+
+    def search(
+        self,
+        q: np.ndarray,
+        k: int,
+        allowed: Allowed | None,
+        epsilon: float,
+        k_factor: float = 2.0,
+    ) -> list[tuple[str, float]]:
+        n = len(self.ids)
+        if n == 0 or k <= 0:
+            return []
+        graph = self.graph if self.state == "ready" else None
+        if graph is not None:
+            n_dead = self.n_dead
+            # Oversample so that tombstones and the filter still leave k results in most cases.
+            base = max(k, int(k * k_factor))
+            kk = base + n_dead if allowed is None else 2 * base + n_dead
+            if kk < n // 2:
+                with self.qlock:
+                    idx, _ = graph.query(q[None, :], k=kk, epsilon=epsilon)
+                rows = idx[0][idx[0] >= 0]
+                rows = rows[self.alive[rows]]
+                sims = self.vectors[rows] @ q
+                order = np.argsort(-sims, kind="stable")
+                out: list[tuple[str, float]] = []
+                for j in order:
+                    id_ = self.ids[int(rows[j])]
+                    if allowed is None or allowed(id_):
+                        out.append((id_, float(sims[j])))
+                        if len(out) >= k:
+                            return out
+                # Too few: the graph cannot prove there are no more, so search exactly.
+        sims = self.vectors @ q
+        return _top_exact(sims, self.ids, k, allowed, self.alive)
+
+
+class VectorIndex:
+    """The vectors of one agent. See the module docstring for the design."""
+
+    def __init__(
+        self,
+        agent_id: str,
+        dim: int,
+        snapshots: SnapshotStore,
+        builder: IndexBuilder,
+        seal_threshold: int = 20000,
+        *,
+        search_epsilon: float | None = None,
+        compact_dead_fraction: float = 0.25,
+        build_params: BuildParams | None = None,
+    ) -> None:
+        self.agent_id = agent_id
+        self.dim = dim
+        self.snapshots = snapshots
+        self.builder = builder
+        self.seal_threshold = max(2, seal_threshold)
+        self.build_params = build_params
+        params = build_params or builder.params
+        self.search_epsilon = params.search_epsilon if search_epsilon is None else search_epsilon
+        # The graph is asked for k * factor candidates, re-ranked by exact similarity.
+        self.search_k_factor = params.search_k_factor
+        self.compact_dead_fraction = compact_dead_fraction
+        self._prefix = f"vec/{agent_id}/"
+        self._lock = threading.RLock()
+        self._maint_lock = threading.Lock()
+        self._mutable = _Mutable(dim, capacity=min(self.seal_threshold, 1024))
+        self._segments: list[_Segment] = []
+        self._seq = 0
+        self._manifest_dirty = False
+        self.loaded = False
+
+    # --- writes ------------------------------------------------------------------------------
+    def add(self, ids: list[str], vectors: np.ndarray) -> None:
+        """Upsert: an id that exists anywhere is replaced by the new vector."""
+        vecs = _normalise(np.asarray(vectors, dtype=np.float32).reshape(len(ids), self.dim))
+        with self._lock:
+            for id_, v in zip(ids, vecs, strict=True):
+                for seg in self._segments:
+                    if seg.kill(id_):
+                        self._manifest_dirty = True
+                self._mutable.put(id_, v)
+
+    def remove(self, ids: list[str]) -> None:
+        with self._lock:
+            for id_ in ids:
+                if self._mutable.remove(id_):
+                    continue
+                for seg in self._segments:
+                    if seg.kill(id_):
+                        self._manifest_dirty = True
+
+    # --- reads -------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._mutable) + sum(s.n_alive for s in self._segments)
+
+    def contains(self, id_: str) -> bool:
+        with self._lock:
+            return id_ in self._mutable.pos or any(s.is_alive(id_) for s in self._segments)
+
+    def search(self, query: np.ndarray, k: int, allowed: Allowed | None = None) -> list[tuple[str, float]]:
+        """Top k (id, cosine similarity), best first. With `allowed`, never fewer than exist."""
+        if k <= 0:
+            return []
+        q = _normalise(np.asarray(query, dtype=np.float32).reshape(self.dim))
+        with self._lock:
+            hits = self._mutable.search(q, k, allowed)
+            segments = list(self._segments)
+        for seg in segments:
+            if seg.state == "lazy":
+                self._start_graph_load(seg)
+            hits.extend(seg.search(q, k, allowed, self.search_epsilon, self.search_k_factor))
+        if len(segments) == 0:
+            return hits[:k]
+        best: dict[str, float] = {}
+        for (
+            id_,
+            s,
+        ) in hits:  # an id being upserted concurrently may briefly appear twice
+            if s > best.get(id_, -np.inf):
+                best[id_] = s
+        return sorted(best.items(), key=lambda t: -t[1])[:k]
+
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            segs = list(self._segments)
+            mutable = len(self._mutable)
+        return {
+            "agent_id": self.agent_id,
+            "dim": self.dim,
+            "vectors": mutable + sum(s.n_alive for s in segs),
+            "vectors_exact": mutable + sum(s.n_alive for s in segs if s.state not in ("ready", "lazy", "loading")),
+            "vectors_indexed": sum(s.n_alive for s in segs if s.state in ("ready", "lazy", "loading")),
+            "mutable": mutable,
+            "segments": [
+                {
+                    "name": s.name,
+                    "size": len(s.ids),
+                    "tombstones": s.n_dead,
+                    "state": s.state,
+                    "recall": round(s.recall, 4),
+                    "build_seconds": round(s.build_seconds, 3),
+                }
+                for s in segs
+            ],
+            "tombstones": sum(s.n_dead for s in segs),
+            "builds_pending": sum(1 for s in segs if s.state == "building"),
+        }
+
+    # --- persistence -------------------------------------------------------------------------
+    def _manifest_name(self) -> str:
+        return self._prefix + "manifest"
+
+    def load(
+        self,
+        vectors_for_mutable: Iterable[tuple[str, np.ndarray]],
+        authoritative: bool = False,
+    ) -> None:
+        """Open the index: sealed segments from snapshots, everything else from the caller.
+
+        The caller may pass every live (id, vector) of the agent (simplest) or only those that
+        are not in a sealed segment: ids whose vector equals the sealed one are skipped, changed
+        ones replace it. With authoritative=True the caller's set is the complete live set and
+        sealed ids missing from it are tombstoned (deletes that happened after the last
+        maintenance). Otherwise persisted tombstones are what removes them.
+        """
+        manifest_raw = self.snapshots.get(self._manifest_name())
+        segments: list[_Segment] = []
+        seq = 0
+        if manifest_raw is not None:
+            manifest = pickle.loads(manifest_raw)
+            seq = int(manifest.get("seq", 0))
+            for name in manifest.get("segments", []):
+                data = self.snapshots.get(name)
+                if data is None:
+                    # Its vectors are still in storage: the caller passes them to the mutable part.
+                    log.warning("vector segment snapshot %s missing; its vectors go exact", name)
+                    continue
+                seg = _Segment.from_bytes(name, data)
+                for id_ in manifest.get("tombstones", {}).get(name, []):
+                    seg.kill(id_)
+                segments.append(seg)
+        mutable = _Mutable(self.dim, capacity=min(self.seal_threshold, 1024))
+        seen: set[str] = set()
+        for id_, vec in vectors_for_mutable:
+            v = _normalise(np.asarray(vec, dtype=np.float32).reshape(self.dim))
+            seen.add(id_)
+            in_sealed = False
+            for seg in segments:
+                i = seg.pos.get(id_)
+                if i is not None and seg.alive[i]:
+                    if np.allclose(seg.vectors[i], v, atol=1e-5):
+                        in_sealed = True
+                    else:
+                        seg.alive[i] = False
+            if not in_sealed:
+                mutable.put(id_, v)
+        if authoritative:
+            for seg in segments:
+                for i, id_ in enumerate(seg.ids):
+                    if seg.alive[i] and id_ not in seen:
+                        seg.alive[i] = False
+        with self._lock:
+            self._segments = segments
+            self._mutable = mutable
+            self._seq = max(seq, self._seq)
+            self._manifest_dirty = True
+            self.loaded = True
+
+    def _write_manifest(self) -> None:
+        with self._lock:
+            segs = [s for s in self._segments if s.persisted]
+            manifest = {
+                "version": SNAPSHOT_VERSION,
+                "seq": self._seq,
+                "segments": [s.name for s in segs],
+                "tombstones": {s.name: [s.ids[i] for i in np.flatnonzero(~s.alive)] for s in segs},
+            }
+            self._manifest_dirty = False
+        self.snapshots.put(
+            self._manifest_name(),
+            pickle.dumps(manifest, protocol=pickle.HIGHEST_PROTOCOL),
+        )
+
+    def drop(self) -> None:
+        """Delete every snapshot of this agent (agent deletion)."""
+        for name in self.snapshots.names(self._prefix):
+            self.snapshots.delete(name)
+        with self._lock:
+            self._segments = []
+            self._mutable = _Mutable(self.dim)
+
+    # --- lazy graph loading --------------------------------------------------------------------
+    def _start_graph_load(self, seg: _Segment) -> None:
+        with self._lock:
+            if seg.state != "lazy":
+                return
+            seg.state = "loading"
+        threading.Thread(target=self._load_graph, args=(seg,), name="engram-graph-load", daemon=True).start()
+
+    def _load_graph(self, seg: _Segment) -> None:
+        try:
+            assert seg.graph_blob is not None
+            graph = pickle.loads(seg.graph_blob)  # imports pynndescent on first use
+            q = seg.vectors[0]
+            with seg.qlock:
+                graph.query(q[None, :], k=1, epsilon=self.search_epsilon)  # first query: warm
+            seg.graph = graph
+            seg.state = "ready"
+        except Exception:
+            log.exception("vector graph for %s failed to load; searching it exactly", seg.name)
+            seg.state = "exact"
+
+    def wait_ready(self, timeout: float = 120.0) -> bool:
+        """Block until every segment's graph is loaded or built (tests, warm-up)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                segs = list(self._segments)
+            for s in segs:
+                if s.state == "lazy":
+                    self._start_graph_load(s)
+            if all(s.state in ("ready", "exact") for s in segs):
+                return True
+            time.sleep(0.02)
+        return False
+
+    # --- background maintenance ----------------------------------------------------------------
+    def maintenance(self) -> None:
+        """Seal, compact, persist. Safe to call often; concurrent calls return immediately."""
+        if not self._maint_lock.acquire(blocking=False):
+            return
+        try:
+            self._seal_if_full()
+            self._compact()
+            if self._manifest_dirty:
+                self._write_manifest()
+        finally:
+            self._maint_lock.release()
+
+    def _next_name(self) -> str:
+        self._seq += 1
+        return f"{self._prefix}seg/{self._seq:08d}"
+
+    def _seal_if_full(self) -> None:
+        with self._lock:
+            if len(self._mutable) < self.seal_threshold:
+                return
+            m = self._mutable
+            n = len(m)
+            frozen = _Segment.create(self._next_name(), list(m.ids), m.mat[:n].copy(), "building")
+            self._segments.append(frozen)
+            self._mutable = _Mutable(self.dim, capacity=min(self.seal_threshold, 1024))
+        self._build_into(frozen, frozen.vectors)
+
+    def _build_into(self, seg: _Segment, vectors: np.ndarray) -> None:
+        """Build seg's graph outside the lock, persist the segment, then mark it searchable."""
+        try:
+            result = self.builder.build(vectors, self.build_params)
+            seg.graph_blob = result.graph
+            seg.recall = result.recall
+            seg.build_seconds = result.build_seconds
+            if result.graph is None:
+                log.warning(
+                    "segment %s: graph recall too low (%s); exact search",
+                    seg.name,
+                    result.notes,
+                )
+        except Exception:
+            log.exception("graph build failed for %s; it is searched exactly", seg.name)
+            seg.graph_blob = None
+        self.snapshots.put(seg.name, seg.to_bytes())
+        with self._lock:
+            seg.persisted = True
+            seg.state = "lazy" if seg.graph_blob is not None else "exact"
+            self._manifest_dirty = True
+        self._write_manifest()
+        if seg.graph_blob is not None:
+            self._load_graph(seg)  # already on a background thread: load it now
+
+    def _compact(self) -> None:
+        with self._lock:
+            victims = [
+                s
+                for s in self._segments
+                if s.state in ("ready", "lazy", "exact")
+                and s.persisted
+                and len(s.ids) > 0
+                and s.n_dead / len(s.ids) >= self.compact_dead_fraction
+            ]
+        for seg in victims:
+            with self._lock:
+                if seg not in self._segments:
+                    continue
+                rows = np.flatnonzero(seg.alive)
+                if len(rows) < self.seal_threshold // 2:
+                    # Small remainder: fold it back into the mutable segment (no build needed).
+                    for i in rows:
+                        self._mutable.put(seg.ids[i], seg.vectors[i])
+                    self._segments.remove(seg)
+                    self._manifest_dirty = True
+                    replacement = None
+                else:
+                    replacement = _Segment.create(
+                        self._next_name(),
+                        [seg.ids[i] for i in rows],
+                        seg.vectors[rows].copy(),
+                        "building",
+                    )
+                    # Swap now: the replacement is searched exactly until its graph is ready.
+                    self._segments[self._segments.index(seg)] = replacement
+                    replacement.alive[:] = seg.alive[rows]
+            if replacement is None:
+                self._write_manifest()
+                self.snapshots.delete(seg.name)
+                continue
+            self._build_into(replacement, replacement.vectors)
+            self.snapshots.delete(seg.name)

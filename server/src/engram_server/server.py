@@ -1,0 +1,70 @@
+"""Run the app under Hypercorn: binds, HTTP/2 settings, signals, graceful drain."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from typing import Any
+
+from .config import Config
+from .logs import event
+
+log = logging.getLogger("engram.server")
+
+
+def _bind(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
+
+
+def hypercorn_config(cfg: Config):
+    from hypercorn.config import Config as HConfig
+
+    h = HConfig()
+    h.bind = [_bind(cfg.host, cfg.port)]
+    if cfg.grpc_port:
+        h.bind.append(_bind(cfg.host, cfg.grpc_port))
+    # A gRPC channel is one long-lived connection: Hypercorn's default of 1000 requests per
+    # connection also applies to HTTP/2 and would send GOAWAY mid-stream.
+    h.keep_alive_max_requests = 2**62
+    h.keep_alive_timeout = 3600
+    h.h2_max_concurrent_streams = cfg.max_concurrent_streams
+    h.h2_max_inbound_frame_size = 2**20
+    h.graceful_timeout = cfg.shutdown_timeout
+    h.accesslog = None  # the app writes its own structured access log
+    h.errorlog = logging.getLogger("hypercorn.error")
+    h.loglevel = cfg.log_level.upper()
+    h.max_app_queue_size = 64
+    h.include_server_header = False
+    return h
+
+
+def serve(cfg: Config, engine: Any, started_at: float | None = None) -> None:
+    """Serve until SIGTERM/SIGINT, then drain and close the engine."""
+    from hypercorn.asyncio import serve as hserve
+
+    from .app import create_app
+
+    app = create_app(cfg, engine=engine, close_engine=True)
+    hcfg = hypercorn_config(cfg)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+
+        def on_signal(signame: str) -> None:
+            if not stop.is_set():
+                app.state.stopping = True
+                event(log, "shutting down: draining in-flight calls", signal=signame,
+                      grace_seconds=cfg.shutdown_timeout)
+                stop.set()
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, on_signal, sig.name)
+        event(log, "listening", binds=hcfg.bind, auth_required=cfg.auth_required,
+              startup_ms=round((time.perf_counter() - started_at) * 1000, 1) if started_at else None)
+        await hserve(app, hcfg, shutdown_trigger=stop.wait)
+
+    asyncio.run(main())
+    event(log, "stopped")

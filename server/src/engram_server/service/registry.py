@@ -1,0 +1,63 @@
+"""The method table: every RPC of the descriptor set bound to its one implementation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from engram._gen.engram import v1 as pb
+
+from ..descriptors import Api, MethodInfo
+from ..errors import RpcError
+from .admin_service import AdminService
+from .agent_service import AgentService
+from .base import ACCESS, CallContext, ServiceBase
+from .embedding_service import EmbeddingService
+from .memory_service import MemoryService
+
+SERVICES = {
+    "MemoryService": MemoryService,
+    "AgentService": AgentService,
+    "AdminService": AdminService,
+    "EmbeddingService": EmbeddingService,
+}
+
+
+@dataclass
+class Method:
+    info: MethodInfo
+    request_cls: type
+    response_cls: type
+    handler: Callable[..., Any]
+    access: str
+
+
+class Registry:
+    def __init__(self, api: Api, engine: Any, config: Any, auth: Any, metrics: Any, state: Any) -> None:
+        self.auth = auth
+        self.services: dict[str, ServiceBase] = {
+            name: cls(engine, config, auth, metrics, state) for name, cls in SERVICES.items()
+        }
+        self.methods: dict[str, Method] = {}
+        for path, info in api.methods.items():
+            svc = self.services.get(info.service)
+            handler = getattr(svc, info.snake_name, None) if svc else None
+            if handler is None:
+                continue  # declared but not implemented: UNIMPLEMENTED at call time
+            self.methods[path] = Method(
+                info=info,
+                request_cls=getattr(pb, info.input_type.rsplit(".", 1)[1]),
+                response_cls=getattr(pb, info.output_type.rsplit(".", 1)[1]),
+                handler=handler,
+                access=ACCESS.get(info.name, "admin"),
+            )
+
+    def get(self, path: str) -> Method:
+        m = self.methods.get(path)
+        if m is None:
+            raise RpcError("UNIMPLEMENTED", f"unknown method {path}")
+        return m
+
+    async def authorize(self, method: Method, ctx: CallContext) -> None:
+        ctx.principal = await self.auth.authenticate(ctx.authorization, method.access)
+        ctx.principal.require(method.access)

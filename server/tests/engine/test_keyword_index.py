@@ -1,0 +1,146 @@
+"""KeywordIndex: BM25 parity with bm25s, segments with global statistics, deletes, persistence."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from engram_server.engine.keyword_index import KeywordIndex, Tokenizer
+from engram_server.engine.vector_index import DictSnapshotStore
+
+DOCS = [
+    "The deployment failed with error code E1234 because the disk was full",
+    "Caroline went to the LGBTQ support group on Tuesday",
+    "Melanie painted a sunrise over the lake with her kids",
+    "User prefers dark mode and vim keybindings",
+    "Error E5678 appears when the database connection times out",
+    "The kids went camping at the lake and roasted marshmallows",
+    "Caroline is researching adoption agencies",
+    "Disk usage alerts fire at ninety percent",
+]
+
+
+def corpus(n: int) -> list[str]:
+    rng = np.random.default_rng(0)
+    words = " ".join(DOCS).lower().split()
+    return [" ".join(rng.choice(words, size=int(rng.integers(3, 15)))) for _ in range(n)]
+
+
+def test_tokenizer() -> None:
+    tok = Tokenizer()
+    assert tok("The Running memories, of Zoë!") == ["run", "memori", "zoë"]
+    assert Tokenizer(stem=False)("Error-code E1234 a") == ["error", "code", "e1234"]
+
+
+def test_scores_match_bm25s() -> None:
+    bm25s = pytest.importorskip("bm25s")
+    texts = corpus(200)
+    ki = KeywordIndex("a", DictSnapshotStore(), k1=1.2, b=0.6)
+    ki.add([f"d{i}" for i in range(len(texts))], texts)
+    tok = ki.tokenize
+    retriever = bm25s.BM25(backend="numpy", k1=1.2, b=0.6, method="lucene")
+    retriever.index([tok(t) for t in texts], show_progress=False)
+    for query in ("disk error lake", "caroline kids sunrise", "vim"):
+        ours = ki.search(query, 10)
+        docs, scores = retriever.retrieve([tok(query)], k=10, show_progress=False, n_threads=1)
+        ref = {f"d{int(d)}": float(s) for d, s in zip(docs[0], scores[0], strict=True) if s > 0}
+        assert len(ours) == len(ref)
+        # same scores in the same order (ids may differ only among ties at the cut-off)
+        assert [s for _, s in ours] == pytest.approx(sorted(ref.values(), reverse=True), rel=1e-4)
+        for id_, s in ours:
+            if id_ in ref:
+                assert s == pytest.approx(ref[id_], rel=1e-4)
+
+
+def test_segments_keep_global_statistics() -> None:
+    texts = corpus(300)
+    ids = [f"d{i}" for i in range(300)]
+    one = KeywordIndex("one", DictSnapshotStore(), seal_threshold=10**6)
+    one.add(ids, texts)
+    seg = KeywordIndex("seg", DictSnapshotStore(), seal_threshold=100)
+    for start in range(0, 300, 100):
+        seg.add(ids[start : start + 100], texts[start : start + 100])
+        seg.maintenance()
+    seg.add(["extra"], ["lake sunrise"])
+    one.add(["extra"], ["lake sunrise"])
+    assert len(seg.stats()["segments"]) == 3
+    for q in ("lake sunrise", "error disk", "caroline"):
+        a, b = one.search(q, 20), seg.search(q, 20)
+        assert [x[0] for x in a] == [x[0] for x in b]
+        assert np.allclose([x[1] for x in a], [x[1] for x in b], rtol=1e-5)
+    # deletes count at once, in sealed and growing parts alike
+    seg.remove(["d0", "extra"])
+    one.remove(["d0", "extra"])
+    assert len(seg) == len(one) == 299
+    a, b = one.search("lake", 50), seg.search("lake", 50)
+    assert [x[0] for x in a] == [x[0] for x in b]
+    assert np.allclose([x[1] for x in a], [x[1] for x in b], rtol=1e-5)
+
+
+def test_upsert_filter_persist_reload() -> None:
+    store = DictSnapshotStore()
+    ki = KeywordIndex("p", store, seal_threshold=4)
+    ids = [f"m{i}" for i in range(len(DOCS))]
+    ki.add(ids, DOCS)
+    ki.maintenance()
+    assert len(ki.stats()["segments"]) == 1
+    assert ki.search("E1234", 3)[0][0] == "m0"
+    ki.add(["m0"], ["nothing relevant here"])  # upsert of a sealed doc
+    assert ki.search("E1234", 3) == []
+    ki.remove(["m1"])
+    assert all(h[0] != "m1" for h in ki.search("caroline", 5))
+    hits = ki.search("lake", 5, allowed=lambda i: i == "m5")
+    assert [h[0] for h in hits] == ["m5"]
+    ki.maintenance()  # compaction + manifest
+
+    live = {i: t for i, t in zip(ids, DOCS, strict=True) if i != "m1"}
+    live["m0"] = "nothing relevant here"
+    ki2 = KeywordIndex("p", store, seal_threshold=4)
+    ki2.load(live.items())
+    assert len(ki2) == len(live)
+    for q in ("caroline", "lake kids", "E1234", "relevant"):
+        a, b = ki2.search(q, 5), ki.search(q, 5)
+        assert [x[0] for x in a] == [x[0] for x in b]
+        assert [x[1] for x in a] == pytest.approx([x[1] for x in b])
+    ki3 = KeywordIndex("p", store, seal_threshold=4)
+    ki3.load([(i, t) for i, t in live.items() if i != "m6"], authoritative=True)
+    assert not ki3.contains("m6") and len(ki3) == len(live) - 1
+
+
+def test_concurrent_writes_and_sealing() -> None:
+    import threading
+
+    ki = KeywordIndex("t", DictSnapshotStore(), seal_threshold=50)
+    texts = corpus(600)
+    ids = [f"d{i}" for i in range(600)]
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def reader() -> None:
+        while not stop.is_set():
+            try:
+                ki.search("lake error caroline", 10)
+            except BaseException as exc:  # reported below
+                errors.append(exc)
+                return
+
+    def maint() -> None:
+        while not stop.is_set():
+            ki.maintenance()
+
+    threads = [threading.Thread(target=reader), threading.Thread(target=maint)]
+    for t in threads:
+        t.start()
+    for s in range(0, 600, 20):
+        ki.add(ids[s : s + 20], texts[s : s + 20])
+        ki.remove([ids[s]])
+    stop.set()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    ref = KeywordIndex("r", DictSnapshotStore(), seal_threshold=10**6)
+    keep = [i for i in range(600) if i % 20]
+    ref.add([ids[i] for i in keep], [texts[i] for i in keep])
+    assert len(ki) == len(ref) == 570
+    for q in ("lake sunrise", "error disk", "caroline kids"):
+        a, b = ki.search(q, 15), ref.search(q, 15)
+        assert [x[1] for x in a] == pytest.approx([x[1] for x in b], rel=1e-5)

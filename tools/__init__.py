@@ -1,0 +1,1 @@
+"""Repository tools: code generators and checks run by the top-level Makefile (never shipped)."""

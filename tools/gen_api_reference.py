@@ -1,0 +1,175 @@
+"""Generate ``docs/reference/api.md``, the API reference, from the proto comments.
+
+Input: the descriptor set with source info. Output: one Markdown page listing every service
+and RPC (gRPC path, REST routes, request and response), then every message with a table of its
+fields, then every enum with its values. Headings carry explicit ids (``{#engram.v1.Memory}``,
+needs the ``attr_list`` extension) so that types link to each other.
+
+Usage: ``python -m tools.gen_api_reference DESCRIPTOR_SET OUT.md``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from google.protobuf import descriptor_pb2
+
+from tools.gen_openapi import WELL_KNOWN
+from tools.protos import API_PACKAGE, Api, Fdp, Method, is_map, type_name
+
+SCALAR_NAMES = {
+    value: name.removeprefix("TYPE_").lower()
+    for name, value in Fdp.Type.items()
+    if name not in {"TYPE_MESSAGE", "TYPE_ENUM", "TYPE_GROUP"}
+}
+
+FILE_TITLES = {
+    "messages.proto": "Messages",
+    "request_response.proto": "Requests and responses",
+    "enums.proto": "Enums",
+}
+
+
+def _cell(text: str) -> str:
+    """Text for one Markdown table cell: one line, pipes escaped."""
+    return " ".join(text.split()).replace("|", "\\|")
+
+
+def _para(text: str) -> str:
+    return text.strip() + "\n\n" if text.strip() else ""
+
+
+class ReferenceBuilder:
+    def __init__(self, api: Api) -> None:
+        self.api = api
+
+    def type_link(self, full_name: str) -> str:
+        short = full_name.rsplit(".", 1)[-1]
+        if full_name.startswith(API_PACKAGE + "."):
+            return f"[`{short}`](#{full_name})"
+        if full_name in WELL_KNOWN:
+            return f"`{full_name}`"
+        return f"`{full_name}`"
+
+    def field_type(self, f: descriptor_pb2.FieldDescriptorProto) -> str:
+        if is_map(self.api, f):
+            entry = self.api.messages[type_name(f)].proto
+            key, value = (next(x for x in entry.field if x.name == n) for n in ("key", "value"))
+            return f"map&lt;{self.field_type(key)}, {self.field_type(value)}&gt;"
+        if f.type in (Fdp.TYPE_MESSAGE, Fdp.TYPE_ENUM, Fdp.TYPE_GROUP):
+            base = self.type_link(type_name(f))
+        else:
+            base = f"`{SCALAR_NAMES[f.type]}`"
+        if f.label == Fdp.LABEL_REPEATED:
+            return f"repeated {base}"
+        if f.proto3_optional:
+            return f"optional {base}"
+        return base
+
+    def method_section(self, method: Method) -> str:
+        shape = []
+        if method.client_streaming:
+            shape.append("client streaming")
+        if method.server_streaming:
+            shape.append("server streaming")
+        lines = [f"### {method.service}.{method.name} {{#{method.service}.{method.name}}}\n\n", _para(method.comment)]
+        lines.append("| Binding | Value |\n|---|---|\n")
+        grpc = f"`{method.grpc_path}`" + (f" ({', '.join(shape)})" if shape else "")
+        lines.append(f"| gRPC | {grpc} |\n")
+        for binding in method.bindings:
+            body = f" — body: `{binding.body}`" if binding.body else ""
+            alias = "" if binding.primary else " (alias)"
+            lines.append(f"| REST | `{binding.verb.upper()} {binding.path}`{body}{alias} |\n")
+        request = ("stream of " if method.client_streaming else "") + self.type_link(method.input_type)
+        lines.append(f"| Request | {request} |\n")
+        response = ("stream of " if method.server_streaming else "") + self.type_link(method.output_type)
+        lines.append(f"| Response | {response} |\n\n")
+        return "".join(lines)
+
+    def message_section(self, full_name: str) -> str:
+        msg = self.api.messages[full_name]
+        short = full_name.removeprefix(API_PACKAGE + ".")
+        out = [f"### {short} {{#{full_name}}}\n\n", _para(msg.comment)]
+        fields = list(msg.proto.field)
+        if not fields:
+            out.append("No fields.\n\n")
+            return "".join(out)
+        out.append("| Field | Type | Description |\n|---|---|---|\n")
+        for f in fields:
+            note = msg.field_comments.get(f.name, "")
+            if f.HasField("oneof_index") and not f.proto3_optional:
+                note += f" Part of oneof `{msg.proto.oneof_decl[f.oneof_index].name}`."
+            out.append(f"| `{f.name}` | {self.field_type(f)} | {_cell(note)} |\n")
+        out.append("\n")
+        return "".join(out)
+
+    def enum_section(self, full_name: str) -> str:
+        enum = self.api.enums[full_name]
+        short = full_name.removeprefix(API_PACKAGE + ".")
+        out = [f"### {short} {{#{full_name}}}\n\n", _para(enum.comment)]
+        out.append("| Value | Number | Description |\n|---|---|---|\n")
+        for v in enum.proto.value:
+            out.append(f"| `{v.name}` | {v.number} | {_cell(enum.value_comments.get(v.name, ''))} |\n")
+        out.append("\n")
+        return "".join(out)
+
+    def build(self) -> str:
+        out = [
+            "# API reference\n\n",
+            "<!-- Generated by tools/gen_api_reference.py from proto/engram/v1/*.proto. Do not edit: "
+            "change the proto comments and run `make generate`. -->\n\n",
+            "Engram has one API, defined in Protobuf under `proto/engram/v1/` and served on one port as "
+            "gRPC, gRPC-Web, Connect and REST/JSON. This page is generated from the comments in those "
+            "files. The REST routes come from the `google.api.http` rules; the same surface is described "
+            "by the [OpenAPI document](../openapi.json), which the server also serves at `GET /openapi.json`. "
+            "The wire conventions (JSON field names, enums, errors, streaming over REST) are in "
+            "[Contracts](../design/contracts.md).\n\n",
+            "## Services\n\n",
+        ]
+        services = self.api.api_services()
+        out.append("| Service | RPC | REST |\n|---|---|---|\n")
+        for service in services:
+            for m in service.methods:
+                primary = m.bindings[0] if m.bindings else None
+                rest = f"`{primary.verb.upper()} {primary.path}`" if primary else ""
+                out.append(f"| {service.name} | [{m.name}](#{service.name}.{m.name}) | {rest} |\n")
+        out.append("\n")
+        for service in services:
+            out.append(f"## {service.name} {{#{service.full_name}}}\n\n")
+            out.append(_para(service.comment))
+            for m in service.methods:
+                out.append(self.method_section(m))
+
+        files = sorted(
+            {m.file for m in self.api.messages.values() if m.full_name.startswith(API_PACKAGE + ".")}
+            | {e.file for e in self.api.enums.values() if e.full_name.startswith(API_PACKAGE + ".")}
+        )
+        titles = list(FILE_TITLES)
+        order = sorted(files, key=lambda f: (titles.index(Path(f).name) if Path(f).name in titles else 99, f))
+        for file in order:
+            names = [n for n, m in self.api.messages.items() if m.file == file and not m.proto.options.map_entry]
+            enums = [n for n, e in self.api.enums.items() if e.file == file]
+            if not names and not enums:
+                continue
+            title = FILE_TITLES.get(Path(file).name, Path(file).name)
+            out.append(f"## {title}\n\n_Defined in `proto/{file}`._\n\n")
+            out.extend(self.message_section(n) for n in names)
+            out.extend(self.enum_section(n) for n in enums)
+        return "".join(out).rstrip("\n") + "\n"
+
+
+def render(api: Api) -> str:
+    return ReferenceBuilder(api).build()
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2:
+        print(__doc__, file=sys.stderr)
+        return 2
+    Path(argv[1]).write_text(render(Api(Path(argv[0]).read_bytes())), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
