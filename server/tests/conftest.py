@@ -14,7 +14,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from fake_engine import FakeEngine  # noqa: E402
+from fake_engine import FakeEngine
 
 REPO = Path(__file__).resolve().parents[2]
 ROOT_KEY = "test-root-key-0123456789abcdef"
@@ -51,20 +51,42 @@ def app(engine):
 async def rest(app):
     import httpx
 
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://engram.test",
-                                 headers={"authorization": f"Bearer {ROOT_KEY}"}) as client:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app),
+        base_url="http://engram.test",
+        headers={"authorization": f"Bearer {ROOT_KEY}"},
+    ) as client:
         yield client
 
 
-async def asgi_call(app, path: str, body: bytes = b"", headers: dict | None = None, method: str = "POST",
-                    http_version: str = "2", chunks: list[bytes] | None = None, disconnect_after: float | None = None):
+async def asgi_call(
+    app,
+    path: str,
+    body: bytes = b"",
+    headers: dict | None = None,
+    method: str = "POST",
+    http_version: str = "2",
+    chunks: list[bytes] | None = None,
+    disconnect_after: float | None = None,
+):
     """Call the ASGI app directly (HTTP/2 scope, trailers seen). Returns (status, headers, body, trailers)."""
     import asyncio
 
     hdrs = [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": http_version, "method": method,
-             "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"", "headers": hdrs,
-             "client": ("127.0.0.1", 1234), "server": ("127.0.0.1", 3300), "extensions": {"http.response.trailers": {}}}
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": http_version,
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "headers": hdrs,
+        "client": ("127.0.0.1", 1234),
+        "server": ("127.0.0.1", 3300),
+        "extensions": {"http.response.trailers": {}},
+    }
     parts = list(chunks if chunks is not None else [body])
     queue = [{"type": "http.request", "body": p, "more_body": i < len(parts) - 1} for i, p in enumerate(parts)]
     out = {"status": None, "headers": {}, "body": b"", "trailers": {}}
@@ -102,7 +124,7 @@ def grpc_messages(body: bytes) -> list[tuple[int, bytes]]:
     out, i = [], 0
     while i < len(body):
         flag, n = struct.unpack_from(">BI", body, i)
-        out.append((flag, body[i + 5:i + 5 + n]))
+        out.append((flag, body[i + 5 : i + 5 + n]))
         i += 5 + n
     return out
 
@@ -114,16 +136,6 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def engine_implemented() -> bool:
-    """True once Engine.open and Engine.recall are real (then the real binary is tested)."""
-    import inspect
-
-    from engram_server.engine.engine import Engine
-
-    return not any("raise NotImplementedError" in inspect.getsource(getattr(Engine, name))
-                   for name in ("open", "store", "recall"))
-
-
 class ServerProcess:
     def __init__(self, tmp: Path, extra_args: list[str] | None = None, env: dict | None = None) -> None:
         self.port = free_port()
@@ -132,17 +144,25 @@ class ServerProcess:
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.target = f"127.0.0.1:{self.port}"
         bin_path = os.environ.get("ENGRAM_SERVER_BIN") or str(REPO / ".venv/bin/engram-server")
-        args = ["serve", "--host", "127.0.0.1", "--port", str(self.port), "--grpc-port", "0",
-                "--data-dir", str(self.data_dir), "--api-key", ROOT_KEY, "--cors-origins", "*",
-                *(extra_args or [])]
-        if engine_implemented():
-            cmd = [bin_path, *args]
-            self.fake = False
-        else:  # the engine is still being written: same server, in-memory engine
-            cmd = [sys.executable, str(Path(__file__).parent / "run_fake_server.py"), *args]
-            self.fake = True
+        args = [
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--grpc-port",
+            "0",
+            "--data-dir",
+            str(self.data_dir),
+            "--api-key",
+            ROOT_KEY,
+            "--cors-origins",
+            "*",
+            *(extra_args or []),
+        ]
+        cmd = [bin_path, *args]
         full_env = {**os.environ, "ENGRAM_ENCRYPTION_KEY": ENC_KEY, **(env or {})}
-        self.log = open(self.log_path, "wb")
+        self.log = open(self.log_path, "wb")  # noqa: SIM115 - held open for the server's lifetime, closed in stop()
         self.started = time.perf_counter()
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=full_env)
 
@@ -195,10 +215,14 @@ def authed(channel, key: str = ROOT_KEY):
     """A channel that sends `authorization: Bearer <key>` on every call."""
     import grpc
 
-    class Auth(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor,
-               grpc.StreamUnaryClientInterceptor, grpc.StreamStreamClientInterceptor):
+    class Auth(
+        grpc.UnaryUnaryClientInterceptor,
+        grpc.UnaryStreamClientInterceptor,
+        grpc.StreamUnaryClientInterceptor,
+        grpc.StreamStreamClientInterceptor,
+    ):
         def _add(self, details):
-            md = list(details.metadata or []) + [("authorization", f"Bearer {key}")]
+            md = [*list(details.metadata or []), ("authorization", f"Bearer {key}")]
             return details._replace(metadata=md) if hasattr(details, "_replace") else _Details(details, md)
 
         def intercept_unary_unary(self, cont, details, request):

@@ -15,7 +15,6 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-
 from engram_server.engine import errors as e
 from engram_server.engine import models as m
 
@@ -71,11 +70,21 @@ class FakeEngine:
                     continue
                 now = time.time()
                 exp = it.expires_at or (now + it.ttl_seconds if it.ttl_seconds else None)
-                mem = m.Memory(id=it.id or uuid.uuid4().hex, agent_id=it.agent_id, content=it.content,
-                               memory_type=it.memory_type, importance=it.importance, tags=list(it.tags),
-                               metadata=dict(it.metadata), session_id=it.session_id,
-                               event_time=it.event_time or now, created_at=now, updated_at=now,
-                               expires_at=exp, embedding_model="fake-model")
+                mem = m.Memory(
+                    id=it.id or uuid.uuid4().hex,
+                    agent_id=it.agent_id,
+                    content=it.content,
+                    memory_type=it.memory_type,
+                    importance=it.importance,
+                    tags=list(it.tags),
+                    metadata=dict(it.metadata),
+                    session_id=it.session_id,
+                    event_time=it.event_time or now,
+                    created_at=now,
+                    updated_at=now,
+                    expires_at=exp,
+                    embedding_model="fake-model",
+                )
                 self.mems[mem.id] = mem
                 self.hist[mem.id] = [copy.deepcopy(mem)]
                 out.append((copy.deepcopy(mem), True))
@@ -87,8 +96,16 @@ class FakeEngine:
     def update(self, memory_id, patch, agent_id=""):
         with self.lock:
             mem = self._live(memory_id, agent_id)
-            for f in ("content", "memory_type", "importance", "tags", "metadata", "session_id", "event_time",
-                      "expires_at"):
+            for f in (
+                "content",
+                "memory_type",
+                "importance",
+                "tags",
+                "metadata",
+                "session_id",
+                "event_time",
+                "expires_at",
+            ):
                 v = getattr(patch, f)
                 if v is not None:
                     setattr(mem, f, v)
@@ -126,19 +143,23 @@ class FakeEngine:
 
     def _agent_mems(self, agent_id, f=None):
         now = time.time()
-        return [x for x in self.mems.values()
-                if x.agent_id == agent_id and not (x.expires_at and x.expires_at < now) and self._match(x, f)]
+        return [
+            x
+            for x in self.mems.values()
+            if x.agent_id == agent_id and not (x.expires_at and x.expires_at < now) and self._match(x, f)
+        ]
 
     def list(self, agent_id, filter=None, page_size=50, page_token="", order_by="created_at desc"):
         field, direction = order_by.split()
-        items = sorted(self._agent_mems(agent_id, filter), key=lambda x: (getattr(x, field), x.id),
-                       reverse=direction == "desc")
+        items = sorted(
+            self._agent_mems(agent_id, filter), key=lambda x: (getattr(x, field), x.id), reverse=direction == "desc"
+        )
         start = 0
         if page_token:
             if not page_token.startswith(agent_id + ":"):
                 raise e.InvalidArgument("invalid page_token", field="page_token")
             start = int(page_token.rsplit(":", 1)[1])
-        page = items[start:start + page_size]
+        page = items[start : start + page_size]
         nxt = f"{agent_id}:{start + page_size}" if start + page_size < len(items) else ""
         return m.ListPage([copy.deepcopy(x) for x in page], nxt, len(items))
 
@@ -156,7 +177,7 @@ class FakeEngine:
                 expl = m.ScoreExplanation(fused_score=s) if q.explain else None
                 scored.append(m.ScoredMemory(copy.deepcopy(mem), s, keyword_score=s, explanation=expl))
         scored.sort(key=lambda x: -x.score)
-        return m.RecallResult(scored[:q.top_k], len(scored), 0.1)
+        return m.RecallResult(scored[: q.top_k], len(scored), 0.1)
 
     def recall_batch(self, queries):
         return [self.recall(q) for q in queries]
@@ -178,14 +199,24 @@ class FakeEngine:
         self._live(source_id, agent_id)
         self._live(target_id, agent_id)
         link = m.Link(agent_id, source_id, target_id, relation, weight, time.time())
-        self.links = [x for x in self.links if (x.source_id, x.target_id, x.relation) != (source_id, target_id, relation)]
+        self.links = [
+            x for x in self.links if (x.source_id, x.target_id, x.relation) != (source_id, target_id, relation)
+        ]
         self.links.append(link)
         return link
 
     def unlink(self, agent_id, source_id, target_id, relation=""):
         before = len(self.links)
-        self.links = [x for x in self.links if not (x.agent_id == agent_id and x.source_id == source_id
-                      and x.target_id == target_id and (not relation or x.relation == relation))]
+        self.links = [
+            x
+            for x in self.links
+            if not (
+                x.agent_id == agent_id
+                and x.source_id == source_id
+                and x.target_id == target_id
+                and (not relation or x.relation == relation)
+            )
+        ]
         return before - len(self.links)
 
     def graph(self, agent_id, memory_id, depth=1, relations=None, max_nodes=100):
@@ -241,7 +272,7 @@ class FakeEngine:
         agents = sorted(self._agents().values(), key=lambda a: a.agent_id)
         start = int(page_token or 0)
         nxt = str(start + page_size) if start + page_size < len(agents) else ""
-        return agents[start:start + page_size], nxt, len(agents)
+        return agents[start : start + page_size], nxt, len(agents)
 
     def get_agent(self, agent_id):
         a = self._agents().get(agent_id)
@@ -282,8 +313,14 @@ class FakeEngine:
         return [copy.deepcopy(r) for r in self.keys.values()]
 
     def stats(self):
-        return m.EngineStats(agents=len(self._agents()), memories=len(self.mems), links=len(self.links),
-                             vectors_exact=len(self.mems), embedding_model="fake-model", embedding_dim=8)
+        return m.EngineStats(
+            agents=len(self._agents()),
+            memories=len(self.mems),
+            links=len(self.links),
+            vectors_exact=len(self.mems),
+            embedding_model="fake-model",
+            embedding_dim=8,
+        )
 
     def checkpoint(self, target_dir):
         pass

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from conftest import ROOT_KEY, asgi_call, grpc_frame, make_app
 from engram._gen.engram import v1 as pb
+
+from .conftest import ROOT_KEY, asgi_call, grpc_frame, make_app
 
 pytestmark = pytest.mark.anyio
 
@@ -31,8 +32,9 @@ async def test_missing_and_wrong_keys(app):
         assert (await c.get("/v1/memories", params={"agent_id": "a"})).status_code == 401
     async with client(app, "engram_000000000000_nope") as c:
         assert (await c.get("/v1/memories", params={"agent_id": "a"})).status_code == 401
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://t",
-                                 headers={"authorization": f"Basic {ROOT_KEY}"}) as c:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app), base_url="http://t", headers={"authorization": f"Basic {ROOT_KEY}"}
+    ) as c:
         assert (await c.get("/v1/memories", params={"agent_id": "a"})).status_code == 401
 
 
@@ -121,7 +123,9 @@ async def test_grpc_auth_codes(app):
     assert out["trailers"]["grpc-status"] == "16"
     out = await asgi_call(app, "/engram.v1.MemoryService/StoreMemory", req, {**base, "authorization": f"Bearer {ro}"})
     assert out["trailers"]["grpc-status"] == "7"
-    out = await asgi_call(app, "/engram.v1.AdminService/GetStats", grpc_frame(b""), {**base, "authorization": f"Bearer {ro}"})
+    out = await asgi_call(
+        app, "/engram.v1.AdminService/GetStats", grpc_frame(b""), {**base, "authorization": f"Bearer {ro}"}
+    )
     assert out["trailers"]["grpc-status"] == "7"
 
 

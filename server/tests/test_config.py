@@ -6,7 +6,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from engram_server.cli import build_parser, main
 from engram_server.config import OPTIONS, Config, load
 
@@ -63,8 +62,9 @@ def test_cli_refuses_non_loopback_without_key(capsys):
 
 
 def test_help_documents_every_option_and_env_var():
-    out = subprocess.run([str(REPO / ".venv/bin/engram-server"), "serve", "--help"], capture_output=True,
-                         text=True, check=True).stdout
+    out = subprocess.run(
+        [str(REPO / ".venv/bin/engram-server"), "serve", "--help"], capture_output=True, text=True, check=True
+    ).stdout
     flat = " ".join(out.split())
     for opt in OPTIONS:
         assert opt.flag in flat and opt.env in flat, opt.name

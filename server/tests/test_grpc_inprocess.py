@@ -8,8 +8,9 @@ import struct
 from urllib.parse import unquote
 
 import pytest
-from conftest import ROOT_KEY, asgi_call, grpc_frame, grpc_messages
 from engram._gen.engram import v1 as pb
+
+from .conftest import ROOT_KEY, asgi_call, grpc_frame, grpc_messages
 
 pytestmark = pytest.mark.anyio
 
@@ -95,8 +96,7 @@ async def test_compressed_without_encoding_is_internal(app):
 
 
 async def test_gzip_request_is_accepted(app):
-    out = await asgi_call(app, STORE, grpc_frame(gzip.compress(store_req()), flag=1),
-                          {**GRPC, "grpc-encoding": "gzip"})
+    out = await asgi_call(app, STORE, grpc_frame(gzip.compress(store_req()), flag=1), {**GRPC, "grpc-encoding": "gzip"})
     assert out["trailers"]["grpc-status"] == "0"
 
 
@@ -166,8 +166,12 @@ async def test_no_te_trailers_puts_status_in_headers(app):
 async def test_server_streaming_and_client_streaming(app):
     for i in range(3):
         await asgi_call(app, STORE, grpc_frame(store_req(content=f"m{i}", agent="exp")), GRPC)
-    out = await asgi_call(app, "/engram.v1.MemoryService/ExportMemories",
-                          grpc_frame(bytes(pb.ExportMemoriesRequest(agent_id="exp"))), GRPC)
+    out = await asgi_call(
+        app,
+        "/engram.v1.MemoryService/ExportMemories",
+        grpc_frame(bytes(pb.ExportMemoriesRequest(agent_id="exp"))),
+        GRPC,
+    )
     msgs = [pb.ExportMemoriesResponse.parse(d) for _, d in grpc_messages(out["body"])]
     assert [m.memory.content for m in msgs] == sorted(m.memory.content for m in msgs) or len(msgs) == 3
     assert len(msgs) == 3 and out["trailers"]["grpc-status"] == "0"
@@ -178,8 +182,11 @@ async def test_server_streaming_and_client_streaming(app):
 
 
 async def test_grpc_web_trailers_frame(app):
-    headers = {"content-type": "application/grpc-web+proto", "authorization": f"Bearer {ROOT_KEY}",
-               "origin": "https://app.example"}
+    headers = {
+        "content-type": "application/grpc-web+proto",
+        "authorization": f"Bearer {ROOT_KEY}",
+        "origin": "https://app.example",
+    }
     out = await asgi_call(app, STORE, grpc_frame(store_req()), headers, http_version="1.1")
     assert out["status"] == 200 and out["trailers"] == {}
     assert out["headers"]["content-type"] == "application/grpc-web+proto"
@@ -203,7 +210,7 @@ async def test_grpc_web_text(app):
     while body:  # concatenated padded base64 chunks
         end = body.find(b"=")
         end = len(body) if end == -1 else end
-        while end < len(body) and body[end:end + 1] == b"=":
+        while end < len(body) and body[end : end + 1] == b"=":
             end += 1
         raw += base64.b64decode(body[:end])
         body = body[end:]
@@ -212,20 +219,35 @@ async def test_grpc_web_text(app):
 
 
 async def test_cors_preflight(app):
-    out = await asgi_call(app, STORE, b"", {"origin": "https://app.example", "access-control-request-method": "POST",
-                                            "access-control-request-headers": "content-type,x-grpc-web"},
-                          method="OPTIONS", http_version="1.1")
+    out = await asgi_call(
+        app,
+        STORE,
+        b"",
+        {
+            "origin": "https://app.example",
+            "access-control-request-method": "POST",
+            "access-control-request-headers": "content-type,x-grpc-web",
+        },
+        method="OPTIONS",
+        http_version="1.1",
+    )
     assert out["status"] == 204
     assert out["headers"]["access-control-allow-origin"] == "https://app.example"
     assert "POST" in out["headers"]["access-control-allow-methods"]
     assert out["headers"]["access-control-allow-headers"] == "content-type,x-grpc-web"
-    out = await asgi_call(app, STORE, b"", {"origin": "https://evil.example", "access-control-request-method": "POST"},
-                          method="OPTIONS", http_version="1.1")
+    out = await asgi_call(
+        app,
+        STORE,
+        b"",
+        {"origin": "https://evil.example", "access-control-request-method": "POST"},
+        method="OPTIONS",
+        http_version="1.1",
+    )
     assert out["status"] == 403 and "access-control-allow-origin" not in out["headers"]
 
 
 async def test_concurrent_stream_limit(engine):
-    from conftest import make_app
+    from .conftest import make_app
 
     app = make_app(engine, max_concurrent_streams=1)
     app_started = await asgi_call(app, "/engram.v1.AdminService/Health", grpc_frame(b""), GRPC)

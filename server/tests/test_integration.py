@@ -12,8 +12,9 @@ import time
 import grpc
 import httpx
 import pytest
-from conftest import ROOT_KEY, ServerProcess, authed, grpc_frame, grpc_messages
 from engram._gen.engram import v1 as pb
+
+from .conftest import ROOT_KEY, ServerProcess, authed, grpc_frame, grpc_messages
 
 AUTH = {"authorization": f"Bearer {ROOT_KEY}"}
 
@@ -31,19 +32,27 @@ def stubs(channel):
 
 
 def test_started_and_healthy(server):
-    print(f"\nstart -> healthy: {server.healthy_after:.2f}s (fake engine: {server.fake})")
+    print(f"\nstart -> healthy: {server.healthy_after:.2f}s")
     r = httpx.get(server.base_url + "/health")
     assert r.status_code == 200 and r.json()["status"] == "healthy" and r.json()["version"]
 
 
 def test_seed_calls_verbatim(server):
     headers = {**AUTH, "Content-Type": "application/json"}
-    r = httpx.post(server.base_url + "/v1/memories", headers=headers, timeout=60,
-                   content=b'{"agent_id":"test","content":"Rust is the right choice for memory servers","importance":0.95}')
+    r = httpx.post(
+        server.base_url + "/v1/memories",
+        headers=headers,
+        timeout=60,
+        content=b'{"agent_id":"test","content":"Rust is the right choice for memory servers","importance":0.95}',
+    )
     assert r.status_code == 200, r.text
     mid = r.json()["memory"]["id"]
-    r = httpx.post(server.base_url + "/v1/memories/recall", headers=headers, timeout=60,
-                   content=b'{"agent_id":"test","query":"language choice for infrastructure","top_k":5}')
+    r = httpx.post(
+        server.base_url + "/v1/memories/recall",
+        headers=headers,
+        timeout=60,
+        content=b'{"agent_id":"test","query":"language choice for infrastructure","top_k":5}',
+    )
     assert r.status_code == 200
     first = r.json()["memories"][0]
     assert first["id"] == mid and first["content"].startswith("Rust") and first["score"] > 0
@@ -53,21 +62,35 @@ def test_seed_calls_verbatim(server):
 def test_aliases(http):
     mid = http.post("/v1/memory/store", json={"agent_id": "alias", "content": "aliases work"}).json()["memory"]["id"]
     assert http.get(f"/v1/memory/get/{mid}").json()["memory"]["id"] == mid
-    assert http.post("/v1/memory/recall", json={"agent_id": "alias", "query": "aliases"}).json()["memories"][0]["id"] == mid
+    assert (
+        http.post("/v1/memory/recall", json={"agent_id": "alias", "query": "aliases"}).json()["memories"][0]["id"]
+        == mid
+    )
     assert http.put(f"/v1/memory/update/{mid}", json={"importance": 0.9}).json()["memory"]["version"] == 2
-    assert http.post("/v1/memory/forget", json={"agent_id": "alias", "filter": {"ids": [mid]}}).json()["deleted_count"] == 1
+    assert (
+        http.post("/v1/memory/forget", json={"agent_id": "alias", "filter": {"ids": [mid]}}).json()["deleted_count"]
+        == 1
+    )
 
 
 def test_grpc_every_rpc(stubs):
     mem, agents, admin, emb = stubs
     a = "grpc-all"
-    r = mem.store_memory(pb.StoreMemoryRequest(agent_id=a, content="Paris is the capital of France",
-                                               memory_type=pb.MemoryType.SEMANTIC, tags=["geo"]))
+    r = mem.store_memory(
+        pb.StoreMemoryRequest(
+            agent_id=a, content="Paris is the capital of France", memory_type=pb.MemoryType.SEMANTIC, tags=["geo"]
+        )
+    )
     assert r.created and r.memory.version == 1
     m1 = r.memory.id
-    b = mem.batch_store_memories(pb.BatchStoreMemoriesRequest(requests=[
-        pb.StoreMemoryRequest(agent_id=a, content="Berlin is the capital of Germany", tags=["geo"]),
-        pb.StoreMemoryRequest(agent_id=a, content="The meeting moved to Tuesday")]))
+    b = mem.batch_store_memories(
+        pb.BatchStoreMemoriesRequest(
+            requests=[
+                pb.StoreMemoryRequest(agent_id=a, content="Berlin is the capital of Germany", tags=["geo"]),
+                pb.StoreMemoryRequest(agent_id=a, content="The meeting moved to Tuesday"),
+            ]
+        )
+    )
     assert b.created_count == 2
     m2 = b.memories[0].id
     assert mem.get_memory(pb.GetMemoryRequest(id=m1)).memory.content.startswith("Paris")
@@ -89,7 +112,9 @@ def test_grpc_every_rpc(stubs):
     assert len(exported) == 3
     imp = mem.import_memories(iter([pb.ImportMemoriesRequest(memory=e.memory, agent_id=a + "-copy") for e in exported]))
     assert imp.imported_count + imp.skipped_count == 3
-    f = mem.forget_memories(pb.ForgetMemoriesRequest(agent_id=a, filter=pb.MemoryFilter(tags_any=["geo"]), dry_run=True))
+    f = mem.forget_memories(
+        pb.ForgetMemoriesRequest(agent_id=a, filter=pb.MemoryFilter(tags_any=["geo"]), dry_run=True)
+    )
     assert f.matched_count == 2 and f.deleted_count == 0
     assert mem.delete_memory(pb.DeleteMemoryRequest(id=m2)).id == m2
     assert any(x.agent_id == a for x in agents.list_agents(pb.ListAgentsRequest()).agents)
@@ -128,29 +153,42 @@ def test_grpc_errors(channel, stubs):
     bad = error_details_pb2.BadRequest()
     st.details[0].Unpack(bad)
     assert bad.field_violations[0].field == "content"
-    assert _code(lambda: mem.recall(pb.RecallRequest(agent_id="e", query="x", top_k=1000))) == grpc.StatusCode.INVALID_ARGUMENT
+    assert (
+        _code(lambda: mem.recall(pb.RecallRequest(agent_id="e", query="x", top_k=1000)))
+        == grpc.StatusCode.INVALID_ARGUMENT
+    )
     unauth = pb.MemoryServiceStub(channel)
     assert _code(lambda: unauth.recall(pb.RecallRequest(agent_id="e", query="x"))) == grpc.StatusCode.UNAUTHENTICATED
     assert pb.AdminServiceStub(channel).health().status == "healthy"  # no key needed
     ro = admin.create_api_key(pb.CreateApiKeyRequest(name="ro", role=pb.ApiKeyRole.READ_ONLY)).key
     ro_mem = pb.MemoryServiceStub(authed(channel, ro))
-    assert _code(lambda: ro_mem.store_memory(pb.StoreMemoryRequest(agent_id="e", content="x"))) == grpc.StatusCode.PERMISSION_DENIED
+    assert (
+        _code(lambda: ro_mem.store_memory(pb.StoreMemoryRequest(agent_id="e", content="x")))
+        == grpc.StatusCode.PERMISSION_DENIED
+    )
     assert _code(lambda: pb.AdminServiceStub(authed(channel, ro)).get_stats()) == grpc.StatusCode.PERMISSION_DENIED
-    pinned = admin.create_api_key(pb.CreateApiKeyRequest(name="p", role=pb.ApiKeyRole.READ_WRITE, agent_ids=["mine"])).key
+    pinned = admin.create_api_key(
+        pb.CreateApiKeyRequest(name="p", role=pb.ApiKeyRole.READ_WRITE, agent_ids=["mine"])
+    ).key
     other = mem.store_memory(pb.StoreMemoryRequest(agent_id="not-mine", content="secret")).memory.id
     p_mem = pb.MemoryServiceStub(authed(channel, pinned))
     assert _code(lambda: p_mem.get_memory(pb.GetMemoryRequest(id=other))) == grpc.StatusCode.NOT_FOUND
-    assert _code(lambda: p_mem.recall(pb.RecallRequest(agent_id="not-mine", query="x"))) == grpc.StatusCode.PERMISSION_DENIED
+    assert (
+        _code(lambda: p_mem.recall(pb.RecallRequest(agent_id="not-mine", query="x")))
+        == grpc.StatusCode.PERMISSION_DENIED
+    )
     md_root = (("authorization", f"Bearer {ROOT_KEY}"),)
     nope = channel.unary_unary("/engram.v1.MemoryService/Nope", request_serializer=bytes, response_deserializer=bytes)
     assert _code(lambda: nope(b"", metadata=md_root)) == grpc.StatusCode.UNIMPLEMENTED
-    raw = channel.unary_unary("/engram.v1.MemoryService/StoreMemory", request_serializer=lambda x: x,
-                              response_deserializer=bytes)
+    raw = channel.unary_unary(
+        "/engram.v1.MemoryService/StoreMemory", request_serializer=lambda x: x, response_deserializer=bytes
+    )
     assert _code(lambda: raw(b"\xff\xff\xff", metadata=md_root)) == grpc.StatusCode.INVALID_ARGUMENT
     big = bytes(pb.StoreMemoryRequest(agent_id="e", content="x" * (5 * 1024 * 1024)))
     assert _code(lambda: raw(big, metadata=md_root)) == grpc.StatusCode.RESOURCE_EXHAUSTED
-    recall = channel.unary_unary("/engram.v1.MemoryService/BatchRecall", request_serializer=bytes,
-                                 response_deserializer=bytes)
+    recall = channel.unary_unary(
+        "/engram.v1.MemoryService/BatchRecall", request_serializer=bytes, response_deserializer=bytes
+    )
     many = pb.BatchRecallRequest(requests=[pb.RecallRequest(agent_id="e", query=f"q {i}") for i in range(200)])
     assert _code(lambda: recall(many, metadata=md_root, timeout=0.001)) == grpc.StatusCode.DEADLINE_EXCEEDED
 
@@ -162,20 +200,32 @@ def test_rest_errors_over_the_wire(http, server):
     assert http.get("/v1/memories/nope").status_code == 404
     r = http.post("/v1/memories", content=b"x" * (4 * 1024 * 1024 + 10))
     assert r.status_code == 413 and r.json()["code"] == "RESOURCE_EXHAUSTED"
-    r = http.post("/engram.v1.AdminService/Health", content=grpc_frame(b""), headers={"content-type": "application/grpc"})
+    r = http.post(
+        "/engram.v1.AdminService/Health", content=grpc_frame(b""), headers={"content-type": "application/grpc"}
+    )
     assert r.status_code == 505  # gRPC over HTTP/1.1
 
 
 def test_grpc_web_and_cors_over_http1(server):
-    headers = {**AUTH, "content-type": "application/grpc-web+proto", "x-grpc-web": "1", "origin": "http://localhost:5173"}
+    headers = {
+        **AUTH,
+        "content-type": "application/grpc-web+proto",
+        "x-grpc-web": "1",
+        "origin": "http://localhost:5173",
+    }
     r = httpx.post(server.base_url + "/engram.v1.AdminService/GetServerInfo", content=grpc_frame(b""), headers=headers)
     assert r.status_code == 200 and r.headers["access-control-allow-origin"] == "http://localhost:5173"
     frames = grpc_messages(r.content)
     assert pb.GetServerInfoResponse.parse(frames[0][1]).api_version == "v1"
     assert frames[-1][0] == 0x80 and b"grpc-status: 0" in frames[-1][1]
-    r = httpx.options(server.base_url + "/engram.v1.MemoryService/Recall",
-                      headers={"origin": "http://localhost:5173", "access-control-request-method": "POST",
-                               "access-control-request-headers": "content-type,x-grpc-web,authorization"})
+    r = httpx.options(
+        server.base_url + "/engram.v1.MemoryService/Recall",
+        headers={
+            "origin": "http://localhost:5173",
+            "access-control-request-method": "POST",
+            "access-control-request-headers": "content-type,x-grpc-web,authorization",
+        },
+    )
     assert r.status_code == 204 and "grpc-status" in r.headers["access-control-expose-headers"]
 
 
@@ -188,8 +238,9 @@ def test_metrics_and_openapi(http):
 
 def test_100k_calls_on_one_channel(channel):
     n = int(os.environ.get("ENGRAM_TEST_CALLS", "100000"))
-    call = channel.unary_unary("/engram.v1.AdminService/Health", request_serializer=bytes,
-                               response_deserializer=pb.HealthResponse.parse)
+    call = channel.unary_unary(
+        "/engram.v1.AdminService/Health", request_serializer=bytes, response_deserializer=pb.HealthResponse.parse
+    )
     window = threading.Semaphore(32)
     errors: list = []
     done = threading.Event()
@@ -246,6 +297,7 @@ def test_graceful_sigterm_drains_in_flight(tmp_path):
 
 def test_grpc_web_text_over_the_wire(server):
     headers = {**AUTH, "content-type": "application/grpc-web-text"}
-    r = httpx.post(server.base_url + "/engram.v1.AdminService/Health", content=base64.b64encode(grpc_frame(b"")),
-                   headers=headers)
+    r = httpx.post(
+        server.base_url + "/engram.v1.AdminService/Health", content=base64.b64encode(grpc_frame(b"")), headers=headers
+    )
     assert r.status_code == 200 and r.headers["content-type"].startswith("application/grpc-web-text")

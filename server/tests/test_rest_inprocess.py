@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import ROOT_KEY, make_app
+
+from .conftest import ROOT_KEY, make_app
 
 pytestmark = pytest.mark.anyio
 
@@ -25,8 +26,9 @@ async def test_seed_calls(rest):
     mem = r.json()["memory"]
     assert mem["content"] == SEED["content"] and mem["importance"] == pytest.approx(0.95)
     assert mem["memory_type"] == "MEMORY_TYPE_EPISODIC" and mem["version"] == 1
-    r = await rest.post("/v1/memories/recall", json={"agent_id": "test", "query": "language choice for infrastructure",
-                                                     "top_k": 5})
+    r = await rest.post(
+        "/v1/memories/recall", json={"agent_id": "test", "query": "language choice for infrastructure", "top_k": 5}
+    )
     assert r.status_code == 200
     first = r.json()["memories"][0]
     assert first["id"] == mem["id"] and "score" in first and first["content"] == SEED["content"]
@@ -47,8 +49,10 @@ async def test_seed_aliases(rest):
 
 
 async def test_camel_case_in_snake_case_out_and_enum_aliases(rest):
-    r = await rest.post("/v1/memories", json={"agentId": "c1", "content": "x", "memoryType": "semantic",
-                                              "sessionId": "s", "ttlSeconds": "60"})
+    r = await rest.post(
+        "/v1/memories",
+        json={"agentId": "c1", "content": "x", "memoryType": "semantic", "sessionId": "s", "ttlSeconds": "60"},
+    )
     mem = r.json()["memory"]
     assert mem["memory_type"] == "MEMORY_TYPE_SEMANTIC" and mem["session_id"] == "s" and "expires_at" in mem
     r = await rest.post("/v1/memories/recall", json={"agent_id": "c1", "query": "x", "mode": "keyword"})
@@ -65,7 +69,9 @@ async def test_update_mask_from_body_keys(rest):
     assert out["version"] == 2
     r = await rest.patch(f"/v1/memories/{mem['id']}", json={"importance": 0})  # 0 is applied: it is in the body
     assert r.json()["memory"]["importance"] == 0
-    r = await rest.patch(f"/v1/memories/{mem['id']}", params={"update_mask": "tags"}, json={"tags": [], "content": "no"})
+    r = await rest.patch(
+        f"/v1/memories/{mem['id']}", params={"update_mask": "tags"}, json={"tags": [], "content": "no"}
+    )
     assert r.json()["memory"]["tags"] == [] and r.json()["memory"]["content"] == "changed"
     r = await rest.patch(f"/v1/memories/{mem['id']}", json={"version": 9})
     assert r.status_code == 400
@@ -77,8 +83,10 @@ async def test_query_params_nested_and_repeated(rest):
     await store(rest, agent_id="q1", content="a", tags=["x"])
     await store(rest, agent_id="q1", content="b", tags=["y"])
     await store(rest, agent_id="q1", content="c", tags=["z"])
-    r = await rest.get("/v1/memories", params=[("agent_id", "q1"), ("filter.tags_any", "x"), ("filter.tags_any", "y"),
-                                               ("page_size", "1")])
+    r = await rest.get(
+        "/v1/memories",
+        params=[("agent_id", "q1"), ("filter.tags_any", "x"), ("filter.tags_any", "y"), ("page_size", "1")],
+    )
     body = r.json()
     assert body["total_size"] == 2 and len(body["memories"]) == 1 and body["next_page_token"]
     r = await rest.get("/v1/agents/q1/memories", params={"filter.tagsAny": "z"})
@@ -89,24 +97,27 @@ async def test_query_params_nested_and_repeated(rest):
     assert r.status_code == 400
 
 
-@pytest.mark.parametrize("body,field", [
-    ({"content": "x"}, "agent_id"),
-    ({"agent_id": "a", "content": ""}, "content"),
-    ({"agent_id": "a", "content": "   "}, "content"),
-    ({"agent_id": "bad agent/id", "content": "x"}, "agent_id"),
-    ({"agent_id": "a", "content": "x" * 32769}, "content"),
-    ({"agent_id": "a", "content": "é" * 16385}, "content"),
-    ({"agent_id": "a", "content": "x", "importance": 1.5}, "importance"),
-    ({"agent_id": "a", "content": "x", "tags": [f"t{i}" for i in range(65)]}, "tags"),
-    ({"agent_id": "a", "content": "x", "tags": ["t" * 129]}, "tags[0]"),
-    ({"agent_id": "a", "content": "x", "tags": [""]}, "tags[0]"),
-    ({"agent_id": "a", "content": "x", "metadata": {"blob": "m" * 16400}}, "metadata"),
-    ({"agent_id": "a", "content": "x", "ttl_seconds": -5}, "ttl_seconds"),
-    ({"agent_id": "a", "content": "x", "ttl_seconds": 60, "expires_at": "2099-01-01T00:00:00Z"}, "expires_at"),
-    ({"agent_id": "a", "content": "x", "expires_at": "2001-01-01T00:00:00Z"}, "expires_at"),
-    ({"agent_id": "a", "content": "x", "id": "has space/slash"}, "id"),
-    ({"agent_id": "a", "content": "x", "unknown_field": 1}, "unknown_field"),
-])
+@pytest.mark.parametrize(
+    "body,field",
+    [
+        ({"content": "x"}, "agent_id"),
+        ({"agent_id": "a", "content": ""}, "content"),
+        ({"agent_id": "a", "content": "   "}, "content"),
+        ({"agent_id": "bad agent/id", "content": "x"}, "agent_id"),
+        ({"agent_id": "a", "content": "x" * 32769}, "content"),
+        ({"agent_id": "a", "content": "é" * 16385}, "content"),
+        ({"agent_id": "a", "content": "x", "importance": 1.5}, "importance"),
+        ({"agent_id": "a", "content": "x", "tags": [f"t{i}" for i in range(65)]}, "tags"),
+        ({"agent_id": "a", "content": "x", "tags": ["t" * 129]}, "tags[0]"),
+        ({"agent_id": "a", "content": "x", "tags": [""]}, "tags[0]"),
+        ({"agent_id": "a", "content": "x", "metadata": {"blob": "m" * 16400}}, "metadata"),
+        ({"agent_id": "a", "content": "x", "ttl_seconds": -5}, "ttl_seconds"),
+        ({"agent_id": "a", "content": "x", "ttl_seconds": 60, "expires_at": "2099-01-01T00:00:00Z"}, "expires_at"),
+        ({"agent_id": "a", "content": "x", "expires_at": "2001-01-01T00:00:00Z"}, "expires_at"),
+        ({"agent_id": "a", "content": "x", "id": "has space/slash"}, "id"),
+        ({"agent_id": "a", "content": "x", "unknown_field": 1}, "unknown_field"),
+    ],
+)
 async def test_store_validation_names_the_field(rest, body, field):
     r = await rest.post("/v1/memories", json=body)
     assert r.status_code == 400, r.text
@@ -115,18 +126,24 @@ async def test_store_validation_names_the_field(rest, body, field):
     assert err["details"][0]["field_violations"][0]["field"] == field
 
 
-@pytest.mark.parametrize("path,body,field", [
-    ("/v1/memories/recall", {"agent_id": "a", "query": ""}, "query"),
-    ("/v1/memories/recall", {"agent_id": "a", "query": "x", "top_k": 101}, "top_k"),
-    ("/v1/memories/recall", {"agent_id": "a", "query": "x", "top_k": -1}, "top_k"),
-    ("/v1/memories:batchStore", {"requests": []}, "requests"),
-    ("/v1/memories:batchStore", {"requests": [{"agent_id": "a", "content": "x"}] * 257}, "requests"),
-    ("/v1/memories:batchStore", {"requests": [{"agent_id": "a", "content": "x"}, {"agent_id": "a"}]},
-     "requests[1].content"),
-    ("/v1/memories:forget", {"agent_id": "a"}, "filter"),
-    ("/v1/embeddings", {"texts": []}, "texts"),
-    ("/v1/keys", {"name": "k"}, "role"),
-])
+@pytest.mark.parametrize(
+    "path,body,field",
+    [
+        ("/v1/memories/recall", {"agent_id": "a", "query": ""}, "query"),
+        ("/v1/memories/recall", {"agent_id": "a", "query": "x", "top_k": 101}, "top_k"),
+        ("/v1/memories/recall", {"agent_id": "a", "query": "x", "top_k": -1}, "top_k"),
+        ("/v1/memories:batchStore", {"requests": []}, "requests"),
+        ("/v1/memories:batchStore", {"requests": [{"agent_id": "a", "content": "x"}] * 257}, "requests"),
+        (
+            "/v1/memories:batchStore",
+            {"requests": [{"agent_id": "a", "content": "x"}, {"agent_id": "a"}]},
+            "requests[1].content",
+        ),
+        ("/v1/memories:forget", {"agent_id": "a"}, "filter"),
+        ("/v1/embeddings", {"texts": []}, "texts"),
+        ("/v1/keys", {"name": "k"}, "role"),
+    ],
+)
 async def test_other_validation(rest, path, body, field):
     r = await rest.post(path, json=body)
     assert r.status_code == 400, r.text
@@ -165,8 +182,9 @@ async def test_body_too_large_is_413(engine):
     import httpx
 
     app = make_app(engine, max_request_bytes=1000)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://t",
-                                 headers={"authorization": f"Bearer {ROOT_KEY}"}) as c:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app), base_url="http://t", headers={"authorization": f"Bearer {ROOT_KEY}"}
+    ) as c:
         r = await c.post("/v1/memories", json={"agent_id": "a", "content": "x" * 2000})
         assert r.status_code == 413 and r.json()["code"] == "RESOURCE_EXHAUSTED"
 
@@ -178,8 +196,9 @@ async def test_export_ndjson_and_import_ndjson(rest):
     assert r.headers["content-type"] == "application/x-ndjson"
     lines = [json.loads(x) for x in r.text.splitlines()]
     assert len(lines) == 3 and all("memory" in x for x in lines)
-    body = "\n".join(json.dumps({"memory": {**x["memory"], "id": x["memory"]["id"] + "-c"}, "agent_id": "ex2"})
-                     for x in lines)
+    body = "\n".join(
+        json.dumps({"memory": {**x["memory"], "id": x["memory"]["id"] + "-c"}, "agent_id": "ex2"}) for x in lines
+    )
     r = await rest.post("/v1/memories:import", content=body.encode(), headers={"content-type": "application/x-ndjson"})
     assert r.status_code == 200 and r.json()["imported_count"] == 3
     r = await rest.post("/v1/memories:import", content=body.encode())

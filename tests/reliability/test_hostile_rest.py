@@ -27,6 +27,9 @@ def test_schemathesis_no_server_errors(server: ServerProcess, tmp_path: Path) ->
             str(schemathesis), "run", f"{server.base_url}/openapi.json",
             "--url", server.base_url,
             "--checks", "not_a_server_error",
+            # NDJSON streams (export/import) have no body schemathesis can generate; the
+            # malformed-stream cases are covered by the server's own REST tests.
+            "--exclude-operation-id", "MemoryService_ImportMemories",
             "--header", f"Authorization: Bearer {ROOT_KEY}",
             "--max-examples", str(MAX_EXAMPLES),
             "--seed", "20261123",

@@ -219,7 +219,8 @@ func (x *StoreMemoryResponse) GetCreated() bool {
 // Request of MemoryService.BatchStoreMemories.
 type BatchStoreMemoriesRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The memories to store, at most `ServerLimits.max_batch_size`. Stored all or nothing.
+	// The memories to store, at most `ServerLimits.max_batch_size`, all of one agent (every
+	// `agent_id` the same). Stored all or nothing.
 	Requests      []*StoreMemoryRequest `protobuf:"bytes,1,rep,name=requests,proto3" json:"requests,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

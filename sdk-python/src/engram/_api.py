@@ -413,7 +413,9 @@ FIELD_DOCS: dict[str, dict[str, str]] = {'Agent': {'agent_id': 'The agent id.',
  'BatchRecallRequest': {'requests': 'The recalls to run, at most `ServerLimits.max_batch_size`.'},
  'BatchRecallResponse': {'responses': 'One response per request, in request order.'},
  'BatchStoreMemoriesRequest': {'requests': 'The memories to store, at most '
-                                           '`ServerLimits.max_batch_size`. Stored all or nothing.'},
+                                           '`ServerLimits.max_batch_size`, all of one agent '
+                                           '(every\n'
+                                           '`agent_id` the same). Stored all or nothing.'},
  'BatchStoreMemoriesResponse': {'created_count': 'How many were newly created (the rest were '
                                                  'idempotent retries).',
                                 'memories': 'The stored memories, in request order.'},

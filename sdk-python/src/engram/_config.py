@@ -74,16 +74,16 @@ class Retry:
 
     Attributes:
         attempts: Total tries, the first included (default 3; 1 disables retries).
-        backoff: First delay in seconds (default 0.2).
-        max_backoff: Largest delay in seconds (default 5).
-        jitter: Fraction of the delay that is randomised (default 0.5).
+        backoff: First delay in seconds (default 0.1).
+        max_backoff: Largest delay in seconds (default 2).
+        jitter: Fraction of the delay that is randomised (default 1: full jitter).
         codes: Error codes that are retried (default ``{"UNAVAILABLE"}``).
     """
 
     attempts: int = 3
-    backoff: float = 0.2
-    max_backoff: float = 5.0
-    jitter: float = 0.5
+    backoff: float = 0.1
+    max_backoff: float = 2.0
+    jitter: float = 1.0
     codes: frozenset[str] = field(default_factory=lambda: frozenset({"UNAVAILABLE"}))
 
     @classmethod

@@ -523,7 +523,8 @@ pub struct StoreMemoryResponse {
 /// Request of MemoryService.BatchStoreMemories.
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct BatchStoreMemoriesRequest {
-    /// The memories to store, at most `ServerLimits.max_batch_size`. Stored all or nothing.
+    /// The memories to store, at most `ServerLimits.max_batch_size`, all of one agent (every
+    /// `agent_id` the same). Stored all or nothing.
     #[prost(message, repeated, tag = "1")]
     pub requests: ::prost::alloc::vec::Vec<StoreMemoryRequest>,
 }

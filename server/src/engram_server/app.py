@@ -14,20 +14,29 @@ starts itself on the first request, so `httpx.ASGITransport` (which sends no lif
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from . import __version__
+from .asgi import Message, Receive, Scope, Send
 from .config import Config
 from .logs import event
 
+if TYPE_CHECKING:
+    from .auth import Authenticator
+    from .service.base import CallContext
+    from .service.registry import Registry
+    from .transport.codec import Codec
+    from .transport.grpc import GrpcTransport
+    from .transport.rest import RestTransport
+
 log = logging.getLogger("engram.server")
 
-CORS_ALLOW_HEADERS = ("authorization, content-type, x-grpc-web, x-user-agent, grpc-timeout, "
-                      "grpc-accept-encoding, grpc-encoding, connect-protocol-version, connect-timeout-ms")
+CORS_ALLOW_HEADERS = (
+    "authorization, content-type, x-grpc-web, x-user-agent, grpc-timeout, "
+    "grpc-accept-encoding, grpc-encoding, connect-protocol-version, connect-timeout-ms"
+)
 CORS_EXPOSE_HEADERS = b"grpc-status, grpc-message, grpc-status-details-bin, grpc-encoding, content-type"
 
 
@@ -45,7 +54,7 @@ class ServerState:
         try:
             if self.engine is not None and self.engine.ready:
                 return "healthy"
-        except Exception:  # noqa: BLE001
+        except Exception:
             pass
         return "starting"
 
@@ -67,7 +76,12 @@ class EngramApp:
         self._start_lock = asyncio.Lock()
         self.cors_any = "*" in config.cors_origins
         self.cors_origins = {o.rstrip("/") for o in config.cors_origins}
-        self.registry = self.codec = self.rest = self.grpc = self.auth = None
+        # Built by startup() (they need the engine), before the first request is dispatched.
+        self.auth: Authenticator
+        self.codec: Codec
+        self.registry: Registry
+        self.rest: RestTransport
+        self.grpc: GrpcTransport
 
     # --- lifecycle ------------------------------------------------------------------------
     async def startup(self) -> None:
@@ -100,7 +114,7 @@ class EngramApp:
     def _engine_ready(self) -> bool:
         try:
             return bool(self.engine.ready)
-        except Exception:  # noqa: BLE001
+        except Exception:
             return False
 
     def _warm_up(self) -> None:
@@ -108,7 +122,7 @@ class EngramApp:
         try:
             self.engine.warm_up()
             event(log, "engine ready", warm_up_ms=round((time.perf_counter() - t0) * 1000, 1))
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             self.state.warm_up_error = type(exc).__name__
             log.exception("engine warm-up failed; /health stays 'starting'")
 
@@ -119,7 +133,7 @@ class EngramApp:
             event(log, "engine closed")
 
     # --- ASGI -----------------------------------------------------------------------------
-    async def __call__(self, scope, receive, send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
             if not self._started:
@@ -128,13 +142,13 @@ class EngramApp:
         elif kind == "lifespan":
             await self.lifespan(receive, send)
 
-    async def lifespan(self, receive, send) -> None:
+    async def lifespan(self, receive: Receive, send: Send) -> None:
         while True:
             msg = await receive()
             if msg["type"] == "lifespan.startup":
                 try:
                     await self.startup()
-                except Exception as exc:  # noqa: BLE001
+                except Exception as exc:
                     log.exception("start-up failed")
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
@@ -146,7 +160,7 @@ class EngramApp:
                     await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    async def http(self, scope, receive, send) -> None:
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         ct = b""
         origin = None
         for k, v in scope["headers"]:
@@ -182,7 +196,7 @@ class EngramApp:
             return origin
         return origin if o in self.cors_origins else None
 
-    async def _preflight(self, scope, send, allowed: bytes | None) -> None:
+    async def _preflight(self, scope: Scope, send: Send, allowed: bytes | None) -> None:
         headers = [(b"content-length", b"0")]
         status = 204
         if allowed is None:
@@ -201,55 +215,51 @@ class EngramApp:
         await send({"type": "http.response.body", "body": b""})
 
     @staticmethod
-    def _with_cors(send, origin: bytes):
-        async def wrapped(msg):
+    def _with_cors(send: Send, origin: bytes) -> Send:
+        async def wrapped(msg: Message) -> None:
             if msg["type"] == "http.response.start":
                 msg = dict(msg)
-                msg["headers"] = [*msg.get("headers", []), (b"access-control-allow-origin", origin),
-                                  (b"access-control-expose-headers", CORS_EXPOSE_HEADERS), (b"vary", b"origin")]
+                msg["headers"] = [
+                    *msg.get("headers", []),
+                    (b"access-control-allow-origin", origin),
+                    (b"access-control-expose-headers", CORS_EXPOSE_HEADERS),
+                    (b"vary", b"origin"),
+                ]
             await send(msg)
 
         return wrapped
 
     # --- operations -----------------------------------------------------------------------
-    async def _metrics(self, send) -> None:
+    async def _metrics(self, send: Send) -> None:
         stats = None
         if self._engine_ready():
             try:
                 stats = await asyncio.get_running_loop().run_in_executor(self.engine.executor, self.engine.stats)
-            except Exception:  # noqa: BLE001
+            except Exception:
                 log.warning("engine stats unavailable for /metrics")
         self.metrics.update_from_stats(stats, self._engine_ready())
         body = self.metrics.render()
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", self.metrics.content_type.encode())]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", self.metrics.content_type.encode())],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
-    async def _openapi(self, send) -> None:
+    async def _openapi(self, send: Send) -> None:
         from .descriptors import OPENAPI
 
-        if OPENAPI.exists():
-            body = OPENAPI.read_bytes()
-        else:
-            body = json.dumps(self._fallback_openapi()).encode()
+        body = OPENAPI.read_bytes()  # generated by `make generate`, shipped in the package
         await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
         await send({"type": "http.response.body", "body": body})
 
-    def _fallback_openapi(self) -> dict:
-        """A minimal document from the routes, used only when the generated one is missing."""
-        paths: dict[str, dict] = {}
-        for r in self.rest.routes:
-            op = {"operationId": f"{r.method.info.service}_{r.method.info.name}",
-                  "tags": [r.method.info.service], "responses": {"200": {"description": "OK"}}}
-            paths.setdefault(r.template, {})[r.verb.lower()] = op
-        return {"openapi": "3.0.3", "info": {"title": "Engram API", "version": __version__}, "paths": paths}
-
     # --- observation ----------------------------------------------------------------------
-    def observe(self, method: str, transport: str, code: str, seconds: float, ctx) -> None:
+    def observe(self, method: str, transport: str, code: str, seconds: float, ctx: CallContext | None) -> None:
         self.metrics.observe(method, transport, code, seconds)
         if self.config.access_log:
-            fields = {"method": method, "transport": transport, "code": code,
-                      "latency_ms": round(seconds * 1000, 3)}
+            fields = {"method": method, "transport": transport, "code": code, "latency_ms": round(seconds * 1000, 3)}
             if ctx is not None:
                 if ctx.agent_id:
                     fields["agent"] = ctx.agent_id

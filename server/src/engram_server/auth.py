@@ -15,7 +15,15 @@ agent explicitly (agent_id in the request) gets PERMISSION_DENIED.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from .engine.models import ApiKeyRecord
+
+if TYPE_CHECKING:
+    from .engine.engine import Engine
+
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import secrets
@@ -80,7 +88,7 @@ def new_key() -> tuple[str, str]:
 def parse_key_id(key: str) -> str | None:
     if not key.startswith(KEY_PREFIX):
         return None
-    rest = key[len(KEY_PREFIX):]
+    rest = key[len(KEY_PREFIX) :]
     key_id, sep, secret = rest.partition("_")
     if not sep or len(key_id) != 12 or not secret:
         return None
@@ -99,10 +107,10 @@ def bearer(value: str | None) -> str | None:
 
 @dataclass
 class Authenticator:
-    engine: object
+    engine: Engine
     root_key: str = ""
     _root_hash: bytes = b""
-    _cache: dict[str, object] = field(default_factory=dict)  # key id → ApiKeyRecord | None
+    _cache: dict[str, ApiKeyRecord | None] = field(default_factory=dict)  # key id → record
     _last_used_written: dict[str, float] = field(default_factory=dict)
     key_lock: threading.Lock = field(default_factory=threading.Lock)  # serialises key record writes
 
@@ -143,7 +151,7 @@ class Authenticator:
         self._touch(record, now)
         return Principal(record.id, record.role, tuple(record.agent_ids), record.agent_prefix)
 
-    async def _lookup(self, key_id: str):
+    async def _lookup(self, key_id: str) -> ApiKeyRecord | None:
         if key_id in self._cache:
             return self._cache[key_id]
         loop = asyncio.get_running_loop()
@@ -153,7 +161,7 @@ class Authenticator:
         self._cache[key_id] = record
         return record
 
-    def _touch(self, record, now: float) -> None:
+    def _touch(self, record: ApiKeyRecord, now: float) -> None:
         """Record last use, at most once a minute per key, off the request path."""
         if now - self._last_used_written.get(record.id, 0.0) < 60:
             return
@@ -167,10 +175,8 @@ class Authenticator:
                     if current is not None and not current.revoked_at:
                         current.last_used_at = now
                         self.engine.put_api_key(current)
-            except Exception:  # noqa: BLE001 - best effort bookkeeping
+            except Exception:
                 pass
 
-        try:
+        with contextlib.suppress(RuntimeError):  # executor shut down
             self.engine.executor.submit(write)
-        except RuntimeError:  # executor shut down
-            pass

@@ -19,8 +19,12 @@ from .config import OPTIONS, Config, load
 
 def _add_serve_options(p: argparse.ArgumentParser) -> None:
     defaults = Config()
-    p.add_argument("--config", metavar="FILE", default=None,
-                   help="TOML file with any of the options below (keys as in the flags, - or _). [env: ENGRAM_CONFIG]")
+    p.add_argument(
+        "--config",
+        metavar="FILE",
+        default=None,
+        help="TOML file with any of the options below (keys as in the flags, - or _). [env: ENGRAM_CONFIG]",
+    )
     for opt in OPTIONS:
         d = getattr(defaults, opt.name)
         if opt.secret:
@@ -31,8 +35,7 @@ def _add_serve_options(p: argparse.ArgumentParser) -> None:
             shown = d if d not in (None, "") else "unset"
         help_text = f"{opt.help} [env: {opt.env}] [default: {shown}]"
         if opt.type == "bool":
-            p.add_argument(opt.flag, dest=opt.name, default=None, action=argparse.BooleanOptionalAction,
-                           help=help_text)
+            p.add_argument(opt.flag, dest=opt.name, default=None, action=argparse.BooleanOptionalAction, help=help_text)
         else:
             p.add_argument(opt.flag, dest=opt.name, default=None, metavar=opt.type.upper(), help=help_text)
 
@@ -42,17 +45,23 @@ def build_parser() -> argparse.ArgumentParser:
         prog="engram-server",
         description="Engram: long-term memory server for AI agents (gRPC, gRPC-Web and REST on one port).",
         epilog="Run `engram-server serve --help` for every option and its ENGRAM_* environment variable. "
-               "See docs/operations/configuration.md.",
+        "See docs/operations/configuration.md.",
     )
     parser.add_argument("--version", action="version", version=f"engram-server {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    serve = sub.add_parser("serve", help="Run the server.",
-                           description="Run the server. Precedence: flags > ENGRAM_* environment > TOML file > defaults.")
+    serve = sub.add_parser(
+        "serve",
+        help="Run the server.",
+        description="Run the server. Precedence: flags > ENGRAM_* environment > TOML file > defaults.",
+    )
     _add_serve_options(serve)
-    backup = sub.add_parser("backup", help="Write a consistent copy of a data directory (RocksDB checkpoint).",
-                            description="Write a consistent copy of the data directory to TARGET. The copy stays "
-                                        "encrypted: keep the encryption key to restore it. The server must not be "
-                                        "running on the same data directory (RocksDB lock); use this while stopped.")
+    backup = sub.add_parser(
+        "backup",
+        help="Write a consistent copy of a data directory (RocksDB checkpoint).",
+        description="Write a consistent copy of the data directory to TARGET. The copy stays "
+        "encrypted: keep the encryption key to restore it. The server must not be "
+        "running on the same data directory (RocksDB lock); use this while stopped.",
+    )
     backup.add_argument("--data-dir", default=None, help="Data directory to back up. [env: ENGRAM_DATA_DIR]")
     backup.add_argument("--target", required=True, help="Directory to create (must not exist).")
     backup.add_argument("--encryption-key", default=None, help="[env: ENGRAM_ENCRYPTION_KEY]")
@@ -94,8 +103,12 @@ def _serve(cfg: Config, started: float) -> int:
     logs.setup(cfg.log_level)
     log = logging.getLogger("engram.server")
     if not cfg.auth_required:
-        logs.event(log, "no API key configured: authentication is off and only loopback is served",
-                   level=logging.WARNING, host=cfg.host)
+        logs.event(
+            log,
+            "no API key configured: authentication is off and only loopback is served",
+            level=logging.WARNING,
+            host=cfg.host,
+        )
     logs.event(log, "starting", version=__version__, config=cfg.redacted())
     from .engine.engine import Engine
     from .engine.errors import EngineError
@@ -104,7 +117,7 @@ def _serve(cfg: Config, started: float) -> int:
         engine = Engine.open(cfg.engine_config())
     except EngineError as exc:
         return _fail(f"cannot open the data directory {cfg.data_dir}: {exc}")
-    except Exception as exc:  # noqa: BLE001 - one clear line, no traceback
+    except Exception as exc:
         return _fail(f"cannot open the data directory {cfg.data_dir}: {type(exc).__name__}: {exc}")
     from .server import serve
 

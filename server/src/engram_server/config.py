@@ -7,6 +7,11 @@ all follow that table.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .engine.config import EngineConfig
+
 import ipaddress
 import os
 import tomllib
@@ -107,7 +112,7 @@ class Config:
             return None
         return parse_key(self.encryption_key)
 
-    def engine_config(self):  # -> EngineConfig (import kept lazy)
+    def engine_config(self) -> EngineConfig:  # the import itself stays lazy
         from .engine.config import EngineConfig
 
         return EngineConfig(
@@ -163,13 +168,17 @@ def is_loopback(host: str) -> bool:
 OPTIONS: list[Option] = [
     Option("host", "str", "Address to bind. Without an API key only loopback addresses are allowed."),
     Option("port", "int", "Port serving REST, gRPC (h2c), gRPC-Web and metrics."),
-    Option("grpc_port", "int", "Second port that serves the same API (for gRPC clients expecting 50051); 0 disables it."),
+    Option(
+        "grpc_port", "int", "Second port that serves the same API (for gRPC clients expecting 50051); 0 disables it."
+    ),
     Option("data_dir", "path", "Data directory (RocksDB). Default: $XDG_DATA_HOME/engram or ~/.local/share/engram."),
     Option("api_key", "str", "Root API key (admin for every agent). Unset: no auth, loopback only.", secret=True),
     Option("encryption_key", "str", "Encryption key for data at rest: 64 hex characters.", secret=True),
     Option("encryption_key_file", "path", "File holding the encryption key (created on first start when missing)."),
     Option("embedding_model_path", "path", "Local ONNX embedding model directory. Default: bundled all-MiniLM-L6-v2."),
-    Option("cors_origins", "list", "Comma-separated origins allowed by CORS for browsers (gRPC-Web, REST); '*' for any."),
+    Option(
+        "cors_origins", "list", "Comma-separated origins allowed by CORS for browsers (gRPC-Web, REST); '*' for any."
+    ),
     Option("worker_threads", "int", "Engine worker threads (embedding, search, storage)."),
     Option("embedding_threads", "int", "Threads onnxruntime uses per embedding call."),
     Option("log_level", "str", "Log level: debug, info, warning, error."),
@@ -218,8 +227,11 @@ def coerce(opt: Option, value: Any, source: str) -> Any:
         raise ValueError(f"{source}: {value!r} is not a valid {opt.type} for {opt.name}") from None
 
 
-def load(cli_values: dict[str, Any] | None = None, env: dict[str, str] | None = None,
-         config_file: str | os.PathLike | None = None) -> Config:
+def load(
+    cli_values: dict[str, Any] | None = None,
+    env: dict[str, str] | None = None,
+    config_file: str | os.PathLike[str] | None = None,
+) -> Config:
     """Build a Config: defaults < TOML file < environment < flags (None values are "not given")."""
     env = dict(os.environ if env is None else env)
     cli_values = {k: v for k, v in (cli_values or {}).items() if v is not None}

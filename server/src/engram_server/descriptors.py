@@ -12,6 +12,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from google.protobuf.descriptor import Descriptor
+
 GEN_DIR = Path(__file__).parent / "_gen"
 DESCRIPTOR_SET = GEN_DIR / "engram.binpb"
 OPENAPI = GEN_DIR / "openapi.json"
@@ -66,9 +68,7 @@ class Api:
         from google.protobuf import descriptor_pb2, descriptor_pool
 
         if not path.exists():
-            raise FileNotFoundError(
-                f"descriptor set missing: {path} (run `make generate`)"
-            )
+            raise FileNotFoundError(f"descriptor set missing: {path} (run `make generate`)")
         self.fds = descriptor_pb2.FileDescriptorSet.FromString(path.read_bytes())
         self.pool = descriptor_pool.DescriptorPool()
         for fd in self.fds.file:
@@ -101,7 +101,7 @@ class Api:
                     self.methods[info.path] = info
         self._classes: dict[str, Any] = {}
 
-    def message_class(self, full_name: str):
+    def message_class(self, full_name: str) -> Any:
         cls = self._classes.get(full_name)
         if cls is None:
             from google.protobuf import message_factory
@@ -110,8 +110,9 @@ class Api:
             self._classes[full_name] = cls
         return cls
 
-    def descriptor(self, full_name: str):
-        return self.pool.FindMessageTypeByName(full_name)
+    def descriptor(self, full_name: str) -> Descriptor:
+        found: Descriptor = self.pool.FindMessageTypeByName(full_name)
+        return found
 
     @cached_property
     def service_names(self) -> list[str]:

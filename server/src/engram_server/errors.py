@@ -12,6 +12,7 @@ wrong), REST as an HTTP status with `{"code", "message", "details"}`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import quote
 
 # gRPC status codes by name (google.rpc.Code).
@@ -87,19 +88,17 @@ class RpcError(Exception):
         return self.http_status or HTTP_STATUS.get(self.code, 500)
 
     # --- REST -----------------------------------------------------------------------------
-    def details_json(self) -> list[dict]:
+    def details_json(self) -> list[dict[str, Any]]:
         if not self.field_violations:
             return []
         return [
             {
                 "@type": BAD_REQUEST_TYPE,
-                "field_violations": [
-                    {"field": v.field, "description": v.description} for v in self.field_violations
-                ],
+                "field_violations": [{"field": v.field, "description": v.description} for v in self.field_violations],
             }
         ]
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {"code": self.code, "message": self.message, "details": self.details_json()}
 
     # --- gRPC -----------------------------------------------------------------------------
@@ -129,7 +128,8 @@ class RpcError(Exception):
         )
         st = status_pb2.Status(code=self.grpc_code, message=self.message)
         st.details.add().Pack(bad)
-        return st.SerializeToString()
+        encoded: bytes = st.SerializeToString()
+        return encoded
 
 
 def invalid(field_name: str, description: str) -> RpcError:
@@ -143,7 +143,9 @@ def invalid(field_name: str, description: str) -> RpcError:
 
 def encode_grpc_message(message: str) -> bytes:
     """Percent-encode per the gRPC HTTP/2 spec (printable ASCII except '%' stays)."""
-    return quote(message, safe=" !\"#$&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\]^_`abcdefghijklmnopqrstuvwxyz{|}~").encode("ascii")
+    return quote(
+        message, safe=" !\"#$&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\]^_`abcdefghijklmnopqrstuvwxyz{|}~"
+    ).encode("ascii")
 
 
 def from_engine_error(exc: Exception) -> RpcError:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sys
 import time
+from typing import Any, TextIO
 
 ACCESS_LOGGER = "engram.access"
 
@@ -42,20 +44,23 @@ class AccessLog:
     """The per-request line, written straight to stderr: the logging machinery costs more than
     the request on cheap calls. Same JSON shape as the other lines."""
 
-    def __init__(self, stream=None) -> None:
+    def __init__(self, stream: TextIO | None = None) -> None:
         self.stream = stream
 
-    def write(self, fields: dict) -> None:
+    def write(self, fields: dict[str, Any]) -> None:
         now = time.time()
-        line = {"ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z",
-                "level": "info", "logger": ACCESS_LOGGER, "msg": "request", **fields}
+        line = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z",
+            "level": "info",
+            "logger": ACCESS_LOGGER,
+            "msg": "request",
+            **fields,
+        }
         stream = self.stream or sys.stderr
-        try:
+        with contextlib.suppress(OSError, ValueError):
             stream.write(json.dumps(line, ensure_ascii=False) + "\n")
-        except (OSError, ValueError):
-            pass
 
 
-def event(logger: logging.Logger, msg: str, level: int = logging.INFO, **fields) -> None:
+def event(logger: logging.Logger, msg: str, level: int = logging.INFO, **fields: Any) -> None:
     if logger.isEnabledFor(level):
         logger.log(level, msg, extra={"fields": fields})

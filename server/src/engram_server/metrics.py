@@ -15,16 +15,22 @@ class Metrics:
 
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry(auto_describe=True)
-        self.requests = Counter("engram_requests", "RPCs served, by method, transport and code",
-                                ["method", "transport", "code"], registry=r)
-        self.latency = Histogram("engram_request_duration_seconds", "RPC latency, by method and transport",
-                                 ["method", "transport"], buckets=LATENCY_BUCKETS, registry=r)
+        self.requests = Counter(
+            "engram_requests", "RPCs served, by method, transport and code", ["method", "transport", "code"], registry=r
+        )
+        self.latency = Histogram(
+            "engram_request_duration_seconds",
+            "RPC latency, by method and transport",
+            ["method", "transport"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.in_flight = Gauge("engram_requests_in_flight", "RPCs being served", registry=r)
-        self.memories_stored = Counter("engram_memories_stored", "Memories stored (store, batch, import)",
-                                       registry=r)
+        self.memories_stored = Counter("engram_memories_stored", "Memories stored (store, batch, import)", registry=r)
         self.recalls = Counter("engram_recalls", "Recall queries answered", registry=r)
-        self.embedding = Histogram("engram_embedding_duration_seconds", "Embed call latency in the engine",
-                                   buckets=LATENCY_BUCKETS, registry=r)
+        self.embedding = Histogram(
+            "engram_embedding_duration_seconds", "Embed call latency in the engine", buckets=LATENCY_BUCKETS, registry=r
+        )
         self.memories = Gauge("engram_memories", "Live memories across all agents", registry=r)
         self.agents = Gauge("engram_agents", "Agents with at least one memory", registry=r)
         self.links = Gauge("engram_links", "Graph links", registry=r)
@@ -33,15 +39,17 @@ class Metrics:
         self.disk_bytes = Gauge("engram_disk_bytes", "Bytes of the data directory", registry=r)
         self.ready = Gauge("engram_ready", "1 once the server can serve recalls", registry=r)
         self._count = 0
-        self._children: dict[tuple, tuple] = {}
+        self._children: dict[tuple[str, ...], tuple[Any, ...]] = {}
 
     def observe(self, method: str, transport: str, code: str, seconds: float) -> None:
         self._count += 1
         key = (method, transport, code)
         pair = self._children.get(key)
         if pair is None:  # label lookups are slow: cache the children
-            pair = self._children[key] = (self.requests.labels(method, transport, code),
-                                          self.latency.labels(method, transport))
+            pair = self._children[key] = (
+                self.requests.labels(method, transport, code),
+                self.latency.labels(method, transport),
+            )
         pair[0].inc()
         pair[1].observe(seconds)
 

@@ -2,6 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, cast
+
+if TYPE_CHECKING:
+    from hypercorn.typing import ASGIFramework
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from hypercorn.config import Config as HConfig
+
 import asyncio
 import logging
 import signal
@@ -18,7 +28,7 @@ def _bind(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
 
 
-def hypercorn_config(cfg: Config):
+def hypercorn_config(cfg: Config) -> HConfig:
     from hypercorn.config import Config as HConfig
 
     h = HConfig()
@@ -56,15 +66,21 @@ def serve(cfg: Config, engine: Any, started_at: float | None = None) -> None:
         def on_signal(signame: str) -> None:
             if not stop.is_set():
                 app.state.stopping = True
-                event(log, "shutting down: draining in-flight calls", signal=signame,
-                      grace_seconds=cfg.shutdown_timeout)
+                event(
+                    log, "shutting down: draining in-flight calls", signal=signame, grace_seconds=cfg.shutdown_timeout
+                )
                 stop.set()
 
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, on_signal, sig.name)
-        event(log, "listening", binds=hcfg.bind, auth_required=cfg.auth_required,
-              startup_ms=round((time.perf_counter() - started_at) * 1000, 1) if started_at else None)
-        await hserve(app, hcfg, shutdown_trigger=stop.wait)
+        event(
+            log,
+            "listening",
+            binds=hcfg.bind,
+            auth_required=cfg.auth_required,
+            startup_ms=round((time.perf_counter() - started_at) * 1000, 1) if started_at else None,
+        )
+        await hserve(cast("ASGIFramework", app), hcfg, shutdown_trigger=stop.wait)
 
     asyncio.run(main())
     event(log, "stopped")

@@ -11,14 +11,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
-class MemoryType(str, enum.Enum):
+class MemoryType(enum.StrEnum):
     EPISODIC = "episodic"
     SEMANTIC = "semantic"
     PROCEDURAL = "procedural"
     WORKING = "working"
 
 
-class RecallMode(str, enum.Enum):
+class RecallMode(enum.StrEnum):
     HYBRID = "hybrid"
     VECTOR = "vector"
     KEYWORD = "keyword"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import time
+from typing import Any
 
 from engram._gen.engram import v1 as pb
 
@@ -115,7 +116,7 @@ class AdminService(ServiceBase):
         if not req.id:
             raise invalid("id", "required")
 
-        def revoke():
+        def revoke() -> Any:
             with self.auth.key_lock:
                 record = self.engine.get_api_key(req.id)
                 if record is None:
@@ -131,13 +132,20 @@ class AdminService(ServiceBase):
             raise RpcError("NOT_FOUND", f"API key {req.id!r} not found")
         return pb.RevokeApiKeyResponse(api_key=cv.api_key_to_pb(record))
 
-    async def get_cluster_status(self, req: pb.GetClusterStatusRequest,
-                                 ctx: CallContext) -> pb.GetClusterStatusResponse:
+    async def get_cluster_status(
+        self, req: pb.GetClusterStatusRequest, ctx: CallContext
+    ) -> pb.GetClusterStatusResponse:
         healthy = self.state.status == "healthy"
         return pb.GetClusterStatusResponse(
             node_count=1,
             healthy_node_count=1 if healthy else 0,
             replication_factor=1,
-            nodes=[pb.ClusterNode(node_id=socket.gethostname(), address=f"{self.config.host}:{self.config.port}",
-                                  healthy=healthy, role="leader")],
+            nodes=[
+                pb.ClusterNode(
+                    node_id=socket.gethostname(),
+                    address=f"{self.config.host}:{self.config.port}",
+                    healthy=healthy,
+                    role="leader",
+                )
+            ],
         )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from engram._gen.engram import v1 as pb
 
 from . import convert as cv
@@ -15,11 +17,14 @@ class AgentService(ServiceBase):
         p = ctx.who
         if not p.pinned:
             agents, token, total = await self.run(self.engine.list_agents, size, req.page_token)
-            return pb.ListAgentsResponse(agents=[cv.agent_to_pb(a) for a in agents], next_page_token=token,
-                                         total_size=total)
+            return pb.ListAgentsResponse(
+                agents=[cv.agent_to_pb(a) for a in agents], next_page_token=token, total_size=total
+            )
+
         # A pinned key sees only its agents: gathered whole (they are few), one page.
-        def gather():
-            out, token = [], ""
+        def gather() -> list[Any]:
+            out: list[Any] = []
+            token = ""
             while True:
                 agents, token, _ = self.engine.list_agents(1000, token)
                 out.extend(a for a in agents if p.may_access_agent(a.agent_id))

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from ..auth import Authenticator, Principal
 from ..errors import RpcError, from_engine_error
@@ -18,14 +19,31 @@ if TYPE_CHECKING:
 # What each RPC needs from the caller's key. Health needs none.
 ACCESS: dict[str, str] = {
     "Health": "public",
-    "GetMemory": "read", "ListMemories": "read", "Recall": "read", "BatchRecall": "read",
-    "GetMemoryHistory": "read", "GetMemoryGraph": "read", "ExportMemories": "read",
-    "ListAgents": "read", "GetAgent": "read", "GetServerInfo": "read", "GetClusterStatus": "read",
+    "GetMemory": "read",
+    "ListMemories": "read",
+    "Recall": "read",
+    "BatchRecall": "read",
+    "GetMemoryHistory": "read",
+    "GetMemoryGraph": "read",
+    "ExportMemories": "read",
+    "ListAgents": "read",
+    "GetAgent": "read",
+    "GetServerInfo": "read",
+    "GetClusterStatus": "read",
     "Embed": "read",
-    "StoreMemory": "write", "BatchStoreMemories": "write", "UpdateMemory": "write",
-    "DeleteMemory": "write", "ForgetMemories": "write", "LinkMemories": "write",
-    "UnlinkMemories": "write", "ImportMemories": "write", "DeleteAgent": "write",
-    "GetStats": "admin", "CreateApiKey": "admin", "ListApiKeys": "admin", "RevokeApiKey": "admin",
+    "StoreMemory": "write",
+    "BatchStoreMemories": "write",
+    "UpdateMemory": "write",
+    "DeleteMemory": "write",
+    "ForgetMemories": "write",
+    "LinkMemories": "write",
+    "UnlinkMemories": "write",
+    "ImportMemories": "write",
+    "DeleteAgent": "write",
+    "GetStats": "admin",
+    "CreateApiKey": "admin",
+    "ListApiKeys": "admin",
+    "RevokeApiKey": "admin",
 }
 
 
@@ -59,14 +77,14 @@ class ServiceBase:
         self.metrics = metrics
         self.state = state  # the app's ServerState (health status, start time)
 
-    async def run(self, fn: Callable, *args: Any) -> Any:
+    async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Call the engine in its worker pool; engine errors become RpcErrors."""
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(self.engine.executor, fn, *args)
         except RpcError:
             raise
-        except Exception as exc:  # noqa: BLE001 - mapped, never leaked
+        except Exception as exc:
             err = from_engine_error(exc)
             if err.code == "INTERNAL":
                 import logging
@@ -92,4 +110,4 @@ class ServiceBase:
         if not p.may_access_agent(mem.agent_id):
             raise RpcError("NOT_FOUND", f"memory {memory_id!r} not found")
         ctx.note_agent(mem.agent_id)
-        return mem.agent_id
+        return str(mem.agent_id)

@@ -10,7 +10,7 @@ from engram._gen.google import protobuf as gpb
 
 from ..engine import models as m
 
-_UTC = dt.timezone.utc
+_UTC = dt.UTC
 
 MEMORY_TYPE_TO_ENGINE = {
     pb.MemoryType.UNSPECIFIED: m.MemoryType.EPISODIC,

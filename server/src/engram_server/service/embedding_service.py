@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from engram._gen.engram import v1 as pb
 
@@ -22,7 +23,7 @@ class EmbeddingService(ServiceBase):
                 raise invalid(f"texts[{i}]", f"is {n} UTF-8 bytes; the limit is {self.config.max_content_bytes}")
         v.enum_value(pb.EmbeddingInputType, req.input_type, "input_type")
 
-        def embed():
+        def embed() -> Any:
             t0 = time.perf_counter()
             arr = self.engine.embed(list(req.texts))
             return arr, time.perf_counter() - t0, self.engine.embedding_model

@@ -28,8 +28,9 @@ class MemoryService(ServiceBase):
         self.metrics.stored(1)
         return pb.StoreMemoryResponse(memory=cv.memory_to_pb(mem), created=created)
 
-    async def batch_store_memories(self, req: pb.BatchStoreMemoriesRequest,
-                                   ctx: CallContext) -> pb.BatchStoreMemoriesResponse:
+    async def batch_store_memories(
+        self, req: pb.BatchStoreMemoriesRequest, ctx: CallContext
+    ) -> pb.BatchStoreMemoriesResponse:
         v.batch(req.requests, self.config, "requests")
         for i, item in enumerate(req.requests):
             v.store_request(item, self.config, f"requests[{i}].")
@@ -111,6 +112,8 @@ class MemoryService(ServiceBase):
                     out.append(name)
             return out
         msg = req.memory
+        if msg is None:
+            return []
         present = {
             "content": bool(msg.content),
             "memory_type": msg.memory_type != pb.MemoryType.UNSPECIFIED,
@@ -131,8 +134,9 @@ class MemoryService(ServiceBase):
         ctx.note_agent(mem.agent_id)
         return pb.DeleteMemoryResponse(id=mem.id)
 
-    async def get_memory_history(self, req: pb.GetMemoryHistoryRequest,
-                                 ctx: CallContext) -> pb.GetMemoryHistoryResponse:
+    async def get_memory_history(
+        self, req: pb.GetMemoryHistoryRequest, ctx: CallContext
+    ) -> pb.GetMemoryHistoryResponse:
         v.memory_id(req.id)
         v.agent_id(req.agent_id, required=False)
         agent = await self.owned_agent(ctx, req.id, req.agent_id)
@@ -147,8 +151,9 @@ class MemoryService(ServiceBase):
         v.memory_filter(req.filter, self.config)
         ctx.who.require_agent(req.agent_id)
         ctx.note_agent(req.agent_id)
-        page = await self.run(self.engine.list, req.agent_id, cv.filter_from_pb(req.filter), size,
-                              req.page_token, order)
+        page = await self.run(
+            self.engine.list, req.agent_id, cv.filter_from_pb(req.filter), size, req.page_token, order
+        )
         return pb.ListMemoriesResponse(
             memories=[cv.memory_to_pb(x) for x in page.memories],
             next_page_token=page.next_page_token,
@@ -198,7 +203,7 @@ class MemoryService(ServiceBase):
         )
 
     # --- graph ----------------------------------------------------------------------------
-    def _link_ids(self, req, ctx: CallContext) -> None:
+    def _link_ids(self, req: pb.LinkMemoriesRequest | pb.UnlinkMemoriesRequest, ctx: CallContext) -> None:
         v.agent_id(req.agent_id)
         v.memory_id(req.source_id, "source_id")
         v.memory_id(req.target_id, "target_id")
@@ -236,15 +241,17 @@ class MemoryService(ServiceBase):
         relations = [v.relation(r, f"relations[{i}]") for i, r in enumerate(req.relations)]
         ctx.who.require_agent(req.agent_id)
         ctx.note_agent(req.agent_id)
-        g = await self.run(self.engine.graph, req.agent_id, req.id, req.depth or 1, relations or None,
-                           req.max_nodes or 100)
+        g = await self.run(
+            self.engine.graph, req.agent_id, req.id, req.depth or 1, relations or None, req.max_nodes or 100
+        )
         return pb.GetMemoryGraphResponse(
             memories=[cv.memory_to_pb(x) for x in g.nodes], links=[cv.link_to_pb(x) for x in g.links]
         )
 
     # --- bulk -----------------------------------------------------------------------------
-    async def export_memories(self, req: pb.ExportMemoriesRequest,
-                              ctx: CallContext) -> AsyncIterator[pb.ExportMemoriesResponse]:
+    async def export_memories(
+        self, req: pb.ExportMemoriesRequest, ctx: CallContext
+    ) -> AsyncIterator[pb.ExportMemoriesResponse]:
         v.agent_id(req.agent_id)
         v.memory_filter(req.filter, self.config)
         ctx.who.require_agent(req.agent_id)
@@ -275,8 +282,9 @@ class MemoryService(ServiceBase):
 
         return stream()
 
-    async def import_memories(self, requests: AsyncIterator[pb.ImportMemoriesRequest],
-                              ctx: CallContext) -> pb.ImportMemoriesResponse:
+    async def import_memories(
+        self, requests: AsyncIterator[pb.ImportMemoriesRequest], ctx: CallContext
+    ) -> pb.ImportMemoriesResponse:
         imported = skipped = 0
         batch: list[tuple[m.Memory, str]] = []
         index = 0

@@ -7,6 +7,7 @@ import math
 import re
 from typing import Any
 
+import betterproto2
 from engram._gen.engram import v1 as pb
 
 from ..config import Config
@@ -73,7 +74,7 @@ def metadata(value: Any, cfg: Config, name: str = "metadata") -> None:
         raise invalid(name, f"is {n} bytes of JSON; the limit is {cfg.max_metadata_bytes}")
 
 
-def enum_value(enum_cls, value: Any, name: str) -> None:
+def enum_value(enum_cls: type[betterproto2.Enum], value: Any, name: str) -> None:
     try:
         enum_cls(value)
     except ValueError:
@@ -134,7 +135,7 @@ def page_size(value: int, cfg: Config, name: str = "page_size") -> int:
     return value or 50
 
 
-def batch(values: list, cfg: Config, name: str) -> None:
+def batch(values: list[Any], cfg: Config, name: str) -> None:
     if not values:
         raise invalid(name, "must not be empty")
     if len(values) > cfg.max_batch_size:

@@ -13,6 +13,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import betterproto2
+from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
+
 from ..descriptors import Api
 from ..errors import RpcError, invalid
 
@@ -21,7 +24,7 @@ class Codec:
     def __init__(self, api: Api) -> None:
         self.api = api
 
-    def decode(self, full_name: str, cls: type, data: bytes) -> Any:
+    def decode(self, full_name: str, cls: type[betterproto2.Message], data: bytes) -> Any:
         from google.protobuf.message import DecodeError
 
         dyn = self.api.message_class(full_name)()
@@ -37,7 +40,7 @@ class Codec:
         return bytes(msg)
 
     # --- JSON -----------------------------------------------------------------------------
-    def from_json(self, full_name: str, cls: type, data: dict) -> Any:
+    def from_json(self, full_name: str, cls: type[betterproto2.Message], data: dict[str, Any]) -> Any:
         from google.protobuf import json_format
 
         desc = self.api.descriptor(full_name)
@@ -49,26 +52,27 @@ class Codec:
             raise RpcError("INVALID_ARGUMENT", f"invalid JSON for {desc.name}: {clean_parse_error(str(exc))}") from None
         return cls.parse(dyn.SerializeToString())
 
-    def to_json(self, full_name: str, msg: Any) -> dict:
+    def to_json(self, full_name: str, msg: Any) -> dict[str, Any]:
         from google.protobuf import json_format
 
         dyn = self.api.message_class(full_name).FromString(bytes(msg))
-        return json_format.MessageToDict(
+        out: dict[str, Any] = json_format.MessageToDict(
             dyn, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
         )
+        return out
 
 
 def clean_parse_error(text: str) -> str:
     return text.split("\n")[0][:300]
 
 
-def _enum_prefix(enum_desc) -> str:
+def _enum_prefix(enum_desc: EnumDescriptor) -> str:
     # MEMORY_TYPE_UNSPECIFIED -> MEMORY_TYPE_
     first = enum_desc.values[0].name
     return first[: -len("UNSPECIFIED")] if first.endswith("UNSPECIFIED") else ""
 
 
-def _enum_value(fd, value: Any, path: str) -> Any:
+def _enum_value(fd: FieldDescriptor, value: Any, path: str) -> Any:
     if not isinstance(value, str):
         return value
     enum = fd.enum_type
@@ -82,12 +86,16 @@ def _enum_value(fd, value: Any, path: str) -> Any:
 
 
 WELL_KNOWN_OPAQUE = {
-    "google.protobuf.Struct", "google.protobuf.Value", "google.protobuf.ListValue",
-    "google.protobuf.Timestamp", "google.protobuf.Duration", "google.protobuf.FieldMask",
+    "google.protobuf.Struct",
+    "google.protobuf.Value",
+    "google.protobuf.ListValue",
+    "google.protobuf.Timestamp",
+    "google.protobuf.Duration",
+    "google.protobuf.FieldMask",
 }
 
 
-def normalize(desc, data: Any, prefix: str) -> None:
+def normalize(desc: Descriptor, data: Any, prefix: str) -> None:
     """Check JSON keys against the message (unknown → INVALID_ARGUMENT naming the field) and
     rewrite short lowercase enum names (`semantic`) to their full names, in place."""
     if not isinstance(data, dict):
@@ -115,7 +123,7 @@ def normalize(desc, data: Any, prefix: str) -> None:
                 normalize(fd.message_type, value, path + ".")
 
 
-def _by_json_name(desc, key: str):
+def _by_json_name(desc: Descriptor, key: str) -> FieldDescriptor | None:
     for fd in desc.fields:
         if fd.json_name == key:
             return fd

@@ -14,18 +14,22 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import re
 import struct
 import time
 import zlib
 from collections.abc import AsyncIterator
+from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from ..asgi import Receive, Scope, Send
 from ..errors import RpcError
 from ..service.base import CallContext
 
 if TYPE_CHECKING:
     from ..app import EngramApp
+    from ..service.registry import Method
 
 _TIMEOUT_RE = re.compile(r"^(\d{1,8})([HMSmun])$")
 _TIMEOUT_UNITS = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}
@@ -54,7 +58,7 @@ def web_trailer_frame(trailers: list[tuple[bytes, bytes]]) -> bytes:
 class FrameReader:
     """Reads length-prefixed messages from the ASGI receive channel."""
 
-    def __init__(self, receive, max_bytes: int, encoding: str, text: bool = False) -> None:
+    def __init__(self, receive: Receive, max_bytes: int, encoding: str, text: bool = False) -> None:
         self.receive = receive
         self.max_bytes = max_bytes
         self.encoding = encoding
@@ -94,7 +98,7 @@ class FrameReader:
                 out += base64.b64decode(chunk) if chunk else b""
                 break
             end = pad
-            while end < len(data) and data[end:end + 1] == b"=":
+            while end < len(data) and data[end : end + 1] == b"=":
                 end += 1
             try:
                 out += base64.b64decode(data[:end])
@@ -124,10 +128,8 @@ class FrameReader:
                     self.done = True
             self.buf.clear()
 
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(run(), seconds)
-        except (TimeoutError, asyncio.TimeoutError):
-            pass
 
     async def next(self) -> bytes | None:
         """The next message, or None at the end of the request."""
@@ -147,8 +149,8 @@ class FrameReader:
         while len(self.buf) < 5 + length:
             if not await self._fill():
                 raise RpcError("INTERNAL", f"request ended inside a message: {len(self.buf) - 5} of {length} bytes")
-        data = bytes(self.buf[5:5 + length])
-        del self.buf[:5 + length]
+        data = bytes(self.buf[5 : 5 + length])
+        del self.buf[: 5 + length]
         if flag & 0x01:
             data = self._decompress(data)
         return data
@@ -170,10 +172,10 @@ class FrameReader:
         return out
 
 
-def header(scope, name: bytes) -> str | None:
+def header(scope: Scope, name: bytes) -> str | None:
     for k, v in scope["headers"]:
         if k == name:
-            return v.decode("latin-1")
+            return bytes(v).decode("latin-1")
     return None
 
 
@@ -184,7 +186,7 @@ class GrpcTransport:
         self.app = app
         self.streams: dict[Any, int] = {}  # connection → calls in flight
 
-    async def __call__(self, scope, receive, send, content_type: str) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send, content_type: str) -> None:
         web = content_type.startswith("application/grpc-web")
         text = content_type.startswith("application/grpc-web-text")
         transport = "grpc-web" if web else "grpc"
@@ -202,8 +204,12 @@ class GrpcTransport:
         code = "OK"
         started = time.perf_counter()
         conn = (scope.get("client"), scope.get("server"))
-        reader = FrameReader(receive, self.app.config.max_request_bytes,
-                             (header(scope, b"grpc-encoding") or "identity").lower(), text=text)
+        reader = FrameReader(
+            receive,
+            self.app.config.max_request_bytes,
+            (header(scope, b"grpc-encoding") or "identity").lower(),
+            text=text,
+        )
         try:
             if not web and scope.get("http_version") not in ("2", "3"):
                 await self._http1_refusal(send)
@@ -216,12 +222,15 @@ class GrpcTransport:
                 raise RpcError("UNIMPLEMENTED", f"codec {subtype[1]!r} is not supported; use proto")
             method = self.app.registry.get(path)
             if self.streams.get(conn, 0) >= self.app.config.max_concurrent_streams:
-                raise RpcError("RESOURCE_EXHAUSTED",
-                               f"more than {self.app.config.max_concurrent_streams} concurrent calls on this connection")
+                raise RpcError(
+                    "RESOURCE_EXHAUSTED",
+                    f"more than {self.app.config.max_concurrent_streams} concurrent calls on this connection",
+                )
             self.streams[conn] = self.streams.get(conn, 0) + 1
             try:
-                ctx = CallContext(method=method.info, transport=transport,
-                                  authorization=header(scope, b"authorization"))
+                ctx = CallContext(
+                    method=method.info, transport=transport, authorization=header(scope, b"authorization")
+                )
                 timeout = parse_timeout(header(scope, b"grpc-timeout"))
                 if timeout is not None and timeout <= 0:
                     raise RpcError("DEADLINE_EXCEEDED", "deadline exceeded")
@@ -250,7 +259,7 @@ class GrpcTransport:
         except asyncio.CancelledError:
             code = "CANCELLED"
             raise
-        except Exception:  # noqa: BLE001 - never leak internals
+        except Exception:
             code = "INTERNAL"
             self.app.log_exception("unhandled error in gRPC call")
             await reader.drain()
@@ -259,16 +268,22 @@ class GrpcTransport:
             name = method.info.full_name if method else "unknown"
             self.app.observe(name, transport, code, time.perf_counter() - started, ctx)
 
-    async def _http1_refusal(self, send) -> None:
+    async def _http1_refusal(self, send: Send) -> None:
         msg = b"gRPC requires HTTP/2 (h2c with prior knowledge); use gRPC-Web or REST over HTTP/1.1\n"
-        await send({"type": "http.response.start", "status": 505, "headers": [
-            (b"content-type", b"text/plain; charset=utf-8"),
-            (b"grpc-status", b"13"),
-            (b"grpc-message", b"gRPC requires HTTP/2"),
-        ]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 505,
+                "headers": [
+                    (b"content-type", b"text/plain; charset=utf-8"),
+                    (b"grpc-status", b"13"),
+                    (b"grpc-message", b"gRPC requires HTTP/2"),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": msg, "more_body": False})
 
-    async def _call(self, method, ctx: CallContext, reader: FrameReader, out: _Responder) -> None:
+    async def _call(self, method: Method, ctx: CallContext, reader: FrameReader, out: _Responder) -> None:
         info = method.info
         codec = self.app.codec
         await self.app.registry.authorize(method, ctx)
@@ -317,8 +332,8 @@ class _CancelOnDisconnect:
 
     def __init__(self, reader: FrameReader) -> None:
         self.reader = reader
-        self.task: asyncio.Task | None = None
-        self.watch: asyncio.Task | None = None
+        self.task: asyncio.Task[Any] | None = None
+        self.watch: asyncio.Task[Any] | None = None
         self.timer: asyncio.TimerHandle | None = None
         self.fired = False
 
@@ -327,23 +342,28 @@ class _CancelOnDisconnect:
             msg = await self.reader.receive()
             if msg["type"] == "http.disconnect":
                 self.fired = True
-                self.task.cancel()
+                if self.task is not None:
+                    self.task.cancel()
                 return
 
     def _start_watch(self) -> None:
         self.watch = asyncio.get_running_loop().create_task(self._watch())
 
-    async def __aenter__(self):
+    async def __aenter__(self) -> _CancelOnDisconnect:
         self.task = asyncio.current_task()
         self.timer = asyncio.get_running_loop().call_later(self.WATCH_AFTER, self._start_watch)
         return self
 
-    async def __aexit__(self, exc_type, exc, tb):
-        self.timer.cancel()
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool:
+        if self.timer is not None:
+            self.timer.cancel()
         if self.watch is not None:
             self.watch.cancel()
         if self.fired and exc_type is asyncio.CancelledError:
-            self.task.uncancel()
+            if self.task is not None:
+                self.task.uncancel()
             raise RpcError("CANCELLED", "client disconnected")
         return False
 
@@ -351,7 +371,9 @@ class _CancelOnDisconnect:
 class _Responder:
     """Writes the response in the one order Hypercorn handles well."""
 
-    def __init__(self, send, headers, *, web: bool, text: bool, te_trailers: bool) -> None:
+    def __init__(
+        self, send: Send, headers: list[tuple[bytes, bytes]], *, web: bool, text: bool, te_trailers: bool
+    ) -> None:
         self.send = send
         self.headers = headers
         self.web = web
@@ -369,8 +391,14 @@ class _Responder:
             return
         self.started = True
         trailers = not self.web and self.te_trailers and extra is None
-        await self.send({"type": "http.response.start", "status": 200,
-                         "headers": self.headers + (extra or []), "trailers": trailers})
+        await self.send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": self.headers + (extra or []),
+                "trailers": trailers,
+            }
+        )
 
     async def message(self, data: bytes, last: bool = False) -> None:
         if last:
@@ -389,9 +417,13 @@ class _Responder:
         try:
             if self.web:
                 await self._start()
-                await self.send({"type": "http.response.body",
-                                 "body": self._enc(body) + self._enc(web_trailer_frame(trailers)),
-                                 "more_body": False})
+                await self.send(
+                    {
+                        "type": "http.response.body",
+                        "body": self._enc(body) + self._enc(web_trailer_frame(trailers)),
+                        "more_body": False,
+                    }
+                )
             elif not self.te_trailers and not self.started:
                 # No `te: trailers`: Hypercorn would drop trailers, so the status goes in the headers.
                 await self._start(trailers)

@@ -19,6 +19,7 @@ Errors: the HTTP status of the gRPC code and `{"code", "message", "details"}`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import time
@@ -27,11 +28,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote
 
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
+
+from ..asgi import Message, Receive, Scope, Send
 from ..errors import RpcError, invalid
 from ..service.base import CallContext
 
 if TYPE_CHECKING:
     from ..app import EngramApp
+    from ..service.registry import Method
 
 JSON_CT = (b"content-type", b"application/json")
 NDJSON_CT = (b"content-type", b"application/x-ndjson")
@@ -41,17 +46,17 @@ NDJSON_CT = (b"content-type", b"application/x-ndjson")
 class Route:
     verb: str
     template: str
-    regex: re.Pattern
+    regex: re.Pattern[str]
     variables: list[str]
     body: str
     method: Any  # registry.Method
     literal: int  # literal characters, to order routes specific-first
 
 
-def compile_template(template: str) -> tuple[re.Pattern, list[str], int]:
+def compile_template(template: str) -> tuple[re.Pattern[str], list[str], int]:
     pattern, variables, literal, pos = "", [], 0, 0
     for m in re.finditer(r"\{([^}=]+)(?:=([^}]*))?\}", template):
-        lit = template[pos:m.start()]
+        lit = template[pos : m.start()]
         pattern += re.escape(lit)
         literal += len(lit)
         variables.append(m.group(1))
@@ -65,7 +70,7 @@ def compile_template(template: str) -> tuple[re.Pattern, list[str], int]:
     return re.compile("^" + pattern + "$"), variables, literal
 
 
-def set_path(data: dict, path: str, value: Any) -> None:
+def set_path(data: dict[str, Any], path: str, value: Any) -> None:
     parts = path.split(".")
     for p in parts[:-1]:
         nxt = data.get(p)
@@ -97,7 +102,7 @@ class RestTransport:
             return r, {v: unquote(g) for v, g in zip(r.variables, m.groups(), strict=True)}, allowed
         return None, {}, allowed
 
-    async def __call__(self, scope, receive, send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         raw = scope.get("raw_path") or scope["path"].encode()
         path = raw.decode("latin-1").split("?", 1)[0]
@@ -105,13 +110,17 @@ class RestTransport:
         route, params, allowed = self.match("GET" if verb == "HEAD" else verb, path)
         if route is None:
             if allowed:
-                err = RpcError("UNIMPLEMENTED", f"{verb} is not allowed on {path}; use {', '.join(sorted(set(allowed)))}",
-                               http_status=405)
+                err = RpcError(
+                    "UNIMPLEMENTED",
+                    f"{verb} is not allowed on {path}; use {', '.join(sorted(set(allowed)))}",
+                    http_status=405,
+                )
                 await self.error(send, err, extra=[(b"allow", ", ".join(sorted(set(allowed))).encode())])
             else:
                 await self.error(send, RpcError("NOT_FOUND", f"no route for {verb} {path}"))
-            self.app.observe("unknown", "rest", "NOT_FOUND" if not allowed else "UNIMPLEMENTED",
-                             time.perf_counter() - started, None)
+            self.app.observe(
+                "unknown", "rest", "NOT_FOUND" if not allowed else "UNIMPLEMENTED", time.perf_counter() - started, None
+            )
             return
         method = route.method
         info = method.info
@@ -139,7 +148,7 @@ class RestTransport:
             code = err.code
             await receive.drain()
             await self.error(send, err)
-        except Exception:  # noqa: BLE001
+        except Exception:
             code = "INTERNAL"
             self.app.log_exception("unhandled error in REST call")
             await receive.drain()
@@ -148,7 +157,7 @@ class RestTransport:
             self.app.observe(info.full_name, "rest", code, time.perf_counter() - started, ctx)
 
     # --- building the request -------------------------------------------------------------
-    async def _read_body(self, scope, receive) -> bytes:
+    async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
         limit = self.app.config.max_request_bytes
         cl = _header(scope, b"content-length")
         if cl and cl.isdigit() and int(cl) > limit:
@@ -166,7 +175,9 @@ class RestTransport:
             if not msg.get("more_body", False):
                 return b"".join(chunks)
 
-    async def _request_dict(self, route: Route, params: dict, scope, receive) -> dict:
+    async def _request_dict(
+        self, route: Route, params: dict[str, str], scope: Scope, receive: Receive
+    ) -> dict[str, Any]:
         info = route.method.info
         desc = self.app.codec.api.descriptor(info.input_type)
         data: dict[str, Any] = {}
@@ -199,7 +210,7 @@ class RestTransport:
             set_path(data, var, value)
         return data
 
-    def _query_into(self, desc, scope, data: dict, exclude: str = "") -> None:
+    def _query_into(self, desc: Descriptor, scope: Scope, data: dict[str, Any], exclude: str = "") -> None:
         qs = scope.get("query_string", b"").decode("latin-1")
         if not qs:
             return
@@ -221,7 +232,7 @@ class RestTransport:
                             raise invalid(key, f"{key} must be a JSON object")
                         struct.update(parsed)
                     else:
-                        struct[".".join(parts[i + 1:])] = value
+                        struct[".".join(parts[i + 1 :])] = value
                     break
                 if not last:
                     if fd.message_type is None or fd.is_repeated:
@@ -236,7 +247,7 @@ class RestTransport:
                     node[fd.name] = v
 
     # --- streaming ------------------------------------------------------------------------
-    async def _server_stream(self, method, req, ctx: CallContext, send) -> None:
+    async def _server_stream(self, method: Method, req: Any, ctx: CallContext, send: Send) -> None:
         stream = await method.handler(req, ctx)
         it = stream.__aiter__()
         try:
@@ -256,10 +267,12 @@ class RestTransport:
             raise _Logged(err.code) from None
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
-    def _line(self, out_type: str, msg) -> bytes:
+    def _line(self, out_type: str, msg: Any) -> bytes:
         return json.dumps(self.app.codec.to_json(out_type, msg), ensure_ascii=False).encode() + b"\n"
 
-    async def _client_stream(self, route: Route, params: dict, scope, receive, send, ctx: CallContext) -> None:
+    async def _client_stream(
+        self, route: Route, params: dict[str, str], scope: Scope, receive: Receive, send: Send, ctx: CallContext
+    ) -> None:
         method = route.method
         info = method.info
         limit = self.app.config.max_request_bytes
@@ -277,13 +290,15 @@ class RestTransport:
                     if line.strip():
                         yield line
                 if len(buf) > limit:
-                    raise RpcError("RESOURCE_EXHAUSTED", f"an NDJSON line is larger than {limit} bytes", http_status=413)
+                    raise RpcError(
+                        "RESOURCE_EXHAUSTED", f"an NDJSON line is larger than {limit} bytes", http_status=413
+                    )
                 if not msg.get("more_body", False):
                     if buf.strip():
                         yield buf
                     return
 
-        async def messages():
+        async def messages() -> AsyncIterator[Any]:
             n = 0
             async for line in lines():
                 obj = _parse_json(line, f"line {n + 1}")
@@ -301,12 +316,12 @@ class RestTransport:
         await send({"type": "http.response.start", "status": 200, "headers": [JSON_CT]})
         await send({"type": "http.response.body", "body": body})
 
-    async def error(self, send, err: RpcError, extra: list | None = None) -> None:
+    async def error(self, send: Send, err: RpcError, extra: list[Any] | None = None) -> None:
         body = json.dumps(err.to_json(), ensure_ascii=False).encode()
         try:
             await send({"type": "http.response.start", "status": err.status, "headers": [JSON_CT, *(extra or [])]})
             await send({"type": "http.response.body", "body": body})
-        except Exception:  # noqa: BLE001 - response already started or client gone
+        except Exception:
             pass
 
 
@@ -314,11 +329,11 @@ class _TrackedReceive:
     """Remembers whether the request body was read to its end, to drain it before an early
     error (see transport.grpc.FrameReader.drain: Hypercorn's HTTP/2 needs it)."""
 
-    def __init__(self, receive) -> None:
+    def __init__(self, receive: Receive) -> None:
         self._receive = receive
         self.done = False
 
-    async def __call__(self):
+    async def __call__(self) -> Message:
         msg = await self._receive()
         if msg["type"] == "http.disconnect" or not msg.get("more_body", False):
             self.done = True
@@ -332,10 +347,8 @@ class _TrackedReceive:
             while not self.done and seen <= max_bytes:
                 seen += len((await self()).get("body", b""))
 
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(run(), 5.0)
-        except (TimeoutError, asyncio.TimeoutError):
-            pass
 
 
 class _Logged(RpcError):
@@ -355,7 +368,7 @@ def _camel(name: str) -> str:
     return head + "".join(p.title() for p in rest)
 
 
-def _scalar(fd, value: str, key: str) -> Any:
+def _scalar(fd: FieldDescriptor, value: str, key: str) -> Any:
     t = fd.type
     try:
         if t == fd.TYPE_BOOL:
@@ -377,8 +390,8 @@ def _scalar(fd, value: str, key: str) -> Any:
     return value
 
 
-def _header(scope, name: bytes) -> str | None:
+def _header(scope: Scope, name: bytes) -> str | None:
     for k, v in scope["headers"]:
         if k == name:
-            return v.decode("latin-1")
+            return bytes(v).decode("latin-1")
     return None

@@ -145,7 +145,8 @@ export const StoreMemoryResponseSchema: GenMessage<StoreMemoryResponse> = /*@__P
  */
 export type BatchStoreMemoriesRequest = Message<"engram.v1.BatchStoreMemoriesRequest"> & {
   /**
-   * The memories to store, at most `ServerLimits.max_batch_size`. Stored all or nothing.
+   * The memories to store, at most `ServerLimits.max_batch_size`, all of one agent (every
+   * `agent_id` the same). Stored all or nothing.
    *
    * @generated from field: repeated engram.v1.StoreMemoryRequest requests = 1;
    */

@@ -469,7 +469,8 @@ class BatchStoreMemoriesRequest(betterproto2.Message):
         1, betterproto2.TYPE_MESSAGE, repeated=True
     )
     """
-    The memories to store, at most `ServerLimits.max_batch_size`. Stored all or nothing.
+    The memories to store, at most `ServerLimits.max_batch_size`, all of one agent (every
+    `agent_id` the same). Stored all or nothing.
     """
 
 
