@@ -6,10 +6,12 @@
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 
@@ -29,10 +31,18 @@ async def asgi_app(tmp_path: Path) -> AsyncIterator[Any]:
                                   encryption_key=secrets.token_hex(32), grpc_port=0)
     app = app_module.create_app(config)
     probe = engram.AsyncClient("http://engram.asgi", http_transport=httpx.ASGITransport(app=app), retry=None)
-    try:
-        await probe.health()
-    except (NotImplementedError, errors.EngramError) as exc:
-        pytest.skip(f"the server's app cannot start in process yet: {exc!r}")
+    # The app opens the engine on the first request and loads the model in the background:
+    # /health answers UNAVAILABLE ("starting") until it can serve.
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            if (await probe.health()).status == "healthy":
+                break
+        except errors.Unavailable:
+            pass
+        if time.monotonic() > deadline:
+            pytest.fail("the in-process app did not become healthy in 120 s")
+        await anyio.sleep(0.1)
     yield app
     close = getattr(app, "aclose", None) or getattr(app, "close", None)
     if close is not None:
