@@ -69,6 +69,7 @@ def test_concurrency_hammer(data_dir: Path) -> None:
     live: dict[str, str] = {}
     deleted: set[str] = set()
     lock = threading.Lock()
+    id_locks: dict[str, threading.Lock] = {}
 
     def writer(t: int) -> None:
         rnd = random.Random(t)
@@ -84,13 +85,18 @@ def test_concurrency_hammer(data_dir: Path) -> None:
                 elif op < 0.75:
                     mid = rnd.choice(pool)
                     text = f"updated by {t} word{rnd.randint(0, 50)}"
-                    try:
-                        eng.update(mid, MemoryPatch(content=text))
-                        with lock:
-                            if mid in live:
-                                live[mid] = text
-                    except NotFound:
-                        pass
+                    with lock:
+                        mlock = id_locks.setdefault(mid, threading.Lock())
+                    # Two updates of one memory must land in the engine and in this model in the
+                    # same order; other ids, stores, deletes and reads still race freely.
+                    with mlock:
+                        try:
+                            eng.update(mid, MemoryPatch(content=text))
+                            with lock:
+                                if mid in live:
+                                    live[mid] = text
+                        except NotFound:
+                            pass
                 else:
                     mid = rnd.choice(pool)
                     with lock:
