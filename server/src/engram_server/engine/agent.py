@@ -186,6 +186,11 @@ def load_agent(st: AgentState, storage: Storage, new_vindex: Any, new_kindex: An
     ki = new_kindex()
     vi.load([])
     ki.load([])
+    # The mutable snapshots may hold a write whose commit failed: drop what the catalogue lacks.
+    for index in (vi, ki):
+        extra = [mid for mid in index.mutable_ids() if mid not in st.entries]
+        if extra:
+            index.remove(extra)
     idx_changed = {mid for seq, ids in journal if seq > st.idx_seq for mid in ids}
     # Only trust the snapshots' tombstones when the journal reaches back to idx_seq.
     trusted = (bool(journal) and journal[0][0] <= st.idx_seq + 1) or (not journal and st.idx_seq >= st.seq)
@@ -195,8 +200,10 @@ def load_agent(st: AgentState, storage: Storage, new_vindex: Any, new_kindex: An
     if gone:
         vi.remove(gone)
         ki.remove(gone)
-    need_v = [mid for mid in st.entries if mid in idx_changed or not vi.contains(mid)]
-    need_k = [mid for mid in st.entries if mid in idx_changed or not ki.contains(mid)]
+    have_v, have_k = vi.live_ids(), ki.live_ids()
+    need_v = [mid for mid in st.entries if mid in idx_changed or mid not in have_v]
+    need_k = [mid for mid in st.entries if mid in idx_changed or mid not in have_k]
+    del have_v, have_k
     for chunk in _chunks(need_v, 4096):
         vals = storage.multi_get(CF_VECTORS, [rec_key(qa, m) for m in chunk])
         ids, vecs = [], []

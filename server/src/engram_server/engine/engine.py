@@ -176,6 +176,7 @@ class Engine:
         try:
             self._flush_access()
             for st in self._loaded_agents():
+                self._persist_indexes(st)
                 self._snapshot_catalogue(st, force=False)
         except Exception:
             log.exception("final flush failed; the journal still has every change")
@@ -201,6 +202,7 @@ class Engine:
         """Load the embedding model and anything else the first recall needs."""
         emb = self._get_embedder()
         emb.embed_query("warm up")
+        import scipy.sparse  # noqa: F401  (sealed keyword segments need it: ~0.4 s on first use)
 
     def _get_embedder(self) -> Any:
         emb = self._embedder
@@ -1261,14 +1263,32 @@ class Engine:
                 vi, ki = st.vindex, st.kindex
             if vi is None or ki is None:
                 return
-            vi.maintenance()
+            vi.maintenance()  # seals full chunks, persists manifest and mutable snapshot
             ki.maintenance()
-            if seq != st.idx_seq and not st.deleted:
-                b = self.storage.batch()
-                b.put(CF_META, meta_idx_key(st.qa), str(seq).encode())
-                self.storage.write(b)
-                st.idx_seq = seq
-                self._trim_journal(st)
+            self._record_idx_seq(st, seq)
+
+    def _persist_indexes(self, st: AgentState) -> None:
+        """Shutdown: persist tombstones and the mutable parts (no sealing) so the next load is
+        one snapshot read per index instead of one storage read per unsealed memory."""
+        with st.maint_lock:
+            if st.deleted or not st.loaded:
+                return
+            with st.lock:
+                seq = st.seq
+                vi, ki = st.vindex, st.kindex
+            if vi is None or ki is None:
+                return
+            if vi.persist() and ki.persist():
+                self._record_idx_seq(st, seq)
+
+    def _record_idx_seq(self, st: AgentState, seq: int) -> None:
+        """Called with st.maint_lock held, after both indexes persisted everything up to seq."""
+        if seq != st.idx_seq and not st.deleted:
+            b = self.storage.batch()
+            b.put(CF_META, meta_idx_key(st.qa), str(seq).encode())
+            self.storage.write(b)
+            st.idx_seq = seq
+            self._trim_journal(st)
 
     def _snapshot_catalogue(self, st: AgentState, force: bool) -> None:
         with st.maint_lock:

@@ -27,6 +27,7 @@ import math
 import pickle
 import re
 import threading
+from array import array
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -34,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from .vector_index import SnapshotStore
+from .vector_index import SnapshotStore, top_allowed
 
 log = logging.getLogger(__name__)
 
@@ -111,37 +112,91 @@ def _text_hash(text: str) -> bytes:
 
 
 class _MutableKw:
-    """Growing segment: inverted dict term -> {doc: tf}, plus each doc's term counts."""
+    """Growing segment, searched with numpy: every document gets a row; each term keeps its
+    postings as two growing typed arrays (rows, tf) that numpy reads without copying Python
+    objects. A removed or replaced document only clears its row's `alive` flag; dead rows are
+    dropped when the segment is rebuilt (sealing, or when they outnumber the live ones)."""
 
     def __init__(self) -> None:
-        self.postings: dict[str, dict[str, int]] = {}
+        self.postings: dict[str, tuple[array[int], array[float]]] = {}  # term -> (rows int32, tf float32)
         self.docs: dict[str, tuple[Counter[str], int, bytes]] = {}  # id -> (tf, length, hash)
+        self.row: dict[str, int] = {}  # id -> its live row
+        self.ids: list[str] = []  # row -> id
+        self.lengths = array("f")  # row -> document length
+        self.alive = bytearray()  # row -> 1 live, 0 dead
 
     def __len__(self) -> int:
         return len(self.docs)
+
+    @property
+    def n_dead(self) -> int:
+        return len(self.ids) - len(self.docs)
 
     def put(self, id_: str, terms: list[str], h: bytes, df: Counter[str]) -> int:
         """Returns the change in total length."""
         delta = -self.remove(id_, df)
         tf = Counter(terms)
-        for t, c in tf.items():
-            self.postings.setdefault(t, {})[id_] = c
+        self._append(id_, tf, len(terms))
+        for t in tf:
             df[t] += 1
         self.docs[id_] = (tf, len(terms), h)
         return delta + len(terms)
+
+    def _append(self, id_: str, tf: Counter[str], length: int) -> None:
+        r = len(self.ids)
+        self.ids.append(id_)
+        self.lengths.append(float(length))
+        self.alive.append(1)
+        self.row[id_] = r
+        for t, c in tf.items():
+            p = self.postings.get(t)
+            if p is None:
+                p = self.postings[t] = (array("i"), array("f"))
+            p[0].append(r)
+            p[1].append(float(c))
 
     def remove(self, id_: str, df: Counter[str]) -> int:
         doc = self.docs.pop(id_, None)
         if doc is None:
             return 0
         tf, length, _ = doc
+        self.alive[self.row.pop(id_)] = 0
         for t in tf:
-            p = self.postings[t]
-            del p[id_]
-            if not p:
-                del self.postings[t]
             df[t] -= 1
         return length
+
+    @classmethod
+    def from_docs(cls, docs: dict[str, tuple[Counter[str], int, bytes]]) -> _MutableKw:
+        """A fresh segment holding `docs` (no dead rows). Global statistics are not touched."""
+        m = cls()
+        for id_, doc in docs.items():
+            m._append(id_, doc[0], doc[1])
+            m.docs[id_] = doc
+        return m
+
+    def scores(self, idf: dict[str, float], avgdl: float, k1: float, b: float) -> np.ndarray | None:
+        """BM25 per row (0 for rows without a query term, -inf for dead rows). Caller holds the
+        index lock (the typed arrays must not grow while numpy copies them)."""
+        n = len(self.ids)
+        if n == 0:
+            return None
+        acc = np.zeros(n, dtype=np.float32)
+        norm = k1 * (1 - b + b * np.frombuffer(self.lengths, dtype=np.float32, count=n) / avgdl)
+        hit = False
+        for t, w in idf.items():
+            p = self.postings.get(t)
+            if p is None:
+                continue
+            rows = np.array(p[0], dtype=np.int32)  # copies: no buffer export outlives the lock
+            tf = np.array(p[1], dtype=np.float32)
+            acc[rows] += w * tf / (tf + norm[rows])
+            hit = True
+        if not hit:
+            return None
+        acc[acc <= 0] = -np.inf
+        if len(self.docs) != n:
+            acc[np.frombuffer(self.alive, dtype=np.uint8, count=n) == 0] = -np.inf
+        return acc
 
 
 @dataclass
@@ -254,6 +309,8 @@ class KeywordIndex:
         self._total_len = 0
         self._seq = 0
         self._manifest_dirty = False
+        self._mutable_version = 0  # bumped on every change of the growing segment
+        self._mutable_persisted = -1  # the version the "mutable" snapshot holds
 
     # --- writes ------------------------------------------------------------------------------
     def add(self, ids: list[str], texts: list[str]) -> None:
@@ -265,6 +322,8 @@ class KeywordIndex:
                 if id_ not in self._mutable.docs:
                     self._n += 1
                 self._total_len += self._mutable.put(id_, terms, h, self._df)
+            self._mutable_version += 1
+            self._maybe_rebuild_mutable()
 
     def remove(self, ids: list[str]) -> None:
         with self._lock:
@@ -274,6 +333,13 @@ class KeywordIndex:
                     self._n -= 1
                 else:
                     self._kill_sealed(id_)
+            self._mutable_version += 1
+            self._maybe_rebuild_mutable()
+
+    def _maybe_rebuild_mutable(self) -> None:
+        m = self._mutable
+        if m.n_dead > 1024 and m.n_dead > len(m.docs):
+            self._mutable = _MutableKw.from_docs(m.docs)
 
     def _kill_sealed(self, id_: str) -> None:
         for seg in self._segments:
@@ -290,6 +356,16 @@ class KeywordIndex:
     def __len__(self) -> int:
         with self._lock:
             return self._n
+
+    def live_ids(self) -> set[str]:
+        """Every id with a live document (one pass, for loading)."""
+        from itertools import compress
+
+        with self._lock:
+            out = set(self._mutable.docs)
+            for s in self._segments:
+                out.update(compress(s.ids, s.alive.tolist()))
+            return out
 
     def contains(self, id_: str) -> bool:
         with self._lock:
@@ -310,33 +386,21 @@ class KeywordIndex:
             idf = {t: math.log(1.0 + (n - self._df[t] + 0.5) / (self._df[t] + 0.5)) for t in terms if self._df[t] > 0}
             if not idf:
                 return []
-            cands: list[tuple[str, float]] = []
-            # Growing segment: walk the postings (dict lookups, no matrix to build).
-            scores: dict[str, float] = {}
-            k1, b = self.k1, self.b
-            for t, w in idf.items():
-                for id_, tf in self._mutable.postings.get(t, {}).items():
-                    dl = self._mutable.docs[id_][1]
-                    scores[id_] = scores.get(id_, 0.0) + w * tf / (tf + k1 * (1 - b + b * dl / avgdl))
-            cands.extend(scores.items())
+            # Growing segment: numpy over its typed posting arrays.
+            acc = self._mutable.scores(idf, avgdl, self.k1, self.b)
+            cands = top_allowed(acc, self._mutable.ids, k, allowed) if acc is not None else []
             segments = list(self._segments)
         for seg in segments:
-            cands.extend(self._search_segment(seg, idf, avgdl, self.k1, self.b))
-        cands.sort(key=lambda c: -c[1])
-        if allowed is None:
-            return cands[:k]
-        out: list[tuple[str, float]] = []
-        for c in cands:
-            if allowed(c[0]):
-                out.append(c)
-                if len(out) >= k:
-                    break
-        return out
+            sc = self._search_segment(seg, idf, avgdl, self.k1, self.b)
+            if sc is not None:
+                cands.extend(top_allowed(sc, seg.ids, k, allowed))
+        if segments:
+            cands.sort(key=lambda c: -c[1])
+        return cands[:k]
 
     @staticmethod
-    def _search_segment(
-        seg: _KwSegment, idf: dict[str, float], avgdl: float, k1: float, b: float
-    ) -> list[tuple[str, float]]:
+    def _search_segment(seg: _KwSegment, idf: dict[str, float], avgdl: float, k1: float, b: float) -> np.ndarray | None:
+        """BM25 per row of a sealed segment; -inf for rows without a query term or dead."""
         acc = np.zeros(len(seg.ids), dtype=np.float32)
         norm = k1 * (1 - b + b * seg.lengths / avgdl)
         hit = False
@@ -350,10 +414,10 @@ class KeywordIndex:
             acc[rows] += w * tf / (tf + norm[rows])
             hit = True
         if not hit:
-            return []
+            return None
         acc[~seg.alive] = 0.0
-        rows = np.flatnonzero(acc > 0)
-        return [(seg.ids[i], float(acc[i])) for i in rows]
+        acc[acc <= 0] = -np.inf
+        return acc
 
     def stats(self) -> dict[str, Any]:
         with self._lock:
@@ -401,12 +465,19 @@ class KeywordIndex:
                     if i is not None:
                         seg.alive[i] = False
                 segments.append(seg)
+        snap_docs = self._load_mutable_snapshot(segments)
         fresh: list[tuple[str, str]] = []
         seen: set[str] = set()
         for id_, text in texts_for_mutable:
             seen.add(id_)
             h = _text_hash(text)
             keep = False
+            sd = snap_docs.get(id_)
+            if sd is not None:
+                if sd[2] == h:
+                    keep = True
+                else:
+                    del snap_docs[id_]
             for seg in segments:
                 i = seg.pos.get(id_)
                 if i is not None and seg.alive[i]:
@@ -421,14 +492,86 @@ class KeywordIndex:
                 for i, id_ in enumerate(seg.ids):
                     if seg.alive[i] and id_ not in seen:
                         seg.alive[i] = False
+        if authoritative:
+            for id_ in [i for i in snap_docs if i not in seen]:
+                del snap_docs[id_]
         with self._lock:
             self._segments = segments
-            self._mutable = _MutableKw()
+            self._mutable = _MutableKw.from_docs(snap_docs)
             self._seq = max(seq, self._seq)
             self._recount()
             self._manifest_dirty = True
+            self._mutable_version += 1
         if fresh:
             self.add([f[0] for f in fresh], [f[1] for f in fresh])
+
+    def _mutable_name(self) -> str:
+        return self._prefix + "mutable"
+
+    def _load_mutable_snapshot(self, segments: list[_KwSegment]) -> dict[str, tuple[Counter[str], int, bytes]]:
+        """The growing segment's documents from its snapshot (no re-tokenising), minus ids alive
+        in a sealed segment (sealed after the snapshot was taken)."""
+        raw = self.snapshots.get(self._mutable_name())
+        if raw is None:
+            return {}
+        try:
+            d = pickle.loads(raw)
+            if d.get("version") != SNAPSHOT_VERSION:
+                return {}
+            vocab: list[str] = d["vocab"]
+            indptr = d["indptr"].tolist()
+            terms = d["terms"].tolist()
+            counts = d["counts"].tolist()
+            lengths = d["lengths"].tolist()
+            out: dict[str, tuple[Counter[str], int, bytes]] = {}
+            for r, (id_, h) in enumerate(zip(d["ids"], d["hashes"], strict=True)):
+                a, e = indptr[r], indptr[r + 1]
+                out[id_] = (Counter(dict(zip([vocab[j] for j in terms[a:e]], counts[a:e], strict=True))), lengths[r], h)
+        except Exception:
+            log.warning("keyword mutable snapshot of %s unreadable; texts come from storage", self.agent_id)
+            return {}
+        for seg in segments:
+            for id_ in [i for i in out if (j := seg.pos.get(i)) is not None and seg.alive[j]]:
+                del out[id_]
+        return out
+
+    def mutable_ids(self) -> list[str]:
+        with self._lock:
+            return list(self._mutable.docs)
+
+    def _persist_mutable(self) -> None:
+        """Write the growing segment's term counts as one snapshot when it changed, so an agent
+        loads without reading and re-tokenising every text that is not sealed. Background."""
+        with self._lock:
+            v = self._mutable_version
+            if v == self._mutable_persisted:
+                return
+            docs = dict(self._mutable.docs)
+        vocab: dict[str, int] = {}
+        indptr = [0]
+        terms: list[int] = []
+        counts: list[int] = []
+        for tf, _, _ in docs.values():
+            for t, c in tf.items():
+                terms.append(vocab.setdefault(t, len(vocab)))
+                counts.append(c)
+            indptr.append(len(terms))
+        blob = pickle.dumps(
+            {
+                "version": SNAPSHOT_VERSION,
+                "ids": list(docs),
+                "hashes": [d[2] for d in docs.values()],
+                "lengths": np.asarray([d[1] for d in docs.values()], dtype=np.int64),
+                "vocab": list(vocab),
+                "indptr": np.asarray(indptr, dtype=np.int64),
+                "terms": np.asarray(terms, dtype=np.int32),
+                "counts": np.asarray(counts, dtype=np.int32),
+            },
+            protocol=pickle.HIGHEST_PROTOCOL,
+        )
+        self.snapshots.put(self._mutable_name(), blob)
+        with self._lock:
+            self._mutable_persisted = v
 
     def _recount(self) -> None:
         """Recompute global statistics from scratch (load, compaction)."""
@@ -490,6 +633,20 @@ class KeywordIndex:
             self._compact()
             if self._manifest_dirty:
                 self._write_manifest()
+            self._persist_mutable()
+        finally:
+            self._maint_lock.release()
+
+    def persist(self, timeout: float = 30.0) -> bool:
+        """Write the manifest (tombstones) and the mutable snapshot, without sealing or
+        compacting (shutdown). False when a maintenance round held the index past timeout."""
+        if not self._maint_lock.acquire(timeout=timeout):
+            return False
+        try:
+            if self._manifest_dirty:
+                self._write_manifest()
+            self._persist_mutable()
+            return True
         finally:
             self._maint_lock.release()
 
@@ -535,17 +692,15 @@ class KeywordIndex:
         with self._lock:
             # Docs changed or removed during the build stay in the mutable part (or are gone);
             # only the untouched ones move to the sealed segment.
+            rest = dict(self._mutable.docs)
             for i, id_ in enumerate(seg.ids):
-                cur = self._mutable.docs.get(id_)
+                cur = rest.get(id_)
                 if cur is not None and cur is docs[id_]:
-                    del self._mutable.docs[id_]
-                    for t in cur[0]:
-                        p = self._mutable.postings[t]
-                        del p[id_]
-                        if not p:
-                            del self._mutable.postings[t]
+                    del rest[id_]
                 else:
                     seg.alive[i] = False
+            self._mutable = _MutableKw.from_docs(rest)
+            self._mutable_version += 1
             self._segments.append(seg)
             self._manifest_dirty = True
         self._write_manifest()

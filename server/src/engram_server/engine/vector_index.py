@@ -22,6 +22,7 @@ buffers, so each graph has its own query lock.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import pickle
 import threading
@@ -90,6 +91,41 @@ def _normalise(v: np.ndarray) -> np.ndarray:
     return out
 
 
+def top_allowed(scores: np.ndarray, ids: list[str], k: int, allowed: Allowed | None) -> list[tuple[str, float]]:
+    """Top k (id, score), best first, skipping rows scored -inf and ids the filter rejects.
+
+    Never fewer than exist: the window of best rows looked at starts near k (argpartition,
+    O(n)) and grows 4x whenever the filter leaves fewer than k in it, up to a full sort. So an
+    unfiltered or loosely filtered search calls `allowed` a few dozen times, not once per row.
+    """
+    n = scores.shape[0]
+    if n == 0 or k <= 0:
+        return []
+    window = min(n, max(2 * k, k + 16)) if allowed is not None else min(n, k)
+    neg = -scores
+    while True:
+        if window < n:
+            thr = -neg[np.argpartition(neg, window - 1)[window - 1]]
+            # every row tied with the window's last one too, so ties break by row, not by chance
+            part = np.flatnonzero(scores >= thr) if thr != -np.inf else np.flatnonzero(scores > thr)
+        else:
+            part = np.arange(n)
+        part = part[np.argsort(neg[part], kind="stable")]  # ties: lower row (older) first
+        out: list[tuple[str, float]] = []
+        for i in part.tolist():
+            s = float(scores[i])
+            if s == -np.inf:
+                return out
+            id_ = ids[i]
+            if allowed is None or allowed(id_):
+                out.append((id_, s))
+                if len(out) >= k:
+                    return out
+        if window >= n:
+            return out
+        window = min(n, window * 4)
+
+
 def _top_exact(
     sims: np.ndarray,
     ids: list[str],
@@ -98,28 +134,11 @@ def _top_exact(
     alive: np.ndarray | None,
 ) -> list[tuple[str, float]]:
     """Top k of a similarity vector, skipping dead rows and ids the filter rejects."""
-    n = sims.shape[0]
-    if n == 0 or k <= 0:
+    if sims.shape[0] == 0 or k <= 0:
         return []
     if alive is not None:
         sims = np.where(alive, sims, -np.inf)
-    if allowed is None:
-        kk = min(k, n)
-        part = np.argpartition(-sims, kk - 1)[:kk] if kk < n else np.arange(n)
-        order = part[np.argsort(-sims[part], kind="stable")]
-        return [(ids[i], float(sims[i])) for i in order if sims[i] != -np.inf]
-    out: list[tuple[str, float]] = []
-    # Rank progressively: most filters pass plenty of the best rows, so look at those first.
-    order = np.argsort(-sims, kind="stable")
-    for i in order:
-        s = float(sims[i])
-        if s == -np.inf:
-            break
-        if allowed(ids[i]):
-            out.append((ids[i], s))
-            if len(out) >= k:
-                break
-    return out
+    return top_allowed(sims, ids, k, allowed)
 
 
 class _Mutable:
@@ -309,6 +328,8 @@ class VectorIndex:
         self._segments: list[_Segment] = []
         self._seq = 0
         self._manifest_dirty = False
+        self._mutable_version = 0  # bumped on every change of the mutable segment
+        self._mutable_persisted = -1  # the version the "mutable" snapshot holds
         self.loaded = False
 
     # --- writes ------------------------------------------------------------------------------
@@ -321,11 +342,13 @@ class VectorIndex:
                     if seg.kill(id_):
                         self._manifest_dirty = True
                 self._mutable.put(id_, v)
+            self._mutable_version += 1
 
     def remove(self, ids: list[str]) -> None:
         with self._lock:
             for id_ in ids:
                 if self._mutable.remove(id_):
+                    self._mutable_version += 1
                     continue
                 for seg in self._segments:
                     if seg.kill(id_):
@@ -335,6 +358,16 @@ class VectorIndex:
     def __len__(self) -> int:
         with self._lock:
             return len(self._mutable) + sum(s.n_alive for s in self._segments)
+
+    def live_ids(self) -> set[str]:
+        """Every id with a live vector (one pass, for loading)."""
+        from itertools import compress
+
+        with self._lock:
+            out = set(self._mutable.ids)
+            for s in self._segments:
+                out.update(compress(s.ids, s.alive.tolist()))
+            return out
 
     def contains(self, id_: str) -> bool:
         with self._lock:
@@ -423,6 +456,7 @@ class VectorIndex:
                     seg.kill(id_)
                 segments.append(seg)
         mutable = _Mutable(self.dim, capacity=min(self.seal_threshold, 1024))
+        self._load_mutable_snapshot(mutable, segments)
         seen: set[str] = set()
         for id_, vec in vectors_for_mutable:
             v = _normalise(np.asarray(vec, dtype=np.float32).reshape(self.dim))
@@ -447,7 +481,58 @@ class VectorIndex:
             self._mutable = mutable
             self._seq = max(seq, self._seq)
             self._manifest_dirty = True
+            self._mutable_version += 1
             self.loaded = True
+
+    def _mutable_name(self) -> str:
+        return self._prefix + "mutable"
+
+    def _load_mutable_snapshot(self, mutable: _Mutable, segments: list[_Segment]) -> None:
+        """Fill `mutable` from the snapshot of the mutable segment (one get + frombuffer).
+        Ids alive in a sealed segment are skipped (sealed after the snapshot was taken)."""
+        raw = self.snapshots.get(self._mutable_name())
+        if raw is None:
+            return
+        try:
+            d = pickle.loads(raw)
+            if d.get("version") != SNAPSHOT_VERSION or int(d.get("dim", -1)) != self.dim:
+                return
+            ids = list(d["ids"])
+            vecs = np.frombuffer(d["vectors"], dtype="<f4").reshape(len(ids), self.dim)
+        except Exception:
+            log.warning("mutable vector snapshot of %s unreadable; vectors come from storage", self.agent_id)
+            return
+        keep = [i for i, id_ in enumerate(ids) if not any(seg.is_alive(id_) for seg in segments)]
+        if len(keep) != len(ids):
+            ids = [ids[i] for i in keep]
+            vecs = vecs[keep]
+        mutable.mat = np.zeros((max(16, len(ids), min(self.seal_threshold, 1024)), self.dim), dtype=np.float32)
+        mutable.mat[: len(ids)] = vecs
+        mutable.ids = ids
+        mutable.pos = {x: i for i, x in enumerate(ids)}
+
+    def mutable_ids(self) -> list[str]:
+        with self._lock:
+            return list(self._mutable.ids)
+
+    def _persist_mutable(self) -> None:
+        """Write the mutable segment as one snapshot (ids + float32 matrix) when it changed, so
+        an agent loads with one get instead of one read and decrypt per vector. Background."""
+        with self._lock:
+            v = self._mutable_version
+            if v == self._mutable_persisted:
+                return
+            m = self._mutable
+            n = len(m)
+            ids = list(m.ids)
+            mat = m.mat[:n].astype("<f4", copy=True)
+        blob = pickle.dumps(
+            {"version": SNAPSHOT_VERSION, "dim": self.dim, "ids": ids, "vectors": mat.tobytes()},
+            protocol=pickle.HIGHEST_PROTOCOL,
+        )
+        self.snapshots.put(self._mutable_name(), blob)
+        with self._lock:
+            self._mutable_persisted = v
 
     def _write_manifest(self) -> None:
         with self._lock:
@@ -471,6 +556,7 @@ class VectorIndex:
         with self._lock:
             self._segments = []
             self._mutable = _Mutable(self.dim)
+            self._mutable_version += 1
 
     # --- lazy graph loading --------------------------------------------------------------------
     def _start_graph_load(self, seg: _Segment) -> None:
@@ -517,6 +603,20 @@ class VectorIndex:
             self._compact()
             if self._manifest_dirty:
                 self._write_manifest()
+            self._persist_mutable()
+        finally:
+            self._maint_lock.release()
+
+    def persist(self, timeout: float = 30.0) -> bool:
+        """Write the manifest (tombstones) and the mutable snapshot, without sealing or
+        compacting (shutdown). False when a maintenance round held the index past timeout."""
+        if not self._maint_lock.acquire(timeout=timeout):
+            return False
+        try:
+            if self._manifest_dirty:
+                self._write_manifest()
+            self._persist_mutable()
+            return True
         finally:
             self._maint_lock.release()
 
@@ -525,15 +625,25 @@ class VectorIndex:
         return f"{self._prefix}seg/{self._seq:08d}"
 
     def _seal_if_full(self) -> None:
+        """Freeze the whole mutable segment at once, cut into n // seal_threshold segments of
+        equal size (a bulk load of 100k gives five 20k segments in one round, not one a round,
+        and no segment is bigger than 2x the threshold); build their graphs one after another."""
         with self._lock:
             if len(self._mutable) < self.seal_threshold:
                 return
             m = self._mutable
             n = len(m)
-            frozen = _Segment.create(self._next_name(), list(m.ids), m.mat[:n].copy(), "building")
-            self._segments.append(frozen)
+            parts = n // self.seal_threshold
+            bounds = [n * i // parts for i in range(parts + 1)]
+            frozen = [
+                _Segment.create(self._next_name(), list(m.ids[a:b]), m.mat[a:b].copy(), "building")
+                for a, b in itertools.pairwise(bounds)
+            ]
+            self._segments.extend(frozen)
             self._mutable = _Mutable(self.dim, capacity=min(self.seal_threshold, 1024))
-        self._build_into(frozen, frozen.vectors)
+            self._mutable_version += 1
+        for seg in frozen:
+            self._build_into(seg, seg.vectors)
 
     def _build_into(self, seg: _Segment, vectors: np.ndarray) -> None:
         """Build seg's graph outside the lock, persist the segment, then mark it searchable."""
@@ -579,6 +689,7 @@ class VectorIndex:
                     # Small remainder: fold it back into the mutable segment (no build needed).
                     for i in rows:
                         self._mutable.put(seg.ids[i], seg.vectors[i])
+                    self._mutable_version += 1
                     self._segments.remove(seg)
                     self._manifest_dirty = True
                     replacement = None
