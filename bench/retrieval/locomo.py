@@ -13,6 +13,7 @@ import json
 import math
 import re
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 CATEGORIES = {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop"}
@@ -23,7 +24,17 @@ DEFAULT_DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "locomo
 class Turn:
     dia_id: str
     text: str  # "Speaker: text [shares a photo of ...]"
-    session_date: str
+    session_date: str  # as the data writes it: "1:56 pm on 8 May, 2023"
+    session: str  # "session_3": stored as the memory's session_id
+    event_time: float  # the session's start plus one second per turn (keeps the turns' order)
+
+
+def parse_session_date(text: str) -> float:
+    """ "1:56 pm on 8 May, 2023" → Unix seconds (UTC); 0.0 when missing or unreadable."""
+    try:
+        return datetime.strptime(text.strip(), "%I:%M %p on %d %B, %Y").replace(tzinfo=UTC).timestamp()
+    except ValueError:
+        return 0.0
 
 
 @dataclass(frozen=True)
@@ -58,23 +69,38 @@ def load(path: Path = DEFAULT_DATA) -> list[Conversation]:
     for sample in samples:
         conv = sample["conversation"]
         turns: list[Turn] = []
-        session_keys = sorted(
-            (k for k in conv if re.fullmatch(r"session_\d+", k)), key=lambda k: int(k.split("_")[1])
-        )
+        session_keys = sorted((k for k in conv if re.fullmatch(r"session_\d+", k)), key=lambda k: int(k.split("_")[1]))
         for key in session_keys:
             date = str(conv.get(f"{key}_date_time", ""))
-            for turn in conv[key]:
+            start = parse_session_date(date)
+            for i, turn in enumerate(conv[key]):
                 text = f"{turn['speaker']}: {turn['text']}"
                 if turn.get("blip_caption"):
                     text += f" [shares {turn['blip_caption']}]"
                 dia = normalise_evidence([turn["dia_id"]])
-                turns.append(Turn(dia_id=next(iter(dia)) if dia else turn["dia_id"], text=text, session_date=date))
+                turns.append(
+                    Turn(
+                        dia_id=next(iter(dia)) if dia else turn["dia_id"],
+                        text=text,
+                        session_date=date,
+                        session=key,
+                        event_time=start + i if start else 0.0,
+                    )
+                )
         questions = [
-            Question(question=str(q["question"]), category=int(q["category"]), evidence=normalise_evidence(q.get("evidence", [])))
+            Question(
+                question=str(q["question"]),
+                category=int(q["category"]),
+                evidence=normalise_evidence(q.get("evidence", [])),
+            )
             for q in sample["qa"]
             if int(q["category"]) in CATEGORIES and q.get("evidence")
         ]
-        conversations.append(Conversation(sample_id=str(sample["sample_id"]), turns=turns, questions=[q for q in questions if q.evidence]))
+        conversations.append(
+            Conversation(
+                sample_id=str(sample["sample_id"]), turns=turns, questions=[q for q in questions if q.evidence]
+            )
+        )
     return conversations
 
 
@@ -95,7 +121,9 @@ class Scoreboard:
         self._rows: list[tuple[int, float, float, float]] = []
 
     def add(self, category: int, ranked: list[str], gold: frozenset[str]) -> None:
-        self._rows.append((category, recall_at(ranked, gold, 5), recall_at(ranked, gold, 10), ndcg_at(ranked, gold, 10)))
+        self._rows.append(
+            (category, recall_at(ranked, gold, 5), recall_at(ranked, gold, 10), ndcg_at(ranked, gold, 10))
+        )
 
     def summary(self) -> dict[str, dict[str, float]]:
         groups: dict[str, list[tuple[int, float, float, float]]] = {"overall": self._rows}
@@ -124,10 +152,14 @@ def bm25_baseline(conversations: list[Conversation], k: int = 10) -> dict[str, d
     for conv in conversations:
         corpus = [t.text for t in conv.turns]
         retriever = bm25s.BM25()
-        retriever.index(bm25s.tokenize(corpus, stopwords="en", stemmer=stemmer, show_progress=False), show_progress=False)
+        retriever.index(
+            bm25s.tokenize(corpus, stopwords="en", stemmer=stemmer, show_progress=False), show_progress=False
+        )
         for q in conv.questions:
             docs, _scores = retriever.retrieve(
-                bm25s.tokenize([q.question], stopwords="en", stemmer=stemmer, show_progress=False), k=min(k, len(corpus)), show_progress=False
+                bm25s.tokenize([q.question], stopwords="en", stemmer=stemmer, show_progress=False),
+                k=min(k, len(corpus)),
+                show_progress=False,
             )
             board.add(q.category, [conv.turns[int(i)].dia_id for i in docs[0]], q.evidence)
     return board.summary()

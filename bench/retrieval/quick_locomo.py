@@ -1,11 +1,13 @@
-"""Quick retrieval-quality check on LoCoMo, without the server.
+"""Quick retrieval-quality check on LoCoMo, without the server: for tuning fusion.
 
-One agent per conversation, one memory per dialog turn ("Speaker: text" plus the photo caption),
-each question of categories 1-4 recalled with the engine's own components (Embedder,
-VectorIndex, KeywordIndex, fuse). Prints recall@5, recall@10 and nDCG@10 per category and
-overall, next to a plain bm25s baseline over "Speaker: text".
+One agent per conversation, one memory per dialog turn ("Speaker: text" plus the photo caption,
+its session and the session's date), each question of categories 1-4 recalled with the engine's
+own parts (Embedder, VectorIndex, KeywordIndex over `keyword_document`, `fuse`,
+`spread_session_context`). Prints recall@5, recall@10 and nDCG@10 per category and overall, next
+to the plain BM25 baseline. Embeddings are cached, so a sweep takes seconds. The figure of record
+comes from `bench.retrieval.run` (through the server); this one must agree with it.
 
-    cd server && ../.venv/bin/python ../bench/retrieval/quick_locomo.py [--sweep]
+    .venv/bin/python -m bench.retrieval.quick_locomo [--sweep]
 """
 
 from __future__ import annotations
@@ -13,22 +15,25 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
 from engram_server.engine.embedding import Embedder, default_model_spec
-from engram_server.engine.fusion import CANDIDATE_DEPTH, DEFAULT_K_RRF, adjust, fuse
+from engram_server.engine.fusion import (
+    CANDIDATE_DEPTH,
+    DEFAULT_K_RRF,
+    DEFAULT_SESSION_CONTEXT_WEIGHT,
+    adjust,
+    fuse,
+    spread_session_context,
+)
 from engram_server.engine.index_worker import IndexBuilder
-from engram_server.engine.keyword_index import KeywordIndex
+from engram_server.engine.keyword_index import KeywordIndex, keyword_document
 from engram_server.engine.vector_index import DictSnapshotStore, VectorIndex
-from locomo_data import DEFAULT_PATH, Conversation, load
-from metrics import Scoreboard
+
+from .locomo import DEFAULT_DATA, Conversation, Scoreboard, bm25_baseline, load
 
 
 def embed_cached(emb: Embedder, texts: list[str], kind: str, cache: Path) -> np.ndarray:
@@ -44,28 +49,9 @@ def embed_cached(emb: Embedder, texts: list[str], kind: str, cache: Path) -> np.
     return out
 
 
-def bm25s_baseline(convs: list[Conversation]) -> dict[str, Any]:
-    import bm25s
-
-    board = Scoreboard()
-    for c in convs:
-        corpus = [t.plain_text for t in c.turns]
-        retriever = bm25s.BM25(backend="numpy")
-        retriever.index(
-            bm25s.tokenize(corpus, stopwords="en", show_progress=False),
-            show_progress=False,
-        )
-        for q in c.questions:
-            toks = bm25s.tokenize([q.question], stopwords="en", show_progress=False)
-            k = min(10, len(corpus))
-            docs, _ = retriever.retrieve(toks, k=k, show_progress=False, n_threads=1)
-            board.add(str(q.category), [c.turns[i].id for i in docs[0]], q.evidence)
-    return board.summary()
-
-
 class Agent:
     def __init__(self, conv: Conversation, doc_vecs: np.ndarray, builder: IndexBuilder, seal: int) -> None:
-        ids = [t.id for t in conv.turns]
+        ids = [t.dia_id for t in conv.turns]
         self.vi = VectorIndex(
             conv.sample_id,
             doc_vecs.shape[1],
@@ -75,7 +61,15 @@ class Agent:
         )
         self.vi.add(ids, doc_vecs)
         self.ki = KeywordIndex(conv.sample_id, DictSnapshotStore(), seal_threshold=seal)
-        self.ki.add(ids, [t.memory_text for t in conv.turns])
+        self.ki.add(ids, [keyword_document(t.text, t.event_time) for t in conv.turns])
+        # The engine orders a session by event_time; the data lists turns in that order.
+        self.near: dict[str, list[str]] = {}
+        for i, t in enumerate(conv.turns):
+            self.near[t.dia_id] = [
+                u.dia_id
+                for u in (conv.turns[i - 1] if i else None, conv.turns[i + 1] if i + 1 < len(conv.turns) else None)
+                if u is not None and u.session == t.session
+            ]
         if seal < len(ids):
             self.vi.maintenance()
             self.ki.maintenance()
@@ -92,6 +86,7 @@ def run(
     k_rrf: float = DEFAULT_K_RRF,
     weights: tuple[float, float] = (1.0, 1.0),
     depth: int = CANDIDATE_DEPTH,
+    context: float = DEFAULT_SESSION_CONTEXT_WEIGHT,
     timings: list[float] | None = None,
 ) -> dict[str, Any]:
     board = Scoreboard()
@@ -101,69 +96,59 @@ def run(
             vh = agent.vi.search(vec, depth) if mode != "keyword" else []
             kh = agent.ki.search(q.question, depth) if mode != "vector" else []
             fused = fuse(vh, kh, mode=mode, k_rrf=k_rrf, weights=weights, method=method)
+            fused = spread_session_context(fused, lambda mid, a=agent: a.near.get(mid, []), context)
             # Neutral importance and equal ages: adjust() must not change the ranking here.
             fused = adjust(fused[:10], {}, {}, 0.0)
             if timings is not None:
                 timings.append((time.perf_counter() - t0) * 1000)
-            board.add(str(q.category), [h.id for h in fused[:10]], q.evidence)
+            board.add(q.category, [h.id for h in fused[:10]], q.evidence)
     return board.summary()
 
 
 def fmt(name: str, s: dict[str, Any]) -> str:
-    cats = " ".join(f"c{c}={s[c]['r@10']:5.1f}" for c in ("1", "2", "3", "4") if c in s)
-    a = s["all"]
-    return f"{name:<42} R@5={a['r@5']:5.1f} R@10={a['r@10']:5.1f} nDCG@10={a['ndcg@10']:5.1f} | R@10 {cats}"
+    cats = " ".join(f"{c}={s[c]['recall@10']:5.1f}" for c in ("multi-hop", "temporal", "open-domain", "single-hop"))
+    o = s["overall"]
+    return f"{name:<40} R@5={o['recall@5']:5.1f} R@10={o['recall@10']:5.1f} nDCG@10={o['ndcg@10']:5.1f} | R@10 {cats}"
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--data", type=Path, default=DEFAULT_PATH)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
     ap.add_argument("--cache", type=Path, default=Path("/tmp/engram-bench-cache"))
-    ap.add_argument(
-        "--seal",
-        type=int,
-        default=1_000_000,
-        help="seal threshold (small = graph segments)",
-    )
-    ap.add_argument("--sweep", action="store_true")
+    ap.add_argument("--seal", type=int, default=1_000_000, help="seal threshold (small = graph segments)")
+    ap.add_argument("--sweep", action="store_true", help="also try other fusion settings")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
 
     convs = load(args.data)
     emb = Embedder(default_model_spec(args.cache / "models"), threads=2)
     t0 = time.perf_counter()
-    doc_vecs = [embed_cached(emb, [t.memory_text for t in c.turns], "doc", args.cache) for c in convs]
+    doc_vecs = [embed_cached(emb, [t.text for t in c.turns], "doc", args.cache) for c in convs]
     qvecs = [embed_cached(emb, [q.question for q in c.questions], "query", args.cache) for c in convs]
     print(f"embedded in {time.perf_counter() - t0:.1f}s ({emb.spec.onnx_path.name})")
     builder = IndexBuilder()
     agents = [Agent(c, v, builder, args.seal) for c, v in zip(convs, doc_vecs, strict=True)]
 
-    results: dict[str, Any] = {"bm25s baseline": bm25s_baseline(convs)}
+    default = "hybrid (defaults)"
+    results: dict[str, Any] = {"bm25 baseline": bm25_baseline(convs)}
     timings: list[float] = []
-    results["hybrid rrf k=10 depth=30 (default)"] = run(convs, agents, qvecs, timings=timings)
-    results["vector only"] = run(convs, agents, qvecs, mode="vector")
-    results["keyword only (engine BM25)"] = run(convs, agents, qvecs, mode="keyword")
+    results[default] = run(convs, agents, qvecs, timings=timings)
+    results["hybrid, no session context"] = run(convs, agents, qvecs, context=0.0)
+    results["vector only"] = run(convs, agents, qvecs, mode="vector", context=0.0)
+    results["keyword only"] = run(convs, agents, qvecs, mode="keyword", context=0.0)
     if args.sweep:
-        for k in (5, 10, 30, 60):
-            for w in ((1.0, 1.0), (1.5, 1.0), (1.0, 1.5)):
-                for depth in (10, 20, 30, 50):
-                    results[f"hybrid rrf k={k} w={w} depth={depth}"] = run(
-                        convs, agents, qvecs, k_rrf=k, weights=w, depth=depth
-                    )
-        for w in ((0.5, 0.5), (0.6, 0.4), (0.4, 0.6)):
+        for k in (5, 10, 30):
             for depth in (20, 30, 50):
-                results[f"hybrid weighted w={w} depth={depth}"] = run(
-                    convs, agents, qvecs, method="weighted", weights=w, depth=depth
-                )
+                for c in (0.2, 0.3, 0.4, 0.5):
+                    results[f"rrf k={k} depth={depth} context={c}"] = run(
+                        convs, agents, qvecs, k_rrf=k, depth=depth, context=c
+                    )
+        for w in ((0.5, 0.5), (0.4, 0.6)):
+            results[f"weighted w={w}"] = run(convs, agents, qvecs, method="weighted", weights=w)
     for name, s in results.items():
         print(fmt(name, s))
-    print(
-        "per category, hybrid default:",
-        json.dumps(results["hybrid rrf k=10 depth=30 (default)"]),
-    )
-    print("baseline per category:", json.dumps(results["bm25s baseline"]))
     timings.sort()
-    print(f"recall latency (search+fuse, no embedding) p50 {timings[len(timings) // 2]:.2f} ms")
+    print(f"search + fuse p50 {timings[len(timings) // 2]:.2f} ms (no query embedding)")
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
     builder.close()

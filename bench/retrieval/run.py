@@ -2,7 +2,8 @@
 
     .venv/bin/python -m bench.retrieval.run [--data PATH] [--mode hybrid|vector|keyword ...]
 
-Stores one memory per dialog turn (one agent per conversation, batched over REST), recalls with
+Stores one memory per dialog turn (one agent per conversation, batched over REST; each turn with
+its session as `session_id` and the session's date as `event_time`), recalls with
 each question of categories 1-4, and reports recall@5, recall@10 and nDCG@10 per category and
 overall. Any LoCoMo-format file can be given with --data.
 """
@@ -10,15 +11,29 @@ overall. Any LoCoMo-format file can be given with --data.
 from __future__ import annotations
 
 import argparse
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from ..common import ROOT_KEY, running_server, write_result
-from .locomo import DEFAULT_DATA, Scoreboard, bm25_baseline, load
+from .locomo import DEFAULT_DATA, Scoreboard, Turn, bm25_baseline, load
 
 MODES = {"hybrid": "RECALL_MODE_HYBRID", "vector": "RECALL_MODE_VECTOR", "keyword": "RECALL_MODE_KEYWORD"}
+
+
+def _store_request(agent: str, turn: Turn) -> dict[str, Any]:
+    """One dialog turn as an agent would store it: said in a session, at a time."""
+    req: dict[str, Any] = {
+        "agent_id": agent,
+        "content": turn.text,
+        "session_id": turn.session,
+        "metadata": {"dia_id": turn.dia_id},
+    }
+    if turn.event_time:
+        req["event_time"] = datetime.fromtimestamp(turn.event_time, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return req
 
 
 def evaluate(base_url: str, data: Path, modes: list[str], k: int = 10) -> dict[str, Any]:
@@ -30,7 +45,7 @@ def evaluate(base_url: str, data: Path, modes: list[str], k: int = 10) -> dict[s
             ids_to_dia: dict[str, str] = {}
             for i in range(0, len(conv.turns), 256):
                 chunk = conv.turns[i : i + 256]
-                body = {"requests": [{"agent_id": agent, "content": t.text, "metadata": {"dia_id": t.dia_id}} for t in chunk]}
+                body = {"requests": [_store_request(agent, t) for t in chunk]}
                 resp = http.post("/v1/memories:batchStore", json=body)
                 resp.raise_for_status()
                 for turn, mem in zip(chunk, resp.json()["memories"], strict=True):
@@ -38,7 +53,8 @@ def evaluate(base_url: str, data: Path, modes: list[str], k: int = 10) -> dict[s
             for q in conv.questions:
                 for mode in modes:
                     resp = http.post(
-                        "/v1/memories/recall", json={"agent_id": agent, "query": q.question, "top_k": k, "mode": MODES[mode]}
+                        "/v1/memories/recall",
+                        json={"agent_id": agent, "query": q.question, "top_k": k, "mode": MODES[mode]},
                     )
                     resp.raise_for_status()
                     ranked = [ids_to_dia[m["id"]] for m in resp.json().get("memories", [])]

@@ -448,7 +448,9 @@ type ScoreExplanation struct {
 	// What the memory's (decayed) importance added.
 	ImportanceBoost float32 `protobuf:"fixed32,6,opt,name=importance_boost,json=importanceBoost,proto3" json:"importance_boost,omitempty"`
 	// What the memory's recency added.
-	RecencyBoost  float32 `protobuf:"fixed32,7,opt,name=recency_boost,json=recencyBoost,proto3" json:"recency_boost,omitempty"`
+	RecencyBoost float32 `protobuf:"fixed32,7,opt,name=recency_boost,json=recencyBoost,proto3" json:"recency_boost,omitempty"`
+	// What the memories next to it in its session lent it (already part of `fused_score`).
+	ContextBoost  float32 `protobuf:"fixed32,8,opt,name=context_boost,json=contextBoost,proto3" json:"context_boost,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -528,6 +530,13 @@ func (x *ScoreExplanation) GetImportanceBoost() float32 {
 func (x *ScoreExplanation) GetRecencyBoost() float32 {
 	if x != nil {
 		return x.RecencyBoost
+	}
+	return 0
+}
+
+func (x *ScoreExplanation) GetContextBoost() float32 {
+	if x != nil {
+		return x.ContextBoost
 	}
 	return 0
 }
@@ -1323,7 +1332,7 @@ const file_engram_v1_messages_proto_rawDesc = "" +
 	"\vexplanation\x18\x17 \x01(\v2\x1b.engram.v1.ScoreExplanationR\vexplanation\x12\x1e\n" +
 	"\n" +
 	"associated\x18\x18 \x01(\bR\n" +
-	"associated\"\x8f\x02\n" +
+	"associated\"\xb4\x02\n" +
 	"\x10ScoreExplanation\x12!\n" +
 	"\fvector_score\x18\x01 \x01(\x02R\vvectorScore\x12#\n" +
 	"\rkeyword_score\x18\x02 \x01(\x02R\fkeywordScore\x12\x1f\n" +
@@ -1333,7 +1342,8 @@ const file_engram_v1_messages_proto_rawDesc = "" +
 	"\vfused_score\x18\x05 \x01(\x02R\n" +
 	"fusedScore\x12)\n" +
 	"\x10importance_boost\x18\x06 \x01(\x02R\x0fimportanceBoost\x12#\n" +
-	"\rrecency_boost\x18\a \x01(\x02R\frecencyBoost\"}\n" +
+	"\rrecency_boost\x18\a \x01(\x02R\frecencyBoost\x12#\n" +
+	"\rcontext_boost\x18\b \x01(\x02R\fcontextBoost\"}\n" +
 	"\tTimeRange\x129\n" +
 	"\n" +
 	"start_time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x125\n" +

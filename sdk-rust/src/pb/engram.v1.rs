@@ -295,6 +295,9 @@ pub struct ScoreExplanation {
     /// What the memory's recency added.
     #[prost(float, tag = "7")]
     pub recency_boost: f32,
+    /// What the memories next to it in its session lent it (already part of `fused_score`).
+    #[prost(float, tag = "8")]
+    pub context_boost: f32,
 }
 /// A half-open time interval \[start_time, end_time). Either bound may be unset.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]

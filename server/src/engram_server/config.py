@@ -58,6 +58,7 @@ class Config:
     cors_origins: list[str] = field(default_factory=list)
     worker_threads: int = 4
     embedding_threads: int = 2
+    session_context_weight: float = 0.4
     log_level: str = "info"
     access_log: bool = True
     shutdown_timeout: float = 10.0
@@ -106,6 +107,8 @@ class Config:
                 raise ValueError(f"--{f.name.replace('_', '-')} must be positive")
         if self.worker_threads <= 0 or self.embedding_threads <= 0:
             raise ValueError("thread counts must be positive")
+        if not 0.0 <= self.session_context_weight <= 1.0:
+            raise ValueError(f"--session-context-weight must be between 0 and 1, got {self.session_context_weight}")
 
     def encryption_key_bytes(self) -> bytes | None:
         if not self.encryption_key:
@@ -122,6 +125,7 @@ class Config:
             embedding_model_path=self.embedding_model_path,
             embedding_threads=self.embedding_threads,
             worker_threads=self.worker_threads,
+            session_context_weight=self.session_context_weight,
         )
 
     def redacted(self) -> dict[str, Any]:
@@ -181,6 +185,12 @@ OPTIONS: list[Option] = [
     ),
     Option("worker_threads", "int", "Engine worker threads (embedding, search, storage)."),
     Option("embedding_threads", "int", "Threads onnxruntime uses per embedding call."),
+    Option(
+        "session_context_weight",
+        "float",
+        "Share of a recall hit's relevance lent to the memories before and after it in the same "
+        "session (0 turns it off; docs/design/recall.md).",
+    ),
     Option("log_level", "str", "Log level: debug, info, warning, error."),
     Option("access_log", "bool", "Log one JSON line per request."),
     Option("shutdown_timeout", "float", "Seconds to drain in-flight calls on SIGTERM/SIGINT before closing."),

@@ -17,7 +17,9 @@ from typing import TYPE_CHECKING, Any
 from . import codec
 from .catalogue import Entry, dump_snapshot, load_snapshot
 from .ids import agent_prefix, rec_key
+from .keyword_index import keyword_document
 from .models import Link, Memory
+from .sessions import SessionIndex
 from .storage import CF_JOURNAL, CF_LINKS, CF_META, CF_RECORDS, CF_VECTORS, Storage
 
 if TYPE_CHECKING:
@@ -63,6 +65,7 @@ class AgentState:
     deleted: bool = False
     persisted: bool = False  # has an agent record in meta
     entries: dict[str, Entry] = field(default_factory=dict)
+    sessions: SessionIndex = field(default_factory=SessionIndex)
     vindex: VectorIndex | None = None
     kindex: KeywordIndex | None = None
     links: dict[LinkKey, Link] = field(default_factory=dict)
@@ -83,6 +86,7 @@ class AgentState:
         if old is not None:
             self._uncount(old)
         self.entries[e.id] = e
+        self.sessions.put(e, old)
         self.bytes += e.size
         self.type_counts[e.mtype] = self.type_counts.get(e.mtype, 0) + 1
         if e.expires_at and (not self.min_expires or e.expires_at < self.min_expires):
@@ -92,6 +96,7 @@ class AgentState:
         old = self.entries.pop(mid, None)
         if old is not None:
             self._uncount(old)
+            self.sessions.remove(old)
         return old
 
     def _uncount(self, e: Entry) -> None:
@@ -222,7 +227,8 @@ def load_agent(st: AgentState, storage: Storage, new_vindex: Any, new_kindex: An
         for mid, rv in zip(chunk, vals, strict=True):
             if rv is not None:
                 ids.append(mid)
-                texts.append(codec.memory_from_bytes(rv).content)
+                m = codec.memory_from_bytes(rv)
+                texts.append(keyword_document(m.content, m.event_time))
         if ids:
             ki.add(ids, texts)
     st.vindex, st.kindex = vi, ki

@@ -20,6 +20,8 @@ class EngineConfig:
         default_factory=lambda: {"episodic": 30.0, "semantic": 365.0, "procedural": 365.0, "working": 1.0}
     )
     background_interval_seconds: float = 30.0
+    # How much of a hit's relevance its session neighbours receive in recall (0 = off; fusion.py).
+    session_context_weight: float = 0.4
     # Re-embed every memory at open when the data dir's vectors come from another model
     # (otherwise opening refuses with FailedPrecondition).
     reembed_on_model_change: bool = False

@@ -47,7 +47,9 @@ from .catalogue import Entry, compile_filter, filter_fingerprint
 from .config import EngineConfig
 from .crypto import Cipher, resolve_key
 from .errors import AlreadyExists, DataCorrupted, EngineError, FailedPrecondition, InvalidArgument, NotFound
+from .fusion import FusedHit
 from .ids import agent_key, agent_prefix, check_agent_id, check_memory_id, new_id, rec_key
+from .keyword_index import keyword_document
 from .models import (
     AgentInfo,
     ApiKeyRecord,
@@ -500,7 +502,7 @@ class Engine:
             fut = self._enqueue(st, b, [m.id for m in mems])
             assert st.vindex is not None and st.kindex is not None
             st.vindex.add([m.id for m in mems], vecs)
-            st.kindex.add([m.id for m in mems], [m.content for m in mems])
+            st.kindex.add([m.id for m in mems], [keyword_document(m.content, m.event_time) for m in mems])
         self._await(st, fut, token, [m.id for m in mems])
 
     def _check_agent_alive(self, st: AgentState) -> None:
@@ -546,10 +548,11 @@ class Engine:
             st.put_entry(Entry.of(new, len(body)))
             st.pending[memory_id] = (token, new)
             fut = self._enqueue(st, b, [memory_id])
+            assert st.vindex is not None and st.kindex is not None
             if vec is not None:
-                assert st.vindex is not None and st.kindex is not None
                 st.vindex.add([memory_id], vec)
-                st.kindex.add([memory_id], [new.content])
+            if vec is not None or new.event_time != cur.event_time:
+                st.kindex.add([memory_id], [keyword_document(new.content, new.event_time)])
         self._await(st, fut, token, [memory_id])
         return new
 
@@ -696,6 +699,8 @@ class Engine:
         khits = st.kindex.search(query.query, depth, allowed) if mode is not RecallMode.VECTOR else []
         fused = fuse(vhits, khits, mode)
         fused = [h for h in fused if allowed(h.id)]  # a concurrent delete between search and here
+        if self.config.session_context_weight > 0:
+            fused = self._with_session_context(st, fused, allowed)
         hl_days = self.config.decay_half_life_days
 
         def half_life(mid: str) -> float:
@@ -729,12 +734,30 @@ class Engine:
                     h.fused_score,
                     h.importance_boost,
                     h.recency_boost,
+                    h.context_boost,
                 )
             out.append(ScoredMemory(m, h.score, h.vector_score, h.keyword_score, expl))
         if query.include_associated and out:
             out.extend(self._associated(st, out, allowed))
         self._touch(st, [s.memory.id for s in out], now)
         return RecallResult(out, len(fused), (time.perf_counter() - t0) * 1000)
+
+    def _with_session_context(
+        self, st: AgentState, fused: builtins.list[FusedHit], allowed: Callable[[str], bool]
+    ) -> builtins.list[FusedHit]:
+        """Hits lend relevance to the memories next to them in their session (fusion.py)."""
+        from .fusion import spread_session_context
+
+        entries = st.entries
+        with st.lock:  # the session order changes with writes
+            near: dict[str, builtins.list[str]] = {}
+            for h in fused:
+                e = entries.get(h.id)
+                if e is not None and e.session:
+                    near[h.id] = [n for n in st.sessions.neighbours(e, entries) if allowed(n)]
+        if not near:
+            return fused
+        return spread_session_context(fused, lambda mid: near.get(mid, ()), self.config.session_context_weight)
 
     def _effective_importance(self, e: Entry, now: float) -> float:
         """Importance decays with time since the memory was last written or used (half-life

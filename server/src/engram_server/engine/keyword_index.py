@@ -31,6 +31,7 @@ from array import array
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -105,6 +106,35 @@ class Tokenizer:
             with self._lock:
                 words = self._stem(words)
         return words
+
+
+def keyword_document(content: str, event_time: float) -> str:
+    """What the keyword index holds for a memory: its content, then the day it happened in UTC
+    ("8 May 2023"), so "what did Nate cook on 9 November 2022" finds that day's memories.
+    LoCoMo recall@10 +1.2 points (docs/design/recall.md)."""
+    if event_time <= 0:
+        return content
+    try:
+        day = datetime.fromtimestamp(event_time, tz=UTC)
+    except (OverflowError, OSError, ValueError):
+        return content
+    return f"{content}\n{day.day} {_MONTHS[day.month - 1]} {day.year}"
+
+
+_MONTHS = (
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+)
 
 
 def _text_hash(text: str) -> bytes:

@@ -132,6 +132,7 @@ class ScoreExplanation:
     fused_score: float = 0.0  # before importance / recency
     importance_boost: float = 0.0
     recency_boost: float = 0.0
+    context_boost: float = 0.0  # lent by session neighbours (part of fused_score)
 
 
 @dataclass

@@ -164,6 +164,7 @@ def recalled_to_pb(sm: m.ScoredMemory) -> pb.RecalledMemory:
             fused_score=e.fused_score,
             importance_boost=e.importance_boost,
             recency_boost=e.recency_boost,
+            context_boost=e.context_boost,
         )
     return out
 

@@ -2034,6 +2034,11 @@ class ScoreExplanation(betterproto2.Message):
     What the memory's recency added.
     """
 
+    context_boost: "float" = betterproto2.field(8, betterproto2.TYPE_FLOAT)
+    """
+    What the memories next to it in its session lent it (already part of `fused_score`).
+    """
+
 
 default_message_pool.register_message("engram.v1", "ScoreExplanation", ScoreExplanation)
 
