@@ -1,7 +1,8 @@
-"""`engram-server`: serve, back up.
+"""`engram-server`: serve, back up, rotate the encryption key.
 
     engram-server serve [--host H] [--port P] [--grpc-port G] [--data-dir D] ...
-    engram-server backup --data-dir D --target T
+    engram-server backup --target T [--data-dir D]           (also while the server runs)
+    engram-server rotate-key --new-key-file F [--data-dir D]  (server stopped)
 
 Every serve option also reads ENGRAM_<NAME> and the TOML file from --config / ENGRAM_CONFIG;
 flags win over the environment, which wins over the file.
@@ -57,17 +58,48 @@ def build_parser() -> argparse.ArgumentParser:
     _add_serve_options(serve)
     backup = sub.add_parser(
         "backup",
-        help="Write a consistent copy of a data directory (RocksDB checkpoint).",
-        description="Write a consistent copy of the data directory to TARGET. The copy stays "
-        "encrypted: keep the encryption key to restore it. The server must not be "
-        "running on the same data directory (RocksDB lock); use this while stopped.",
+        help="Write a consistent copy of a data directory, also while the server is running.",
+        description="Write a consistent copy of the data directory to the new directory TARGET, also while a "
+        "server is serving it (a read-only RocksDB instance: no lock, no pause). The copy stays encrypted "
+        "with the same key: keep the key to restore it. Restore: stop the server and use TARGET as its data "
+        "directory.",
     )
-    backup.add_argument("--data-dir", default=None, help="Data directory to back up. [env: ENGRAM_DATA_DIR]")
-    backup.add_argument("--target", required=True, help="Directory to create (must not exist).")
-    backup.add_argument("--encryption-key", default=None, help="[env: ENGRAM_ENCRYPTION_KEY]")
-    backup.add_argument("--encryption-key-file", default=None, help="[env: ENGRAM_ENCRYPTION_KEY_FILE]")
-    backup.add_argument("--config", default=None, help="TOML file. [env: ENGRAM_CONFIG]")
+    _add_data_dir_options(backup)
+    backup.add_argument("--target", required=True, help="Directory to create (must not exist or be empty).")
+    rotate = sub.add_parser(
+        "rotate-key",
+        help="Re-encrypt every stored value under a new encryption key (server stopped; resumable).",
+        description="Re-encrypt every value of the data directory under a new key. Stop the server first. "
+        "Interrupted, it can be run again with the same keys and continues; until it finishes the server "
+        "refuses to start. Afterwards the old key no longer opens the directory: configure the new one "
+        "(ENGRAM_ENCRYPTION_KEY_FILE or the default key file). Backups taken before keep needing the old key.",
+    )
+    _add_data_dir_options(rotate)
+    rotate.add_argument(
+        "--new-key-file",
+        default=None,
+        help="File holding the new key (64 hex characters); generated with mode 0600 when missing. "
+        "[env: ENGRAM_NEW_ENCRYPTION_KEY_FILE]",
+    )
+    rotate.add_argument(
+        "--batch-values",
+        type=int,
+        default=2000,
+        help="Values re-encrypted per synced batch (the most a crash can make redo). Default 2000.",
+    )
     return parser
+
+
+def _add_data_dir_options(p: argparse.ArgumentParser) -> None:
+    """The options that locate a data directory and its key (the same names as `serve`)."""
+    p.add_argument("--data-dir", default=None, help="Data directory. [env: ENGRAM_DATA_DIR]")
+    p.add_argument(
+        "--encryption-key", default=None, help="Current key, 64 hex characters. [env: ENGRAM_ENCRYPTION_KEY]"
+    )
+    p.add_argument(
+        "--encryption-key-file", default=None, help="File holding the current key. [env: ENGRAM_ENCRYPTION_KEY_FILE]"
+    )
+    p.add_argument("--config", default=None, help="TOML file. [env: ENGRAM_CONFIG]")
 
 
 def _fail(msg: str, code: int = 2) -> int:
@@ -84,11 +116,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    values = {k: v for k, v in vars(args).items() if k not in ("command", "config", "target")}
+    tool_args = ("command", "config", "target", "new_key_file", "batch_values")
+    values = {k: v for k, v in vars(args).items() if k not in tool_args}
     try:
         cfg = load(values, config_file=args.config)
         if args.command == "backup":
             return _backup(cfg, args.target)
+        if args.command == "rotate-key":
+            return _rotate_key(cfg, args.new_key_file, args.batch_values)
         cfg.validate()
     except ValueError as exc:
         return _fail(str(exc))
@@ -129,21 +164,70 @@ def _serve(cfg: Config, started: float) -> int:
     return 0
 
 
+def _current_key(cfg: Config) -> bytes:
+    from .engine.crypto import resolve_key
+
+    return resolve_key(cfg.encryption_key_bytes(), cfg.encryption_key_file, create=False)
+
+
 def _backup(cfg: Config, target: str) -> int:
-    from .engine.engine import Engine
+    from pathlib import Path
+
+    from .engine.backup import backup
+    from .engine.crypto import Cipher
     from .engine.errors import EngineError
 
     try:
-        engine = Engine.open(cfg.engine_config())
+        report = backup(Path(cfg.data_dir) / "db", Path(target), Cipher(_current_key(cfg)))
     except (EngineError, OSError) as exc:
-        return _fail(f"cannot open the data directory {cfg.data_dir}: {exc}")
+        return _fail(f"backup of {cfg.data_dir} failed: {exc}")
+    print(
+        f"backup written to {report.target}: {report.total_values} values, "
+        f"{report.bytes_copied / 1e6:.1f} MB in {report.seconds:.1f} s (still encrypted: keep the key with it)"
+    )
+    return 0
+
+
+def _rotate_key(cfg: Config, new_key_file: str | None, batch_values: int) -> int:
+    import os
+    from pathlib import Path
+
+    from .engine.crypto import load_or_create_key_file
+    from .engine.errors import EngineError
+    from .engine.rotation import rotate_key
+
+    path = new_key_file or os.environ.get("ENGRAM_NEW_ENCRYPTION_KEY_FILE")
+    if not path:
+        return _fail("rotate-key needs the new key: --new-key-file FILE (generated when it does not exist)")
+    if batch_values < 1:
+        return _fail("--batch-values must be at least 1")
     try:
-        engine.checkpoint(target)
+        old = _current_key(cfg)
+        new, created = load_or_create_key_file(Path(path))
+        if created:
+            print(f"generated a new key in {path} (mode 0600)")
+
+        def progress(cf: str, done: int) -> None:
+            print(f"  {cf}: {done} values re-encrypted so far", flush=True)
+
+        report = rotate_key(Path(cfg.data_dir) / "db", old, new, batch_values=batch_values, progress=progress)
     except (EngineError, OSError) as exc:
-        return _fail(f"backup failed: {exc}")
-    finally:
-        engine.close()
-    print(f"backup written to {target}")
+        return _fail(f"key rotation of {cfg.data_dir} failed: {exc}")
+    if report.nothing_to_do:
+        print(f"{cfg.data_dir} is already encrypted with the new key (key id {report.new_key_id}): nothing to do")
+        return 0
+    print(
+        f"{'resumed and ' if report.resumed else ''}finished: {report.rewritten} values re-encrypted "
+        f"({report.already_rotated} already done by an earlier run) in {report.seconds:.1f} s; "
+        f"key id {report.old_key_id} -> {report.new_key_id}"
+    )
+    if report.unreadable:
+        print(f"warning: {report.unreadable} values were corrupted before the rotation and stay unreadable")
+    print(
+        f"Now configure the new key before starting the server, e.g. ENGRAM_ENCRYPTION_KEY_FILE={path} "
+        "(or move it over the old key file). The old key no longer opens this data directory; keep it only "
+        "as long as you keep backups taken before the rotation."
+    )
     return 0
 
 

@@ -19,7 +19,7 @@ import zstandard
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from .errors import DataCorrupted, InvalidArgument
+from .errors import DataCorrupted, FailedPrecondition, InvalidArgument
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +35,10 @@ _MIN_COMPRESS = 64  # below this zstd's frame header outweighs any gain
 
 class MalformedKey(InvalidArgument):
     """The configured encryption key is not 32 bytes / 64 hex characters."""
+
+
+class MissingKey(FailedPrecondition):
+    """No key is configured and the key file does not exist (and may not be created here)."""
 
 
 def parse_key_text(text: str, source: str) -> bytes:
@@ -57,8 +61,9 @@ def default_key_file() -> Path:
     return Path(base) / "engram" / "encryption.key"
 
 
-def resolve_key(explicit: bytes | None, key_file: Path | None) -> bytes:
-    """Config value, else $ENGRAM_ENCRYPTION_KEY, else the key file (created when missing)."""
+def resolve_key(explicit: bytes | None, key_file: Path | None, *, create: bool = True) -> bytes:
+    """Config value, else $ENGRAM_ENCRYPTION_KEY, else the key file (created when missing, unless
+    `create` is false: tools that work on an existing directory must not invent a key)."""
     if explicit is not None:
         if len(explicit) != KEY_BYTES:
             raise MalformedKey(f"encryption key must be {KEY_BYTES} bytes, got {len(explicit)}", field="encryption_key")
@@ -70,7 +75,20 @@ def resolve_key(explicit: bytes | None, key_file: Path | None) -> bytes:
     path = Path(path).expanduser()
     if path.exists():
         return parse_key_text(path.read_text(encoding="ascii", errors="replace"), f"key file {path}")
+    if not create:
+        raise MissingKey(
+            f"no encryption key: the key file {path} does not exist and {ENV_KEY} is not set "
+            "(configure the key the data directory was created with)"
+        )
     return _create_key_file(path)
+
+
+def load_or_create_key_file(path: Path) -> tuple[bytes, bool]:
+    """The key in `path`, generating it (mode 0600) when the file does not exist; (key, created)."""
+    path = Path(path).expanduser()
+    if path.exists():
+        return parse_key_text(path.read_text(encoding="ascii", errors="replace"), f"key file {path}"), False
+    return _create_key_file(path), True
 
 
 def _create_key_file(path: Path) -> bytes:
@@ -135,23 +153,42 @@ class Cipher:
         nonce = os.urandom(NONCE_BYTES)
         return bytes([version]) + nonce + self._aead.encrypt(nonce, body, self._aad(version, cf, key))
 
-    def open(self, cf: str, key: bytes, blob: bytes) -> bytes:
+    def _decrypt(self, cf: str, key: bytes, blob: bytes) -> tuple[int, bytes]:
+        """(version, body): authenticated and decrypted, not yet decompressed."""
         if len(blob) < 1 + NONCE_BYTES + 16 or blob[0] not in (V_ZSTD, V_RAW):
             raise DataCorrupted(f"stored value {describe_key(cf, key)} is malformed")
         version = blob[0]
         nonce = blob[1 : 1 + NONCE_BYTES]
         try:
-            body = self._aead.decrypt(nonce, blob[1 + NONCE_BYTES :], self._aad(version, cf, key))
+            return version, self._aead.decrypt(nonce, blob[1 + NONCE_BYTES :], self._aad(version, cf, key))
         except InvalidTag:
             raise DataCorrupted(
                 f"stored value {describe_key(cf, key)} failed authentication (corrupted, moved, or another key)"
             ) from None
+
+    def open(self, cf: str, key: bytes, blob: bytes) -> bytes:
+        version, body = self._decrypt(cf, key, blob)
         if version == V_ZSTD:
             try:
                 return self._zd().decompress(body)
             except zstandard.ZstdError:
                 raise DataCorrupted(f"stored value {describe_key(cf, key)} does not decompress") from None
         return body
+
+    def opens(self, cf: str, key: bytes, blob: bytes) -> bool:
+        """Whether this key authenticates the value (no decompression)."""
+        try:
+            self._decrypt(cf, key, blob)
+        except DataCorrupted:
+            return False
+        return True
+
+    def reseal(self, cf: str, key: bytes, blob: bytes, target: Cipher) -> bytes:
+        """The same value sealed under `target`'s key, with a fresh nonce. The body is carried
+        over as it is (still compressed when it was), so nothing is compressed twice."""
+        version, body = self._decrypt(cf, key, blob)
+        nonce = os.urandom(NONCE_BYTES)
+        return bytes([version]) + nonce + target._aead.encrypt(nonce, body, self._aad(version, cf, key))
 
 
 def describe_key(cf: str, key: bytes) -> str:

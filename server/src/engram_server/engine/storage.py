@@ -56,9 +56,15 @@ COLUMN_FAMILIES = (
 SCHEMA_VERSION = 1
 KEY_CHECK = b"key_check"
 KEY_SCHEMA = b"schema_version"
+KEY_ROTATION = b"key_rotation"  # present while `engram-server rotate-key` is under way (rotation.py)
 _CHECK_PLAINTEXT = b"engram-key-check-v1"
 CHUNK_BYTES = 32 * 1024 * 1024  # RocksDB handles big values poorly: split snapshots into chunks
 _MAX_GROUP_BYTES = 64 * 1024 * 1024
+
+def key_check_plaintext(key_id: str) -> bytes:
+    """The key check value: sealed under the data directory's key, it tells a wrong key apart."""
+    return _CHECK_PLAINTEXT + b":" + key_id.encode()
+
 
 # Migrations from schema version n to n + 1. Each runs before the engine serves anything.
 MIGRATIONS: dict[int, Callable[[Storage], None]] = {}
@@ -164,7 +170,7 @@ class _GroupCommitter:
                 return
 
 
-def _cf_options() -> Options:
+def column_family_options() -> Options:
     return Options(raw_mode=True)
 
 
@@ -184,12 +190,14 @@ class Storage:
 
     # --- open / close --------------------------------------------------------------------------
     @classmethod
-    def open(cls, path: Path, cipher: Cipher) -> Storage:
+    def open(cls, path: Path, cipher: Cipher, *, rotating: bool = False) -> Storage:
+        """Open (or create) the database. `rotating` is for the key rotation tool only: it may
+        open a directory whose rotation is unfinished, which everything else refuses."""
         s = cls(path, cipher)
         path = Path(path)
         existing = (path / "CURRENT").exists()
         if existing:
-            s._verify_read_only()
+            s._verify_read_only(rotating)
         path.mkdir(parents=True, exist_ok=True)
         opts = Options(raw_mode=True)
         opts.create_if_missing(True)
@@ -197,7 +205,8 @@ class Storage:
         opts.set_keep_log_file_num(5)
         opts.increase_parallelism(2)
         try:
-            s._db = Rdict(str(path), options=opts, column_families={n: _cf_options() for n in COLUMN_FAMILIES})
+            families = {n: column_family_options() for n in COLUMN_FAMILIES}
+            s._db = Rdict(str(path), options=opts, column_families=families)
         except Exception as exc:
             if "lock" in str(exc).lower():
                 raise FailedPrecondition(f"data directory {path} is in use by another process") from None
@@ -210,7 +219,7 @@ class Storage:
             if not existing or s.get_raw(CF_META, KEY_CHECK) is None:
                 s._verify_key_check_absent_or_ok()
                 b = s.batch()
-                b.put(CF_META, KEY_CHECK, _CHECK_PLAINTEXT + b":" + cipher.key_id.encode())
+                b.put(CF_META, KEY_CHECK, key_check_plaintext(cipher.key_id))
                 b.put(CF_META, KEY_SCHEMA, str(SCHEMA_VERSION).encode())
                 s.write(b)
             s._migrate()
@@ -219,28 +228,43 @@ class Storage:
             raise
         return s
 
-    def _verify_read_only(self) -> None:
+    @classmethod
+    def verify(cls, path: Path, cipher: Cipher) -> None:
+        """The start-up checks (key check value, unfinished rotation, schema) without opening
+        the database for writing: works while another process serves it."""
+        cls(path, cipher)._verify_read_only()
+
+    def _verify_read_only(self, rotating: bool = False) -> None:
         """Check the key against an existing directory without writing to it."""
         try:
             names = Rdict.list_cf(str(self.path))
         except Exception as exc:
             raise FailedPrecondition(f"cannot read data directory {self.path}: {type(exc).__name__}") from None
-        cfs = {n: _cf_options() for n in names if n != "default"}
+        cfs = {n: column_family_options() for n in names if n != "default"}
         db = Rdict(
             str(self.path), options=Options(raw_mode=True), column_families=cfs, access_type=AccessType.read_only()
         )
         try:
             check = None
             schema = None
+            rotation = None
             if CF_META in names:
                 meta = db.get_column_family(CF_META)
                 check = meta.get(KEY_CHECK)
                 schema = meta.get(KEY_SCHEMA)
+                rotation = meta.get(KEY_ROTATION)
                 del meta
         finally:
             db.close()
             del db
             gc.collect()
+        if rotation is not None and not rotating:
+            # Values are under two keys until the rotation ends: serving now would fail reads.
+            raise FailedPrecondition(
+                f"a key rotation of {self.path} was interrupted: some values are under the old key, some "
+                "under the new one. Finish it by running `engram-server rotate-key` again with the same "
+                "current and new keys; nothing was changed."
+            )
         if check is not None:
             self._open_check(check)
         if schema is not None:
