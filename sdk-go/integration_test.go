@@ -247,6 +247,20 @@ func TestStoreGetUpdateHistoryDelete(t *testing.T) {
 	_, err = c.History(ctx, "no-such-memory")
 	wantCode(t, err, engram.CodeNotFound)
 
+	// ForAgent: the memory of another agent is not found.
+	if got := must(c.Get(ctx, m.Id, engram.ForAgent(agent))); got.Id != m.Id {
+		t.Errorf("Get(ForAgent(owner)) = %v", got)
+	}
+	if hist := must(c.History(ctx, m.Id, engram.ForAgent(agent))); len(hist) != 2 {
+		t.Errorf("History(ForAgent(owner)) = %v", hist)
+	}
+	_, err = c.Get(ctx, m.Id, engram.ForAgent("other-agent"))
+	wantCode(t, err, engram.CodeNotFound)
+	_, err = c.History(ctx, m.Id, engram.ForAgent("other-agent"))
+	wantCode(t, err, engram.CodeNotFound)
+	err = c.Delete(ctx, m.Id, engram.ForAgent("other-agent"))
+	wantCode(t, err, engram.CodeNotFound)
+
 	// Delete.
 	if err := c.Delete(ctx, m.Id); err != nil {
 		t.Fatal(err)

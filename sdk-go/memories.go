@@ -96,9 +96,34 @@ func (c *Client) BatchStore(ctx context.Context, items []StoreItem) (*BatchStore
 	return unary(ctx, c, idempotent, c.memory.BatchStoreMemories, req)
 }
 
-// Get returns the memory with the id (GetMemory). It fails with NOT_FOUND when there is none.
-func (c *Client) Get(ctx context.Context, id string) (*Memory, error) {
-	res, err := unary(ctx, c, true, c.memory.GetMemory, &engramv1.GetMemoryRequest{Id: id})
+// MemoryOption is an option of the calls that name one memory by its id: Get, Delete and
+// History.
+type MemoryOption func(*memoryOptions)
+
+type memoryOptions struct {
+	agentID string
+}
+
+// ForAgent makes the call fail with NOT_FOUND unless the memory belongs to agentID (the
+// request's agent_id), as if the memories of other agents did not exist. Default: any agent
+// the API key may read.
+func ForAgent(agentID string) MemoryOption {
+	return func(o *memoryOptions) { o.agentID = agentID }
+}
+
+func applyMemoryOptions(opts []MemoryOption) memoryOptions {
+	var o memoryOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return o
+}
+
+// Get returns the memory with the id (GetMemory). It fails with NOT_FOUND when there is none
+// (or, with ForAgent, when it belongs to another agent).
+func (c *Client) Get(ctx context.Context, id string, opts ...MemoryOption) (*Memory, error) {
+	o := applyMemoryOptions(opts)
+	res, err := unary(ctx, c, true, c.memory.GetMemory, &engramv1.GetMemoryRequest{Id: id, AgentId: o.agentID})
 	return res.GetMemory(), err
 }
 
@@ -169,9 +194,11 @@ func (c *Client) Update(ctx context.Context, id string, u MemoryUpdate) (*Memory
 }
 
 // Delete deletes the memory with the id, with its vector, links and history (DeleteMemory).
-// It fails with NOT_FOUND when there is none.
-func (c *Client) Delete(ctx context.Context, id string) error {
-	_, err := unary(ctx, c, true, c.memory.DeleteMemory, &engramv1.DeleteMemoryRequest{Id: id})
+// It fails with NOT_FOUND when there is none (or, with ForAgent, when it belongs to another
+// agent).
+func (c *Client) Delete(ctx context.Context, id string, opts ...MemoryOption) error {
+	o := applyMemoryOptions(opts)
+	_, err := unary(ctx, c, true, c.memory.DeleteMemory, &engramv1.DeleteMemoryRequest{Id: id, AgentId: o.agentID})
 	return err
 }
 
@@ -314,9 +341,11 @@ func (c *Client) forget(ctx context.Context, agentID string, filter Filter, dryR
 }
 
 // History returns every version of the memory with the id, oldest first; the last is the
-// current version (GetMemoryHistory).
-func (c *Client) History(ctx context.Context, id string) ([]*Memory, error) {
-	res, err := unary(ctx, c, true, c.memory.GetMemoryHistory, &engramv1.GetMemoryHistoryRequest{Id: id})
+// current version (GetMemoryHistory). It fails with NOT_FOUND when there is no such memory (or,
+// with ForAgent, when it belongs to another agent).
+func (c *Client) History(ctx context.Context, id string, opts ...MemoryOption) ([]*Memory, error) {
+	o := applyMemoryOptions(opts)
+	res, err := unary(ctx, c, true, c.memory.GetMemoryHistory, &engramv1.GetMemoryHistoryRequest{Id: id, AgentId: o.agentID})
 	return res.GetVersions(), err
 }
 
