@@ -396,6 +396,28 @@ describe("EngramClient (in-memory transport)", () => {
     assert.equal(res.importedCount, 2);
   });
 
+  it("the browser client refuses importMemories over gRPC-Web before sending", async () => {
+    const { EngramClient: BrowserClient } = await import("@engram/client/browser");
+    let fetched = false;
+    const realFetch = globalThis.fetch;
+    globalThis.fetch = async () => {
+      fetched = true;
+      throw new Error("no network in unit tests");
+    };
+    try {
+      const client = new BrowserClient({ baseUrl: "http://127.0.0.1:1", retries: 0 });
+      await assert.rejects(client.importMemories([{ id: "i1", content: "a" }]), (err: unknown) => {
+        assert.ok(err instanceof EngramError);
+        assert.equal(err.code, "UNIMPLEMENTED");
+        assert.equal(err.fromServer, false);
+        return true;
+      });
+      assert.equal(fetched, false);
+    } finally {
+      globalThis.fetch = realFetch;
+    }
+  });
+
   it("decodes embeddings into Float32Array", async () => {
     const client = clientWith((r) => r.service(EmbeddingService, {
       embed(req) {
