@@ -112,7 +112,8 @@ def main() -> int:
 
         def run_target(target: Target) -> list[tuple[str, list[str]]]:
             spec = owners.get(target.name)
-            features = set(spec.features) if spec else {"server_streaming", "client_streaming", "scoped_keys"}
+            transport = target.name.split("/", 1)[1]
+            features = spec.features_for(transport) if spec else {"server_streaming", "client_streaming", "scoped_keys"}
             out = []
             for n, case in enumerate(cases):
                 if not set(case.requires) <= features:

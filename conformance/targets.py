@@ -20,7 +20,7 @@ import json
 import re
 import subprocess
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -172,6 +172,12 @@ class ClientSpec:
     transports: list[str]
     features: list[str]
     known_failing: Path
+    # Per-transport overrides of `features`, for what a transport itself cannot carry (gRPC-Web in a
+    # browser has no client streaming: fetch cannot stream a request body).
+    transport_features: dict[str, list[str]] = field(default_factory=dict)
+
+    def features_for(self, transport: str) -> set[str]:
+        return set(self.transport_features.get(transport, self.features))
 
 
 def client_specs(path: Path = Path(__file__).resolve().parent / "clients.yaml") -> list[ClientSpec]:
@@ -185,6 +191,7 @@ def client_specs(path: Path = Path(__file__).resolve().parent / "clients.yaml") 
             sdk=sdk, command=expand(raw["command"]) or [], build=expand(raw.get("build")),
             transports=list(raw["transports"]), features=list(raw.get("features", [])),
             known_failing=REPO / "conformance" / "known-failing" / f"{sdk}.txt",
+            transport_features={t: list(f) for t, f in (raw.get("transport_features") or {}).items()},
         ))
     return specs
 
