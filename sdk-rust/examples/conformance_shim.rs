@@ -1202,6 +1202,12 @@ impl Clients {
     }
 }
 
+/// The RPCs with a stream on either side.
+const STREAMING: [&str; 2] = [
+    "MemoryService.ExportMemories",
+    "MemoryService.ImportMemories",
+];
+
 async fn handle(clients: &mut Clients, msg: &Json) -> Shim<Reply> {
     let transport = msg["transport"].as_str().unwrap_or("grpc");
     if transport != "grpc" {
@@ -1214,13 +1220,15 @@ async fn handle(clients: &mut Clients, msg: &Json) -> Shim<Reply> {
         .as_u64()
         .filter(|ms| *ms > 0)
         .map(Duration::from_millis);
-    let mut client = clients.get(url, api_key)?;
+    let client = clients.get(url, api_key)?;
     match timeout {
+        // Unary calls keep to the client's deadline, which the SDK also sends to the server.
+        Some(timeout) if !STREAMING.contains(&rpc) => {
+            call(&client.with_timeout(timeout), rpc, &msg["request"]).await
+        }
         None => call(&client, rpc, &msg["request"]).await,
+        // The SDK leaves streams without a deadline: bound them as a user would.
         Some(timeout) => {
-            client = client.with_timeout(timeout);
-            // Unary calls keep to the client's deadline; the SDK leaves streams without one, so
-            // the shim bounds them as a user would, with `tokio::time::timeout`.
             match tokio::time::timeout(timeout, call(&client, rpc, &msg["request"])).await {
                 Ok(result) => result,
                 Err(_) => Err(Failure::Sdk(engram_client::Error::Status {
