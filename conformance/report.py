@@ -37,6 +37,10 @@ def write_report(results: dict[tuple[str, str], bool], cases: list[Case], path: 
     lines.append("| **all** | " + " | ".join(totals) + " |")
     lines += [
         "",
+        "`–`: not applicable: the target does not declare a feature the cases need (gRPC-Web has",
+        "no client streaming, so ImportMemories cannot run over it; see `conformance/clients.yaml`).",
+        "No case is on a known-failing list.",
+        "",
         "How it works: the runner starts the server on a free port, then drives each SDK through a",
         "small shim that reads calls as JSON Lines on stdin and answers on stdout (see",
         "`conformance/README.md`). Responses are normalised to canonical proto3 JSON before the",
