@@ -82,6 +82,7 @@ class EngramApp:
         self.registry: Registry
         self.rest: RestTransport
         self.grpc: GrpcTransport
+        self._warm_up_started = False
 
     # --- lifecycle ------------------------------------------------------------------------
     async def startup(self) -> None:
@@ -108,14 +109,22 @@ class EngramApp:
             self.rest = RestTransport(self)
             self.grpc = GrpcTransport(self)
             self._started = True
-            if not self._engine_ready():
-                threading.Thread(target=self._warm_up, name="engram-warm-up", daemon=True).start()
+            self.begin_warm_up()
 
     def _engine_ready(self) -> bool:
         try:
             return bool(self.engine.ready)
         except Exception:
             return False
+
+    def begin_warm_up(self) -> None:
+        """Load the embedding model in the background (once). `serve` calls it before Hypercorn
+        starts, so the model loads while the server imports and binds: /health turns healthy
+        sooner."""
+        if self.engine is None or self._warm_up_started or self._engine_ready():
+            return
+        self._warm_up_started = True
+        threading.Thread(target=self._warm_up, name="engram-warm-up", daemon=True).start()
 
     def _warm_up(self) -> None:
         t0 = time.perf_counter()

@@ -57,6 +57,7 @@ def serve(cfg: Config, engine: Any, started_at: float | None = None) -> None:
     from .app import create_app
 
     app = create_app(cfg, engine=engine, close_engine=True)
+    app.begin_warm_up()
     hcfg = hypercorn_config(cfg)
 
     async def main() -> None:
