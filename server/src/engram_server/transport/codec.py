@@ -4,6 +4,9 @@ Binary: the bytes are checked by the upb parser first (corrupt wire data, bad UT
 the wrong wire type are refused or dropped), then read into the betterproto2 message, which on
 its own accepts some malformed input silently.
 
+Encoding copies the betterproto2 message into upb and serialises there (upb_encode.py): the
+same bytes as betterproto2's pure-Python serialiser at a fraction of the cost.
+
 JSON: proto3 JSON through protobuf's json_format on dynamic messages from the descriptor set,
 so names (snake_case and lowerCamelCase), enums, int64 strings, Timestamp, Struct and FieldMask
 follow the spec exactly.
@@ -18,11 +21,13 @@ from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescript
 
 from ..descriptors import Api
 from ..errors import RpcError, invalid
+from .upb_encode import UpbEncoder
 
 
 class Codec:
     def __init__(self, api: Api) -> None:
         self.api = api
+        self._upb = UpbEncoder(api.message_class, api.descriptor)
 
     def decode(self, full_name: str, cls: type[betterproto2.Message], data: bytes) -> Any:
         from google.protobuf.message import DecodeError
@@ -35,9 +40,8 @@ class Codec:
         dyn.DiscardUnknownFields()
         return cls.parse(dyn.SerializeToString())
 
-    @staticmethod
-    def encode(msg: Any) -> bytes:
-        return bytes(msg)
+    def encode(self, full_name: str, msg: Any) -> bytes:
+        return self._upb.encode(full_name, msg)
 
     # --- JSON -----------------------------------------------------------------------------
     def from_json(self, full_name: str, cls: type[betterproto2.Message], data: dict[str, Any]) -> Any:
@@ -55,7 +59,9 @@ class Codec:
     def to_json(self, full_name: str, msg: Any) -> dict[str, Any]:
         from google.protobuf import json_format
 
-        dyn = self.api.message_class(full_name).FromString(bytes(msg))
+        dyn = self._upb.to_upb(full_name, msg)
+        if dyn is None:
+            dyn = self.api.message_class(full_name).FromString(bytes(msg))
         out: dict[str, Any] = json_format.MessageToDict(
             dyn, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
         )

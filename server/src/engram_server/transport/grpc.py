@@ -288,6 +288,9 @@ class GrpcTransport:
         codec = self.app.codec
         await self.app.registry.authorize(method, ctx)
 
+        def encode(resp: Any) -> bytes:
+            return codec.encode(info.output_type, resp)
+
         async def messages() -> AsyncIterator[Any]:
             while True:
                 data = await reader.next()
@@ -299,10 +302,10 @@ class GrpcTransport:
             if info.server_streaming:  # bidi
                 stream = await method.handler(messages(), ctx)
                 async for resp in stream:
-                    await out.message(bytes(resp))
+                    await out.message(encode(resp))
                 return
             resp = await method.handler(messages(), ctx)
-            await out.message(bytes(resp), last=True)
+            await out.message(encode(resp), last=True)
             return
 
         data = await reader.next()
@@ -315,10 +318,10 @@ class GrpcTransport:
             if info.server_streaming:
                 stream = await method.handler(req, ctx)
                 async for resp in stream:
-                    await out.message(bytes(resp))
+                    await out.message(encode(resp))
             else:
                 resp = await method.handler(req, ctx)
-                await out.message(bytes(resp), last=True)
+                await out.message(encode(resp), last=True)
 
 
 class _CancelOnDisconnect:
