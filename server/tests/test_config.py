@@ -70,7 +70,7 @@ def test_help_documents_every_option_and_env_var():
         assert opt.flag in flat and opt.env in flat, opt.name
     assert "ENGRAM_CONFIG" in flat
     top = subprocess.run([str(REPO / ".venv/bin/engram-server"), "--help"], capture_output=True, text=True).stdout
-    assert "serve" in top and "backup" in top
+    assert "serve" in top and "backup" in top and "rotate-key" in top
 
 
 def test_docs_list_every_option():
@@ -82,3 +82,15 @@ def test_docs_list_every_option():
 def test_parser_has_backup():
     args = build_parser().parse_args(["backup", "--data-dir", "/d", "--target", "/t"])
     assert args.command == "backup" and args.target == "/t"
+
+
+def test_parser_has_rotate_key():
+    args = build_parser().parse_args(["rotate-key", "--data-dir", "/d", "--new-key-file", "/k", "--batch-values", "10"])
+    assert args.command == "rotate-key" and args.new_key_file == "/k" and args.batch_values == 10
+
+
+def test_rotate_key_without_a_new_key_is_refused(tmp_path, capsys):
+    from engram_server.cli import main
+
+    assert main(["rotate-key", "--data-dir", str(tmp_path), "--encryption-key", "ab" * 32]) == 2
+    assert "--new-key-file" in capsys.readouterr().err
