@@ -200,6 +200,9 @@ class _Segment:
     state: str = "exact"  # exact | building | lazy | loading | ready
     recall: float = 1.0
     build_seconds: float = 0.0
+    # The graph search setting its recall was measured with (None: the index's defaults).
+    search_epsilon: float | None = None
+    search_k_factor: float | None = None
     persisted: bool = False
     qlock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -242,6 +245,8 @@ class _Segment:
                 "graph": self.graph_blob,
                 "recall": self.recall,
                 "build_seconds": self.build_seconds,
+                "search_epsilon": self.search_epsilon,
+                "search_k_factor": self.search_k_factor,
             },
             protocol=pickle.HIGHEST_PROTOCOL,
         )
@@ -256,6 +261,8 @@ class _Segment:
         seg.state = "lazy" if seg.graph_blob is not None else "exact"
         seg.recall = float(d.get("recall", 1.0))
         seg.build_seconds = float(d.get("build_seconds", 0.0))
+        seg.search_epsilon = d.get("search_epsilon")
+        seg.search_k_factor = d.get("search_k_factor")
         seg.persisted = True
         return seg
 
@@ -272,6 +279,8 @@ class _Segment:
             return []
         graph = self.graph if self.state == "ready" else None
         if graph is not None:
+            epsilon = self.search_epsilon or epsilon
+            k_factor = self.search_k_factor or k_factor
             n_dead = self.n_dead
             # Oversample so that tombstones and the filter still leave k results in most cases.
             base = max(k, int(k * k_factor))
@@ -574,6 +583,7 @@ class VectorIndex:
             with seg.qlock:
                 graph.query(q[None, :], k=1, epsilon=self.search_epsilon)  # first query: warm
             seg.graph = graph
+            seg.graph_blob = None  # persisted already; the loaded graph is all that is needed now
             seg.state = "ready"
         except Exception:
             log.exception("vector graph for %s failed to load; searching it exactly", seg.name)
@@ -652,6 +662,8 @@ class VectorIndex:
             seg.graph_blob = result.graph
             seg.recall = result.recall
             seg.build_seconds = result.build_seconds
+            seg.search_epsilon = result.search_epsilon
+            seg.search_k_factor = result.search_k_factor
             if result.graph is None:
                 log.warning(
                     "segment %s: graph recall too low (%s); exact search",
