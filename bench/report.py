@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 from .common import REPO, RESULTS_DIR
@@ -19,6 +18,11 @@ CATS = ["single-hop", "multi-hop", "temporal", "open-domain", "overall"]
 def _read(name: str) -> dict[str, Any] | None:
     path = RESULTS_DIR / f"{name}.json"
     return json.loads(path.read_text()) if path.exists() else None
+
+
+def _measured(result: dict[str, Any]) -> str:
+    """Each section says when it was measured: `make bench` may refresh only some results."""
+    return f"*Measured {result.get('machine', {}).get('date', '?')}.*"
 
 
 def _mib(n: float) -> str:
@@ -102,12 +106,16 @@ def render() -> str:
         "generated from it by `python -m bench.report`. Medians and percentiles; the machines are noisy.",
         "",
         f"**Machine:** {machine.get('cpu', '?')}, {machine.get('cores', '?')} cores, "
-        f"{machine.get('memory_bytes', 0) / 2**30:.0f} GiB, Python {machine.get('python', '?')}, {machine.get('date', '?')}.",
+        f"{machine.get('memory_bytes', 0) / 2**30:.0f} GiB, Python {machine.get('python', '?')}. Each section",
+        "gives the date it was measured; instances of this machine type differ by up to 2x in single-core",
+        "speed (query embedding p50 measured 3.7-8 ms on different days), so compare figures of one date.",
         "",
     ]
     if ret:
         out += [
             "## Retrieval quality (LoCoMo dev split)",
+            "",
+            _measured(ret),
             "",
             "One memory per dialog turn, one agent per conversation, recall with each question of",
             "categories 1-4 (`python -m bench.retrieval.run`). The baseline is plain BM25 (bm25s, English",
@@ -124,6 +132,8 @@ def render() -> str:
     if load:
         out += [
             "## Latency and throughput",
+            "",
+            _measured(load),
             "",
             "`python -m bench.load.run`: a seeded synthetic corpus (`bench/common.py`: first-person facts,",
             "events, preferences and procedures from templates) ingested in batches of 256 over gRPC, then",
@@ -151,6 +161,8 @@ def render() -> str:
         out += [
             "## Engine-level recall",
             "",
+            _measured(engine),
+            "",
             "`python -m bench.load.engine_latency`: the Engine in-process, no transport, one thread; query",
             "embedding included. The last column is what the gRPC hop adds (server p50 with 1 client − engine p50).",
             "",
@@ -169,6 +181,8 @@ def render() -> str:
         out += [
             "## Scale and footprint",
             "",
+            _measured(scale),
+            "",
             "`python -m bench.scale.run`: RSS of the server process after loading and one recall; bytes",
             "of the data directory (RocksDB, WAL, index snapshots) per memory.",
             "",
@@ -183,6 +197,8 @@ def render() -> str:
         out += [
             "## Cold start",
             "",
+            _measured(cold),
+            "",
             f"`python -m bench.coldstart.run`: process start → `/health` healthy and → first successful recall,"
             f" with {cold['memories']:,} memories persisted (median of {len(cold['runs'])} starts).",
             "",
@@ -195,6 +211,8 @@ def render() -> str:
         ch = peers["chroma"]
         out += [
             "## Side by side: ChromaDB",
+            "",
+            _measured(peers),
             "",
             f"`python -m bench.peers.run` (ChromaDB {ch['version']}, embedded `PersistentClient`, given Engram's own",
             "ONNX embedding function). Chroma runs in-process; Engram's figures include the gRPC hop.",

@@ -71,13 +71,11 @@ class EngineModel(RuleBasedStateMachine):
             return
         exp = self.model[mid]
         m = self.engine.update(mid, MemoryPatch(content=content, tags=None if tags is None else list(tags)))
-        changed = (content is not None and content != exp.content) or (tags is not None and sorted(tags) != exp.tags)
         if content is not None:
             exp.content = content
         if tags is not None:
             exp.tags = sorted(tags)
-        if changed:
-            exp.version += 1
+        exp.version += 1  # every update is a new version (the previous one goes to history)
         assert m.version == exp.version and m.content == exp.content
 
     @rule(mid=consumes(memories))
