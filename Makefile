@@ -210,12 +210,13 @@ bench-full: $(SETUP_STAMP)
 	@if [ -f bench/Makefile ]; then $(MAKE) -C bench bench-full; \
 	else echo "bench-full: the harness does not exist yet (bench/Makefile)"; exit 1; fi
 
-# The long forms of the reliability tests (crash safety, soak, hostile input), and the bench
-# harness's stress target when it has one.
+# The long forms of the reliability tests (crash safety, soak, hostile input, the engine property
+# test), and the bench harness's stress target when it has one.
 stress: $(SETUP_STAMP)
 	@ran=0; \
 	if [ -f bench/Makefile ] && $(call has_target,bench,stress); then $(MAKE) -C bench stress; ran=1; fi; \
 	if [ -d tests/reliability ]; then ENGRAM_STRESS=1 $(PY) -m pytest tests/reliability; ran=1; fi; \
+	(cd server && ENGRAM_STRESS=1 ../$(PY) -m pytest tests/engine/test_engine_model.py); \
 	if [ $$ran -eq 0 ]; then echo "stress: no stress tests exist yet (tests/reliability, bench stress)"; exit 1; fi
 
 clean:

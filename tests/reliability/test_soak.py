@@ -1,6 +1,9 @@
 """Soak: a mixed workload (store, recall, list, update, delete) from several clients for a while;
 zero errors, RSS growth under 10 % after warm-up, no growth in open file descriptors or threads.
 
+The data set is held steady once warm: each client keeps at most WORKING_SET memories and
+deletes its oldest before storing past that, so RSS growth measures leaks, not a growing corpus.
+
 `make test` soaks for 20 s; `make stress` (ENGRAM_STRESS=1) for 5 minutes.
 """
 
@@ -20,6 +23,8 @@ from .conftest import STRESS
 
 DURATION_S = 300 if STRESS else 20
 CLIENTS = 6
+WORKING_SET = 150  # memories per client once warm (900 in all)
+WARM_UP_S = 60.0 if STRESS else 5.0
 
 
 def _process_stats(pid: int) -> tuple[int, int, int]:
@@ -49,6 +54,10 @@ def test_soak_mixed_workload(server: ServerProcess) -> None:
                 op = rng.random()
                 agent = f"soak-{idx % 3}"
                 if op < 0.35 or not mine:
+                    if len(mine) >= WORKING_SET:  # steady state: replace the oldest
+                        r = http.delete(f"/v1/memories/{mine.pop(0)}")
+                        if r.status_code != 200:
+                            errors.append(f"DELETE: {r.status_code} {r.text[:200]}")
                     r = http.post("/v1/memories", json={"agent_id": agent, "content": rng.choice(texts)})
                     if r.status_code == 200:
                         mine.append(r.json()["memory"]["id"])
@@ -67,7 +76,7 @@ def test_soak_mixed_workload(server: ServerProcess) -> None:
     threads = [threading.Thread(target=client, args=(i,)) for i in range(CLIENTS)]
     for t in threads:
         t.start()
-    time.sleep(min(10.0, DURATION_S / 4))  # warm-up: model, indexes and caches settle
+    time.sleep(WARM_UP_S)  # warm-up: model, indexes and caches settle, the working sets fill
     rss0, fds0, threads0 = _process_stats(pid)
     samples = []
     while any(t.is_alive() for t in threads):
