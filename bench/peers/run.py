@@ -32,7 +32,7 @@ class EngramEmbeddingFunction:
     def __init__(self) -> None:
         from engram_server.engine.embedding import Embedder
 
-        # The server's default: all-MiniLM-L6-v2, converted once to float32 in a cache directory.
+        # The server's default: all-MiniLM-L6-v2 as dynamic int8, built once in a cache directory.
         self._embedder = Embedder.from_config(None, Path(tempfile.gettempdir()) / "engram-bench-model")
 
     def __call__(self, input: list[str]) -> list[np.ndarray]:  # noqa: A002 - Chroma's protocol name

@@ -55,9 +55,12 @@ class Config:
     encryption_key: str = ""
     encryption_key_file: Path | None = None
     embedding_model_path: Path | None = None
+    embedding_precision: str = "auto"
     cors_origins: list[str] = field(default_factory=list)
     worker_threads: int = 4
     embedding_threads: int = 2
+    embedding_arena: bool = False
+    reembed_on_model_change: bool = False
     session_context_weight: float = 0.4
     log_level: str = "info"
     access_log: bool = True
@@ -107,6 +110,8 @@ class Config:
                 raise ValueError(f"--{f.name.replace('_', '-')} must be positive")
         if self.worker_threads <= 0 or self.embedding_threads <= 0:
             raise ValueError("thread counts must be positive")
+        if self.embedding_precision not in ("auto", "int8", "float32"):
+            raise ValueError(f"--embedding-precision must be auto, int8 or float32, got {self.embedding_precision}")
         if not 0.0 <= self.session_context_weight <= 1.0:
             raise ValueError(f"--session-context-weight must be between 0 and 1, got {self.session_context_weight}")
 
@@ -123,7 +128,10 @@ class Config:
             encryption_key=self.encryption_key_bytes(),
             encryption_key_file=self.encryption_key_file,
             embedding_model_path=self.embedding_model_path,
+            embedding_precision=self.embedding_precision,
             embedding_threads=self.embedding_threads,
+            embedding_arena=self.embedding_arena,
+            reembed_on_model_change=self.reembed_on_model_change,
             worker_threads=self.worker_threads,
             session_context_weight=self.session_context_weight,
         )
@@ -181,10 +189,23 @@ OPTIONS: list[Option] = [
     Option("encryption_key_file", "path", "File holding the encryption key (created on first start when missing)."),
     Option("embedding_model_path", "path", "Local ONNX embedding model directory. Default: bundled all-MiniLM-L6-v2."),
     Option(
+        "embedding_precision",
+        "str",
+        "Bundled model precision: int8 (faster), float32, or auto (what the data directory's vectors "
+        "were made with; int8 for a new one). Changing it on existing data is a re-embedding.",
+    ),
+    Option(
         "cors_origins", "list", "Comma-separated origins allowed by CORS for browsers (gRPC-Web, REST); '*' for any."
     ),
     Option("worker_threads", "int", "Engine worker threads (embedding, search, storage)."),
     Option("embedding_threads", "int", "Threads onnxruntime uses per embedding call."),
+    Option("embedding_arena", "bool", "Keep onnxruntime's memory arena (holds peak activations; off saves RSS)."),
+    Option(
+        "reembed_on_model_change",
+        "bool",
+        "Re-embed every memory at start-up when the data directory's vectors come from another "
+        "embedding model or precision (otherwise start-up refuses).",
+    ),
     Option(
         "session_context_weight",
         "float",

