@@ -93,6 +93,7 @@ META_BG = b"bg_state"
 MAX_PAGE = 1000
 MAX_TOP_K = 1000
 _ORDERS = ("created_at", "updated_at", "importance", "event_time")
+_ACCESS_FLUSH_CHUNK = 128  # records rewritten per hold of the agent lock by the access-count flush
 _CAT_SNAPSHOT_EVERY = 2000  # journal entries before the background rewrites a catalogue snapshot
 
 
@@ -759,6 +760,8 @@ class Engine:
         """Hits lend relevance to the memories next to them in their session (fusion.py)."""
         from .fusion import spread_session_context
 
+        if not st.sessions:  # no memory of this agent has a session: skip the lock
+            return fused
         entries = st.entries
         with st.lock:  # the session order changes with writes
             near: dict[str, builtins.list[str]] = {}
@@ -1351,21 +1354,27 @@ class Engine:
                 st = self._agents.get(agent_id)
             if st is None or not st.loaded or st.deleted:
                 continue
-            b = self.storage.batch()
-            with st.lock:
-                touched = []
-                for mid in sorted(ids):
-                    e = st.entries.get(mid)
-                    m = self._read(st, mid) if e is not None else None
-                    if m is None or e is None:
+            # In chunks, each under the agent lock (a record's read-modify-write must not interleave
+            # with an update of it) but never for long: recalls wait for this lock.
+            ordered = sorted(ids)
+            futures: builtins.list[Future[None]] = []
+            for start in range(0, len(ordered), _ACCESS_FLUSH_CHUNK):
+                b = self.storage.batch()
+                with st.lock:
+                    touched = []
+                    for mid in ordered[start : start + _ACCESS_FLUSH_CHUNK]:
+                        e = st.entries.get(mid)
+                        m = self._read(st, mid) if e is not None else None
+                        if m is None or e is None:
+                            continue
+                        body = codec.memory_to_bytes(m)  # _read already carries the live counters
+                        b.put(CF_RECORDS, rec_key(st.qa, mid), body)
+                        touched.append(mid)
+                    if not touched:
                         continue
-                    body = codec.memory_to_bytes(m)  # _read already carries the live counters
-                    b.put(CF_RECORDS, rec_key(st.qa, mid), body)
-                    touched.append(mid)
-                if not touched:
-                    continue
-                fut = self._enqueue(st, b, touched)
-            self._await(st, fut)
+                    futures.append(self._enqueue(st, b, touched))
+            for fut in futures:  # written in order, by one group commit when they are quick
+                self._await(st, fut)
 
 
 # --- helpers ----------------------------------------------------------------------------------

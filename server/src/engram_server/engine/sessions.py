@@ -30,6 +30,11 @@ class SessionIndex:
         self._members: dict[str, set[str]] = {}  # session -> ids
         self._ordered: dict[str, SortedList] = {}  # session -> keys, for sessions looked up
 
+    def __bool__(self) -> bool:
+        """Whether any memory has a session (read without the lock: a stale answer only
+        means one recall without session context for a memory stored concurrently)."""
+        return bool(self._members)
+
     def put(self, e: Entry, old: Entry | None) -> None:
         if old is not None:
             self.remove(old)
