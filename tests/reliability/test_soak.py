@@ -27,15 +27,29 @@ WORKING_SET = 150  # memories per client once warm (900 in all)
 WARM_UP_S = 60.0 if STRESS else 5.0
 
 
-def _process_stats(pid: int) -> tuple[int, int, int]:
+def _process_stats(pid: int) -> tuple[int, int, int, int]:
+    """RSS, open descriptors other than RocksDB table files, table files open, threads.
+
+    RocksDB keeps every live table (.sst) file open, so their count follows flushes and
+    compactions up and down; a table file still open after its deletion would be a leak."""
     rss = threads = 0
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             rss = int(line.split()[1]) * 1024
         elif line.startswith("Threads:"):
             threads = int(line.split()[1])
-    fds = len(os.listdir(f"/proc/{pid}/fd"))
-    return rss, fds, threads
+    fds = tables = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:  # closed while we looked
+            continue
+        if target.endswith(".sst"):
+            tables += 1
+        else:
+            fds += 1
+            assert not target.endswith(".sst (deleted)"), f"a deleted table file is still open: {target}"
+    return rss, fds, tables, threads
 
 
 def test_soak_mixed_workload(server: ServerProcess) -> None:
@@ -77,7 +91,7 @@ def test_soak_mixed_workload(server: ServerProcess) -> None:
     for t in threads:
         t.start()
     time.sleep(WARM_UP_S)  # warm-up: model, indexes and caches settle, the working sets fill
-    rss0, fds0, threads0 = _process_stats(pid)
+    rss0, fds0, tables0, threads0 = _process_stats(pid)
     samples = []
     while any(t.is_alive() for t in threads):
         time.sleep(1.0)
@@ -85,11 +99,13 @@ def test_soak_mixed_workload(server: ServerProcess) -> None:
     for t in threads:
         t.join()
     time.sleep(2.0)  # let request handlers finish and idle connections close
-    rss1, fds1, threads1 = _process_stats(pid)
+    rss1, fds1, tables1, threads1 = _process_stats(pid)
     total = sum(counts)
     drift = (rss1 - rss0) / rss0
+    peak = max(s[0] for s in samples) if samples else rss1
     print(f"soak {DURATION_S}s: {total} requests, {len(errors)} errors, RSS {rss0 >> 20}→{rss1 >> 20} MiB "
-          f"({drift:+.1%}), fds {fds0}→{fds1}, threads {threads0}→{threads1}")
+          f"({drift:+.1%}, peak {peak >> 20} MiB), fds {fds0}→{fds1} (+ RocksDB tables {tables0}→{tables1}), "
+          f"threads {threads0}→{threads1}")
     assert not errors, f"{len(errors)} errors, first: {errors[:3]}"
     assert drift < 0.10, f"RSS grew {drift:.1%} after warm-up"
     assert fds1 <= fds0 + 2, f"open file descriptors grew {fds0} → {fds1}"
