@@ -206,3 +206,20 @@ def test_concurrent_writes_searches_and_maintenance(builder: IndexBuilder) -> No
     for i in range(10, 1200, 37):
         if i % 100 >= 10:
             assert vi.search(x[i], 1)[0][0] == ids[i]
+
+
+def test_graph_blob_leaves_the_vectors_to_the_segment(builder: IndexBuilder) -> None:
+    """The snapshot holds the vectors once: the packed graph carries no copy, and unpacking it
+    with the segment's vectors gives a graph that finds them."""
+    import pickle
+
+    from engram_server.engine.index_worker import unpack_graph
+
+    x = clustered(600, seed=11)
+    result = builder.build(x)
+    assert result.graph is not None
+    packed = pickle.loads(result.graph)
+    assert "_raw_data" not in packed["state"] and len(result.graph) < x.nbytes
+    graph = unpack_graph(result.graph, x)
+    idx, _ = graph.query(x[123][None, :], k=1)
+    assert int(idx[0][0]) == 123

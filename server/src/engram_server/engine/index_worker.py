@@ -4,8 +4,8 @@ Why a separate process: pynndescent's NNDescent build is numba code that is comp
 build in every process (tens of seconds, not cacheable) and holds the GIL while it runs. The
 serving process must neither wait for that compile nor stall on the GIL, so builds go to one
 spawned worker that stays alive (the compile is paid once per server run, ideally at start via
-`warm_up()`). The worker returns a pickled, prepared NNDescent plus a recall report; the
-serving process only ever unpickles and queries (pynndescent's search functions are disk-cached
+`warm_up()`). The worker returns a prepared NNDescent (pickled without its vectors, see
+`pack_graph`) plus a recall report; the serving process only ever unpickles and queries (pynndescent's search functions are disk-cached
 numba code: no compile at query time).
 
 Recall guard: pynndescent can produce a poorly connected graph on tightly clustered data. Each
@@ -56,7 +56,7 @@ class BuildParams:
 
 @dataclass
 class BuildResult:
-    graph: bytes | None  # pickled, prepared NNDescent; None = use exact search for this segment
+    graph: bytes | None  # pack_graph of a prepared NNDescent; None = use exact search for this segment
     recall: float  # measured recall@search_k vs exact on the sample (1.0 for exact-only)
     build_seconds: float
     n_neighbors: int
@@ -135,8 +135,38 @@ def build_graph(vectors: np.ndarray, params: BuildParams) -> BuildResult:
     for attr in ("_neighbor_graph", "_rp_forest"):
         if hasattr(index, attr):
             delattr(index, attr)
-    blob = pickle.dumps(index, protocol=pickle.HIGHEST_PROTOCOL)
+    blob = pack_graph(index)
     return BuildResult(blob, recall, time.perf_counter() - t0, used, len(notes), notes, epsilon, k_factor)
+
+
+_GRAPH_FORMAT = "engram-nndescent-v2"
+
+
+def pack_graph(index: Any) -> bytes:
+    """The prepared index's state without its copy of the vectors (`_raw_data`, rows in the
+    graph's own order): the segment snapshot stores the vectors already, so keeping them twice
+    doubled the snapshot and the bytes read and decrypted at load."""
+    state = index.__getstate__()
+    state.pop("_raw_data", None)
+    return pickle.dumps({"format": _GRAPH_FORMAT, "state": state}, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def unpack_graph(blob: bytes, vectors: np.ndarray) -> Any:
+    """An NNDescent from pack_graph's bytes and the segment's vectors (in segment row order).
+    Also reads the earlier format, a whole pickled NNDescent."""
+    obj = pickle.loads(blob)  # imports pynndescent on first use
+    if not (isinstance(obj, dict) and obj.get("format") == _GRAPH_FORMAT):
+        return obj
+    from pynndescent import NNDescent
+
+    state = obj["state"]
+    order = np.asarray(state["_vertex_order"])
+    if len(order) != len(vectors):
+        raise ValueError(f"graph has {len(order)} vertices, segment {len(vectors)} vectors")
+    state["_raw_data"] = np.ascontiguousarray(vectors[order], dtype=np.float32)
+    index = NNDescent.__new__(NNDescent)
+    index.__setstate__(state)
+    return index
 
 
 def _init_worker(numba_cache_dir: str | None, threads: int) -> None:

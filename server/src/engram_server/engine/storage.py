@@ -494,14 +494,17 @@ class SnapshotView:
             raise DataCorrupted(f"snapshot {name} is missing chunks")
         return b"".join(p for p in parts if p is not None)
 
-    def put(self, name: str, data: bytes) -> None:
+    def put(self, name: str, data: bytes, compress: bool = True) -> None:
+        """compress=False for blobs that do not compress (float32 vectors): saves the zstd work
+        on write and, more to the point, on every load."""
         key = name.encode()
         b = self.storage.batch()
         b.delete_prefix(CF_SNAPSHOTS, key + b"\x00")
         mv = memoryview(data)
         n = max(1, -(-len(data) // CHUNK_BYTES))
         for i in range(n):
-            b.put(CF_SNAPSHOTS, key + b"\x00%06d" % i, bytes(mv[i * CHUNK_BYTES : (i + 1) * CHUNK_BYTES]))
+            chunk = bytes(mv[i * CHUNK_BYTES : (i + 1) * CHUNK_BYTES])
+            b.put(CF_SNAPSHOTS, key + b"\x00%06d" % i, chunk, compress=compress)
         b.put(CF_SNAPSHOTS, key, str(n).encode())
         self.storage.write(b)
 

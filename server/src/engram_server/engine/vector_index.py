@@ -52,7 +52,7 @@ class SnapshotStore(Protocol):
     """Opaque named blobs, durable. The storage layer encrypts them; tests use a dict."""
 
     def get(self, name: str) -> bytes | None: ...
-    def put(self, name: str, data: bytes) -> None: ...
+    def put(self, name: str, data: bytes, compress: bool = True) -> None: ...
     def delete(self, name: str) -> None: ...
     def names(self, prefix: str) -> list[str]: ...
 
@@ -68,7 +68,7 @@ class DictSnapshotStore:
         with self._lock:
             return self.data.get(name)
 
-    def put(self, name: str, data: bytes) -> None:
+    def put(self, name: str, data: bytes, compress: bool = True) -> None:
         with self._lock:
             self.data[name] = bytes(data)
 
@@ -586,7 +586,7 @@ class VectorIndex:
             {"version": SNAPSHOT_VERSION, "dim": self.dim, "ids": ids, "vectors": mat.tobytes()},
             protocol=pickle.HIGHEST_PROTOCOL,
         )
-        self.snapshots.put(self._mutable_name(), blob)
+        self.snapshots.put(self._mutable_name(), blob, compress=False)
         with self._lock:
             self._mutable_persisted = v
 
@@ -625,7 +625,9 @@ class VectorIndex:
     def _load_graph(self, seg: _Segment) -> None:
         try:
             assert seg.graph_blob is not None
-            graph = pickle.loads(seg.graph_blob)  # imports pynndescent on first use
+            from .index_worker import unpack_graph
+
+            graph = unpack_graph(seg.graph_blob, seg.full_vectors())
             q = seg.vector(0)
             with seg.qlock:
                 graph.query(q[None, :], k=1, epsilon=self.search_epsilon)  # first query: warm
@@ -721,7 +723,7 @@ class VectorIndex:
         except Exception:
             log.exception("graph build failed for %s; it is searched exactly", seg.name)
             seg.graph_blob = None
-        self.snapshots.put(seg.name, seg.to_bytes())
+        self.snapshots.put(seg.name, seg.to_bytes(), compress=False)  # float32 barely compresses
         with self._lock:
             seg.persisted = True
             seg.state = "lazy" if seg.graph_blob is not None else "exact"
