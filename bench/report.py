@@ -25,6 +25,10 @@ def _measured(result: dict[str, Any]) -> str:
     return f"*Measured {result.get('machine', {}).get('date', '?')}.*"
 
 
+def _seconds(value: float | None) -> str:
+    return f"{value:.0f} s" if value is not None else "n/a"
+
+
 def _mib(n: float) -> str:
     return f"{n / 2**20:.0f} MiB"
 
@@ -136,8 +140,9 @@ def render() -> str:
             _measured(load),
             "",
             "`python -m bench.load.run`: a seeded synthetic corpus (`bench/common.py`: first-person facts,",
-            "events, preferences and procedures from templates) ingested in batches of 256 over gRPC, then",
-            "each operation in a closed loop by 1 and 16 client threads, each with its own channel or",
+            "events, preferences and procedures from templates) ingested in batches of 256 over gRPC; once the",
+            "index has settled (`GET /v1/stats`: full segments sealed into loaded graphs), each operation in a",
+            "closed loop by 1 and 16 client threads, each with its own channel or",
             "HTTP client. The *generator ceiling* is the same loop against `Health`: the most the load",
             "generator can issue, so an operation far below it was limited by the server.",
             "",
@@ -153,9 +158,10 @@ def render() -> str:
                     f"| {int(size):,} | {op} | {transport} | {r['clients']} | {r['p50_ms']:.2f} | {r['p95_ms']:.2f} | "
                     f"{r['p99_ms']:.2f} | {r['ops_per_s']:.0f} | {r['errors']} | {ceiling:.0f} |"
                 )
-        out += ["", "| memories | batched ingest (memories/s) |", "|---:|---:|"]
+        out += ["", "| memories | batched ingest (memories/s) | index settled after |", "|---:|---:|---:|"]
         for size, run in load["sizes"].items():
-            out.append(f"| {int(size):,} | {run['ingest']['memories_per_s']:.0f} |")
+            settle = _seconds(run["ingest"].get("settle_seconds"))
+            out.append(f"| {int(size):,} | {run['ingest']['memories_per_s']:.0f} | {settle} |")
         out += [""] + [f"![latency]({'img/' + n})" for n in plot_latency(load)] + [""]
     if engine:
         out += [
@@ -164,17 +170,20 @@ def render() -> str:
             _measured(engine),
             "",
             "`python -m bench.load.engine_latency`: the Engine in-process, no transport, one thread; query",
-            "embedding included. The last column is what the gRPC hop adds (server p50 with 1 client − engine p50).",
+            "embedding included; measured once the index has settled (full segments sealed into graphs by the",
+            "worker process, graphs loaded; the time that took after the ingest is its own column). RSS is this",
+            "process's after the ingest. The last column is what the gRPC hop adds (server p50 with 1 client − engine p50).",
             "",
-            "| memories | recall p50 ms | recall p99 ms | query embedding p50 ms | ingest memories/s | RSS | gRPC overhead p50 ms |",
-            "|---:|---:|---:|---:|---:|---:|---:|",
+            "| memories | recall p50 ms | recall p99 ms | query embedding p50 ms | ingest memories/s | index settled after | RSS | gRPC overhead p50 ms |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for size, e in engine["sizes"].items():
             server = (load or {}).get("sizes", {}).get(size, {}).get("recall_grpc_c1")
             overhead = f"{server['p50_ms'] - e['recall']['p50_ms']:.2f}" if server else "n/a"
             out.append(
                 f"| {int(size):,} | {e['recall']['p50_ms']:.2f} | {e['recall']['p99_ms']:.2f} | "
-                f"{e['query_embedding']['p50_ms']:.2f} | {e['ingest_memories_per_s']:.0f} | {_mib(e['rss_bytes'])} | {overhead} |"
+                f"{e['query_embedding']['p50_ms']:.2f} | {e['ingest_memories_per_s']:.0f} | "
+                f"{_seconds(e.get('index_settle_s'))} | {_mib(e['rss_bytes'])} | {overhead} |"
             )
         out.append("")
     if scale:
@@ -183,8 +192,9 @@ def render() -> str:
             "",
             _measured(scale),
             "",
-            "`python -m bench.scale.run`: RSS of the server process after loading and one recall; bytes",
-            "of the data directory (RocksDB, WAL, index snapshots) per memory.",
+            "`python -m bench.scale.run`: RSS of the server process that ingested the memories, after one",
+            "recall (ingest leaves allocator residue: a freshly started server's RSS with the same memories is",
+            "under *Cold start*); bytes of the data directory (RocksDB, WAL, index snapshots) per memory.",
             "",
             "| memories | RSS idle | RSS loaded | disk per memory |",
             "|---:|---:|---:|---:|",
@@ -200,11 +210,13 @@ def render() -> str:
             _measured(cold),
             "",
             f"`python -m bench.coldstart.run`: process start → `/health` healthy and → first successful recall,"
-            f" with {cold['memories']:,} memories persisted (median of {len(cold['runs'])} starts).",
+            f" with {cold['memories']:,} memories persisted (median of {len(cold['runs'])} starts). *RSS loaded*:",
+            " the server's RSS 10 s after that first recall, once the agent's graphs have loaded in the background.",
             "",
-            "| to healthy | to first recall |",
-            "|---:|---:|",
-            f"| {cold['to_healthy_median_s']:.2f} s | {cold['to_first_recall_median_s']:.2f} s |",
+            "| to healthy | to first recall | RSS loaded |",
+            "|---:|---:|---:|",
+            f"| {cold['to_healthy_median_s']:.2f} s | {cold['to_first_recall_median_s']:.2f} s | "
+            f"{_mib(cold['rss_loaded_median_bytes']) if 'rss_loaded_median_bytes' in cold else 'n/a'} |",
             "",
         ]
     if peers:
