@@ -196,10 +196,7 @@ class Embedder:
         precision: Precision = DEFAULT_PRECISION,
     ) -> Embedder:
         """A model directory when model_path is set, else the bundled model at `precision`."""
-        if model_path is not None:
-            spec = model_spec_from_dir(model_path)
-        else:
-            spec = default_model_spec(cache_dir, precision)
+        spec = model_spec_from_dir(model_path) if model_path is not None else default_model_spec(cache_dir, precision)
         return cls(spec, threads=threads, arena=arena)
 
     # --- public API -----------------------------------------------------------------------------

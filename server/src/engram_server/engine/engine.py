@@ -1383,12 +1383,10 @@ def _configured_model_id(config: EngineConfig) -> str:
 
     if config.embedding_model_path is not None:
         return model_spec_from_dir(Path(config.embedding_model_path)).model_id
-    precision = config.embedding_precision
-    if precision == "auto":
-        precision = DEFAULT_PRECISION
-    if precision not in ("int8", "float32"):
-        raise InvalidArgument(f"embedding_precision must be auto, int8 or float32, not {precision!r}")
-    return bundled_model_id(precision)
+    precision = DEFAULT_PRECISION if config.embedding_precision == "auto" else config.embedding_precision
+    if precision in ("int8", "float32"):
+        return bundled_model_id("float32" if precision == "float32" else "int8")
+    raise InvalidArgument(f"embedding_precision must be auto, int8 or float32, not {precision!r}")
 
 
 def _default_cache_dir() -> Path:

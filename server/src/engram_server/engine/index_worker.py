@@ -5,8 +5,8 @@ build in every process (tens of seconds, not cacheable) and holds the GIL while 
 serving process must neither wait for that compile nor stall on the GIL, so builds go to one
 spawned worker that stays alive (the compile is paid once per server run, ideally at start via
 `warm_up()`). The worker returns a prepared NNDescent (pickled without its vectors, see
-`pack_graph`) plus a recall report; the serving process only ever unpickles and queries (pynndescent's search functions are disk-cached
-numba code: no compile at query time).
+`pack_graph`) plus a recall report; the serving process only ever unpickles and queries
+(pynndescent's search functions are disk-cached numba code: no compile at query time).
 
 Recall guard: pynndescent can produce a poorly connected graph on tightly clustered data. Each
 build measures recall@10 of the graph against exact search on a sample of perturbed data points;

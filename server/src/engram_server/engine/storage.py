@@ -61,6 +61,7 @@ _CHECK_PLAINTEXT = b"engram-key-check-v1"
 CHUNK_BYTES = 32 * 1024 * 1024  # RocksDB handles big values poorly: split snapshots into chunks
 _MAX_GROUP_BYTES = 64 * 1024 * 1024
 
+
 def key_check_plaintext(key_id: str) -> bytes:
     """The key check value: sealed under the data directory's key, it tells a wrong key apart."""
     return _CHECK_PLAINTEXT + b":" + key_id.encode()

@@ -214,20 +214,25 @@ class _Segment:
     def row_vectors(self, rows: np.ndarray) -> np.ndarray:
         """The vectors of the given segment rows (a copy)."""
         v = self.vectors  # read once: the graph loader may hand them over concurrently
+        out: np.ndarray
         if v is not None:
-            return v[rows]
+            out = v[rows]
+            return out
         assert self.inv_order is not None
         raw: np.ndarray = self.graph._raw_data
-        return raw[self.inv_order[rows]]
+        out = raw[self.inv_order[rows]]
+        return out
 
     def vector(self, row: int) -> np.ndarray:
-        return self.row_vectors(np.array([row]))[0]
+        out: np.ndarray = self.row_vectors(np.array([row]))[0]
+        return out
 
     def all_sims(self, q: np.ndarray) -> np.ndarray:
         """Similarity of q to every row, in row order."""
         v = self.vectors
         if v is not None:
-            return v @ q
+            direct: np.ndarray = v @ q
+            return direct
         assert self.inv_order is not None
         sims: np.ndarray = (self.graph._raw_data @ q)[self.inv_order]
         return sims
