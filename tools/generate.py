@@ -2,7 +2,8 @@
 
 Outputs, relative to the repository root:
 
-* ``sdk-python/src/engram/_gen/``: betterproto2 messages and sync + async stubs;
+* ``sdk-python/src/engram/_gen/``: betterproto2 messages, without client stubs: the SDK has its
+  own transports, and stubs made the server import grpcio and grpclib at start-up (0.1 s);
 * ``server/src/engram_server/_gen/engram.binpb``: the descriptor set (imports and source info),
   from which the server reads its REST routes;
 * ``server/src/engram_server/_gen/openapi.json`` and ``docs/openapi.json``: the OpenAPI document;
@@ -52,7 +53,7 @@ def generate_into(repo: Path, stage: Path) -> None:
         [
             f"--plugin=protoc-gen-python_betterproto2={_plugin()}",
             f"--python_betterproto2_out={python_out.resolve()}",
-            "--python_betterproto2_opt=client_generation=sync_async",
+            "--python_betterproto2_opt=client_generation=none",
         ],
         proto_files(repo),
     )

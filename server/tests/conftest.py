@@ -248,3 +248,40 @@ class _Details:
         self.credentials = d.credentials
         self.wait_for_ready = getattr(d, "wait_for_ready", None)
         self.compression = getattr(d, "compression", None)
+
+
+class GrpcStub:
+    """A plain grpcio client for one service of the API, built from the descriptor set: one
+    method per RPC in snake_case (`stub.store_memory(request)`), of the RPC's kind (unary,
+    server-, client- or bidi-streaming), carrying the generated betterproto2 messages. The
+    generated package has no stubs of its own (tools/generate.py), so the tests make their
+    calls here with grpcio directly, as any gRPC client of the server would."""
+
+    def __init__(self, channel, service: str) -> None:
+        from engram._gen.engram import v1 as pb
+        from engram_server.descriptors import api
+
+        self._channel = channel
+        methods = [m for m in api().methods.values() if m.service == service]
+        if not methods:
+            raise ValueError(f"no service {service}")
+        for m in methods:
+            request = getattr(pb, m.input_type.rsplit(".", 1)[1])
+            response = getattr(pb, m.output_type.rsplit(".", 1)[1])
+            make = {
+                "unary": channel.unary_unary,
+                "server_stream": channel.unary_stream,
+                "client_stream": channel.stream_unary,
+                "bidi": channel.stream_stream,
+            }[m.kind]
+            call = make(m.path, request_serializer=bytes, response_deserializer=response.parse)
+            setattr(self, m.snake_name, _stub_method(call, request, m.kind))
+
+
+def _stub_method(call, request_cls, kind: str):
+    def method(message=None, *, timeout=None, metadata=None):
+        if message is None and kind in ("unary", "server_stream"):
+            message = request_cls()
+        return call(message, timeout=timeout, metadata=metadata)
+
+    return method

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from engram._gen.engram import v1 as pb
 
-from .conftest import ROOT_KEY, ServerProcess, authed, grpc_frame, grpc_messages
+from .conftest import ROOT_KEY, GrpcStub, ServerProcess, authed, grpc_frame, grpc_messages
 
 AUTH = {"authorization": f"Bearer {ROOT_KEY}"}
 
@@ -28,7 +28,8 @@ def http(server):
 @pytest.fixture(scope="module")
 def stubs(channel):
     ch = authed(channel)
-    return (pb.MemoryServiceStub(ch), pb.AgentServiceStub(ch), pb.AdminServiceStub(ch), pb.EmbeddingServiceStub(ch))
+    services = ("MemoryService", "AgentService", "AdminService", "EmbeddingService")
+    return tuple(GrpcStub(ch, s) for s in services)
 
 
 def test_started_and_healthy(server):
@@ -157,21 +158,21 @@ def test_grpc_errors(channel, stubs):
         _code(lambda: mem.recall(pb.RecallRequest(agent_id="e", query="x", top_k=1000)))
         == grpc.StatusCode.INVALID_ARGUMENT
     )
-    unauth = pb.MemoryServiceStub(channel)
+    unauth = GrpcStub(channel, "MemoryService")
     assert _code(lambda: unauth.recall(pb.RecallRequest(agent_id="e", query="x"))) == grpc.StatusCode.UNAUTHENTICATED
-    assert pb.AdminServiceStub(channel).health().status == "healthy"  # no key needed
+    assert GrpcStub(channel, "AdminService").health().status == "healthy"  # no key needed
     ro = admin.create_api_key(pb.CreateApiKeyRequest(name="ro", role=pb.ApiKeyRole.READ_ONLY)).key
-    ro_mem = pb.MemoryServiceStub(authed(channel, ro))
+    ro_mem = GrpcStub(authed(channel, ro), "MemoryService")
     assert (
         _code(lambda: ro_mem.store_memory(pb.StoreMemoryRequest(agent_id="e", content="x")))
         == grpc.StatusCode.PERMISSION_DENIED
     )
-    assert _code(lambda: pb.AdminServiceStub(authed(channel, ro)).get_stats()) == grpc.StatusCode.PERMISSION_DENIED
+    assert _code(lambda: GrpcStub(authed(channel, ro), "AdminService").get_stats()) == grpc.StatusCode.PERMISSION_DENIED
     pinned = admin.create_api_key(
         pb.CreateApiKeyRequest(name="p", role=pb.ApiKeyRole.READ_WRITE, agent_ids=["mine"])
     ).key
     other = mem.store_memory(pb.StoreMemoryRequest(agent_id="not-mine", content="secret")).memory.id
-    p_mem = pb.MemoryServiceStub(authed(channel, pinned))
+    p_mem = GrpcStub(authed(channel, pinned), "MemoryService")
     assert _code(lambda: p_mem.get_memory(pb.GetMemoryRequest(id=other))) == grpc.StatusCode.NOT_FOUND
     assert (
         _code(lambda: p_mem.recall(pb.RecallRequest(agent_id="not-mine", query="x")))

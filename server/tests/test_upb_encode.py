@@ -145,3 +145,25 @@ def test_naive_datetime_is_refused_like_betterproto2() -> None:
         bytes(memory)
     with pytest.raises(ValueError):
         ENCODER.encode("engram.v1.Memory", memory)
+
+
+def test_parsing_does_not_import_pydantic_dataclasses() -> None:
+    """The codec answers betterproto2's per-parse pydantic check itself (codec._is_pydantic)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "import engram_server.transport.codec\n"
+        "from engram._gen.engram.v1 import RecallRequest\n"
+        "m = RecallRequest.parse(bytes(RecallRequest(agent_id='a', query='q', top_k=3)))\n"
+        "assert (m.agent_id, m.top_k) == ('a', 3)\n"
+        "assert 'pydantic.dataclasses' not in sys.modules\n"
+        "import pydantic.dataclasses, betterproto2\n"
+        "assert not pydantic.dataclasses.is_pydantic_dataclass(RecallRequest) and not m._is_pydantic()\n"
+        "@pydantic.dataclasses.dataclass\n"
+        "class P(betterproto2.Message):\n"
+        "    pass\n"
+        "assert P()._is_pydantic() == pydantic.dataclasses.is_pydantic_dataclass(P) == True\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

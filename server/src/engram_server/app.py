@@ -14,6 +14,7 @@ starts itself on the first request, so `httpx.ASGITransport` (which sends no lif
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import threading
 import time
@@ -83,6 +84,12 @@ class EngramApp:
         self.rest: RestTransport
         self.grpc: GrpcTransport
         self._warm_up_started = False
+        self.serving = threading.Event()  # set once startup() has built the transports
+        # `serve` pauses the garbage collector while the process imports and starts (the
+        # collections that all those allocations trigger cost a tenth of the start-up):
+        # startup() then freezes what exists (it lives as long as the process, so later
+        # collections need not scan it) and turns collection back on.
+        self.resume_gc_on_start = False
 
     # --- lifecycle ------------------------------------------------------------------------
     async def startup(self) -> None:
@@ -109,6 +116,10 @@ class EngramApp:
             self.rest = RestTransport(self)
             self.grpc = GrpcTransport(self)
             self._started = True
+            self.serving.set()
+            if self.resume_gc_on_start:
+                gc.freeze()
+                gc.enable()
             self.begin_warm_up()
 
     def _engine_ready(self) -> bool:
@@ -131,6 +142,13 @@ class EngramApp:
         try:
             self.engine.warm_up()
             event(log, "engine ready", warm_up_ms=round((time.perf_counter() - t0) * 1000, 1))
+            # Preloading waits for the server to serve, so that it does not slow /health down.
+            if not self.serving.wait(timeout=300):
+                return
+            t0 = time.perf_counter()
+            agents = self.engine.preload_agents()
+            if agents:
+                event(log, "agents preloaded", agents=len(agents), ms=round((time.perf_counter() - t0) * 1000, 1))
         except Exception as exc:
             self.state.warm_up_error = type(exc).__name__
             log.exception("engine warm-up failed; /health stays 'starting'")

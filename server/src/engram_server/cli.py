@@ -131,7 +131,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _serve(cfg: Config, started: float) -> int:
+    import gc
     import logging
+
+    gc.disable()  # during start-up only: the app turns it back on once it serves (app.py)
 
     from . import logs
 

@@ -58,6 +58,7 @@ class Config:
     embedding_precision: str = "auto"
     cors_origins: list[str] = field(default_factory=list)
     worker_threads: int = 4
+    preload_agents: int = 4
     embedding_threads: int = 2
     embedding_arena: bool = False
     reembed_on_model_change: bool = False
@@ -133,6 +134,7 @@ class Config:
             embedding_arena=self.embedding_arena,
             reembed_on_model_change=self.reembed_on_model_change,
             worker_threads=self.worker_threads,
+            preload_agents=self.preload_agents,
             session_context_weight=self.session_context_weight,
         )
 
@@ -198,6 +200,12 @@ OPTIONS: list[Option] = [
         "cors_origins", "list", "Comma-separated origins allowed by CORS for browsers (gRPC-Web, REST); '*' for any."
     ),
     Option("worker_threads", "int", "Engine worker threads (embedding, search, storage)."),
+    Option(
+        "preload_agents",
+        "int",
+        "Agents loaded in the background at start-up, most recently active first, so that their "
+        "first recall after a restart does not wait for the load; 0 turns it off.",
+    ),
     Option("embedding_threads", "int", "Threads onnxruntime uses per embedding call."),
     Option("embedding_arena", "bool", "Keep onnxruntime's memory arena (holds peak activations; off saves RSS)."),
     Option(

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from hypercorn.config import Config as HConfig
 
 import asyncio
+import gc
 import logging
 import signal
 import time
@@ -57,6 +58,7 @@ def serve(cfg: Config, engine: Any, started_at: float | None = None) -> None:
     from .app import create_app
 
     app = create_app(cfg, engine=engine, close_engine=True)
+    app.resume_gc_on_start = not gc.isenabled()  # cli paused it for the start-up
     app.begin_warm_up()
     hcfg = hypercorn_config(cfg)
 

@@ -339,3 +339,21 @@ def test_model_change_is_refused_then_reembedded(data_dir: Path) -> None:
         eng.close()
     eng = open_engine(data_dir, embedder=FakeEmbedder(32, model_id="other-model"))
     eng.close()
+
+
+def test_preload_agents_loads_the_most_recently_active(data_dir: Path) -> None:
+    eng = open_engine(data_dir)
+    for agent in ("old", "middle", "recent"):
+        eng.store(NewMemory(agent, f"a memory of {agent}"))
+        time.sleep(0.01)  # distinct last-activity times
+    eng.close()
+    eng = open_engine(data_dir, preload_agents=2)
+    try:
+        assert eng.preload_agents() == ["recent", "middle"]
+        loaded = {a.agent_id for a in eng._loaded_agents()}
+        assert loaded == {"recent", "middle"}
+        assert eng.preload_agents(0) == []
+        hits = eng.recall(RecallQuery("recent", "memory of recent")).memories
+        assert hits and hits[0].memory.content == "a memory of recent"
+    finally:
+        eng.close()

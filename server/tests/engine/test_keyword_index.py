@@ -106,6 +106,33 @@ def test_upsert_filter_persist_reload() -> None:
     assert not ki3.contains("m6") and len(ki3) == len(live) - 1
 
 
+def test_reload_with_tombstones_keeps_statistics() -> None:
+    """A sealed segment's tombstones are subtracted per term when the index loads (a past bug
+    counted them per document row, skewing idf after a restart)."""
+    texts = corpus(120)
+    ids = [f"d{i}" for i in range(120)]
+    store = DictSnapshotStore()
+    ki = KeywordIndex("t", store, seal_threshold=100, compact_dead_fraction=0.9)
+    ki.add(ids, texts)
+    ki.maintenance()
+    dead = ids[:30:3]
+    ki.remove(dead)
+    ki.maintenance()  # manifest with the tombstones, no compaction
+    assert ki.stats()["segments"][0]["tombstones"] == len(dead)
+    reloaded = KeywordIndex("t", store, seal_threshold=100, compact_dead_fraction=0.9)
+    reloaded.load([])
+    ref = KeywordIndex("r", DictSnapshotStore(), seal_threshold=10**6)
+    ref.add([i for i in ids if i not in dead], [t for i, t in zip(ids, texts, strict=True) if i not in dead])
+    assert reloaded._df == +ref._df  # + drops zero counts
+    for q in ("lake sunrise", "error disk", "caroline kids"):
+        a, b = reloaded.search(q, 20), ref.search(q, 20)
+        assert [x[0] for x in a] == [x[0] for x in b]
+        assert np.allclose([x[1] for x in a], [x[1] for x in b], rtol=1e-5)
+    reloaded.remove(ids[1:3])  # row-wise reads after a load
+    ref.remove(ids[1:3])
+    assert +reloaded._df == +ref._df
+
+
 def test_concurrent_writes_and_sealing() -> None:
     import threading
 

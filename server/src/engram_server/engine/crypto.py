@@ -158,9 +158,10 @@ class Cipher:
         if len(blob) < 1 + NONCE_BYTES + 16 or blob[0] not in (V_ZSTD, V_RAW):
             raise DataCorrupted(f"stored value {describe_key(cf, key)} is malformed")
         version = blob[0]
-        nonce = blob[1 : 1 + NONCE_BYTES]
+        view = memoryview(blob)  # slices of a view: no copy of a multi-megabyte snapshot chunk
+        nonce = view[1 : 1 + NONCE_BYTES]
         try:
-            return version, self._aead.decrypt(nonce, blob[1 + NONCE_BYTES :], self._aad(version, cf, key))
+            return version, self._aead.decrypt(nonce, view[1 + NONCE_BYTES :], self._aad(version, cf, key))
         except InvalidTag:
             raise DataCorrupted(
                 f"stored value {describe_key(cf, key)} failed authentication (corrupted, moved, or another key)"
