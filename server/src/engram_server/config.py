@@ -206,7 +206,11 @@ OPTIONS: list[Option] = [
         "Agents loaded in the background at start-up, most recently active first, so that their "
         "first recall after a restart does not wait for the load; 0 turns it off.",
     ),
-    Option("embedding_threads", "int", "Threads onnxruntime uses per embedding call."),
+    Option(
+        "embedding_threads",
+        "int",
+        "Embedding runs one batch may have going at once (each single-threaded; a query is one run).",
+    ),
     Option("embedding_arena", "bool", "Keep onnxruntime's memory arena (holds peak activations; off saves RSS)."),
     Option(
         "reembed_on_model_change",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterator
+from concurrent.futures import Future
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +41,11 @@ class FakeEmbedder:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         return np.stack([self._one(t) for t in texts])
+
+    def submit_query(self, text: str) -> Future[np.ndarray]:
+        done: Future[np.ndarray] = Future()
+        done.set_result(self.embed_query(text))
+        return done
 
     def embed_query(self, text: str) -> np.ndarray:
         return self._one(text)

@@ -40,6 +40,20 @@ def test_shapes_norms_and_batching(embedder: Embedder) -> None:
     assert embedder.embed_documents([]).shape == (0, 384)
 
 
+def test_parallel_runs_give_the_sequential_result(embedder: Embedder, cache: Path) -> None:
+    """A batch's length buckets run side by side (threads=2) with the same vectors as one after
+    another; a query submitted to the embedder's threads is the same as one embedded inline."""
+    texts = [f"memory {i}: " + "word " * (i % 40) for i in range(150)]
+    sequential = Embedder(default_model_spec(cache), threads=1)
+    try:
+        assert len(embedder._batches([len(t.split()) + 2 for t in texts])) > 2
+        assert np.array_equal(embedder.embed_documents(texts), sequential.embed_documents(texts))
+        query = "where did the cat sleep"
+        assert np.array_equal(embedder.submit_query(query).result(timeout=30), sequential.embed_query(query))
+    finally:
+        sequential.close()
+
+
 def test_semantics_and_precision_agreement(embedder: Embedder, cache: Path) -> None:
     texts = ["The cat sits on the mat.", "A kitten rests on a rug.", "Stock markets fell."]
     a, b, c = embedder.embed_documents(texts)

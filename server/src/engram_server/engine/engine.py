@@ -196,6 +196,9 @@ class Engine:
         if self._builder is not None:
             self._builder.close()
         self.executor.shutdown(wait=True, cancel_futures=True)
+        close_embedder = getattr(self._embedder, "close", None)  # test embedders have none
+        if close_embedder is not None:
+            close_embedder()
         with self._agents_lock:
             self._agents.clear()
         self.storage.close()
@@ -368,28 +371,48 @@ class Engine:
         return m
 
     def _read_many(self, st: AgentState, ids: builtins.list[str]) -> dict[str, Memory]:
+        """Current records of ids (pending overlay first), with the live access counters. One
+        multi-get for those in storage; their freshly decoded records take the counters in place
+        (a copy is only needed for the shared pending ones)."""
         out: dict[str, Memory] = {}
         missing = []
         for mid in ids:
             p = st.pending.get(mid)
             if p is not None:
                 if p[1] is not None:
-                    out[mid] = p[1]
+                    e = st.entries.get(mid)
+                    m = p[1]
+                    out[mid] = (
+                        m
+                        if e is None
+                        else replace(m, access_count=e.access_count, last_accessed_at=e.last_accessed_at or None)
+                    )
             else:
                 missing.append(mid)
-        for mid in missing:
-            try:
-                v = self.storage.get(CF_RECORDS, rec_key(st.qa, mid))
-            except DataCorrupted as exc:  # one bad record must not take the others down
-                log.error("skipping unreadable record: %s", exc)
+        if not missing:
+            return out
+        keys = [rec_key(st.qa, mid) for mid in missing]
+        try:
+            values = self.storage.multi_get(CF_RECORDS, keys)
+        except DataCorrupted:  # one bad record must not take the others down: read one by one
+            values = [self._get_record_or_skip(k) for k in keys]
+        for mid, v in zip(missing, values, strict=True):
+            if v is None:
                 continue
-            if v is not None:
-                out[mid] = codec.memory_from_bytes(v)
-        for mid, m in list(out.items()):
+            m = codec.memory_from_bytes(v)
             e = st.entries.get(mid)
             if e is not None:
-                out[mid] = replace(m, access_count=e.access_count, last_accessed_at=e.last_accessed_at or None)
+                m.access_count = e.access_count
+                m.last_accessed_at = e.last_accessed_at or None
+            out[mid] = m
         return out
+
+    def _get_record_or_skip(self, key: bytes) -> bytes | None:
+        try:
+            return self.storage.get(CF_RECORDS, key)
+        except DataCorrupted as exc:
+            log.error("skipping unreadable record: %s", exc)
+            return None
 
     def _locate(self, memory_id: str, agent_id: str) -> AgentState:
         """The agent that owns memory_id (NotFound when it does not exist or agent_id differs)."""
@@ -717,7 +740,8 @@ class Engine:
             raise InvalidArgument("mode must be hybrid, vector or keyword", field="mode") from None
         min_score = codec.check_number(query.min_score, "min_score")
         pred = compile_filter(query.filter)
-        qvec = self._get_embedder().embed_query(query.query) if mode is not RecallMode.KEYWORD else None
+        # The query embeds on the embedder's thread while this one searches the keywords.
+        qfut = self._get_embedder().submit_query(query.query) if mode is not RecallMode.KEYWORD else None
         st = self._agent(query.agent_id)
         from .fusion import CANDIDATE_DEPTH, adjust, fuse
 
@@ -730,8 +754,14 @@ class Engine:
 
         depth = max(CANDIDATE_DEPTH, query.top_k)
         assert st.vindex is not None and st.kindex is not None
-        vhits = st.vindex.search(qvec, depth, allowed) if qvec is not None else []
-        khits = st.kindex.search(query.query, depth, allowed) if mode is not RecallMode.VECTOR else []
+        # Without a filter and with nothing expired, every indexed memory may be returned: the
+        # indexes then search without the per-candidate check (the graph is asked for half as
+        # many candidates). Deletes are tombstoned in the indexes, and the check below still
+        # drops what a concurrent write removed.
+        expiring = st.min_expires and st.min_expires <= now
+        search_filter = allowed if pred is not None or expiring else None
+        khits = st.kindex.search(query.query, depth, search_filter) if mode is not RecallMode.VECTOR else []
+        vhits = st.vindex.search(qfut.result(), depth, search_filter) if qfut is not None else []
         fused = fuse(vhits, khits, mode)
         fused = [h for h in fused if allowed(h.id)]  # a concurrent delete between search and here
         if self.config.session_context_weight > 0:

@@ -34,8 +34,8 @@ DEFAULT_SESSION_CONTEXT_WEIGHT = 0.4
 Hits = Sequence[tuple[str, float]]
 
 
-@dataclass(frozen=True)
-class FusedHit:
+@dataclass(slots=True)
+class FusedHit:  # built about 100 times per recall: slots, and not frozen (its __init__ is 3x slower)
     id: str
     fused_score: float  # relevance only, in [0, 1]
     vector_score: float = 0.0  # cosine similarity; 0 when not a vector candidate
@@ -157,22 +157,14 @@ def adjust(
     half_life in seconds, per hit (e.g. per memory type) or global; <= 0 disables recency.
     """
 
-    def get(
-        src: Mapping[str, float] | Callable[[str], float] | float,
-        id_: str,
-        default: float,
-    ) -> float:
-        if isinstance(src, (int, float)):
-            return float(src)
-        if callable(src):
-            return float(src(id_))
-        return float(src.get(id_, default))
-
+    imp_of = _getter(importance, 0.5)
+    age_of = _getter(age_seconds, 0.0)
+    hl_of = _getter(half_life, 0.0)
     out: list[FusedHit] = []
     for h in fused:
-        imp = min(max(get(importance, h.id, 0.5), 0.0), 1.0)
-        age = max(get(age_seconds, h.id, 0.0), 0.0)
-        hl = get(half_life, h.id, 0.0)
+        imp = min(max(imp_of(h.id), 0.0), 1.0)
+        age = max(age_of(h.id), 0.0)
+        hl = hl_of(h.id)
         ib = importance_weight * (2.0 * imp - 1.0)
         rb = recency_weight * math.pow(2.0, -age / hl) if hl > 0 else 0.0
         out.append(
@@ -191,3 +183,13 @@ def adjust(
         )
     out.sort(key=lambda h: -h.score)
     return out
+
+
+def _getter(src: Mapping[str, float] | Callable[[str], float] | float, default: float) -> Callable[[str], float]:
+    """One lookup function per source, chosen once per call (not per hit)."""
+    if isinstance(src, (int, float)):
+        value = float(src)
+        return lambda _id: value
+    if callable(src):
+        return src
+    return lambda id_: float(src.get(id_, default))
