@@ -212,6 +212,9 @@ def render() -> str:
             f"`python -m bench.coldstart.run`: process start → `/health` healthy and → first successful recall,"
             f" with {cold['memories']:,} memories persisted (median of {len(cold['runs'])} starts). *RSS loaded*:",
             " the server's RSS 10 s after that first recall, once the agent's graphs have loaded in the background.",
+            " The recall is sent as soon as `/health` answers; the agent is loaded by then or being preloaded",
+            " (`preload_agents`, default on), and the first recall waits for that load to finish",
+            " ([loading an agent](design/vector-index.md#loading-an-agent)).",
             "",
             "| to healthy | to first recall | RSS loaded |",
             "|---:|---:|---:|",

@@ -167,7 +167,9 @@ class Embedder:
         self.model_id = spec.model_id
         self.batch_size = max(1, batch_size)
         self.parallel_runs = max(1, threads)
-        self._pool: ThreadPoolExecutor | None = None
+        # Queries and batches have threads of their own: a query must not queue behind the
+        # runs of a large batch store (hundreds of milliseconds).
+        self._pools: dict[str, ThreadPoolExecutor] = {}
         self._pool_lock = threading.Lock()
 
         opts = ort.SessionOptions()
@@ -220,9 +222,9 @@ class Embedder:
 
     def submit_query(self, text: str) -> Future[np.ndarray]:
         """embed_query on one of the embedder's threads, so that the caller can do other work
-        (recall runs its keyword search) while the model runs. The same threads serve batches:
-        at most `threads` runs go at once, as many as the cores they are meant for."""
-        return self._executor().submit(self.embed_query, text)
+        (recall runs its keyword search) while the model runs. At most `threads` queries run at
+        once, as many as the cores they are meant for; the rest wait their turn."""
+        return self._executor("query").submit(self.embed_query, text)
 
     def embed(self, texts: list[str], kind: Kind = "document") -> np.ndarray:
         prefix = self.spec.query_prefix if kind == "query" else self.spec.document_prefix
@@ -239,7 +241,7 @@ class Embedder:
         batches = self._batches([len(e.ids) for e in encodings])
         runs: Iterable[np.ndarray]
         if len(batches) > 1 and self.parallel_runs > 1:
-            runs = self._executor().map(lambda idx: self._run([encodings[i] for i in idx]), batches)
+            runs = self._executor("batch").map(lambda idx: self._run([encodings[i] for i in idx]), batches)
         else:
             runs = (self._run([encodings[i] for i in idx]) for idx in batches)
         out: np.ndarray | None = None
@@ -250,17 +252,19 @@ class Embedder:
         assert out is not None
         return out
 
-    def _executor(self) -> ThreadPoolExecutor:
+    def _executor(self, kind: str) -> ThreadPoolExecutor:
         with self._pool_lock:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(self.parallel_runs, thread_name_prefix="engram-embed")
-            return self._pool
+            pool = self._pools.get(kind)
+            if pool is None:
+                pool = ThreadPoolExecutor(self.parallel_runs, thread_name_prefix=f"engram-embed-{kind}")
+                self._pools[kind] = pool
+            return pool
 
     def close(self) -> None:
-        """Stop the batch threads (idle ones; the session itself needs no closing)."""
+        """Stop the embedder's threads (the session itself needs no closing)."""
         with self._pool_lock:
-            pool, self._pool = self._pool, None
-        if pool is not None:
+            pools, self._pools = list(self._pools.values()), {}
+        for pool in pools:
             pool.shutdown(wait=True)
 
     def _batches(self, lengths: list[int]) -> list[list[int]]:

@@ -49,12 +49,6 @@ _SEGMENT_HEAD = struct.Struct("<4sQ")
 Allowed = Callable[[str], bool]
 
 
-def preload_graph_runtime() -> None:
-    """Import pynndescent (numba) now, e.g. on a background thread at start-up when sealed
-    segments exist, so the first graph load does not pay the multi-second import."""
-    import pynndescent  # noqa: F401
-
-
 class SnapshotStore(Protocol):
     """Opaque named blobs, durable. The storage layer encrypts them; tests use a dict."""
 
