@@ -133,6 +133,42 @@ def test_reload_with_tombstones_keeps_statistics() -> None:
     assert +reloaded._df == +ref._df
 
 
+def test_reload_of_the_growing_segment_matches_a_rebuild(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A loaded mutable snapshot's postings are grouped from its arrays (from_docs' fast path):
+    the same postings, statistics and scores as building the segment document by document."""
+    from engram_server.engine.keyword_index import _MutableKw
+
+    texts = corpus(300)
+    ids = [f"d{i}" for i in range(300)]
+    store = DictSnapshotStore()
+    ki = KeywordIndex("g", store, seal_threshold=10**6)
+    ki.add(ids, texts)
+    ki.remove(ids[:20:4])
+    ki.add([ids[50]], ["an updated text about the lake"])
+    ki.maintenance()  # persists the growing segment
+    reloaded = KeywordIndex("g", store, seal_threshold=10**6)
+    appended: list[str] = []
+    original_append = _MutableKw._append
+    monkeypatch.setattr(_MutableKw, "_append", lambda self, *a: appended.append(a[0]) or original_append(self, *a))
+    reloaded.load([])
+    assert appended == []  # the fast path: no document appended one by one
+    monkeypatch.undo()
+    slow = _MutableKw.from_docs(reloaded._mutable.docs)
+    fast = reloaded._mutable
+    assert fast.ids == slow.ids and fast.lengths == slow.lengths and fast.alive == slow.alive
+    assert {t: (list(r), list(f)) for t, (r, f) in fast.postings.items()} == {
+        t: (list(r), list(f)) for t, (r, f) in slow.postings.items()
+    }
+    assert +reloaded._df == +ki._df and reloaded._n == ki._n and reloaded._total_len == ki._total_len
+    for q in ("lake sunrise", "error disk", "caroline kids", "updated"):
+        a, b = reloaded.search(q, 20), ki.search(q, 20)
+        assert [x[0] for x in a] == [x[0] for x in b]
+        assert np.allclose([x[1] for x in a], [x[1] for x in b], rtol=1e-5)
+    reloaded.remove([ids[60]])  # writes after a fast load
+    reloaded.add(["new"], ["a brand new lake memory"])
+    assert reloaded.search("brand new", 1)[0][0] == "new"
+
+
 def test_concurrent_writes_and_sealing() -> None:
     import threading
 

@@ -143,6 +143,17 @@ def _text_hash(text: str) -> bytes:
     return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest()
 
 
+@dataclass(eq=False)
+class _RowTermCounts:
+    """Term counts of documents row by row, as the mutable snapshot stores them: row r's terms
+    are `vocab[terms[indptr[r]:indptr[r + 1]]]`, with the same slice of `counts`."""
+
+    vocab: list[str]
+    indptr: np.ndarray
+    terms: np.ndarray
+    counts: np.ndarray
+
+
 class _MutableKw:
     """Growing segment, searched with numpy: every document gets a row; each term keeps its
     postings as two growing typed arrays (rows, tf) that numpy reads without copying Python
@@ -198,12 +209,40 @@ class _MutableKw:
         return length
 
     @classmethod
-    def from_docs(cls, docs: dict[str, tuple[Counter[str], int, bytes]]) -> _MutableKw:
-        """A fresh segment holding `docs` (no dead rows). Global statistics are not touched."""
+    def from_docs(
+        cls, docs: dict[str, tuple[Counter[str], int, bytes]], counts: _RowTermCounts | None = None
+    ) -> _MutableKw:
+        """A fresh segment holding `docs` (no dead rows). Global statistics are not touched.
+
+        `counts`: the same documents' term counts as arrays, row by row in `docs` order (a
+        loaded snapshot): the postings are then grouped with numpy instead of one append per
+        term of every document (0.4 s for 20k documents)."""
         m = cls()
-        for id_, doc in docs.items():
-            m._append(id_, doc[0], doc[1])
-            m.docs[id_] = doc
+        if counts is None or len(counts.indptr) != len(docs) + 1:
+            for id_, doc in docs.items():
+                m._append(id_, doc[0], doc[1])
+                m.docs[id_] = doc
+            return m
+        m.docs = dict(docs)
+        m.ids = list(docs)
+        m.row = dict(zip(m.ids, range(len(m.ids)), strict=True))
+        m.lengths = array("f", [float(d[1]) for d in docs.values()])
+        m.alive = bytearray(b"\x01") * len(m.ids)
+        row_of = np.repeat(np.arange(len(m.ids), dtype=np.int32), np.diff(counts.indptr))
+        order = np.argsort(counts.terms, kind="stable")  # by term, rows ascending within one
+        terms = counts.terms[order]
+        rows = row_of[order]
+        freqs = counts.counts[order].astype(np.float32)
+        if len(terms) == 0:
+            return m
+        starts = np.flatnonzero(np.r_[True, terms[1:] != terms[:-1]]).tolist()
+        ends = [*starts[1:], len(terms)]
+        for a, b, j in zip(starts, ends, terms[starts].tolist(), strict=True):
+            r = array("i")
+            r.frombytes(rows[a:b].tobytes())
+            f = array("f")
+            f.frombytes(freqs[a:b].tobytes())
+            m.postings[counts.vocab[j]] = (r, f)
         return m
 
     def scores(self, idf: dict[str, float], avgdl: float, k1: float, b: float) -> np.ndarray | None:
@@ -533,7 +572,8 @@ class KeywordIndex:
                     if i is not None:
                         seg.alive[i] = False
                 segments.append(seg)
-        snap_docs = self._load_mutable_snapshot(segments)
+        snap_docs, snap_counts = self._load_mutable_snapshot(segments)
+        snap_ids = list(snap_docs)
         fresh: list[tuple[str, str]] = []
         seen: set[str] = set()
         for id_, text in texts_for_mutable:
@@ -565,7 +605,8 @@ class KeywordIndex:
                 del snap_docs[id_]
         with self._lock:
             self._segments = segments
-            self._mutable = _MutableKw.from_docs(snap_docs)
+            unchanged = len(snap_docs) == len(snap_ids)  # only deletions can happen above
+            self._mutable = _MutableKw.from_docs(snap_docs, snap_counts if unchanged else None)
             self._seq = max(seq, self._seq)
             self._recount()
             self._manifest_dirty = True
@@ -576,16 +617,19 @@ class KeywordIndex:
     def _mutable_name(self) -> str:
         return self._prefix + "mutable"
 
-    def _load_mutable_snapshot(self, segments: list[_KwSegment]) -> dict[str, tuple[Counter[str], int, bytes]]:
+    def _load_mutable_snapshot(
+        self, segments: list[_KwSegment]
+    ) -> tuple[dict[str, tuple[Counter[str], int, bytes]], _RowTermCounts | None]:
         """The growing segment's documents from its snapshot (no re-tokenising), minus ids alive
-        in a sealed segment (sealed after the snapshot was taken)."""
+        in a sealed segment (sealed after the snapshot was taken); with their term counts as
+        arrays when none was left out."""
         raw = self.snapshots.get(self._mutable_name())
         if raw is None:
-            return {}
+            return {}, None
         try:
             d = pickle.loads(raw)
             if d.get("version") != SNAPSHOT_VERSION:
-                return {}
+                return {}, None
             vocab: list[str] = d["vocab"]
             indptr = d["indptr"].tolist()
             terms = d["terms"].tolist()
@@ -594,14 +638,18 @@ class KeywordIndex:
             out: dict[str, tuple[Counter[str], int, bytes]] = {}
             for r, (id_, h) in enumerate(zip(d["ids"], d["hashes"], strict=True)):
                 a, e = indptr[r], indptr[r + 1]
-                out[id_] = (Counter(dict(zip([vocab[j] for j in terms[a:e]], counts[a:e], strict=True))), lengths[r], h)
+                # Counter's own constructor counts in Python: build the dict, then wrap it.
+                tf: Counter[str] = Counter()
+                dict.update(tf, zip([vocab[j] for j in terms[a:e]], counts[a:e], strict=True))
+                out[id_] = (tf, lengths[r], h)
+            arrays = _RowTermCounts(vocab, d["indptr"], d["terms"], d["counts"])
         except Exception:
             log.warning("keyword mutable snapshot of %s unreadable; texts come from storage", self.agent_id)
-            return {}
-        for seg in segments:
-            for id_ in [i for i in out if (j := seg.pos.get(i)) is not None and seg.alive[j]]:
-                del out[id_]
-        return out
+            return {}, None
+        sealed = [i for i in out if any((j := seg.pos.get(i)) is not None and seg.alive[j] for seg in segments)]
+        for id_ in sealed:
+            del out[id_]
+        return out, (arrays if not sealed else None)
 
     def mutable_ids(self) -> list[str]:
         with self._lock:
@@ -655,11 +703,17 @@ class KeywordIndex:
             nz = np.flatnonzero(col_df)
             # Counter.update with a mapping adds counts (plain assignment when df is empty).
             df.update(dict(zip([inv[j] for j in nz.tolist()], col_df[nz].tolist(), strict=True)))
-        for tf, length, _ in self._mutable.docs.values():
-            n += 1
-            total += length
-            for t in tf:
-                df[t] += 1
+        m = self._mutable
+        if m.n_dead == 0:  # every posting is a live document's: df is the postings' length
+            n += len(m.docs)
+            total += int(sum(d[1] for d in m.docs.values()))
+            df.update({t: len(p[0]) for t, p in m.postings.items()})
+        else:
+            for tf, length, _ in m.docs.values():
+                n += 1
+                total += length
+                for t in tf:
+                    df[t] += 1
         self._df, self._n, self._total_len = df, n, total
 
     def _write_manifest(self) -> None:

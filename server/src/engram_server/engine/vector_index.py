@@ -597,14 +597,17 @@ class VectorIndex:
         except Exception:
             log.warning("mutable vector snapshot of %s unreadable; vectors come from storage", self.agent_id)
             return
-        keep = [i for i, id_ in enumerate(ids) if not any(seg.is_alive(id_) for seg in segments)]
+        # Usually no id is in both (only a seal after the snapshot makes one): intersect first.
+        mine = set(ids)
+        sealed = {i for seg in segments for i in mine.intersection(seg.pos) if seg.is_alive(i)}
+        keep = [i for i, id_ in enumerate(ids) if id_ not in sealed] if sealed else list(range(len(ids)))
         if len(keep) != len(ids):
             ids = [ids[i] for i in keep]
             vecs = vecs[keep]
         mutable.mat = np.zeros((max(16, len(ids), min(self.seal_threshold, 1024)), self.dim), dtype=np.float32)
         mutable.mat[: len(ids)] = vecs
         mutable.ids = ids
-        mutable.pos = {x: i for i, x in enumerate(ids)}
+        mutable.pos = dict(zip(ids, range(len(ids)), strict=True))
 
     def mutable_ids(self) -> list[str]:
         with self._lock:
