@@ -7,10 +7,12 @@ import pickle
 from pathlib import Path
 
 import numpy as np
+import pytest
 from conftest import KEY
 from engram_server.engine import storage as storage_mod
 from engram_server.engine.catalogue import _FIELDS, Entry, dump_snapshot, load_snapshot
 from engram_server.engine.crypto import Cipher
+from engram_server.engine.errors import DataCorrupted
 from engram_server.engine.storage import SnapshotView, Storage
 from engram_server.engine.vector_index import SNAPSHOT_VERSION, _Segment
 
@@ -93,5 +95,27 @@ def test_chunked_snapshots_read_back_exactly(tmp_path: Path, monkeypatch) -> Non
         assert view.get("x/1001") == b"shorter"
         view.delete("x/1001")
         assert view.get("x/1001") is None
+    finally:
+        s.close()
+
+
+def test_a_snapshot_read_does_not_mix_in_a_rewrite(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Chunks are read from one RocksDB snapshot: a rewrite between two chunk reads is not seen."""
+    monkeypatch.setattr(storage_mod, "CHUNK_BYTES", 10)
+    s = Storage.open(tmp_path / "db", Cipher(KEY))
+    try:
+        view = SnapshotView(s)
+        view.put("x", b"A" * 35)
+        reading = s.scan_at_snapshot(storage_mod.CF_SNAPSHOTS, b"x")
+        assert next(reading) == (b"x", b"4")
+        view.put("x", b"B" * 35)  # rewritten after the read began
+        rest = [v for k, v in reading if k.startswith(b"x\x00")]
+        assert b"".join(rest) == b"A" * 35
+        assert view.get("x") == b"B" * 35
+        b = s.batch()
+        b.delete(storage_mod.CF_SNAPSHOTS, b"x\x00000002")
+        s.write(b)
+        with pytest.raises(DataCorrupted, match="missing chunks"):
+            view.get("x")
     finally:
         s.close()

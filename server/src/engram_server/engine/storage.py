@@ -408,6 +408,22 @@ class Storage:
         finally:
             del it
 
+    def scan_at_snapshot(self, cf: str, start: bytes, *, fill_cache: bool = True) -> Iterator[tuple[bytes, bytes]]:
+        """(key, decrypted value) from `start` on, in key order, every value as of the moment the
+        scan began (a RocksDB snapshot): a value stored under several keys is never read half
+        before and half after a rewrite. The caller stops when it has what it needs (close the
+        generator to release the snapshot at once)."""
+        snap = self._cf(cf).snapshot()
+        it = snap.iter(None if fill_cache else self._no_fill)
+        try:
+            it.seek(start)
+            while it.valid():
+                k = it.key()
+                yield k, self.cipher.open(cf, k, it.value())
+                it.next()
+        finally:
+            del it, snap
+
     def scan(self, cf: str, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
         for k, v in self.scan_raw(cf, prefix):
             yield k, self.cipher.open(cf, k, v)
@@ -499,26 +515,26 @@ class SnapshotView:
         self.storage = storage
 
     def get(self, name: str) -> bytes | bytearray | None:
+        """The blob, or None. Header and chunks are read from one RocksDB snapshot (a rewrite
+        meanwhile is not seen), one chunk at a time into one growing buffer: each chunk's
+        buffers are freed before the next is read, so they reuse the same pages (see
+        CHUNK_BYTES), and growing a large bytearray is a remap, not a copy. The header sorts
+        right before its chunks (`\\x00` is the smallest byte)."""
         key = name.encode()
-        head = self.storage.get(CF_SNAPSHOTS, key)
-        if head is None:
-            return None
-        n = int(head)
-        if n == 1:
-            return self._chunk(name, key, 0)
-        # One chunk at a time into one growing buffer: each chunk's buffers are freed before the
-        # next is read, so they reuse the same pages (see CHUNK_BYTES), and growing a large
-        # bytearray is a remap, not a copy.
-        out = bytearray()
-        for i in range(n):
-            out += self._chunk(name, key, i)
-        return out
-
-    def _chunk(self, name: str, key: bytes, i: int) -> bytes:
-        part = self.storage.get(CF_SNAPSHOTS, key + b"\x00%06d" % i, fill_cache=False)
-        if part is None:
-            raise DataCorrupted(f"snapshot {name} is missing chunks")
-        return part
+        with contextlib.closing(self.storage.scan_at_snapshot(CF_SNAPSHOTS, key, fill_cache=False)) as items:
+            first = next(items, None)
+            if first is None or first[0] != key:
+                return None
+            n = int(first[1])
+            out = bytearray()
+            for i in range(n):
+                k, part = next(items, (b"", b""))
+                if k != key + b"\x00%06d" % i:
+                    raise DataCorrupted(f"snapshot {name} is missing chunks")
+                if n == 1:
+                    return part  # one chunk: no copy
+                out += part
+            return out
 
     def put(self, name: str, data: bytes, compress: bool = True) -> None:
         """compress=False for blobs that do not compress (float32 vectors): saves the zstd work
