@@ -19,7 +19,7 @@ import gc
 import logging
 import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -408,7 +408,9 @@ class Storage:
         finally:
             del it
 
-    def scan_at_snapshot(self, cf: str, start: bytes, *, fill_cache: bool = True) -> Iterator[tuple[bytes, bytes]]:
+    def scan_at_snapshot(
+        self, cf: str, start: bytes, *, fill_cache: bool = True
+    ) -> Generator[tuple[bytes, bytes], None, None]:
         """(key, decrypted value) from `start` on, in key order, every value as of the moment the
         scan began (a RocksDB snapshot): a value stored under several keys is never read half
         before and half after a rewrite. The caller stops when it has what it needs (close the
