@@ -380,11 +380,9 @@ class Storage:
         v = self._cf(cf).get(key)
         return bytes(v) if v is not None else None
 
-    def get(self, cf: str, key: bytes, *, fill_cache: bool = True) -> bytes | None:
-        """Decrypted value, None when absent; DataCorrupted (naming the key) when tampered.
-        fill_cache=False for values read once in a while (snapshot chunks), which would evict
-        the records' blocks from the shared block cache."""
-        raw = self._cf(cf).get(key) if fill_cache else self._cf(cf).get(key, read_opt=self._no_fill)
+    def get(self, cf: str, key: bytes) -> bytes | None:
+        """Decrypted value, None when absent; DataCorrupted (naming the key) when tampered."""
+        raw = self._cf(cf).get(key)
         if raw is None:
             return None
         return self.cipher.open(cf, key, raw)
@@ -414,7 +412,8 @@ class Storage:
         """(key, decrypted value) from `start` on, in key order, every value as of the moment the
         scan began (a RocksDB snapshot): a value stored under several keys is never read half
         before and half after a rewrite. The caller stops when it has what it needs (close the
-        generator to release the snapshot at once)."""
+        generator to release the snapshot at once). fill_cache=False for values read once in a
+        while (snapshot chunks), which would evict the records' blocks from the block cache."""
         snap = self._cf(cf).snapshot()
         it = snap.iter(None if fill_cache else self._no_fill)
         try:
