@@ -97,14 +97,10 @@ class AgentState:
             self.min_expires = e.expires_at
 
     def put_entries(self, entries: list[Entry]) -> None:
-        """put_entry for many at once into an empty catalogue (loading): the totals in one pass."""
+        """put_entry for many at once into an empty catalogue (loading a snapshot, whose ids are
+        unique): the totals in one pass."""
         assert not self.entries
         self.entries = {e.id: e for e in entries}
-        if len(self.entries) != len(entries):  # never written so, but do not miscount
-            self.entries.clear()
-            for e in entries:
-                self.put_entry(e)
-            return
         self.bytes = sum(e.size for e in entries)
         self.type_counts = dict(Counter(e.mtype for e in entries))
         for e in entries:

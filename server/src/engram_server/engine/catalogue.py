@@ -212,9 +212,7 @@ def dump_snapshot(seq: int, entries: Iterable[Entry]) -> bytes:
     cols["session"] = [e.session for e in rows]
     cols["tags"] = [e.tags or None for e in rows]
     cols["meta_h"] = [e.meta_h or None for e in rows]
-    return pickle.dumps(
-        {"v": CATALOGUE_VERSION, "seq": seq, "n": len(rows), "cols": cols}, protocol=pickle.HIGHEST_PROTOCOL
-    )
+    return pickle.dumps({"v": CATALOGUE_VERSION, "seq": seq, "cols": cols}, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def load_snapshot(data: bytes | bytearray) -> CatalogueSnapshot | None:

@@ -147,11 +147,10 @@ class Embedder:
     """Thread-safe text embedder. Output: float32, L2-normalised (when the model says so).
 
     Each onnxruntime run is single-threaded; `threads` is how many runs one batch may have going
-    at once (its length buckets run side by side). Measured on 2 cores with the int8 graph, one
-    thread per run beat onnxruntime's intra-op threads for both kinds of work: a query took
-    3.0-3.9 ms against 4.0-4.5 (waking intra-op threads costs more than they save on one short
-    text), and 1024 stored texts went through at 298/s against 252-272. Concurrent requests
-    embed in parallel anyway: `session.run` releases the GIL."""
+    at once (its length buckets run side by side). On 2 cores one thread per run beat
+    onnxruntime's intra-op threads for queries and batches alike (docs/design/embeddings.md has
+    the figures and the command). Concurrent requests embed in parallel: `session.run` releases
+    the GIL."""
 
     def __init__(
         self,

@@ -646,7 +646,8 @@ class KeywordIndex:
         except Exception:
             log.warning("keyword mutable snapshot of %s unreadable; texts come from storage", self.agent_id)
             return {}, None
-        sealed = [i for i in out if any((j := seg.pos.get(i)) is not None and seg.alive[j] for seg in segments)]
+        mine = set(out)  # usually none is sealed (only a seal after the snapshot makes one)
+        sealed = {i for seg in segments for i in mine.intersection(seg.pos) if seg.alive[seg.pos[i]]}
         for id_ in sealed:
             del out[id_]
         return out, (arrays if not sealed else None)
