@@ -167,3 +167,21 @@ def test_parsing_does_not_import_pydantic_dataclasses() -> None:
         "assert P()._is_pydantic() == pydantic.dataclasses.is_pydantic_dataclass(P) == True\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_compiled_copy_handles_field_names_that_are_python_keywords() -> None:
+    """No field of the API is named like a keyword today; the generated copy must still work
+    for one (`msg.from` would not compile)."""
+    import types
+
+    from engram_server.transport import upb_encode as ue
+
+    steps = [
+        ue._Step("from_", "from", ue._SCALAR, False, None),
+        ue._Step("lambda_", "lambda", ue._REP_SCALAR, False, None),
+        ue._Step("plain", "plain", ue._SCALAR, True, None),
+    ]
+    filler = ue._compile(steps, lambda *_: None)
+    dyn = types.SimpleNamespace(**{"lambda": [], "from": None, "plain": None})
+    filler(dyn, types.SimpleNamespace(from_="x", lambda_=[1, 2], plain=0))
+    assert (getattr(dyn, "from"), getattr(dyn, "lambda"), dyn.plain) == ("x", [1, 2], 0)

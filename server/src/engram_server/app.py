@@ -155,6 +155,7 @@ class EngramApp:
 
     async def shutdown(self) -> None:
         self.state.stopping = True
+        self.access.flush()
         if self.close_engine and self.engine is not None:
             await asyncio.get_running_loop().run_in_executor(None, self.engine.close)
             event(log, "engine closed")

@@ -1414,14 +1414,10 @@ class Engine:
             for start in range(0, len(ordered), _ACCESS_FLUSH_CHUNK):
                 b = self.storage.batch()
                 with st.lock:
+                    live = [mid for mid in ordered[start : start + _ACCESS_FLUSH_CHUNK] if mid in st.entries]
                     touched = []
-                    for mid in ordered[start : start + _ACCESS_FLUSH_CHUNK]:
-                        e = st.entries.get(mid)
-                        m = self._read(st, mid) if e is not None else None
-                        if m is None or e is None:
-                            continue
-                        body = codec.memory_to_bytes(m)  # _read already carries the live counters
-                        b.put(CF_RECORDS, rec_key(st.qa, mid), body)
+                    for mid, m in self._read_many(st, live).items():  # carrying the live counters
+                        b.put(CF_RECORDS, rec_key(st.qa, mid), codec.memory_to_bytes(m))
                         touched.append(mid)
                     if not touched:
                         continue

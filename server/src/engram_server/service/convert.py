@@ -131,22 +131,24 @@ def new_memory_from_pb(req: pb.StoreMemoryRequest) -> m.NewMemory:
 
 
 def recalled_to_pb(sm: m.ScoredMemory) -> pb.RecalledMemory:
-    mem = memory_to_pb(sm.memory)
+    # The Memory fields written out, not copied from a memory_to_pb() message: a recall
+    # response builds one of these per hit, on the event loop.
+    mem = sm.memory
     out = pb.RecalledMemory(
         id=mem.id,
         agent_id=mem.agent_id,
         content=mem.content,
-        memory_type=mem.memory_type,
+        memory_type=MEMORY_TYPE_TO_PB.get(mem.memory_type, pb.MemoryType.EPISODIC),
         importance=mem.importance,
-        tags=mem.tags,
-        metadata=mem.metadata,
+        tags=list(mem.tags),
+        metadata=dict_to_struct(mem.metadata),
         session_id=mem.session_id,
-        event_time=mem.event_time,
-        created_at=mem.created_at,
-        updated_at=mem.updated_at,
-        expires_at=mem.expires_at,
+        event_time=float_to_ts(mem.event_time or mem.created_at),
+        created_at=float_to_ts(mem.created_at),
+        updated_at=float_to_ts(mem.updated_at),
+        expires_at=float_to_ts(mem.expires_at),
         access_count=mem.access_count,
-        last_accessed_at=mem.last_accessed_at,
+        last_accessed_at=float_to_ts(mem.last_accessed_at),
         version=mem.version,
         embedding_model=mem.embedding_model,
         score=sm.score,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import keyword
 from collections.abc import Callable
 from typing import Any
 
@@ -46,7 +47,7 @@ class UpbEncoder:
     def __init__(self, message_class: Callable[[str], Any], descriptor: Callable[[str], Descriptor]) -> None:
         self._message_class = message_class
         self._descriptor = descriptor
-        self._plans: dict[tuple[type, str], list[_Step] | None] = {}
+        self._fillers: dict[tuple[type, Descriptor], _Filler | None] = {}
 
     def to_upb(self, full_name: str, msg: betterproto2.Message) -> Any | None:
         """The upb message equal to `msg`, or None when its class cannot be copied."""
@@ -65,62 +66,68 @@ class UpbEncoder:
         return out
 
     # --- copying --------------------------------------------------------------------------
-    def _plan(self, cls: type, desc: Descriptor) -> list[_Step]:
-        key = (cls, desc.full_name)
-        if key in self._plans:
-            plan = self._plans[key]
-            if plan is None:
-                raise Unsupported(desc.full_name)
-            return plan
-        try:
-            plan = _build_plan(cls, desc)
-        except Unsupported:
-            self._plans[key] = None
-            raise
-        self._plans[key] = plan
-        return plan
-
     def _fill(self, dyn: Any, msg: Any, desc: Descriptor) -> None:
-        for step in self._plan(type(msg), desc):
-            value = getattr(msg, step.attr)
-            if value is None:
-                continue
-            kind = step.kind
-            if kind == _SCALAR:
-                if step.presence or value:
-                    setattr(dyn, step.name, value)
-            elif kind == _ENUM:
-                if step.presence or value:
-                    setattr(dyn, step.name, int(value))
-            elif kind == _TIMESTAMP_KIND:
-                ts = getattr(dyn, step.name)
-                seconds, nanos = _timestamp(value)
-                ts.seconds = seconds
-                ts.nanos = nanos
-            elif kind == _MESSAGE:
-                sub = getattr(dyn, step.name)
-                sub.SetInParent()  # a present, empty message still counts
-                assert step.sub is not None
-                self._fill(sub, value, step.sub)
-            elif kind == _REP_SCALAR:
-                if value:
-                    getattr(dyn, step.name).extend(value)
-            elif kind == _REP_ENUM:
-                if value:
-                    getattr(dyn, step.name).extend(int(v) for v in value)
-            elif kind == _REP_MESSAGE:
-                container = getattr(dyn, step.name)
-                assert step.sub is not None
-                for item in value:
-                    self._fill(container.add(), item, step.sub)
-            elif kind == _MAP_SCALAR:
-                if value:
-                    getattr(dyn, step.name).update(value)
-            else:  # _MAP_MESSAGE
-                container = getattr(dyn, step.name)
-                assert step.sub is not None
-                for k, v in value.items():
-                    self._fill(container[k], v, step.sub)
+        key = (type(msg), desc)
+        try:
+            filler = self._fillers[key]
+        except KeyError:
+            try:
+                filler = _compile(_build_plan(type(msg), desc), self._fill)
+            except Unsupported:
+                filler = None
+            self._fillers[key] = filler
+        if filler is None:
+            raise Unsupported(desc.full_name)
+        filler(dyn, msg)
+
+
+_Filler = Callable[[Any, Any], None]
+
+
+def _compile(plan: list[_Step], fill: Callable[[Any, Any, Descriptor], None]) -> _Filler:
+    """A function copying one class's fields, written out step by step: the same copy as
+    interpreting the plan field by field, in a third of the time (a 10-hit RecallResponse is
+    about 200 field copies)."""
+    env: dict[str, Any] = {"_timestamp": _timestamp, "_fill": fill}
+    body = []
+    for i, step in enumerate(plan):
+        v, target = f"v{i}", _attr("dyn", step.name)
+        env[f"D{i}"] = step.sub
+        body.append(f"{v} = msg.{step.attr}")
+        kind = step.kind
+        if kind in (_SCALAR, _ENUM):
+            value = f"int({v})" if kind == _ENUM else v
+            test = f"{v} is not None" if step.presence else v
+            body.append(f"if {test}: {_assign(target, step.name, value)}")
+        elif kind == _TIMESTAMP_KIND:
+            body.append(f"if {v} is not None: t = {target}; t.seconds, t.nanos = _timestamp({v})")
+        elif kind == _MESSAGE:
+            body.append(f"if {v} is not None: s = {target}; s.SetInParent(); _fill(s, {v}, D{i})")
+        elif kind == _REP_SCALAR:
+            body.append(f"if {v}: {target}.extend({v})")
+        elif kind == _REP_ENUM:
+            body.append(f"if {v}: {target}.extend([int(x) for x in {v}])")
+        elif kind == _REP_MESSAGE:
+            body.append(f"if {v}:\n  c = {target}\n  for x in {v}: _fill(c.add(), x, D{i})")
+        elif kind == _MAP_SCALAR:
+            body.append(f"if {v}: {target}.update({v})")
+        else:  # _MAP_MESSAGE
+            body.append(f"if {v}:\n  c = {target}\n  for k, x in {v}.items(): _fill(c[k], x, D{i})")
+    lines = ["def filler(dyn, msg):"] + ["  " + line.replace("\n", "\n  ") for line in body] + ["  return None"]
+    exec("\n".join(lines), env)  # the source is built above from descriptor field names only
+    filler: _Filler = env["filler"]
+    return filler
+
+
+def _attr(obj: str, name: str) -> str:
+    """`obj.name`, or getattr() for a proto field named like a Python keyword."""
+    return f"{obj}.{name}" if name.isidentifier() and not keyword.iskeyword(name) else f"getattr({obj}, {name!r})"
+
+
+def _assign(target: str, name: str, value: str) -> str:
+    if target.startswith("getattr("):
+        return f"setattr(dyn, {name!r}, {value})"
+    return f"{target} = {value}"
 
 
 def _timestamp(value: datetime.datetime) -> tuple[int, int]:
