@@ -4,7 +4,7 @@ Framing: each message is a 5-byte prefix (flag byte, big-endian uint32 length) a
 Flag bit 0 means compressed (gzip/deflate per `grpc-encoding`); in gRPC-Web bit 7 marks the
 trailers frame, which the server sends last, in the body.
 
-Hypercorn rules kept here (see docs/reference/grpc.md): the response always goes start →
+Hypercorn rules kept here (see docs/design/transport.md): the response always goes start →
 body (the last one with more_body False, empty when there is no message) → `http.response.trailers`.
 Hypercorn's trailers-only path (trailers without a start) is never used. A client that did not
 send `te: trailers` gets grpc-status in the headers instead, since Hypercorn drops trailers then.
