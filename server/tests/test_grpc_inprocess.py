@@ -9,6 +9,7 @@ from urllib.parse import unquote
 
 import pytest
 from engram._gen.engram import v1 as pb
+from engram_server.transport.grpc import _CancelOnDisconnect
 
 from .conftest import ROOT_KEY, asgi_call, grpc_frame, grpc_messages
 
@@ -151,7 +152,8 @@ async def test_deadline_exceeded(app, engine):
 
 
 async def test_client_disconnect_cancels(app, engine):
-    engine.slow = 0.3
+    # longer than the watcher's start (WATCH_AFTER) plus the fake client's disconnect delay
+    engine.slow = _CancelOnDisconnect.WATCH_AFTER + 0.4
     req = bytes(pb.RecallRequest(agent_id="a1", query="x"))
     out = await asgi_call(app, "/engram.v1.MemoryService/Recall", grpc_frame(req), GRPC, disconnect_after=0.05)
     assert out["trailers"] == {} and out["body"] == b""
