@@ -92,6 +92,11 @@ class ServerProcess:
         assert self.proc is not None
         return rss_of(self.proc.pid)
 
+    def cpu_seconds(self) -> float:
+        """CPU time the server process has used so far, all threads (user + system)."""
+        assert self.proc is not None
+        return cpu_seconds_of(self.proc.pid)
+
     def stop(self) -> None:
         if self.proc is None:
             return
@@ -123,6 +128,12 @@ def rss_of(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
     return 0
+
+
+def cpu_seconds_of(pid: int) -> float:
+    """User + system CPU seconds of a process, all its threads (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def dir_size(path: Path) -> int:

@@ -146,17 +146,22 @@ def render() -> str:
             "HTTP client. The *generator ceiling* is the same loop against `Health`: the most the load",
             "generator can issue, so an operation far below it was limited by the server.",
             "",
-            "| memories | operation | transport | clients | p50 ms | p95 ms | p99 ms | ops/s | errors | generator ceiling ops/s |",
-            "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|",
+            "*Server CPU*: the CPU the server process used during the run, per operation and in cores (of 2);",
+            "a server using well under its cores is waiting on something else (the GIL, a lock, the network).",
+            "",
+            "| memories | operation | transport | clients | p50 ms | p95 ms | p99 ms | ops/s | errors | server CPU ms/op | server cores | generator ceiling ops/s |",
+            "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for size, run in load["sizes"].items():
             for key in sorted(k for k in run if k.startswith(("recall_", "store_"))):
                 op, transport, c = key.split("_")
                 r = run[key]
                 ceiling = run.get(f"generator_ceiling_{transport}_{c}", {}).get("ops_per_s", 0)
+                cpu_op = f"{r['server_cpu_ms_per_op']:.2f}" if "server_cpu_ms_per_op" in r else "n/a"
+                cores = f"{r['server_cpu_cores']:.2f}" if "server_cpu_cores" in r else "n/a"
                 out.append(
                     f"| {int(size):,} | {op} | {transport} | {r['clients']} | {r['p50_ms']:.2f} | {r['p95_ms']:.2f} | "
-                    f"{r['p99_ms']:.2f} | {r['ops_per_s']:.0f} | {r['errors']} | {ceiling:.0f} |"
+                    f"{r['p99_ms']:.2f} | {r['ops_per_s']:.0f} | {r['errors']} | {cpu_op} | {cores} | {ceiling:.0f} |"
                 )
         out += ["", "| memories | batched ingest (memories/s) | index settled after |", "|---:|---:|---:|"]
         for size, run in load["sizes"].items():

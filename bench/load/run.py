@@ -63,9 +63,15 @@ def wait_settled(server: ServerProcess, timeout_s: float = 900.0) -> float:
 
 
 def run_concurrent(
-    clients: int, duration_s: float, make: Callable[[], Any], op: Callable[[Any, int], None]
+    clients: int,
+    duration_s: float,
+    make: Callable[[], Any],
+    op: Callable[[Any, int], None],
+    server: ServerProcess | None = None,
 ) -> dict[str, Any]:
-    """`clients` threads, each with its own client, calling op in a loop for duration_s."""
+    """`clients` threads, each with its own client, calling op in a loop for duration_s. With
+    `server`, also the CPU the server used meanwhile: cores in use and milliseconds per call (a
+    server short of two cores under 16 clients is waiting on something other than CPU)."""
     latencies: list[list[float]] = [[] for _ in range(clients)]
     errors = [0] * clients
     barrier = threading.Barrier(clients + 1)
@@ -89,6 +95,7 @@ def run_concurrent(
     for t in threads:
         t.start()
     cpu0 = os.times()
+    server_cpu0 = server.cpu_seconds() if server is not None else 0.0
     stop_at[0] = time.perf_counter() + duration_s
     started = time.perf_counter()
     barrier.wait()
@@ -97,7 +104,7 @@ def run_concurrent(
     wall = time.perf_counter() - started
     cpu1 = os.times()
     samples = [x for per in latencies for x in per]
-    return {
+    out = {
         **percentiles(samples),
         "ops_per_s": len(samples) / wall,
         "errors": sum(errors),
@@ -105,6 +112,11 @@ def run_concurrent(
         # Share of one core the load generator itself used: shows whether it was the bottleneck.
         "generator_cpu_cores": ((cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)) / wall,
     }
+    if server is not None:
+        used = server.cpu_seconds() - server_cpu0
+        out["server_cpu_cores"] = used / wall
+        out["server_cpu_ms_per_op"] = used / max(1, len(samples)) * 1000
+    return out
 
 
 def measure(server: ServerProcess, duration_s: float, concurrency: list[int]) -> dict[str, Any]:
@@ -118,10 +130,14 @@ def measure(server: ServerProcess, duration_s: float, concurrency: list[int]) ->
         for c in concurrency:
             key = f"{transport}_c{c}"
             out[f"recall_{key}"] = run_concurrent(
-                c, duration_s, make, lambda cl, i: cl.recall(AGENT, qs[i % len(qs)], 10)
+                c, duration_s, make, lambda cl, i: cl.recall(AGENT, qs[i % len(qs)], 10), server
             )
             out[f"store_{key}"] = run_concurrent(
-                c, duration_s, make, lambda cl, i: cl.store(AGENT + "-writes", store_texts[i % len(store_texts)])
+                c,
+                duration_s,
+                make,
+                lambda cl, i: cl.store(AGENT + "-writes", store_texts[i % len(store_texts)]),
+                server,
             )
             out[f"generator_ceiling_{key}"] = run_concurrent(c, min(duration_s, 3.0), make, lambda cl, _i: cl.health())
             print(
