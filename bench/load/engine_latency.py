@@ -10,7 +10,11 @@ included) on one thread.
 
 from __future__ import annotations
 
-import argparse
+from engram_server import process_tuning
+
+process_tuning.apply()  # the server's process settings (one BLAS thread...), before numpy loads
+
+import argparse  # noqa: E402
 import os
 import secrets
 import shutil

@@ -134,9 +134,10 @@ def _serve(cfg: Config, started: float) -> int:
     import gc
     import logging
 
+    from . import process_tuning
+
     gc.disable()  # during start-up only: the app turns it back on once it serves (app.py)
-    _limit_malloc_arenas()
-    _one_blas_thread()
+    process_tuning.apply()  # before anything imports numpy
 
     from . import logs
 
@@ -167,36 +168,6 @@ def _serve(cfg: Config, started: float) -> int:
         engine.close()
         return _fail(f"cannot serve: {exc}")
     return 0
-
-
-def _limit_malloc_arenas(arenas: int = 2) -> None:
-    """At most `arenas` glibc malloc arenas. glibc gives threads that allocate at the same time
-    arenas of their own (up to 8 per core) and each keeps what is freed in it; the server's
-    request, embedding and background threads left about 100 MiB more RSS at 10k memories
-    (`MALLOC_ARENA_MAX=2 python -m bench.load.engine_latency`: 515 -> 418 MiB, same latency and
-    ingest rate). An explicit MALLOC_ARENA_MAX wins; a no-op without glibc."""
-    import ctypes
-    import os
-
-    if "MALLOC_ARENA_MAX" in os.environ:
-        return
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(-8, arenas)  # -8 = M_ARENA_MAX
-    except (OSError, AttributeError):
-        pass
-
-
-def _one_blas_thread() -> None:
-    """OpenBLAS runs single-threaded in the server. The exact search of the growing vector
-    segment is a BLAS product; with OpenBLAS's default pool its second thread then spins for
-    about 0.1 s after every product, on a core the next request needs: at 16 concurrent gRPC
-    clients that spin was a third of the server's CPU (18.9 -> 11.8 ms CPU per recall). The
-    server's parallelism is its requests. Read by OpenBLAS when numpy loads, so it is set
-    before any import of numpy; an explicit OPENBLAS_NUM_THREADS wins."""
-    import os
-
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 
 def _current_key(cfg: Config) -> bytes:
