@@ -22,42 +22,22 @@ from hypercorn.protocol.h2 import H2Protocol
 TRAILERS = [(b"grpc-status", b"0"), (b"grpc-message", b"")]
 
 
-def _unary(body: bytes) -> Any:
+def _app(parts: list[bytes], *, streamed: bool = False, pause: float = 0.0) -> Any:
+    """An ASGI app answering as the gRPC transport does: start, the body (one last message, or
+    `parts` streamed then an empty last one), trailers."""
+    start = {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/grpc")]}
+
     async def app(scope: Any, receive: Any, send: Any) -> None:
         while (await receive()).get("more_body"):
             pass
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [(b"content-type", b"application/grpc")],
-                "trailers": True,
-            }
-        )
-        await send({"type": "http.response.body", "body": body, "more_body": False})
-        await send({"type": "http.response.trailers", "headers": TRAILERS, "more_trailers": False})
-
-    return app
-
-
-def _streamed(parts: list[bytes], pause: float = 0.0) -> Any:
-    async def app(scope: Any, receive: Any, send: Any) -> None:
-        while (await receive()).get("more_body"):
-            pass
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [(b"content-type", b"application/grpc")],
-                "trailers": True,
-            }
-        )
+        await send({**start, "trailers": True})
         if pause:
             await asyncio.sleep(pause)  # headers must not wait for the first message
-        for part in parts:
+        last = parts[0] if not streamed else b""
+        for part in parts if streamed else []:
             await send({"type": "http.response.body", "body": part, "more_body": True})
             await asyncio.sleep(0)
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        await send({"type": "http.response.body", "body": last, "more_body": False})
         await send({"type": "http.response.trailers", "headers": TRAILERS, "more_trailers": False})
 
     return app
@@ -136,8 +116,8 @@ async def _exchange(protocol_cls: type[H2Protocol], app: Any, *, watch_headers: 
 @pytest.mark.parametrize("size", [0, 5, 3000])
 def test_unary_response_is_one_write(size: int) -> None:
     body = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
-    ours = asyncio.run(_exchange(CoalescingH2Protocol, _unary(body)))
-    theirs = asyncio.run(_exchange(H2Protocol, _unary(body)))
+    ours = asyncio.run(_exchange(CoalescingH2Protocol, _app([body])))
+    theirs = asyncio.run(_exchange(H2Protocol, _app([body])))
     for r in (ours, theirs):
         assert (r["status"], r["body"], r["trailers"]) == (b"200", body, TRAILERS)
     assert len(ours["writes"]) == 1, ours["writes"]
@@ -146,17 +126,17 @@ def test_unary_response_is_one_write(size: int) -> None:
 
 def test_body_larger_than_a_frame_keeps_flow_control() -> None:
     body = b"m" * 100_000  # over the 16 KiB frame and the 64 KiB initial window
-    ours = asyncio.run(_exchange(CoalescingH2Protocol, _unary(body)))
+    ours = asyncio.run(_exchange(CoalescingH2Protocol, _app([body])))
     assert (ours["status"], ours["body"], ours["trailers"]) == (b"200", body, TRAILERS)
 
 
 def test_streamed_messages_arrive_in_order() -> None:
     parts = [bytes([i]) * (100 + i) for i in range(20)]
-    ours = asyncio.run(_exchange(CoalescingH2Protocol, _streamed(parts)))
+    ours = asyncio.run(_exchange(CoalescingH2Protocol, _app(parts, streamed=True)))
     assert (ours["status"], ours["body"], ours["trailers"]) == (b"200", b"".join(parts), TRAILERS)
 
 
 def test_headers_are_not_held_for_a_body_that_comes_later() -> None:
-    ours = asyncio.run(_exchange(CoalescingH2Protocol, _streamed([b"late"], pause=0.2), watch_headers=0.2))
+    ours = asyncio.run(_exchange(CoalescingH2Protocol, _app([b"late"], streamed=True, pause=0.2), watch_headers=0.2))
     assert ours["headers_before_body"] is True
     assert (ours["body"], ours["trailers"]) == (b"late", TRAILERS)
