@@ -31,11 +31,13 @@ class BenchClient(Protocol):
     def store(self, agent_id: str, content: str) -> str: ...
     def batch_store(self, agent_id: str, contents: list[str]) -> int: ...
     def recall(self, agent_id: str, query: str, top_k: int = 10) -> list[str]: ...
+    last_took_ms: float  # the server's own `took_ms` of the last recall (engine time, no transport)
     def close(self) -> None: ...
 
 
 class GrpcClient:
     transport = "grpc"
+    last_took_ms = 0.0
 
     def __init__(self, target: str) -> None:
         self._channel = grpc.insecure_channel(
@@ -66,6 +68,7 @@ class GrpcClient:
 
     def recall(self, agent_id: str, query: str, top_k: int = 10) -> list[str]:
         resp = self._recall(RecallRequest(agent_id=agent_id, query=query, top_k=top_k), metadata=_METADATA)
+        self.last_took_ms = float(resp.took_ms)
         return [m.id for m in resp.memories]
 
     def health(self) -> None:
@@ -77,6 +80,7 @@ class GrpcClient:
 
 class RestClient:
     transport = "rest"
+    last_took_ms = 0.0
 
     def __init__(self, base_url: str) -> None:
         self._http = httpx.Client(
@@ -99,6 +103,7 @@ class RestClient:
 
     def recall(self, agent_id: str, query: str, top_k: int = 10) -> list[str]:
         data = self._post("/v1/memories/recall", {"agent_id": agent_id, "query": query, "top_k": top_k})
+        self.last_took_ms = float(data.get("took_ms", 0.0))
         return [m["id"] for m in data.get("memories", [])]
 
     def health(self) -> None:

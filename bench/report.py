@@ -178,18 +178,22 @@ def render() -> str:
             "embedding included; measured once the index has settled (full segments sealed into graphs by the",
             "worker process, graphs loaded; the time that took after the ingest is its own column). RSS is this",
             "process's after the ingest. The process runs under the server's own settings (`process_tuning`: one BLAS",
-            "thread, two malloc arenas), so the last column is what the gRPC hop adds (server p50 with 1 client − engine p50).",
+            "thread, two malloc arenas). *gRPC overhead* is what the gRPC hop adds: the server's recall p50 with 1 client",
+            "minus this engine p50. Those are two runs, in two processes; *same run* subtracts instead the server's own",
+            "`took_ms` (its engine time) of the very calls the client timed, which machine noise between runs cannot move.",
             "",
-            "| memories | recall p50 ms | recall p99 ms | query embedding p50 ms | ingest memories/s | index settled after | RSS | gRPC overhead p50 ms |",
-            "|---:|---:|---:|---:|---:|---:|---:|---:|",
+            "| memories | recall p50 ms | recall p99 ms | query embedding p50 ms | ingest memories/s | index settled after | RSS | gRPC overhead p50 ms | same run |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for size, e in engine["sizes"].items():
             server = (load or {}).get("sizes", {}).get(size, {}).get("recall_grpc_c1")
             overhead = f"{server['p50_ms'] - e['recall']['p50_ms']:.2f}" if server else "n/a"
+            took = (server or {}).get("server_took_p50_ms")
+            same_run = f"{server['p50_ms'] - took:.2f}" if server and took is not None else "n/a"
             out.append(
                 f"| {int(size):,} | {e['recall']['p50_ms']:.2f} | {e['recall']['p99_ms']:.2f} | "
                 f"{e['query_embedding']['p50_ms']:.2f} | {e['ingest_memories_per_s']:.0f} | "
-                f"{_seconds(e.get('index_settle_s'))} | {_mib(e['rss_bytes'])} | {overhead} |"
+                f"{_seconds(e.get('index_settle_s'))} | {_mib(e['rss_bytes'])} | {overhead} | {same_run} |"
             )
         out.append("")
     if scale:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import threading
 import time
 from collections.abc import Callable
@@ -129,9 +130,14 @@ def measure(server: ServerProcess, duration_s: float, concurrency: list[int]) ->
 
         for c in concurrency:
             key = f"{transport}_c{c}"
-            out[f"recall_{key}"] = run_concurrent(
-                c, duration_s, make, lambda cl, i: cl.recall(AGENT, qs[i % len(qs)], 10), server
-            )
+            took: list[float] = []  # the server's own took_ms: engine time of the same calls
+
+            def recall(cl: Any, i: int, took: list[float] = took) -> None:
+                cl.recall(AGENT, qs[i % len(qs)], 10)
+                took.append(cl.last_took_ms)
+
+            out[f"recall_{key}"] = run_concurrent(c, duration_s, make, recall, server)
+            out[f"recall_{key}"]["server_took_p50_ms"] = statistics.median(took) if took else None
             out[f"store_{key}"] = run_concurrent(
                 c,
                 duration_s,
