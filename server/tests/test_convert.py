@@ -31,8 +31,8 @@ def _memory() -> m.Memory:
 
 
 def test_recalled_memory_carries_every_memory_field_as_memory_to_pb_does() -> None:
-    """recalled_to_pb writes the Memory fields out itself (it is on every recall's path): a
-    field added to Memory must not be forgotten there."""
+    """RecalledMemory repeats Memory's fields: every one of them must reach a recall hit as it
+    reaches a plain Memory (a field added to Memory must not be missing from recall)."""
     mem = _memory()
     plain = cv.memory_to_pb(mem)
     recalled = cv.recalled_to_pb(m.ScoredMemory(memory=mem, score=0.5, vector_score=0.4, keyword_score=0.3))

@@ -35,7 +35,8 @@ def one_blas_thread() -> None:
     """OpenBLAS runs single-threaded. The exact search of the growing vector segment is a BLAS
     product; with OpenBLAS's default pool its second thread then spins for about 0.1 s after
     every product, on a core the next request needs: at 16 concurrent gRPC clients that spin
-    was a third of the server's CPU (18.9 -> 11.8 ms CPU per recall). The server's parallelism
-    is its requests. OpenBLAS reads this when numpy loads, so it must be set before any import
-    of numpy; an explicit OPENBLAS_NUM_THREADS wins."""
+    was about a third of the server's CPU (the *server CPU ms/op* of `python -m bench.load.run`,
+    with and without OPENBLAS_NUM_THREADS=2). The server's parallelism is its requests.
+    OpenBLAS reads this when numpy loads, so it must be set before any import of numpy; an
+    explicit OPENBLAS_NUM_THREADS wins."""
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")

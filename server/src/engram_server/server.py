@@ -48,8 +48,8 @@ def hypercorn_config(cfg: Config) -> HConfig:
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     """uvloop where it exists (not on Windows): its event loop is C, and the event loop's thread
-    is the one the server's throughput waits on. At 16 concurrent gRPC clients it cut that
-    thread's CPU per recall by about a tenth (16 clients of `python -m bench.load.run`)."""
+    is the one the server's throughput waits on; in paired 16-client runs it lowered the
+    server's CPU per recall."""
     try:
         import uvloop
     except ImportError:

@@ -1,8 +1,8 @@
 """Serialisation of domain records to the bytes that storage seals (compact JSON).
 
 Memory records go through orjson: every recall decodes the records it returns and the access
-flush rewrites them, and orjson does both 4-6x faster than the json module (a record: 11 -> 3 us
-to parse, 16 -> 2 us to write). The bytes are the same compact JSON either way, so records
+flush rewrites them, and orjson does both several times faster than the json module. The bytes
+are the same compact JSON either way, so records
 written by either load with either. What orjson refuses (an integer beyond 64 bits in
 metadata, from an in-process caller) falls back to the json module.
 """

@@ -71,25 +71,31 @@ def memory_type_to_engine(value: Any) -> m.MemoryType:
 
 
 # --- memories ---------------------------------------------------------------------------------
+def _memory_fields(mem: m.Memory) -> dict[str, Any]:
+    """The Memory message's fields, for pb.Memory and for pb.RecalledMemory (which repeats them
+    and adds the scores): one list, and a recall hit builds one message, not two."""
+    return {
+        "id": mem.id,
+        "agent_id": mem.agent_id,
+        "content": mem.content,
+        "memory_type": MEMORY_TYPE_TO_PB.get(mem.memory_type, pb.MemoryType.EPISODIC),
+        "importance": mem.importance,
+        "tags": list(mem.tags),
+        "metadata": dict_to_struct(mem.metadata),
+        "session_id": mem.session_id,
+        "event_time": float_to_ts(mem.event_time or mem.created_at),
+        "created_at": float_to_ts(mem.created_at),
+        "updated_at": float_to_ts(mem.updated_at),
+        "expires_at": float_to_ts(mem.expires_at),
+        "access_count": mem.access_count,
+        "last_accessed_at": float_to_ts(mem.last_accessed_at),
+        "version": mem.version,
+        "embedding_model": mem.embedding_model,
+    }
+
+
 def memory_to_pb(mem: m.Memory) -> pb.Memory:
-    return pb.Memory(
-        id=mem.id,
-        agent_id=mem.agent_id,
-        content=mem.content,
-        memory_type=MEMORY_TYPE_TO_PB.get(mem.memory_type, pb.MemoryType.EPISODIC),
-        importance=mem.importance,
-        tags=list(mem.tags),
-        metadata=dict_to_struct(mem.metadata),
-        session_id=mem.session_id,
-        event_time=float_to_ts(mem.event_time or mem.created_at),
-        created_at=float_to_ts(mem.created_at),
-        updated_at=float_to_ts(mem.updated_at),
-        expires_at=float_to_ts(mem.expires_at),
-        access_count=mem.access_count,
-        last_accessed_at=float_to_ts(mem.last_accessed_at),
-        version=mem.version,
-        embedding_model=mem.embedding_model,
-    )
+    return pb.Memory(**_memory_fields(mem))
 
 
 def memory_from_pb(msg: pb.Memory) -> m.Memory:
@@ -131,26 +137,8 @@ def new_memory_from_pb(req: pb.StoreMemoryRequest) -> m.NewMemory:
 
 
 def recalled_to_pb(sm: m.ScoredMemory) -> pb.RecalledMemory:
-    # The Memory fields written out, not copied from a memory_to_pb() message: a recall
-    # response builds one of these per hit, on the event loop.
-    mem = sm.memory
     out = pb.RecalledMemory(
-        id=mem.id,
-        agent_id=mem.agent_id,
-        content=mem.content,
-        memory_type=MEMORY_TYPE_TO_PB.get(mem.memory_type, pb.MemoryType.EPISODIC),
-        importance=mem.importance,
-        tags=list(mem.tags),
-        metadata=dict_to_struct(mem.metadata),
-        session_id=mem.session_id,
-        event_time=float_to_ts(mem.event_time or mem.created_at),
-        created_at=float_to_ts(mem.created_at),
-        updated_at=float_to_ts(mem.updated_at),
-        expires_at=float_to_ts(mem.expires_at),
-        access_count=mem.access_count,
-        last_accessed_at=float_to_ts(mem.last_accessed_at),
-        version=mem.version,
-        embedding_model=mem.embedding_model,
+        **_memory_fields(sm.memory),
         score=sm.score,
         vector_score=sm.vector_score,
         keyword_score=sm.keyword_score,
