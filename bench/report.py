@@ -148,9 +148,11 @@ def render() -> str:
             "",
             "*Server CPU*: the CPU the server process used during the run, per operation and in cores (of 2);",
             "a server using well under its cores is waiting on something else (the GIL, a lock, the network).",
+            "Recall runs several windows (`--rounds`); its ops/s is the median window's, and *windows* lists",
+            "each window's, so the spread the machine adds is in view.",
             "",
-            "| memories | operation | transport | clients | p50 ms | p95 ms | p99 ms | ops/s | errors | server CPU ms/op | server cores | generator ceiling ops/s |",
-            "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+            "| memories | operation | transport | clients | p50 ms | p95 ms | p99 ms | ops/s | windows ops/s | errors | server CPU ms/op | server cores | generator ceiling ops/s |",
+            "|---:|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|",
         ]
         for size, run in load["sizes"].items():
             for key in sorted(k for k in run if k.startswith(("recall_", "store_"))):
@@ -159,9 +161,12 @@ def render() -> str:
                 ceiling = run.get(f"generator_ceiling_{transport}_{c}", {}).get("ops_per_s", 0)
                 cpu_op = f"{r['server_cpu_ms_per_op']:.2f}" if "server_cpu_ms_per_op" in r else "n/a"
                 cores = f"{r['server_cpu_cores']:.2f}" if "server_cpu_cores" in r else "n/a"
+                windows = r.get("ops_per_s_windows") or []
+                spread = " / ".join(f"{w:.0f}" for w in windows) if len(windows) > 1 else ""
                 out.append(
                     f"| {int(size):,} | {op} | {transport} | {r['clients']} | {r['p50_ms']:.2f} | {r['p95_ms']:.2f} | "
-                    f"{r['p99_ms']:.2f} | {r['ops_per_s']:.0f} | {r['errors']} | {cpu_op} | {cores} | {ceiling:.0f} |"
+                    f"{r['p99_ms']:.2f} | {r['ops_per_s']:.0f} | {spread} | {r['errors']} | {cpu_op} | {cores} | "
+                    f"{ceiling:.0f} |"
                 )
         out += ["", "| memories | batched ingest (memories/s) | index settled after |", "|---:|---:|---:|"]
         for size, run in load["sizes"].items():

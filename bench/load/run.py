@@ -4,7 +4,8 @@
     .venv/bin/python -m bench.load.run --sizes 10000 100000     # full (make bench-full)
 
 For each corpus size: a fresh server, batched ingest of the seeded corpus (memories/s), then
-store and recall latency (p50/p95/p99) and throughput (ops/s) per transport and concurrency.
+store and recall latency (p50/p95/p99) and throughput (ops/s) per transport and concurrency;
+recall runs `--rounds` windows (3) and reports the median window's throughput.
 The load generator's own ceiling is measured against `Health` with the same threads and
 clients, so a reader can see it was not the bottleneck.
 """
@@ -69,27 +70,34 @@ def run_concurrent(
     make: Callable[[], Any],
     op: Callable[[Any, int], None],
     server: ServerProcess | None = None,
+    rounds: int = 1,
 ) -> dict[str, Any]:
-    """`clients` threads, each with its own client, calling op in a loop for duration_s. With
-    `server`, also the CPU the server used meanwhile: cores in use and milliseconds per call (a
-    server short of two cores under 16 clients is waiting on something other than CPU)."""
+    """`clients` threads, each with its own client, calling op in a loop for `rounds` windows of
+    duration_s. Latency percentiles are over every call; throughput is the median window's, so
+    that one window slowed by the machine (its steal time varies from minute to minute) does
+    not decide the figure. With `server`, also the CPU the server used meanwhile: cores in use
+    and milliseconds per call (a server short of two cores under 16 clients is waiting on
+    something other than CPU)."""
     latencies: list[list[float]] = [[] for _ in range(clients)]
     errors = [0] * clients
     barrier = threading.Barrier(clients + 1)
+    window_end = threading.Barrier(clients + 1)
     stop_at = [0.0]
 
     def worker(idx: int) -> None:
         client = make()
-        barrier.wait()
         i = idx
-        while time.perf_counter() < stop_at[0]:
-            t0 = time.perf_counter()
-            try:
-                op(client, i)
-            except Exception:  # noqa: BLE001 - a benchmark counts errors, it does not stop
-                errors[idx] += 1
-            latencies[idx].append(time.perf_counter() - t0)
-            i += clients
+        for _ in range(rounds):
+            barrier.wait()
+            while time.perf_counter() < stop_at[0]:
+                t0 = time.perf_counter()
+                try:
+                    op(client, i)
+                except Exception:  # noqa: BLE001 - a benchmark counts errors, it does not stop
+                    errors[idx] += 1
+                latencies[idx].append(time.perf_counter() - t0)
+                i += clients
+            window_end.wait()
         client.close()
 
     threads = [threading.Thread(target=worker, args=(k,), daemon=True) for k in range(clients)]
@@ -97,17 +105,25 @@ def run_concurrent(
         t.start()
     cpu0 = os.times()
     server_cpu0 = server.cpu_seconds() if server is not None else 0.0
-    stop_at[0] = time.perf_counter() + duration_s
-    started = time.perf_counter()
-    barrier.wait()
+    wall = 0.0
+    per_window: list[float] = []
+    for _ in range(rounds):
+        before = sum(len(per) for per in latencies)
+        stop_at[0] = time.perf_counter() + duration_s
+        started = time.perf_counter()
+        barrier.wait()
+        window_end.wait()
+        took = time.perf_counter() - started
+        wall += took
+        per_window.append((sum(len(per) for per in latencies) - before) / took)
     for t in threads:
         t.join()
-    wall = time.perf_counter() - started
     cpu1 = os.times()
     samples = [x for per in latencies for x in per]
     out = {
         **percentiles(samples),
-        "ops_per_s": len(samples) / wall,
+        "ops_per_s": statistics.median(per_window),
+        "ops_per_s_windows": per_window,
         "errors": sum(errors),
         "clients": clients,
         # Share of one core the load generator itself used: shows whether it was the bottleneck.
@@ -120,7 +136,7 @@ def run_concurrent(
     return out
 
 
-def measure(server: ServerProcess, duration_s: float, concurrency: list[int]) -> dict[str, Any]:
+def measure(server: ServerProcess, duration_s: float, concurrency: list[int], rounds: int = 1) -> dict[str, Any]:
     qs = queries(2000)
     store_texts = corpus(200_000, seed=99)
     out: dict[str, Any] = {}
@@ -136,7 +152,7 @@ def measure(server: ServerProcess, duration_s: float, concurrency: list[int]) ->
                 cl.recall(AGENT, qs[i % len(qs)], 10)
                 took.append(cl.last_took_ms)
 
-            out[f"recall_{key}"] = run_concurrent(c, duration_s, make, recall, server)
+            out[f"recall_{key}"] = run_concurrent(c, duration_s, make, recall, server, rounds)
             out[f"recall_{key}"]["server_took_p50_ms"] = statistics.median(took) if took else None
             out[f"store_{key}"] = run_concurrent(
                 c,
@@ -161,6 +177,9 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000])
     parser.add_argument("--duration", type=float, default=8.0, help="seconds per measurement")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="recall windows per transport and concurrency (median throughput)"
+    )
     args = parser.parse_args()
     results: dict[str, Any] = {"sizes": {}}
     for n in args.sizes:
@@ -173,7 +192,7 @@ def main() -> None:
                 f"index settled {ing['settle_seconds']:.0f} s later",
                 flush=True,
             )
-            results["sizes"][str(n)] = {"ingest": ing, **measure(server, args.duration, args.concurrency)}
+            results["sizes"][str(n)] = {"ingest": ing, **measure(server, args.duration, args.concurrency, args.rounds)}
     write_result("load", results)
 
 

@@ -43,6 +43,13 @@ def test_bad_values_are_clear(tmp_path):
         load({}, env={}, config_file=bad)
 
 
+def test_access_flush_interval_is_bounded_and_reaches_the_engine():
+    assert Config(access_flush_seconds=2.5).engine_config().access_flush_seconds == 2.5
+    for bad in (0.0, -1.0, 7200.0):
+        with pytest.raises(ValueError, match="--access-flush-seconds"):
+            Config(access_flush_seconds=bad).validate()
+
+
 def test_non_loopback_without_key_is_refused():
     with pytest.raises(ValueError, match="without an API key"):
         Config(host="0.0.0.0").validate()

@@ -63,6 +63,7 @@ class Config:
     embedding_arena: bool = False
     reembed_on_model_change: bool = False
     session_context_weight: float = 0.4
+    access_flush_seconds: float = 10.0
     log_level: str = "info"
     access_log: bool = True
     shutdown_timeout: float = 10.0
@@ -115,6 +116,8 @@ class Config:
             raise ValueError(f"--embedding-precision must be auto, int8 or float32, got {self.embedding_precision}")
         if not 0.0 <= self.session_context_weight <= 1.0:
             raise ValueError(f"--session-context-weight must be between 0 and 1, got {self.session_context_weight}")
+        if not 0.05 <= self.access_flush_seconds <= 3600:
+            raise ValueError(f"--access-flush-seconds must be between 0.05 and 3600, got {self.access_flush_seconds}")
 
     def encryption_key_bytes(self) -> bytes | None:
         if not self.encryption_key:
@@ -136,6 +139,7 @@ class Config:
             worker_threads=self.worker_threads,
             preload_agents=self.preload_agents,
             session_context_weight=self.session_context_weight,
+            access_flush_seconds=self.access_flush_seconds,
         )
 
     def redacted(self) -> dict[str, Any]:
@@ -223,6 +227,12 @@ OPTIONS: list[Option] = [
         "float",
         "Share of a recall hit's relevance lent to the memories before and after it in the same "
         "session (0 turns it off; docs/design/recall.md).",
+    ),
+    Option(
+        "access_flush_seconds",
+        "float",
+        "Most seconds between writes of access counts and last-access times into the records (and "
+        "at shutdown); recall returns them live meanwhile. A crash loses at most this much of them.",
     ),
     Option("log_level", "str", "Log level: debug, info, warning, error."),
     Option("access_log", "bool", "Log one JSON line per request."),

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 from conftest import FakeEmbedder, open_engine
+from engram_server.engine import codec
 from engram_server.engine.engine import Engine
 from engram_server.engine.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from engram_server.engine.ids import rec_key
 from engram_server.engine.models import (
     ApiKeyRecord,
     MemoryFilter,
@@ -19,7 +21,7 @@ from engram_server.engine.models import (
     RecallQuery,
     TimeRange,
 )
-from engram_server.engine.storage import COLUMN_FAMILIES
+from engram_server.engine.storage import CF_RECORDS, COLUMN_FAMILIES
 
 
 @pytest.mark.parametrize(
@@ -321,6 +323,36 @@ def test_restart_keeps_everything(data_dir: Path) -> None:
         assert len(eng.graph("a", ids[2]).links) == 1
         with pytest.raises(NotFound):
             eng.get(ids[4])
+    finally:
+        eng.close()
+
+
+def test_access_counts_are_flushed_periodically_and_at_close(data_dir: Path) -> None:
+    eng = open_engine(data_dir, access_flush_seconds=0.1, background_interval_seconds=3600.0)
+    m, _ = eng.store(NewMemory("a", "counted fact about zeppelins"))
+    eng.recall(RecallQuery("a", "zeppelins", top_k=1))
+    deadline = time.monotonic() + 10
+    st = eng._agent("a")
+
+    def stored_count() -> int:  # the record in RocksDB, not the live counter reads return
+        raw = eng.storage.get(CF_RECORDS, rec_key(st.qa, m.id))
+        assert raw is not None
+        return codec.memory_from_bytes(raw).access_count
+
+    while stored_count() != 1:
+        assert time.monotonic() < deadline, "the access count never reached the record"
+        time.sleep(0.05)
+    eng.close()
+    eng = open_engine(data_dir, access_flush_seconds=3600.0, background_interval_seconds=3600.0)
+    try:
+        eng.recall(RecallQuery("a", "zeppelins", top_k=1))
+        time.sleep(0.3)
+        st = eng._agent("a")
+        assert stored_count() == 1  # not yet written: the flush is an hour away
+        eng.close()  # ...but it goes out at close
+        eng = open_engine(data_dir)
+        got = eng.get(m.id)
+        assert got.access_count == 2 and got.last_accessed_at is not None
     finally:
         eng.close()
 

@@ -27,6 +27,11 @@ class EngineConfig:
         default_factory=lambda: {"episodic": 30.0, "semantic": 365.0, "procedural": 365.0, "working": 1.0}
     )
     background_interval_seconds: float = 30.0
+    # Access counts and last-access times live in memory (recall and reads return them at once)
+    # and are written into the records at most this often, and at close. Each write rewrites a
+    # whole record, so coalescing the accesses of a busy working set saves most of that work; a
+    # crash loses at most this many seconds of access counts, never a memory.
+    access_flush_seconds: float = 10.0
     # How much of a hit's relevance its session neighbours receive in recall (0 = off; fusion.py).
     session_context_weight: float = 0.4
     # Re-embed every memory at open when the data dir's vectors come from another model

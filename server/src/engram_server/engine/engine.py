@@ -1315,7 +1315,7 @@ class Engine:
     # --- background -------------------------------------------------------------------------
     def _background(self) -> None:
         interval = max(0.05, self.config.background_interval_seconds)
-        flush_every = min(1.0, interval)
+        flush_every = max(0.05, min(self.config.access_flush_seconds, interval))
         last_heavy = time.monotonic()
         while not self._stop.wait(flush_every):
             try:
