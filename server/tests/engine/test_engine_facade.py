@@ -327,28 +327,27 @@ def test_restart_keeps_everything(data_dir: Path) -> None:
         eng.close()
 
 
+def _stored_access_count(eng: Engine, agent_id: str, memory_id: str) -> int:
+    """The access count in the record in RocksDB, not the live counter that reads return."""
+    raw = eng.storage.get(CF_RECORDS, rec_key(eng._agent(agent_id).qa, memory_id))
+    assert raw is not None
+    return codec.memory_from_bytes(raw).access_count
+
+
 def test_access_counts_are_flushed_periodically_and_at_close(data_dir: Path) -> None:
-    eng = open_engine(data_dir, access_flush_seconds=0.1, background_interval_seconds=3600.0)
+    eng = open_engine(data_dir, access_flush_seconds=0.1)
     m, _ = eng.store(NewMemory("a", "counted fact about zeppelins"))
     eng.recall(RecallQuery("a", "zeppelins", top_k=1))
     deadline = time.monotonic() + 10
-    st = eng._agent("a")
-
-    def stored_count() -> int:  # the record in RocksDB, not the live counter reads return
-        raw = eng.storage.get(CF_RECORDS, rec_key(st.qa, m.id))
-        assert raw is not None
-        return codec.memory_from_bytes(raw).access_count
-
-    while stored_count() != 1:
+    while _stored_access_count(eng, "a", m.id) != 1:
         assert time.monotonic() < deadline, "the access count never reached the record"
         time.sleep(0.05)
     eng.close()
-    eng = open_engine(data_dir, access_flush_seconds=3600.0, background_interval_seconds=3600.0)
+    eng = open_engine(data_dir, access_flush_seconds=3600.0)
     try:
         eng.recall(RecallQuery("a", "zeppelins", top_k=1))
         time.sleep(0.3)
-        st = eng._agent("a")
-        assert stored_count() == 1  # not yet written: the flush is an hour away
+        assert _stored_access_count(eng, "a", m.id) == 1  # not yet written: the flush is an hour away
         eng.close()  # ...but it goes out at close
         eng = open_engine(data_dir)
         got = eng.get(m.id)
