@@ -89,7 +89,7 @@ def _compile(plan: list[_Step], fill: Callable[[Any, Any, Descriptor], None]) ->
     """A function copying one class's fields, one statement per field: the same copy as
     interpreting the plan, without looking up each step's kind and names on every message (a
     10-hit RecallResponse is about 200 field copies, on the event loop)."""
-    env: dict[str, Any] = {"_timestamp": _timestamp, "_fill": fill}
+    env: dict[str, Any] = {"_timestamp": timestamp_parts, "_fill": fill}
     body = []
     for i, step in enumerate(plan):
         v, target = f"v{i}", _attr("dyn", step.name)
@@ -131,7 +131,7 @@ def _assign(target: str, name: str, value: str) -> str:
     return f"{target} = {value}"
 
 
-def _timestamp(value: datetime.datetime) -> tuple[int, int]:
+def timestamp_parts(value: datetime.datetime) -> tuple[int, int]:
     """As betterproto2's Timestamp.from_datetime: exact microseconds, aware datetimes only."""
     if not value.tzinfo:
         raise ValueError("datetime must be timezone aware")
