@@ -112,19 +112,21 @@ class JsonEncoder:
         for number in sorted(by_number):  # json_format writes set fields in field-number order
             fd = by_number[number]
             v = f"v{number}"
-            convert = self._converter(fd, env, v)
             set_lines.append(f"{v} = {_attr('msg', attrs[number])}")
             if fd.is_repeated:
                 set_lines.append(f"if {v}: js[{fd.name!r}] = [{self._converter(fd, env, 'x')} for x in {v}]")
             elif fd.has_presence:
-                set_lines.append(f"if {v} is not None: js[{fd.name!r}] = {convert}")
-            else:
-                set_lines.append(f"if {v}: js[{fd.name!r}] = {convert}")
+                set_lines.append(f"if {v} is not None: js[{fd.name!r}] = {self._converter(fd, env, v)}")
+            else:  # as the upb copy: a zero value is not set (json_format then writes the default)
+                set_lines.append(f"if {v}: js[{fd.name!r}] = {self._converter(fd, env, v)}")
         for fd in desc.fields:  # then unset fields without presence, in declaration order
             if fd.has_presence:
                 continue
-            env[f"D{fd.number}"] = [] if fd.is_repeated else _default(fd)
-            default = "[]" if fd.is_repeated else f"D{fd.number}"
+            if fd.is_repeated:
+                default = "[]"  # a new list per message
+            else:
+                env[f"D{fd.number}"] = _default(fd)
+                default = f"D{fd.number}"
             default_lines.append(f"if {fd.name!r} not in js: js[{fd.name!r}] = {default}")
         body = ["js = {}", *set_lines, *default_lines, "return js"]
         source = "def writer(msg):\n" + "\n".join("  " + line for line in body)
