@@ -92,7 +92,7 @@ def _compile(plan: list[_Step], fill: Callable[[Any, Any, Descriptor], None]) ->
     env: dict[str, Any] = {"_timestamp": timestamp_parts, "_fill": fill}
     body = []
     for i, step in enumerate(plan):
-        v, target = f"v{i}", _attr("dyn", step.name)
+        v, target = f"v{i}", attr_source("dyn", step.name)
         env[f"D{i}"] = step.sub
         body.append(f"{v} = msg.{step.attr}")
         kind = step.kind
@@ -120,7 +120,7 @@ def _compile(plan: list[_Step], fill: Callable[[Any, Any, Descriptor], None]) ->
     return filler
 
 
-def _attr(obj: str, name: str) -> str:
+def attr_source(obj: str, name: str) -> str:
     """`obj.name`, or getattr() for a proto field named like a Python keyword."""
     return f"{obj}.{name}" if name.isidentifier() and not keyword.iskeyword(name) else f"getattr({obj}, {name!r})"
 
