@@ -195,9 +195,10 @@ def float32(value: float) -> float | str:
     return _shortest_float32(f)
 
 
-@functools.lru_cache(maxsize=8192)
+@functools.lru_cache(maxsize=1024)
 def _shortest_float32(f: float) -> float:
-    """ToShortestFloat's search, with a cache (importances and scores repeat)."""
+    """ToShortestFloat's search, with a small cache: importances repeat (0.5 most of all), and a
+    memory returned again brings its values again. Small, so it holds a few hundred kB at most."""
     precision = 6
     rounded = float(f"{f:.{precision}g}")
     while _F32.unpack(_F32.pack(rounded))[0] != f:
@@ -215,7 +216,7 @@ def float64(value: float) -> float | str:
     return f
 
 
-@functools.lru_cache(maxsize=8192)
+@functools.lru_cache(maxsize=1024)
 def timestamp_json(value: datetime.datetime) -> str:
     """Timestamp.ToJsonString of the Timestamp the datetime encodes to (upb_encode.timestamp_parts)."""
     seconds, nanos = timestamp_parts(value)
