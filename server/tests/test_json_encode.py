@@ -114,9 +114,6 @@ def test_what_json_format_refuses_falls_back_to_it() -> None:
         CODEC.to_json("engram.v1.Memory", naive)
     inf_meta = pb.Memory(id="m", metadata=gpb.Struct.from_dict({"x": math.inf}))
     assert WRITER.to_dict("engram.v1.Memory", inf_meta) is None
-    huge = pb.RecalledMemory(id="m", score=1e39)
+    huge = pb.RecalledMemory(id="m", score=1e39)  # beyond float32: upb stores infinity
     assert WRITER.to_dict("engram.v1.RecalledMemory", huge) is None
-    assert (
-        CODEC.to_json("engram.v1.RecalledMemory", huge)["score"]
-        == CODEC.to_json_reference("engram.v1.RecalledMemory", huge)["score"]
-    )
+    assert CODEC.to_json("engram.v1.RecalledMemory", huge)["score"] == "Infinity"

@@ -20,6 +20,7 @@ fails or succeeds exactly as before.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime
 import functools
 import math
@@ -35,14 +36,9 @@ from .upb_encode import attr_source, timestamp_parts
 
 _TIMESTAMP = "google.protobuf.Timestamp"
 _STRUCT = "google.protobuf.Struct"
-# Messages json_format writes in a form of their own (besides Timestamp and Struct, handled here).
-_SPECIAL = {
-    "google.protobuf.Any",
-    "google.protobuf.Duration",
-    "google.protobuf.FieldMask",
-    "google.protobuf.ListValue",
-    "google.protobuf.Value",
-}
+# Messages json_format writes in a form of their own, besides Timestamp and Struct (handled
+# here) and the Value types and wrappers (`google.protobuf.*Value`, see _converter).
+_SPECIAL = {"google.protobuf.Any", "google.protobuf.Duration", "google.protobuf.FieldMask"}
 _INT64 = {
     FieldDescriptor.TYPE_INT64,
     FieldDescriptor.TYPE_UINT64,
@@ -188,11 +184,7 @@ def float32(value: float) -> float | str:
     """A float field as json_format writes it: rounded to float32, then the shortest of its
     6-to-9-digit forms that reads back as the same float32 (type_checkers.ToShortestFloat)."""
     (f,) = _F32.unpack(_F32.pack(value))  # OverflowError beyond float32: json_format decides
-    if math.isinf(f):
-        return "-Infinity" if f < 0 else "Infinity"
-    if math.isnan(f):
-        return "NaN"
-    return _shortest_float32(f)
+    return _non_finite(f) or _shortest_float32(f)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -209,11 +201,14 @@ def _shortest_float32(f: float) -> float:
 
 def float64(value: float) -> float | str:
     f = float(value)
+    return _non_finite(f) or f
+
+
+def _non_finite(f: float) -> str | None:
+    """json_format's names for the floats JSON has no number for; None for a finite one."""
     if math.isinf(f):
         return "-Infinity" if f < 0 else "Infinity"
-    if math.isnan(f):
-        return "NaN"
-    return f
+    return "NaN" if math.isnan(f) else None
 
 
 @functools.lru_cache(maxsize=1024)
@@ -259,6 +254,4 @@ def _value_json(value: Any) -> Any:
 
 
 def _message_fields(cls: type) -> list[Any]:
-    import dataclasses
-
     return [f for f in dataclasses.fields(cls) if f.metadata.get("betterproto") is not None]
