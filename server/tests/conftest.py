@@ -1,4 +1,5 @@
-"""Shared fixtures: an in-process app over the fake engine, and a real server subprocess."""
+"""Shared fixtures: an in-process app over a real engine (temporary data directory, the small
+deterministic test embedder), and a real server subprocess."""
 
 from __future__ import annotations
 
@@ -12,9 +13,7 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from fake_engine import FakeEngine
+from .support import FakeEmbedder, open_engine
 
 REPO = Path(__file__).resolve().parents[2]
 ROOT_KEY = "test-root-key-0123456789abcdef"
@@ -26,20 +25,25 @@ def anyio_backend():
     return "asyncio"
 
 
-def make_app(engine=None, **cfg):
+def make_app(engine, **cfg):
     from engram_server.app import create_app
     from engram_server.config import Config
 
     cfg.setdefault("api_key", ROOT_KEY)
     cfg.setdefault("access_log", False)
-    return create_app(Config(**cfg), engine=engine or FakeEngine())
+    return create_app(Config(**cfg), engine=engine)
 
 
 @pytest.fixture
-def engine():
-    e = FakeEngine()
+def embedder():
+    return FakeEmbedder()
+
+
+@pytest.fixture
+def engine(tmp_path, embedder):
+    e = open_engine(tmp_path / "data", embedder=embedder)
     yield e
-    e.executor.shutdown(wait=False)
+    e.close()
 
 
 @pytest.fixture

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 
-from engram._gen.engram import v1 as pb
+import pytest
+
+from engram_server import pb
 from engram_server.engine import models as m
 from engram_server.service import convert as cv
 
@@ -35,13 +37,35 @@ def test_recalled_memory_carries_every_memory_field_as_memory_to_pb_does() -> No
     reaches a plain Memory (a field added to Memory must not be missing from recall)."""
     mem = _memory()
     plain = cv.memory_to_pb(mem)
-    recalled = cv.recalled_to_pb(m.ScoredMemory(memory=mem, score=0.5, vector_score=0.4, keyword_score=0.3))
-    for field in dataclasses.fields(pb.Memory):
+    res = cv.recall_result_to_pb(m.RecallResult([m.ScoredMemory(mem, 0.5, 0.4, 0.3)], 1))
+    recalled = res.memories[0]
+    for field in pb.Memory.DESCRIPTOR.fields:
         assert getattr(recalled, field.name) == getattr(plain, field.name), field.name
-    assert (recalled.score, recalled.vector_score, recalled.keyword_score) == (0.5, 0.4, 0.3)
+        assert recalled.HasField(field.name) == plain.HasField(field.name) if field.message_type else True
+    assert (recalled.score, recalled.vector_score, recalled.keyword_score) == pytest.approx((0.5, 0.4, 0.3))
 
 
 def test_event_time_defaults_to_created_at() -> None:
     mem = dataclasses.replace(_memory(), event_time=0.0)
-    recalled = cv.recalled_to_pb(m.ScoredMemory(memory=mem, score=1.0))
-    assert recalled.event_time == cv.float_to_ts(mem.created_at) == cv.memory_to_pb(mem).event_time
+    out = cv.memory_to_pb(mem)
+    assert out.event_time == out.created_at
+
+
+def test_times_keep_microseconds_and_clamp_to_the_timestamp_range() -> None:
+    ts = pb.Timestamp()
+    cv.set_ts(ts, 1_700_000_000.123456)
+    assert (ts.seconds, ts.nanos) == (1_700_000_000, 123_456_000)
+    cv.set_ts(ts, -0.5)
+    assert (ts.seconds, ts.nanos) == (-1, 500_000_000)
+    cv.set_ts(ts, 1e13)  # written before there were limits: clamped, never a failed response
+    assert (ts.seconds, ts.nanos) == (cv.TIMESTAMP_MAX_SECONDS, 999_999_000)
+    cv.set_ts(ts, -1e13)
+    assert (ts.seconds, ts.nanos) == (cv.TIMESTAMP_MIN_SECONDS, 0)
+    cv.set_ts(ts, float("inf"))
+    assert ts.seconds == cv.TIMESTAMP_MAX_SECONDS
+
+
+def test_counts_beyond_int32_are_clamped() -> None:
+    mem = dataclasses.replace(_memory(), access_count=2**40, version=2**33)
+    out = cv.memory_to_pb(mem)
+    assert out.access_count == 2**31 - 1 and out.version == 2**31 - 1

@@ -142,8 +142,8 @@ async def test_unauthenticated_and_health_without_key(app):
     assert pb.HealthResponse.parse(grpc_messages(out["body"])[0][1]).status == "healthy"
 
 
-async def test_deadline_exceeded(app, engine):
-    engine.slow = 0.5
+async def test_deadline_exceeded(app, embedder):
+    embedder.slow = 0.5
     req = bytes(pb.RecallRequest(agent_id="a1", query="x"))
     out = await asgi_call(app, "/engram.v1.MemoryService/Recall", grpc_frame(req), {**GRPC, "grpc-timeout": "50m"})
     assert out["trailers"]["grpc-status"] == "4"
@@ -151,9 +151,9 @@ async def test_deadline_exceeded(app, engine):
     assert out["trailers"]["grpc-status"] == "4"
 
 
-async def test_client_disconnect_cancels(app, engine):
+async def test_client_disconnect_cancels(app, embedder):
     # longer than the watcher's start (WATCH_AFTER) plus the fake client's disconnect delay
-    engine.slow = _CancelOnDisconnect.WATCH_AFTER + 0.4
+    embedder.slow = _CancelOnDisconnect.WATCH_AFTER + 0.4
     req = bytes(pb.RecallRequest(agent_id="a1", query="x"))
     out = await asgi_call(app, "/engram.v1.MemoryService/Recall", grpc_frame(req), GRPC, disconnect_after=0.05)
     assert out["trailers"] == {} and out["body"] == b""
@@ -248,7 +248,7 @@ async def test_cors_preflight(app):
     assert out["status"] == 403 and "access-control-allow-origin" not in out["headers"]
 
 
-async def test_concurrent_stream_limit(engine):
+async def test_concurrent_stream_limit(engine, embedder):
     from .conftest import make_app
 
     app = make_app(engine, max_concurrent_streams=1)
@@ -256,7 +256,7 @@ async def test_concurrent_stream_limit(engine):
     assert app_started["trailers"]["grpc-status"] == "0"
     import asyncio
 
-    engine.slow = 0.3
+    embedder.slow = 0.3
     req = grpc_frame(bytes(pb.RecallRequest(agent_id="a1", query="x")))
     a, b = await asyncio.gather(
         asgi_call(app, "/engram.v1.MemoryService/Recall", req, GRPC),

@@ -1,4 +1,4 @@
-"""REST/JSON over httpx.ASGITransport (no sockets) with the in-memory engine."""
+"""REST/JSON over httpx.ASGITransport (no sockets) with a real engine and the test embedder."""
 
 from __future__ import annotations
 
@@ -209,15 +209,19 @@ async def test_export_ndjson_and_import_ndjson(rest):
     assert r.status_code == 200 and r.text == ""
 
 
-async def test_health_starting_is_503(engine):
+async def test_health_starting_is_503(tmp_path):
     import httpx
+    from engram_server.engine.engine import Engine
 
-    engine._ready = False
-    engine.warm_up = lambda: None  # stays starting
+    from .support import make_config
+
+    engine = Engine.open(make_config(tmp_path / "data"))  # the ONNX model, not loaded yet
+    engine.warm_up = lambda: None  # type: ignore[method-assign]  # stays starting
     app = make_app(engine)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://t") as c:
         r = await c.get("/health")
         assert r.status_code == 503 and r.json()["status"] == "starting"
+    engine.close()
 
 
 async def test_openapi_and_metrics(rest):
@@ -264,6 +268,6 @@ async def test_every_rest_route_answers(rest):
     import numpy as np
 
     vec = np.frombuffer(base64.b64decode(r.json()["embeddings"][0]["vector"]), dtype="<f4")
-    assert vec.shape == (8,) and abs(float(np.linalg.norm(vec)) - 1) < 1e-5
+    assert vec.shape == (64,) and abs(float(np.linalg.norm(vec)) - 1) < 1e-5
     r = await rest.get("/v1/cluster/status")
     assert r.json()["node_count"] == 1 and r.json()["replication_factor"] == 1 and r.json()["healthy_node_count"] == 1

@@ -2,9 +2,11 @@
 zero errors, RSS growth under 10 % after warm-up, no growth in open file descriptors or threads.
 
 The data set is held steady once warm: each client keeps at most WORKING_SET memories and
-deletes its oldest before storing past that, so RSS growth measures leaks, not a growing corpus.
+deletes its oldest before storing past that. The warm-up lasts until every client's working set
+is full (and at least WARM_UP_S), so that RSS growth measures leaks, not a growing corpus, however
+fast or slow the machine.
 
-`make test` soaks for 20 s; `make stress` (ENGRAM_STRESS=1) for 5 minutes.
+`make test` soaks for 20 s after the warm-up; `make stress` (ENGRAM_STRESS=1) for 5 minutes.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ DURATION_S = 300 if STRESS else 20
 CLIENTS = 6
 WORKING_SET = 150  # memories per client once warm (900 in all)
 WARM_UP_S = 60.0 if STRESS else 5.0
+WARM_UP_MAX_S = 180.0
 
 
 def _process_stats(pid: int) -> tuple[int, int, int, int]:
@@ -58,7 +61,8 @@ def test_soak_mixed_workload(server: ServerProcess) -> None:
     texts, qs = corpus(50_000, seed=5), queries(500, seed=5)
     errors: list[str] = []
     counts = [0] * CLIENTS
-    stop_at = time.monotonic() + DURATION_S
+    full = [threading.Event() for _ in range(CLIENTS)]
+    stop_at = time.monotonic() + WARM_UP_MAX_S + DURATION_S  # set for real once warm
 
     def client(idx: int) -> None:
         rng = random.Random(idx)
@@ -75,6 +79,8 @@ def test_soak_mixed_workload(server: ServerProcess) -> None:
                     r = http.post("/v1/memories", json={"agent_id": agent, "content": rng.choice(texts)})
                     if r.status_code == 200:
                         mine.append(r.json()["memory"]["id"])
+                        if len(mine) >= WORKING_SET:
+                            full[idx].set()
                 elif op < 0.80:
                     r = http.post("/v1/memories/recall", json={"agent_id": agent, "query": rng.choice(qs), "top_k": 10})
                 elif op < 0.88:
@@ -90,7 +96,12 @@ def test_soak_mixed_workload(server: ServerProcess) -> None:
     threads = [threading.Thread(target=client, args=(i,)) for i in range(CLIENTS)]
     for t in threads:
         t.start()
-    time.sleep(WARM_UP_S)  # warm-up: model, indexes and caches settle, the working sets fill
+    # Warm-up: model, indexes and caches settle, the working sets fill.
+    warm_from = time.monotonic()
+    time.sleep(WARM_UP_S)
+    for event in full:
+        assert event.wait(max(0.0, warm_from + WARM_UP_MAX_S - time.monotonic())), "working sets never filled"
+    stop_at = time.monotonic() + DURATION_S
     rss0, fds0, tables0, threads0 = _process_stats(pid)
     samples = []
     while any(t.is_alive() for t in threads):

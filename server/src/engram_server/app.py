@@ -18,17 +18,18 @@ import gc
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .asgi import Message, Receive, Scope, Send
 from .config import Config
 from .logs import event
+from .state import ServerState
 
 if TYPE_CHECKING:
     from .auth import Authenticator
+    from .engine.engine import Engine
     from .service.base import CallContext
     from .service.registry import Registry
-    from .transport.codec import Codec
     from .transport.grpc import GrpcTransport
     from .transport.rest import RestTransport
 
@@ -41,32 +42,12 @@ CORS_ALLOW_HEADERS = (
 CORS_EXPOSE_HEADERS = b"grpc-status, grpc-message, grpc-status-details-bin, grpc-encoding, content-type"
 
 
-class ServerState:
-    def __init__(self) -> None:
-        self.engine: Any = None
-        self.stopping = False
-        self.started_monotonic = time.monotonic()
-        self.warm_up_error: str | None = None
-
-    @property
-    def status(self) -> str:
-        if self.stopping:
-            return "stopping"
-        try:
-            if self.engine is not None and self.engine.ready:
-                return "healthy"
-        except Exception:
-            pass
-        return "starting"
-
-
 class EngramApp:
-    def __init__(self, config: Config, engine: Any = None, close_engine: bool | None = None) -> None:
+    def __init__(self, config: Config, engine: Engine | None = None, close_engine: bool | None = None) -> None:
         self.config = config
         self.engine = engine
         self.close_engine = (engine is None) if close_engine is None else close_engine
-        self.state = ServerState()
-        self.state.engine = engine
+        self.state = ServerState(engine)
         from .metrics import Metrics
 
         self.metrics = Metrics()
@@ -79,7 +60,6 @@ class EngramApp:
         self.cors_origins = {o.rstrip("/") for o in config.cors_origins}
         # Built by startup() (they need the engine), before the first request is dispatched.
         self.auth: Authenticator
-        self.codec: Codec
         self.registry: Registry
         self.rest: RestTransport
         self.grpc: GrpcTransport
@@ -105,14 +85,12 @@ class EngramApp:
             from .auth import Authenticator
             from .descriptors import api
             from .service.registry import Registry
-            from .transport.codec import Codec
             from .transport.grpc import GrpcTransport
             from .transport.rest import RestTransport
 
-            the_api = api()
+            assert self.engine is not None
             self.auth = Authenticator(self.engine, self.config.api_key)
-            self.codec = Codec(the_api)
-            self.registry = Registry(the_api, self.engine, self.config, self.auth, self.metrics, self.state)
+            self.registry = Registry(api(), self.engine, self.config, self.auth, self.metrics, self.state)
             self.rest = RestTransport(self)
             self.grpc = GrpcTransport(self)
             self._started = True
@@ -123,10 +101,7 @@ class EngramApp:
             self.begin_warm_up()
 
     def _engine_ready(self) -> bool:
-        try:
-            return bool(self.engine.ready)
-        except Exception:
-            return False
+        return self.engine is not None and self.engine.ready
 
     def begin_warm_up(self) -> None:
         """Load the embedding model in the background (once). `serve` calls it before Hypercorn
@@ -139,14 +114,16 @@ class EngramApp:
 
     def _warm_up(self) -> None:
         t0 = time.perf_counter()
+        engine = self.engine
+        assert engine is not None
         try:
-            self.engine.warm_up()
+            engine.warm_up()
             event(log, "engine ready", warm_up_ms=round((time.perf_counter() - t0) * 1000, 1))
             # Preloading waits for the server to serve, so that it does not slow /health down.
             if not self.serving.wait(timeout=300):
                 return
             t0 = time.perf_counter()
-            agents = self.engine.preload_agents()
+            agents = engine.preload_agents()
             if agents:
                 event(log, "agents preloaded", agents=len(agents), ms=round((time.perf_counter() - t0) * 1000, 1))
         except Exception as exc:
@@ -260,9 +237,10 @@ class EngramApp:
     # --- operations -----------------------------------------------------------------------
     async def _metrics(self, send: Send) -> None:
         stats = None
-        if self._engine_ready():
+        engine = self.engine
+        if engine is not None and engine.ready:
             try:
-                stats = await asyncio.get_running_loop().run_in_executor(self.engine.executor, self.engine.stats)
+                stats = await asyncio.get_running_loop().run_in_executor(engine.executor, engine.stats)
             except Exception:
                 log.warning("engine stats unavailable for /metrics")
         self.metrics.update_from_stats(stats, self._engine_ready())
@@ -299,6 +277,8 @@ class EngramApp:
         log.exception(msg)
 
 
-def create_app(config: Config | None = None, engine: Any = None, close_engine: bool | None = None) -> EngramApp:
+def create_app(
+    config: Config | None = None, engine: Engine | None = None, close_engine: bool | None = None
+) -> EngramApp:
     """The ASGI app. With `engine`, it is used as is and closed only when close_engine=True."""
     return EngramApp(config or Config(), engine, close_engine)

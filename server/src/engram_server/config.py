@@ -70,6 +70,7 @@ class Config:
     max_request_bytes: int = 4 * 1024 * 1024
     max_content_bytes: int = 32_768
     max_metadata_bytes: int = 16_384
+    max_metadata_depth: int = 32
     max_tags: int = 64
     max_tag_chars: int = 128
     max_batch_size: int = 256
@@ -239,7 +240,8 @@ OPTIONS: list[Option] = [
     Option("shutdown_timeout", "float", "Seconds to drain in-flight calls on SIGTERM/SIGINT before closing."),
     Option("max_request_bytes", "int", "Largest REST body or gRPC message, bytes (413 / RESOURCE_EXHAUSTED)."),
     Option("max_content_bytes", "int", "Largest memory content, UTF-8 bytes."),
-    Option("max_metadata_bytes", "int", "Largest metadata, bytes of its JSON encoding."),
+    Option("max_metadata_bytes", "int", "Largest metadata, bytes of its protobuf encoding (about its JSON size)."),
+    Option("max_metadata_depth", "int", "Deepest nesting of metadata objects and lists."),
     Option("max_tags", "int", "Most tags on one memory."),
     Option("max_tag_chars", "int", "Longest tag, characters."),
     Option("max_batch_size", "int", "Most items in a batch store, batch recall or embed call."),

@@ -1,4 +1,4 @@
-"""The compiled API: descriptor set (`_gen/engram.binpb`) → methods, HTTP rules, JSON codecs.
+"""The compiled API: the services of the generated modules → methods and their HTTP rules.
 
 Read once at start-up. The REST routes and the gRPC method table both come from here, so the
 proto stays the single source of truth.
@@ -10,12 +10,8 @@ import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
-
-from google.protobuf.descriptor import Descriptor
 
 GEN_DIR = Path(__file__).parent / "_gen"
-DESCRIPTOR_SET = GEN_DIR / "engram.binpb"
 OPENAPI = GEN_DIR / "openapi.json"
 PACKAGE = "engram.v1"
 
@@ -61,58 +57,37 @@ class MethodInfo:
 
 
 class Api:
-    """Descriptors of the engram.v1 API and dynamic protobuf classes for proto3 JSON."""
+    """The engram.v1 services as the generated modules describe them (the default pool)."""
 
-    def __init__(self, path: Path = DESCRIPTOR_SET) -> None:
-        from google.api import annotations_pb2, http_pb2  # noqa: F401  (registers the extension)
-        from google.protobuf import descriptor_pb2, descriptor_pool
+    def __init__(self) -> None:
+        from google.api import annotations_pb2
 
-        if not path.exists():
-            raise FileNotFoundError(f"descriptor set missing: {path} (run `make generate`)")
-        self.fds = descriptor_pb2.FileDescriptorSet.FromString(path.read_bytes())
-        self.pool = descriptor_pool.DescriptorPool()
-        for fd in self.fds.file:
-            self.pool.Add(fd)
+        from ._gen.engram.v1 import service_pb2
+
         self.methods: dict[str, MethodInfo] = {}
-        for fd in self.fds.file:
-            if fd.package != PACKAGE:
-                continue
-            for svc in fd.service:
-                for m in svc.method:
-                    info = MethodInfo(
-                        service=svc.name,
-                        name=m.name,
-                        input_type=m.input_type.lstrip("."),
-                        output_type=m.output_type.lstrip("."),
-                        client_streaming=m.client_streaming,
-                        server_streaming=m.server_streaming,
-                    )
-                    if m.options.HasExtension(annotations_pb2.http):
-                        rule = m.options.Extensions[annotations_pb2.http]
-                        for r in [rule, *rule.additional_bindings]:
-                            kind = r.WhichOneof("pattern")
-                            if kind == "custom":
-                                verb, tmpl = r.custom.kind.upper(), r.custom.path
-                            elif kind:
-                                verb, tmpl = kind.upper(), getattr(r, kind)
-                            else:
-                                continue
-                            info.bindings.append(HttpBinding(verb, tmpl, r.body))
-                    self.methods[info.path] = info
-        self._classes: dict[str, Any] = {}
-
-    def message_class(self, full_name: str) -> Any:
-        cls = self._classes.get(full_name)
-        if cls is None:
-            from google.protobuf import message_factory
-
-            cls = message_factory.GetMessageClass(self.pool.FindMessageTypeByName(full_name))
-            self._classes[full_name] = cls
-        return cls
-
-    def descriptor(self, full_name: str) -> Descriptor:
-        found: Descriptor = self.pool.FindMessageTypeByName(full_name)
-        return found
+        for svc in service_pb2.DESCRIPTOR.services_by_name.values():
+            for m in svc.methods:
+                info = MethodInfo(
+                    service=svc.name,
+                    name=m.name,
+                    input_type=m.input_type.full_name,
+                    output_type=m.output_type.full_name,
+                    client_streaming=m.client_streaming,
+                    server_streaming=m.server_streaming,
+                )
+                options = m.GetOptions()
+                if options.HasExtension(annotations_pb2.http):
+                    rule = options.Extensions[annotations_pb2.http]
+                    for r in [rule, *rule.additional_bindings]:
+                        kind = r.WhichOneof("pattern")
+                        if kind == "custom":
+                            verb, tmpl = r.custom.kind.upper(), r.custom.path
+                        elif kind:
+                            verb, tmpl = kind.upper(), getattr(r, kind)
+                        else:
+                            continue
+                        info.bindings.append(HttpBinding(verb, tmpl, r.body))
+                self.methods[info.path] = info
 
     @cached_property
     def service_names(self) -> list[str]:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+if TYPE_CHECKING:
+    from .engine.models import EngineStats
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
@@ -66,7 +69,7 @@ class Metrics:
     def embedding_seconds(self, seconds: float) -> None:
         self.embedding.observe(seconds)
 
-    def update_from_stats(self, stats: Any, ready: bool) -> None:
+    def update_from_stats(self, stats: EngineStats | None, ready: bool) -> None:
         self.ready.set(1 if ready else 0)
         if stats is None:
             return

@@ -8,7 +8,7 @@ import logging
 import signal
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, cast
 
 from .config import Config
 from .logs import event
@@ -16,6 +16,8 @@ from .logs import event
 if TYPE_CHECKING:
     from hypercorn.config import Config as HConfig
     from hypercorn.typing import ASGIFramework
+
+    from .engine.engine import Engine
 
 log = logging.getLogger("engram.server")
 
@@ -58,7 +60,7 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return factory
 
 
-def serve(cfg: Config, engine: Any, started_at: float | None = None) -> None:
+def serve(cfg: Config, engine: Engine, started_at: float | None = None) -> None:
     """Serve until SIGTERM/SIGINT, then drain and close the engine."""
     from hypercorn.asyncio import serve as hserve
 

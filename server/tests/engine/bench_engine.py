@@ -91,10 +91,7 @@ def cold_open(tmp: Path, n: int) -> None:
         )
     print(f"stored {n} memories in {time.perf_counter() - t0:.1f}s; RSS {rss_mb():.0f} MB")
     t0 = time.perf_counter()
-    st = eng._agent("big")
-    assert st.kindex is not None
-    st.kindex.maintenance()  # seal keyword segments as the background would
-    eng.run_maintenance()
+    eng.run_maintenance()  # seals the indexes' full segments as the background would
     print(f"maintenance {time.perf_counter() - t0:.1f}s")
     eng.close()
     rss_before = rss_mb()

@@ -54,8 +54,8 @@ def test_kill_9_loses_no_acknowledged_write(data_dir: Path, tmp_path: Path) -> N
         eng = open_engine(data_dir)
         try:
             for agent_id, mid in acked:
-                assert eng.get(mid, agent_id).agent_id == agent_id
-            total = sum(eng.list(f"agent-{a}").total_size for a in range(3))
+                assert eng.get(agent_id, mid).agent_id == agent_id
+            total = sum(eng.list_memories(f"agent-{a}").total_size for a in range(3))
             assert total >= len(acked)
             assert eng.recall(RecallQuery(acked[-1][0], "writer item", top_k=3)).memories
         finally:
@@ -92,7 +92,7 @@ def test_concurrency_hammer(data_dir: Path) -> None:
                     # same order; other ids, stores, deletes and reads still race freely.
                     with mlock:
                         try:
-                            eng.update(mid, MemoryPatch(content=text))
+                            eng.update("hammer", mid, MemoryPatch(content=text))
                             with lock:
                                 if mid in live:
                                     live[mid] = text
@@ -105,7 +105,7 @@ def test_concurrency_hammer(data_dir: Path) -> None:
                             continue
                         del live[mid]  # claim before deleting: no update races the bookkeeping
                         deleted.add(mid)
-                    eng.delete(mid)
+                    eng.delete("hammer", mid)
         except BaseException as exc:
             errors.append(exc)
 
@@ -113,7 +113,7 @@ def test_concurrency_hammer(data_dir: Path) -> None:
         try:
             while time.monotonic() < stop:
                 eng.recall(RecallQuery("hammer", f"word{t}", top_k=5, filter=MemoryFilter(tags_any=["t1", "t2"])))
-                page = eng.list("hammer", page_size=20)
+                page = eng.list_memories("hammer", page_size=20)
                 assert len(page.memories) <= 20
         except BaseException as exc:
             errors.append(exc)
@@ -130,15 +130,13 @@ def test_concurrency_hammer(data_dir: Path) -> None:
         from engram_server.engine.engine import Engine
 
         assert isinstance(e, Engine)
-        assert e.list("hammer", page_size=1).total_size == len(live)
+        assert e.list_memories("hammer", page_size=1).total_size == len(live)
         for mid, content in live.items():
-            assert e.get(mid).content == content
-        st = e._agent("hammer")
-        assert st.vindex is not None and st.kindex is not None
-        assert len(st.vindex) == len(live) and len(st.kindex) == len(live)
+            assert e.get("hammer", mid).content == content
+        assert e.index_sizes("hammer") == (len(live), len(live))
         for mid in list(deleted)[:50]:
             try:
-                e.get(mid)
+                e.get("hammer", mid)
                 raise AssertionError("deleted memory is back")
             except NotFound:
                 pass

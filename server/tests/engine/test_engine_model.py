@@ -49,6 +49,7 @@ class EngineModel(RuleBasedStateMachine):
         self.engine = open_engine(self.dir / "data")
         self.model: dict[str, Expected] = {}
         self.deleted: set[str] = set()
+        self.owner: dict[str, str] = {}  # every id ever stored → its agent
 
     def teardown(self) -> None:
         self.engine.close()
@@ -59,18 +60,20 @@ class EngineModel(RuleBasedStateMachine):
         m, created = self.engine.store(NewMemory(agent, content, tags=list(tags)))
         assert created and m.content == content and m.version == 1
         self.model[m.id] = Expected(agent, content, sorted(tags), 1)
+        self.owner[m.id] = agent
         return m.id
 
     @rule(mid=memories, content=st.none() | texts, tags=st.none() | tag_sets)
     def update(self, mid: str, content: str | None, tags: list[str] | None) -> None:
         if mid in self.deleted:
             with pytest.raises(NotFound):
-                self.engine.update(mid, MemoryPatch(content=content or "x"))
+                self.engine.update(self.owner[mid], mid, MemoryPatch(content=content or "x"))
             return
         if content is None and tags is None:
             return
         exp = self.model[mid]
-        m = self.engine.update(mid, MemoryPatch(content=content, tags=None if tags is None else list(tags)))
+        patch = MemoryPatch(content=content, tags=None if tags is None else list(tags))
+        m = self.engine.update(exp.agent, mid, patch)
         if content is not None:
             exp.content = content
         if tags is not None:
@@ -82,7 +85,7 @@ class EngineModel(RuleBasedStateMachine):
     def delete(self, mid: str) -> None:
         if mid in self.deleted:
             return
-        self.engine.delete(mid)
+        self.engine.delete(self.owner[mid], mid)
         del self.model[mid]
         self.deleted.add(mid)
 
@@ -104,16 +107,16 @@ class EngineModel(RuleBasedStateMachine):
     @invariant()
     def reads_agree(self) -> None:
         for mid, exp in self.model.items():
-            m = self.engine.get(mid)
+            m = self.engine.get(exp.agent, mid)
             assert (m.agent_id, m.content, sorted(m.tags), m.version) == (exp.agent, exp.content, exp.tags, exp.version)
         for mid in self.deleted:
             with pytest.raises(NotFound):
-                self.engine.get(mid)
+                self.engine.get(self.owner[mid], mid)
 
     @invariant()
     def lists_agree(self) -> None:
         for agent in AGENTS:
-            page = self.engine.list(agent, page_size=1000)
+            page = self.engine.list_memories(agent, page_size=1000)
             expected = {i for i, e in self.model.items() if e.agent == agent}
             assert page.total_size == len(expected)
             assert {m.id for m in page.memories} == expected

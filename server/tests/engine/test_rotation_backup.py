@@ -26,7 +26,7 @@ def _fill(data_dir: Path, n: int = 120) -> dict[str, str]:
             m, _ = eng.store(NewMemory("a", f"{CANARY} memory number {i} about apples", tags=[f"t{i % 3}"]))
             stored[m.id] = m.content
         first = next(iter(stored))
-        eng.update(first, MemoryPatch(content=f"{CANARY} memory number 0 about pears"))  # history too
+        eng.update("a", first, MemoryPatch(content=f"{CANARY} memory number 0 about pears"))  # history too
         stored[first] = f"{CANARY} memory number 0 about pears"
         return stored
     finally:
@@ -37,8 +37,8 @@ def _assert_all_readable(data_dir: Path, stored: dict[str, str], key: bytes) -> 
     eng = open_engine(data_dir, encryption_key=key)
     try:
         for mid, content in stored.items():
-            assert eng.get(mid).content == content
-        assert eng.list("a").total_size == len(stored)
+            assert eng.get("a", mid).content == content
+        assert eng.list_memories("a").total_size == len(stored)
         hits = eng.recall(RecallQuery("a", "pears", top_k=3)).memories
         assert "pears" in hits[0].memory.content
     finally:
@@ -49,7 +49,7 @@ def _all_ids(eng: Engine, agent: str) -> set[str]:
     ids: set[str] = set()
     token = ""
     while True:
-        page = eng.list(agent, page_size=500, page_token=token)
+        page = eng.list_memories(agent, page_size=500, page_token=token)
         ids |= {m.id for m in page.memories}
         token = page.next_page_token
         if not token:
@@ -102,7 +102,7 @@ def test_rotation_refuses_a_wrong_current_key_or_the_same_key(data_dir: Path) ->
         rotate_key(data_dir / "db", bytes(32), NEW_KEY)
     with pytest.raises(InvalidArgument):
         rotate_key(data_dir / "db", KEY, KEY)
-    assert open_engine(data_dir).list("a").total_size == 3  # untouched
+    assert open_engine(data_dir).list_memories("a").total_size == 3  # untouched
 
 
 def test_backup_while_serving_under_concurrent_writes(data_dir: Path, tmp_path: Path) -> None:
@@ -136,7 +136,7 @@ def test_backup_while_serving_under_concurrent_writes(data_dir: Path, tmp_path: 
         assert set(before) <= ids
         assert ids <= set(acknowledged)  # nothing invented; later writes may or may not be in it
         for mid in before[:10]:
-            assert restored.get(mid).content.startswith("before the backup")
+            assert restored.get("a", mid).content.startswith("before the backup")
         assert restored.recall(RecallQuery("a", "before the backup", top_k=5)).memories
     finally:
         restored.close()

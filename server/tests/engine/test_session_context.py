@@ -107,7 +107,7 @@ def test_session_context_respects_filters_deletes_and_config(engine: Engine, dat
     flt = MemoryFilter(ids=[ids[0], ids[2], ids[3]])  # the neighbour is filtered out
     got = [s.memory.id for s in engine.recall(replace(q, filter=flt)).memories]
     assert ids[1] not in got and got[0] == ids[0]
-    engine.delete(ids[1])
+    engine.delete("a", ids[1])
     got = [s.memory.id for s in engine.recall(q).memories]
     assert ids[1] not in got and ids[2] in got  # the next turn is now the neighbour
     engine.close()
@@ -128,6 +128,6 @@ def test_keyword_index_holds_the_event_date(engine: Engine) -> None:
     res = engine.recall(RecallQuery("a", "what did I cook on 9 November, 2022?", mode=RecallMode.KEYWORD))
     assert res.memories[0].memory.id == m.id
     # moving the event re-indexes it
-    engine.update(m.id, MemoryPatch(event_time=day - 86400 * 400))
+    engine.update("a", m.id, MemoryPatch(event_time=day - 86400 * 400))
     res = engine.recall(RecallQuery("a", "9 November 2022", mode=RecallMode.KEYWORD))
     assert m.id not in [s.memory.id for s in res.memories]

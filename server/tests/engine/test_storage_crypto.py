@@ -76,7 +76,7 @@ def test_no_plaintext_on_disk(data_dir: Path) -> None:
             )
         )
         other, _ = eng.store(NewMemory("agent-1", "another memory"))
-        eng.update(m.id, MemoryPatch(content=f"updated {CANARY} text"))
+        eng.update("agent-1", m.id, MemoryPatch(content=f"updated {CANARY} text"))
         eng.link("agent-1", m.id, other.id, relation=f"rel{CANARY}")
         eng.recall(RecallQuery("agent-1", "secret content"))
         eng.run_maintenance()
@@ -103,7 +103,7 @@ def test_wrong_key_refuses_and_changes_nothing(data_dir: Path) -> None:
         open_engine(data_dir, encryption_key=bytes(32))
     assert _hashes(data_dir) == before
     eng = open_engine(data_dir)  # the right key still works and the lock was released
-    assert eng.list("a").total_size == 1
+    assert eng.list_memories("a").total_size == 1
     eng.close()
 
 
@@ -118,9 +118,9 @@ def test_byte_flip_is_detected_for_that_record_only(data_dir: Path) -> None:
     batch.put_sealed(CF_RECORDS, key, bytes(raw))
     eng.storage.write(batch)
     with pytest.raises(DataCorrupted) as err:
-        eng.get(a.id)
+        eng.get("a", a.id)
     assert a.id in str(err.value) and "apples" not in str(err.value)
-    assert eng.get(b.id).content == "second memory about apples"
+    assert eng.get("a", b.id).content == "second memory about apples"
     res = eng.recall(RecallQuery("a", "apples", top_k=5))
     assert [s.memory.id for s in res.memories] == [b.id]
     eng.close()
@@ -131,7 +131,7 @@ def test_reopen_in_same_process(data_dir: Path) -> None:
         eng = open_engine(data_dir)
         eng.store(NewMemory("a", f"memory {i}"))
         eng.checkpoint(str(data_dir.parent / f"cp{i}"))
-        assert eng.list("a").total_size == i + 1
+        assert eng.list_memories("a").total_size == i + 1
         eng.close()
         eng.close()  # idempotent
     s = Storage.open(data_dir / "db", Cipher(KEY))
@@ -144,7 +144,7 @@ def test_checkpoint_is_openable(data_dir: Path, tmp_path: Path) -> None:
     eng.checkpoint(str(tmp_path / "backup" / "db"))
     eng.close()
     restored = open_engine(tmp_path / "backup")
-    assert restored.get(m.id).content == "kept in the backup"
+    assert restored.get("a", m.id).content == "kept in the backup"
     restored.close()
 
 
@@ -172,7 +172,7 @@ def test_group_commit_groups_concurrent_writers(data_dir: Path) -> None:
     assert not errors
     assert b1 - b0 == n_threads * per
     assert g1 - g0 < b1 - b0  # some fsyncs were shared
-    assert sum(eng.list(f"agent-{a}").total_size for a in range(4)) == n_threads * per
+    assert sum(eng.list_memories(f"agent-{a}").total_size for a in range(4)) == n_threads * per
     print(f"\n{n_threads * per} stores in {elapsed:.2f}s with {g1 - g0} synced groups")
     eng.close()
 

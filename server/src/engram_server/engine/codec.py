@@ -10,7 +10,6 @@ metadata, from an in-process caller) falls back to the json module.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import asdict, fields
 from typing import Any
 
@@ -88,17 +87,3 @@ def canonical_json(value: Any, field: str = "metadata") -> str:
         return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise InvalidArgument(f"{field} must be JSON-serialisable: {type(exc).__name__}", field=field) from None
-
-
-def check_number(value: Any, field: str, lo: float | None = None, hi: float | None = None) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise InvalidArgument(f"{field} must be a finite number", field=field)
-    v = float(value)
-    if (lo is not None and v < lo) or (hi is not None and v > hi):
-        rng = (
-            f"between {lo} and {hi}"
-            if lo is not None and hi is not None
-            else (f">= {lo}" if lo is not None else f"<= {hi}")
-        )
-        raise InvalidArgument(f"{field} must be {rng}", field=field)
-    return v

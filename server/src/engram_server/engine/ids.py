@@ -3,15 +3,9 @@
 from __future__ import annotations
 
 import os
-import re
 import threading
 import time
 from urllib.parse import quote
-
-from .errors import InvalidArgument
-
-_CLIENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$")
-MAX_AGENT_ID = 256
 
 _lock = threading.Lock()
 _last_ms = 0
@@ -36,26 +30,6 @@ def new_id() -> str:
     rand = int.from_bytes(os.urandom(8), "big") & ((1 << 62) - 1)
     value = (ms << 80) | (0x7 << 76) | (seq << 64) | (0b10 << 62) | rand
     return f"{value:032x}"
-
-
-def check_agent_id(agent_id: str, field: str = "agent_id") -> str:
-    if not isinstance(agent_id, str) or not agent_id.strip():
-        raise InvalidArgument(f"{field} must not be empty", field=field)
-    if len(agent_id) > MAX_AGENT_ID:
-        raise InvalidArgument(f"{field} is longer than {MAX_AGENT_ID} characters", field=field)
-    if any(ord(c) < 32 or ord(c) == 127 for c in agent_id):
-        raise InvalidArgument(f"{field} must not contain control characters", field=field)
-    return agent_id
-
-
-def check_memory_id(memory_id: str, field: str = "id") -> str:
-    if not isinstance(memory_id, str) or not _CLIENT_ID.match(memory_id):
-        raise InvalidArgument(
-            f"{field} must be 1-128 characters of letters, digits, '_', '.', ':' or '-', "
-            "starting with a letter or digit",
-            field=field,
-        )
-    return memory_id
 
 
 def agent_key(agent_id: str) -> str:

@@ -46,8 +46,8 @@ class Memory:
 
 @dataclass
 class NewMemory:
-    """Input of store / batch store / import. `id` empty means the engine assigns one; a given id
-    makes the store idempotent (same id + same content → the existing memory is returned)."""
+    """Input of store / batch store. `id` empty means the engine assigns one; a given id makes
+    the store idempotent (same id + same content → the existing memory is returned)."""
 
     agent_id: str
     content: str
@@ -57,8 +57,7 @@ class NewMemory:
     tags: list[str] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)
     session_id: str = ""
-    event_time: float | None = None
-    ttl_seconds: float | None = None
+    event_time: float | None = None  # None: the time of the store
     expires_at: float | None = None
 
 
@@ -73,8 +72,7 @@ class MemoryPatch:
     metadata: dict[str, Any] | None = None
     session_id: str | None = None
     event_time: float | None = None
-    ttl_seconds: float | None = None  # 0 clears the expiry
-    expires_at: float | None = None
+    expires_at: float | None = None  # 0 clears the expiry
 
 
 @dataclass

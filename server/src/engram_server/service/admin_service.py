@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import socket
 import time
-from typing import Any
 
-from engram._gen.engram import v1 as pb
-
-from .. import __version__
+from .. import __version__, pb
 from ..auth import ROLES, hash_key, new_key
 from ..engine.models import ApiKeyRecord
 from ..errors import RpcError, invalid
@@ -64,24 +61,19 @@ class AdminService(ServiceBase):
 
     async def create_api_key(self, req: pb.CreateApiKeyRequest, ctx: CallContext) -> pb.CreateApiKeyResponse:
         self._require_unpinned_admin(ctx)
-        if not req.name or not req.name.strip():
-            raise invalid("name", "required")
-        if len(req.name) > 128:
-            raise invalid("name", "must be at most 128 characters")
-        try:
-            role = cv.ROLE_TO_ENGINE[pb.ApiKeyRole(req.role)]
-        except (KeyError, ValueError):
-            raise invalid("role", f"must be one of {', '.join('API_KEY_ROLE_' + r.upper() for r in ROLES)}") from None
+        v.name(req.name)
+        role = cv.ROLE_TO_ENGINE.get(req.role)
+        if role is None:
+            raise invalid("role", f"must be one of {', '.join('API_KEY_ROLE_' + r.upper() for r in ROLES)}")
         for i, a in enumerate(req.agent_ids):
             v.agent_id(a, f"agent_ids[{i}]")
         if len(req.agent_ids) > self.config.max_page_size:
             raise invalid("agent_ids", f"has more than {self.config.max_page_size} agents")
         if req.agent_id_prefix and not v.AGENT_RE.match(req.agent_id_prefix):
             raise invalid("agent_id_prefix", "must be 1 to 128 characters of [A-Za-z0-9._:@-]")
-        if req.ttl_seconds < 0:
-            raise invalid("ttl_seconds", "must not be negative")
-        key_id, key = new_key()
         now = time.time()
+        v.ttl_seconds(req.ttl_seconds, now)
+        key_id, key = new_key()
         record = ApiKeyRecord(
             id=key_id,
             name=req.name,
@@ -100,7 +92,9 @@ class AdminService(ServiceBase):
 
         await self.run(put)
         self.auth.invalidate(key_id)
-        return pb.CreateApiKeyResponse(api_key=cv.api_key_to_pb(record), key=key)
+        out = pb.CreateApiKeyResponse(key=key)
+        cv.fill_api_key(out.api_key, record)
+        return out
 
     async def list_api_keys(self, req: pb.ListApiKeysRequest, ctx: CallContext) -> pb.ListApiKeysResponse:
         self._require_unpinned_admin(ctx)
@@ -109,14 +103,17 @@ class AdminService(ServiceBase):
         if not req.include_revoked:
             records = [r for r in records if not r.revoked_at and not (r.expires_at and r.expires_at <= now)]
         records.sort(key=lambda r: r.created_at, reverse=True)
-        return pb.ListApiKeysResponse(api_keys=[cv.api_key_to_pb(r) for r in records])
+        out = pb.ListApiKeysResponse()
+        for r in records:
+            cv.fill_api_key(out.api_keys.add(), r)
+        return out
 
     async def revoke_api_key(self, req: pb.RevokeApiKeyRequest, ctx: CallContext) -> pb.RevokeApiKeyResponse:
         self._require_unpinned_admin(ctx)
         if not req.id:
             raise invalid("id", "required")
 
-        def revoke() -> Any:
+        def revoke() -> ApiKeyRecord | None:
             with self.auth.key_lock:
                 record = self.engine.get_api_key(req.id)
                 if record is None:
@@ -130,7 +127,9 @@ class AdminService(ServiceBase):
         self.auth.invalidate(req.id)
         if record is None:
             raise RpcError("NOT_FOUND", f"API key {req.id!r} not found")
-        return pb.RevokeApiKeyResponse(api_key=cv.api_key_to_pb(record))
+        out = pb.RevokeApiKeyResponse()
+        cv.fill_api_key(out.api_key, record)
+        return out
 
     async def get_cluster_status(
         self, req: pb.GetClusterStatusRequest, ctx: CallContext

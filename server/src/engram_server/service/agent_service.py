@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from engram._gen.engram import v1 as pb
-
+from .. import pb
+from ..engine.models import AgentInfo
 from . import convert as cv
 from . import validation as v
 from .base import CallContext, ServiceBase
@@ -17,13 +15,11 @@ class AgentService(ServiceBase):
         p = ctx.who
         if not p.pinned:
             agents, token, total = await self.run(self.engine.list_agents, size, req.page_token)
-            return pb.ListAgentsResponse(
-                agents=[cv.agent_to_pb(a) for a in agents], next_page_token=token, total_size=total
-            )
+            return self._agents(agents, token, total)
 
         # A pinned key sees only its agents: gathered whole (they are few), one page.
-        def gather() -> list[Any]:
-            out: list[Any] = []
+        def gather() -> list[AgentInfo]:
+            out: list[AgentInfo] = []
             token = ""
             while True:
                 agents, token, _ = self.engine.list_agents(1000, token)
@@ -32,14 +28,23 @@ class AgentService(ServiceBase):
                     return out
 
         agents = await self.run(gather)
-        return pb.ListAgentsResponse(agents=[cv.agent_to_pb(a) for a in agents], total_size=len(agents))
+        return self._agents(agents, "", len(agents))
+
+    @staticmethod
+    def _agents(agents: list[AgentInfo], token: str, total: int) -> pb.ListAgentsResponse:
+        out = pb.ListAgentsResponse(next_page_token=token, total_size=total)
+        for a in agents:
+            cv.fill_agent(out.agents.add(), a)
+        return out
 
     async def get_agent(self, req: pb.GetAgentRequest, ctx: CallContext) -> pb.GetAgentResponse:
         v.agent_id(req.agent_id)
         ctx.who.require_agent(req.agent_id)
         ctx.note_agent(req.agent_id)
         info = await self.run(self.engine.get_agent, req.agent_id)
-        return pb.GetAgentResponse(agent=cv.agent_to_pb(info))
+        out = pb.GetAgentResponse()
+        cv.fill_agent(out.agent, info)
+        return out
 
     async def delete_agent(self, req: pb.DeleteAgentRequest, ctx: CallContext) -> pb.DeleteAgentResponse:
         v.agent_id(req.agent_id)

@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..auth import Authenticator, Principal
-from ..errors import RpcError, from_engine_error
+from ..errors import RpcError, from_engine_error, invalid
+from . import validation
 
 if TYPE_CHECKING:
     from ..config import Config
     from ..descriptors import MethodInfo
+    from ..engine.engine import Engine
     from ..metrics import Metrics
+    from ..state import ServerState
+
+log = logging.getLogger("engram.server")
+T = TypeVar("T")
 
 # What each RPC needs from the caller's key. Health needs none.
 ACCESS: dict[str, str] = {
@@ -70,14 +77,16 @@ class CallContext:
 
 
 class ServiceBase:
-    def __init__(self, engine: Any, config: Config, auth: Authenticator, metrics: Metrics, state: Any) -> None:
+    def __init__(
+        self, engine: Engine, config: Config, auth: Authenticator, metrics: Metrics, state: ServerState
+    ) -> None:
         self.engine = engine
         self.config = config
         self.auth = auth
         self.metrics = metrics
-        self.state = state  # the app's ServerState (health status, start time)
+        self.state = state  # health status, start time
 
-    async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """Call the engine in its worker pool; engine errors become RpcErrors."""
         loop = asyncio.get_running_loop()
         try:
@@ -87,27 +96,27 @@ class ServiceBase:
         except Exception as exc:
             err = from_engine_error(exc)
             if err.code == "INTERNAL":
-                import logging
-
-                logging.getLogger("engram.server").exception("engine call failed")
+                log.exception("engine call failed")
             raise err from exc
 
-    async def owned_agent(self, ctx: CallContext, memory_id: str, agent_id: str) -> str:
-        """The agent a by-id call acts on, enforcing the key's scope.
+    async def agent_of(self, ctx: CallContext, memory_id: str, agent_id: str) -> str:
+        """The agent a by-id call acts on, within the key's scope.
 
-        A named agent outside the key's scope → PERMISSION_DENIED. A pinned key without a named
-        agent may only see its agents' memories: another agent's memory is NOT_FOUND, exactly as
-        if it did not exist (no probing of ids).
+        Memory ids are per agent. A named agent outside the key's scope is PERMISSION_DENIED.
+        Without a named agent, the id is looked up among the agents the key may access: none →
+        NOT_FOUND (exactly as for an id that exists nowhere: nothing about other agents' ids can
+        be learned); more than one → INVALID_ARGUMENT asking for agent_id.
         """
         p = ctx.who
         if agent_id:
+            validation.agent_id(agent_id)
             p.require_agent(agent_id)
             ctx.note_agent(agent_id)
             return agent_id
-        if not p.pinned:
-            return ""
-        mem = await self.run(self.engine.get, memory_id, "")
-        if not p.may_access_agent(mem.agent_id):
-            raise RpcError("NOT_FOUND", f"memory {memory_id!r} not found")
-        ctx.note_agent(mem.agent_id)
-        return str(mem.agent_id)
+        owners = [a for a in await self.run(self.engine.owners, memory_id) if p.may_access_agent(a)]
+        if not owners:
+            raise RpcError("NOT_FOUND", f"memory {memory_id} not found")
+        if len(owners) > 1:
+            raise invalid("agent_id", f"memory id {memory_id} exists in {len(owners)} agents; name the agent")
+        ctx.note_agent(owners[0])
+        return owners[0]

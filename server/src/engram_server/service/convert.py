@@ -1,229 +1,245 @@
-"""Conversion between the generated betterproto2 messages and the engine's domain models."""
+"""Conversion between the API's messages (`engram_server.pb`) and the engine's domain models.
+
+Requests: every time a client sends is checked against what a Timestamp and the engine's float
+seconds can hold (validation.py calls `timestamp`), so a conversion here never fails.
+Responses: the engine's values are written into messages in place (`fill_memory`); a stored value
+beyond what the wire can carry (a time past 9999, a count past int32, from data written before
+these limits) is clamped to the wire's range rather than failing the whole response.
+"""
 
 from __future__ import annotations
 
-import datetime as dt
+import math
 from typing import Any
 
-from engram._gen.engram import v1 as pb
-from engram._gen.google import protobuf as gpb
+from google.protobuf import json_format
 
+from .. import pb
 from ..engine import models as m
 
-_UTC = dt.UTC
-
 MEMORY_TYPE_TO_ENGINE = {
-    pb.MemoryType.UNSPECIFIED: m.MemoryType.EPISODIC,
-    pb.MemoryType.EPISODIC: m.MemoryType.EPISODIC,
-    pb.MemoryType.SEMANTIC: m.MemoryType.SEMANTIC,
-    pb.MemoryType.PROCEDURAL: m.MemoryType.PROCEDURAL,
-    pb.MemoryType.WORKING: m.MemoryType.WORKING,
+    pb.MEMORY_TYPE_UNSPECIFIED: m.MemoryType.EPISODIC,
+    pb.MEMORY_TYPE_EPISODIC: m.MemoryType.EPISODIC,
+    pb.MEMORY_TYPE_SEMANTIC: m.MemoryType.SEMANTIC,
+    pb.MEMORY_TYPE_PROCEDURAL: m.MemoryType.PROCEDURAL,
+    pb.MEMORY_TYPE_WORKING: m.MemoryType.WORKING,
 }
 MEMORY_TYPE_TO_PB = {
-    m.MemoryType.EPISODIC: pb.MemoryType.EPISODIC,
-    m.MemoryType.SEMANTIC: pb.MemoryType.SEMANTIC,
-    m.MemoryType.PROCEDURAL: pb.MemoryType.PROCEDURAL,
-    m.MemoryType.WORKING: pb.MemoryType.WORKING,
+    m.MemoryType.EPISODIC: pb.MEMORY_TYPE_EPISODIC,
+    m.MemoryType.SEMANTIC: pb.MEMORY_TYPE_SEMANTIC,
+    m.MemoryType.PROCEDURAL: pb.MEMORY_TYPE_PROCEDURAL,
+    m.MemoryType.WORKING: pb.MEMORY_TYPE_WORKING,
 }
 RECALL_MODE_TO_ENGINE = {
-    pb.RecallMode.UNSPECIFIED: m.RecallMode.HYBRID,
-    pb.RecallMode.HYBRID: m.RecallMode.HYBRID,
-    pb.RecallMode.VECTOR: m.RecallMode.VECTOR,
-    pb.RecallMode.KEYWORD: m.RecallMode.KEYWORD,
+    pb.RECALL_MODE_UNSPECIFIED: m.RecallMode.HYBRID,
+    pb.RECALL_MODE_HYBRID: m.RecallMode.HYBRID,
+    pb.RECALL_MODE_VECTOR: m.RecallMode.VECTOR,
+    pb.RECALL_MODE_KEYWORD: m.RecallMode.KEYWORD,
 }
 ROLE_TO_ENGINE = {
-    pb.ApiKeyRole.ADMIN: "admin",
-    pb.ApiKeyRole.READ_WRITE: "read_write",
-    pb.ApiKeyRole.READ_ONLY: "read_only",
+    pb.API_KEY_ROLE_ADMIN: "admin",
+    pb.API_KEY_ROLE_READ_WRITE: "read_write",
+    pb.API_KEY_ROLE_READ_ONLY: "read_only",
 }
 ROLE_TO_PB = {v: k for k, v in ROLE_TO_ENGINE.items()}
 
-
-# --- scalars ----------------------------------------------------------------------------------
-def ts_to_float(value: dt.datetime | None) -> float | None:
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=_UTC)
-    return value.timestamp()
+# What a google.protobuf.Timestamp can hold: 0001-01-01T00:00:00Z .. 9999-12-31T23:59:59Z.
+TIMESTAMP_MIN_SECONDS = -62135596800
+TIMESTAMP_MAX_SECONDS = 253402300799
+INT32_MAX = 2**31 - 1
 
 
-def float_to_ts(value: float | None) -> dt.datetime | None:
-    if value is None or value == 0:
-        return None
-    return dt.datetime.fromtimestamp(value, tz=_UTC)
+# --- times ------------------------------------------------------------------------------------
+def ts_seconds(ts: pb.Timestamp) -> float:
+    """Unix seconds of a Timestamp already checked by validation.timestamp."""
+    return ts.seconds + ts.nanos / 1e9
 
 
-def struct_to_dict(value: gpb.Struct | None) -> dict[str, Any]:
-    if value is None:
-        return {}
-    return value.to_dict()
+def set_ts(ts: pb.Timestamp, value: float) -> None:
+    """Write Unix seconds into a Timestamp: microsecond precision (what the engine keeps), and
+    clamped to the Timestamp range."""
+    if not math.isfinite(value):
+        value = TIMESTAMP_MAX_SECONDS if value > 0 else TIMESTAMP_MIN_SECONDS
+    micros = round(value * 1_000_000)
+    seconds, rest = divmod(micros, 1_000_000)
+    if seconds > TIMESTAMP_MAX_SECONDS:
+        seconds, rest = TIMESTAMP_MAX_SECONDS, 999_999
+    elif seconds < TIMESTAMP_MIN_SECONDS:
+        seconds, rest = TIMESTAMP_MIN_SECONDS, 0
+    ts.seconds = seconds
+    ts.nanos = rest * 1000
 
 
-def dict_to_struct(value: dict[str, Any] | None) -> gpb.Struct | None:
-    if not value:
-        return None
-    return gpb.Struct.from_dict(value)
+def optional_ts(msg: Any, name: str) -> float | None:
+    return ts_seconds(getattr(msg, name)) if msg.HasField(name) else None
 
 
-def memory_type_to_engine(value: Any) -> m.MemoryType:
-    return MEMORY_TYPE_TO_ENGINE[pb.MemoryType(value)]
+def _int32(value: int) -> int:
+    return max(-INT32_MAX - 1, min(INT32_MAX, int(value)))
+
+
+# --- metadata ---------------------------------------------------------------------------------
+def struct_to_dict(value: pb.Struct) -> dict[str, Any]:
+    out: dict[str, Any] = json_format.MessageToDict(value)
+    return out
 
 
 # --- memories ---------------------------------------------------------------------------------
-def _memory_fields(mem: m.Memory) -> dict[str, Any]:
-    """The Memory message's fields, for pb.Memory and for pb.RecalledMemory (which repeats them
-    and adds the scores): one list, and a recall hit builds one message, not two."""
-    return {
-        "id": mem.id,
-        "agent_id": mem.agent_id,
-        "content": mem.content,
-        "memory_type": MEMORY_TYPE_TO_PB.get(mem.memory_type, pb.MemoryType.EPISODIC),
-        "importance": mem.importance,
-        "tags": list(mem.tags),
-        "metadata": dict_to_struct(mem.metadata),
-        "session_id": mem.session_id,
-        "event_time": float_to_ts(mem.event_time or mem.created_at),
-        "created_at": float_to_ts(mem.created_at),
-        "updated_at": float_to_ts(mem.updated_at),
-        "expires_at": float_to_ts(mem.expires_at),
-        "access_count": mem.access_count,
-        "last_accessed_at": float_to_ts(mem.last_accessed_at),
-        "version": mem.version,
-        "embedding_model": mem.embedding_model,
-    }
+def fill_memory(out: pb.Memory | pb.RecalledMemory, mem: m.Memory) -> None:
+    """Set a Memory's (or RecalledMemory's, which repeats the fields) fields from the engine's."""
+    out.id = mem.id
+    out.agent_id = mem.agent_id
+    out.content = mem.content
+    out.memory_type = MEMORY_TYPE_TO_PB.get(mem.memory_type, pb.MEMORY_TYPE_EPISODIC)
+    out.importance = mem.importance
+    if mem.tags:
+        out.tags.extend(mem.tags)
+    if mem.metadata:
+        out.metadata.update(mem.metadata)
+    out.session_id = mem.session_id
+    set_ts(out.event_time, mem.event_time or mem.created_at)
+    if mem.created_at:
+        set_ts(out.created_at, mem.created_at)
+    if mem.updated_at:
+        set_ts(out.updated_at, mem.updated_at)
+    if mem.expires_at:
+        set_ts(out.expires_at, mem.expires_at)
+    out.access_count = _int32(mem.access_count)
+    if mem.last_accessed_at:
+        set_ts(out.last_accessed_at, mem.last_accessed_at)
+    out.version = _int32(mem.version)
+    out.embedding_model = mem.embedding_model
 
 
 def memory_to_pb(mem: m.Memory) -> pb.Memory:
-    return pb.Memory(**_memory_fields(mem))
+    out = pb.Memory()
+    fill_memory(out, mem)
+    return out
 
 
-def memory_from_pb(msg: pb.Memory) -> m.Memory:
-    """A full record (ImportMemories)."""
+def memory_from_pb(msg: pb.Memory, model_id: str) -> m.Memory:
+    """A full record (ImportMemories), already validated. The embedding model is the server's:
+    an import is embedded again with it."""
     return m.Memory(
         id=msg.id,
         agent_id=msg.agent_id,
         content=msg.content,
-        memory_type=memory_type_to_engine(msg.memory_type),
+        memory_type=MEMORY_TYPE_TO_ENGINE[msg.memory_type],
         importance=msg.importance,
         tags=list(msg.tags),
         metadata=struct_to_dict(msg.metadata),
         session_id=msg.session_id,
-        event_time=ts_to_float(msg.event_time) or 0.0,
-        created_at=ts_to_float(msg.created_at) or 0.0,
-        updated_at=ts_to_float(msg.updated_at) or 0.0,
-        expires_at=ts_to_float(msg.expires_at),
+        event_time=optional_ts(msg, "event_time") or 0.0,
+        created_at=optional_ts(msg, "created_at") or 0.0,
+        updated_at=optional_ts(msg, "updated_at") or 0.0,
+        expires_at=optional_ts(msg, "expires_at"),
         access_count=msg.access_count,
-        last_accessed_at=ts_to_float(msg.last_accessed_at),
+        last_accessed_at=optional_ts(msg, "last_accessed_at"),
         version=msg.version or 1,
-        embedding_model=msg.embedding_model,
+        embedding_model=model_id,
     )
 
 
-def new_memory_from_pb(req: pb.StoreMemoryRequest) -> m.NewMemory:
+def new_memory_from_pb(req: pb.StoreMemoryRequest, now: float) -> m.NewMemory:
+    """A validated StoreMemoryRequest as the engine's input; a TTL becomes an expiry time."""
+    expires = optional_ts(req, "expires_at")
+    if req.ttl_seconds:
+        expires = now + req.ttl_seconds
     return m.NewMemory(
         agent_id=req.agent_id,
         content=req.content,
         id=req.id,
-        memory_type=memory_type_to_engine(req.memory_type),
-        importance=0.5 if req.importance is None else float(req.importance),
-        tags=list(req.tags),
+        memory_type=MEMORY_TYPE_TO_ENGINE[req.memory_type],
+        importance=req.importance if req.HasField("importance") else 0.5,
+        tags=list(dict.fromkeys(req.tags)),
         metadata=struct_to_dict(req.metadata),
         session_id=req.session_id,
-        event_time=ts_to_float(req.event_time),
-        ttl_seconds=float(req.ttl_seconds) if req.ttl_seconds else None,
-        expires_at=ts_to_float(req.expires_at),
+        event_time=optional_ts(req, "event_time"),
+        expires_at=expires,
     )
-
-
-def recalled_to_pb(sm: m.ScoredMemory) -> pb.RecalledMemory:
-    out = pb.RecalledMemory(
-        **_memory_fields(sm.memory),
-        score=sm.score,
-        vector_score=sm.vector_score,
-        keyword_score=sm.keyword_score,
-        associated=sm.associated,
-    )
-    if sm.explanation is not None:
-        e = sm.explanation
-        out.explanation = pb.ScoreExplanation(
-            vector_score=e.vector_score,
-            keyword_score=e.keyword_score,
-            vector_rank=e.vector_rank,
-            keyword_rank=e.keyword_rank,
-            fused_score=e.fused_score,
-            importance_boost=e.importance_boost,
-            recency_boost=e.recency_boost,
-            context_boost=e.context_boost,
-        )
-    return out
 
 
 def recall_result_to_pb(res: m.RecallResult) -> pb.RecallResponse:
-    return pb.RecallResponse(
-        memories=[recalled_to_pb(s) for s in res.memories],
-        total_found=res.total_found,
-        took_ms=res.took_ms,
-    )
+    out = pb.RecallResponse(total_found=_int32(res.total_found), took_ms=res.took_ms)
+    for sm in res.memories:
+        hit = out.memories.add()
+        fill_memory(hit, sm.memory)
+        hit.score = sm.score
+        hit.vector_score = sm.vector_score
+        hit.keyword_score = sm.keyword_score
+        hit.associated = sm.associated
+        e = sm.explanation
+        if e is not None:
+            x = hit.explanation
+            x.vector_score = e.vector_score
+            x.keyword_score = e.keyword_score
+            x.vector_rank = e.vector_rank
+            x.keyword_rank = e.keyword_rank
+            x.fused_score = e.fused_score
+            x.importance_boost = e.importance_boost
+            x.recency_boost = e.recency_boost
+            x.context_boost = e.context_boost
+    return out
 
 
 # --- filters ----------------------------------------------------------------------------------
-def time_range_from_pb(tr: pb.TimeRange | None) -> m.TimeRange | None:
-    if tr is None or (tr.start_time is None and tr.end_time is None):
+def time_range_from_pb(tr: pb.TimeRange) -> m.TimeRange | None:
+    start, end = optional_ts(tr, "start_time"), optional_ts(tr, "end_time")
+    if start is None and end is None:
         return None
-    return m.TimeRange(start=ts_to_float(tr.start_time), end=ts_to_float(tr.end_time))
+    return m.TimeRange(start=start, end=end)
 
 
-def filter_from_pb(f: pb.MemoryFilter | None) -> m.MemoryFilter:
-    if f is None:
-        return m.MemoryFilter()
+def filter_from_pb(f: pb.MemoryFilter) -> m.MemoryFilter:
     return m.MemoryFilter(
-        memory_types=[memory_type_to_engine(t) for t in f.memory_types if t != pb.MemoryType.UNSPECIFIED],
+        memory_types=[MEMORY_TYPE_TO_ENGINE[t] for t in f.memory_types if t != pb.MEMORY_TYPE_UNSPECIFIED],
         tags_any=list(f.tags_any),
         tags_all=list(f.tags_all),
         session_id=f.session_id,
-        event_time=time_range_from_pb(f.event_time),
-        created_time=time_range_from_pb(f.created_time),
-        min_importance=f.min_importance,
-        metadata_equals=struct_to_dict(f.metadata_equals),
+        event_time=time_range_from_pb(f.event_time) if f.HasField("event_time") else None,
+        created_time=time_range_from_pb(f.created_time) if f.HasField("created_time") else None,
+        min_importance=f.min_importance if f.HasField("min_importance") else None,
+        metadata_equals=struct_to_dict(f.metadata_equals) if f.HasField("metadata_equals") else {},
         ids=list(f.ids),
     )
 
 
 # --- graph, agents, keys ----------------------------------------------------------------------
-def link_to_pb(link: m.Link) -> pb.MemoryLink:
-    return pb.MemoryLink(
-        agent_id=link.agent_id,
-        source_id=link.source_id,
-        target_id=link.target_id,
-        relation=link.relation,
-        weight=link.weight,
-        created_at=float_to_ts(link.created_at),
-    )
+def fill_link(out: pb.MemoryLink, link: m.Link) -> None:
+    out.agent_id = link.agent_id
+    out.source_id = link.source_id
+    out.target_id = link.target_id
+    out.relation = link.relation
+    out.weight = link.weight
+    if link.created_at:
+        set_ts(out.created_at, link.created_at)
 
 
-def agent_to_pb(a: m.AgentInfo) -> pb.Agent:
-    return pb.Agent(
-        agent_id=a.agent_id,
-        memory_count=a.memory_count,
-        bytes_stored=a.bytes_stored,
-        link_count=a.link_count,
-        created_at=float_to_ts(a.created_at),
-        last_activity_at=float_to_ts(a.last_activity_at),
-        memory_type_counts=dict(a.memory_type_counts),
-    )
+def fill_agent(out: pb.Agent, a: m.AgentInfo) -> None:
+    out.agent_id = a.agent_id
+    out.memory_count = _int32(a.memory_count)
+    out.bytes_stored = a.bytes_stored
+    out.link_count = _int32(a.link_count)
+    if a.created_at:
+        set_ts(out.created_at, a.created_at)
+    if a.last_activity_at:
+        set_ts(out.last_activity_at, a.last_activity_at)
+    for k, v in a.memory_type_counts.items():
+        out.memory_type_counts[k] = _int32(v)
 
 
-def api_key_to_pb(r: m.ApiKeyRecord) -> pb.ApiKey:
-    return pb.ApiKey(
-        id=r.id,
-        name=r.name,
-        prefix=r.prefix,
-        role=ROLE_TO_PB.get(r.role, pb.ApiKeyRole.UNSPECIFIED),
-        agent_ids=list(r.agent_ids),
-        agent_id_prefix=r.agent_prefix,
-        created_at=float_to_ts(r.created_at),
-        expires_at=float_to_ts(r.expires_at),
-        revoked_at=float_to_ts(r.revoked_at),
-        last_used_at=float_to_ts(r.last_used_at),
-    )
+def fill_api_key(out: pb.ApiKey, r: m.ApiKeyRecord) -> None:
+    out.id = r.id
+    out.name = r.name
+    out.prefix = r.prefix
+    out.role = ROLE_TO_PB.get(r.role, pb.API_KEY_ROLE_UNSPECIFIED)
+    out.agent_ids.extend(r.agent_ids)
+    out.agent_id_prefix = r.agent_prefix
+    for name, value in (
+        ("created_at", r.created_at),
+        ("expires_at", r.expires_at),
+        ("revoked_at", r.revoked_at),
+        ("last_used_at", r.last_used_at),
+    ):
+        if value:
+            set_ts(getattr(out, name), value)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import time
-from typing import Any
 
-from engram._gen.engram import v1 as pb
+import numpy as np
 
+from .. import pb
 from ..errors import invalid
 from . import validation as v
 from .base import CallContext, ServiceBase
@@ -23,18 +23,15 @@ class EmbeddingService(ServiceBase):
                 raise invalid(f"texts[{i}]", f"is {n} UTF-8 bytes; the limit is {self.config.max_content_bytes}")
         v.enum_value(pb.EmbeddingInputType, req.input_type, "input_type")
 
-        def embed() -> Any:
+        def embed() -> tuple[np.ndarray, float, str]:
             t0 = time.perf_counter()
             arr = self.engine.embed(list(req.texts))
             return arr, time.perf_counter() - t0, self.engine.embedding_model
 
         arr, seconds, model = await self.run(embed)
         self.metrics.embedding_seconds(seconds)
-        import numpy as np
-
         arr = np.ascontiguousarray(arr, dtype="<f4")
-        return pb.EmbedResponse(
-            embeddings=[pb.Embedding(vector=row.tobytes()) for row in arr],
-            model=model,
-            dimensions=int(arr.shape[1]) if arr.ndim == 2 else 0,
-        )
+        out = pb.EmbedResponse(model=model, dimensions=int(arr.shape[1]) if arr.ndim == 2 else 0)
+        for row in arr:
+            out.embeddings.add(vector=row.tobytes())
+        return out

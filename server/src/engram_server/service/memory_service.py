@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import math
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Iterator
 
-from engram._gen.engram import v1 as pb
-
+from .. import pb
 from ..engine import models as m
 from ..errors import RpcError, invalid
 from . import convert as cv
@@ -21,45 +20,56 @@ IMPORT_CHUNK = 128
 class MemoryService(ServiceBase):
     # --- store ----------------------------------------------------------------------------
     async def store_memory(self, req: pb.StoreMemoryRequest, ctx: CallContext) -> pb.StoreMemoryResponse:
-        v.store_request(req, self.config)
+        now = time.time()
+        v.store_request(req, self.config, now)
         ctx.who.require_agent(req.agent_id)
         ctx.note_agent(req.agent_id)
-        mem, created = await self.run(self.engine.store, cv.new_memory_from_pb(req))
+        ((mem, created),) = await self.run(self.engine.store_batch, [cv.new_memory_from_pb(req, now)])
         self.metrics.stored(1)
-        return pb.StoreMemoryResponse(memory=cv.memory_to_pb(mem), created=created)
+        out = pb.StoreMemoryResponse(created=created)
+        cv.fill_memory(out.memory, mem)
+        return out
 
     async def batch_store_memories(
         self, req: pb.BatchStoreMemoriesRequest, ctx: CallContext
     ) -> pb.BatchStoreMemoriesResponse:
         v.batch(req.requests, self.config, "requests")
+        now = time.time()
+        first = req.requests[0].agent_id
+        seen: set[str] = set()
         for i, item in enumerate(req.requests):
-            v.store_request(item, self.config, f"requests[{i}].")
-            ctx.who.require_agent(item.agent_id)
-        ctx.note_agent(req.requests[0].agent_id)
-        results = await self.run(self.engine.store_batch, [cv.new_memory_from_pb(r) for r in req.requests])
+            v.store_request(item, self.config, now, f"requests[{i}].")
+            if item.agent_id != first:
+                raise invalid(f"requests[{i}].agent_id", "every memory of a batch must have the same agent_id")
+            if item.id:
+                if item.id in seen:
+                    raise invalid(f"requests[{i}].id", f"id {item.id} appears twice in the batch")
+                seen.add(item.id)
+        ctx.who.require_agent(first)
+        ctx.note_agent(first)
+        results = await self.run(self.engine.store_batch, [cv.new_memory_from_pb(r, now) for r in req.requests])
         self.metrics.stored(len(results))
-        return pb.BatchStoreMemoriesResponse(
-            memories=[cv.memory_to_pb(mem) for mem, _ in results],
-            created_count=sum(1 for _, created in results if created),
-        )
+        out = pb.BatchStoreMemoriesResponse(created_count=sum(1 for _, created in results if created))
+        for mem, _ in results:
+            cv.fill_memory(out.memories.add(), mem)
+        return out
 
     # --- by id ----------------------------------------------------------------------------
     async def get_memory(self, req: pb.GetMemoryRequest, ctx: CallContext) -> pb.GetMemoryResponse:
         v.memory_id(req.id)
-        v.agent_id(req.agent_id, required=False)
-        agent = await self.owned_agent(ctx, req.id, req.agent_id)
-        mem = await self.run(self.engine.get, req.id, agent)
-        ctx.note_agent(mem.agent_id)
-        return pb.GetMemoryResponse(memory=cv.memory_to_pb(mem))
+        agent = await self.agent_of(ctx, req.id, req.agent_id)
+        mem = await self.run(self.engine.get, agent, req.id)
+        out = pb.GetMemoryResponse()
+        cv.fill_memory(out.memory, mem)
+        return out
 
     async def update_memory(self, req: pb.UpdateMemoryRequest, ctx: CallContext) -> pb.UpdateMemoryResponse:
-        if req.memory is None:
+        if not req.HasField("memory"):
             raise invalid("memory", "required")
         msg = req.memory
         v.memory_id(msg.id, "memory.id")
-        v.agent_id(req.agent_id, required=False)
-        if req.ttl_seconds < 0:
-            raise invalid("ttl_seconds", "must not be negative")
+        now = time.time()
+        v.ttl_seconds(req.ttl_seconds, now)
         paths = self._mask(req)
         patch = m.MemoryPatch()
         for path in paths:
@@ -68,13 +78,12 @@ class MemoryService(ServiceBase):
                 patch.content = msg.content
             elif path == "memory_type":
                 v.enum_value(pb.MemoryType, msg.memory_type, "memory.memory_type")
-                patch.memory_type = cv.memory_type_to_engine(msg.memory_type)
+                patch.memory_type = cv.MEMORY_TYPE_TO_ENGINE[msg.memory_type]
             elif path == "importance":
-                v.importance(msg.importance, "memory.importance")
-                patch.importance = float(msg.importance)
+                patch.importance = v.unit_interval(msg.importance, "memory.importance")
             elif path == "tags":
                 v.tags(msg.tags, self.config, "memory.tags")
-                patch.tags = list(msg.tags)
+                patch.tags = list(dict.fromkeys(msg.tags))
             elif path == "metadata":
                 v.metadata(msg.metadata, self.config, "memory.metadata")
                 patch.metadata = cv.struct_to_dict(msg.metadata)
@@ -82,29 +91,27 @@ class MemoryService(ServiceBase):
                 v.session_id(msg.session_id, "memory.session_id")
                 patch.session_id = msg.session_id
             elif path == "event_time":
-                patch.event_time = cv.ts_to_float(msg.event_time)
+                patch.event_time = v.optional_timestamp(msg, "event_time", "memory.event_time")
             elif path == "expires_at":
-                if msg.expires_at is None:
-                    patch.ttl_seconds = 0  # clears the expiry
-                else:
-                    patch.expires_at = cv.ts_to_float(msg.expires_at)
+                # Unset clears the expiry; set, it must be a time the API can express.
+                patch.expires_at = v.optional_timestamp(msg, "expires_at", "memory.expires_at") or 0.0
         if req.ttl_seconds:
             if "expires_at" in paths:
                 raise invalid("ttl_seconds", "ttl_seconds and expires_at are exclusive")
-            patch.ttl_seconds = float(req.ttl_seconds)
+            patch.expires_at = now + req.ttl_seconds
         if not paths and not req.ttl_seconds:
             raise invalid("update_mask", "nothing to update: set update_mask or a field of memory")
-        agent = await self.owned_agent(ctx, msg.id, req.agent_id)
-        mem = await self.run(self.engine.update, msg.id, patch, agent)
-        ctx.note_agent(mem.agent_id)
-        return pb.UpdateMemoryResponse(memory=cv.memory_to_pb(mem))
+        agent = await self.agent_of(ctx, msg.id, req.agent_id)
+        mem = await self.run(self.engine.update, agent, msg.id, patch)
+        out = pb.UpdateMemoryResponse()
+        cv.fill_memory(out.memory, mem)
+        return out
 
     @staticmethod
     def _mask(req: pb.UpdateMemoryRequest) -> list[str]:
-        mask = list(req.update_mask.paths) if req.update_mask is not None else []
-        if mask:
-            out = []
-            for p in mask:
+        if req.HasField("update_mask") and req.update_mask.paths:
+            out: list[str] = []
+            for p in req.update_mask.paths:
                 name = p.removeprefix("memory.")
                 if name not in UPDATABLE:
                     raise invalid("update_mask", f"{p!r} cannot be updated; updatable: {', '.join(UPDATABLE)}")
@@ -112,36 +119,34 @@ class MemoryService(ServiceBase):
                     out.append(name)
             return out
         msg = req.memory
-        if msg is None:
-            return []
         present = {
             "content": bool(msg.content),
-            "memory_type": msg.memory_type != pb.MemoryType.UNSPECIFIED,
+            "memory_type": msg.memory_type != pb.MEMORY_TYPE_UNSPECIFIED,
             "importance": msg.importance != 0,
             "tags": bool(msg.tags),
-            "metadata": msg.metadata is not None,
+            "metadata": msg.HasField("metadata"),
             "session_id": bool(msg.session_id),
-            "event_time": msg.event_time is not None,
-            "expires_at": msg.expires_at is not None,
+            "event_time": msg.HasField("event_time"),
+            "expires_at": msg.HasField("expires_at"),
         }
         return [k for k in UPDATABLE if present[k]]
 
     async def delete_memory(self, req: pb.DeleteMemoryRequest, ctx: CallContext) -> pb.DeleteMemoryResponse:
         v.memory_id(req.id)
-        v.agent_id(req.agent_id, required=False)
-        agent = await self.owned_agent(ctx, req.id, req.agent_id)
-        mem = await self.run(self.engine.delete, req.id, agent)
-        ctx.note_agent(mem.agent_id)
+        agent = await self.agent_of(ctx, req.id, req.agent_id)
+        mem = await self.run(self.engine.delete, agent, req.id)
         return pb.DeleteMemoryResponse(id=mem.id)
 
     async def get_memory_history(
         self, req: pb.GetMemoryHistoryRequest, ctx: CallContext
     ) -> pb.GetMemoryHistoryResponse:
         v.memory_id(req.id)
-        v.agent_id(req.agent_id, required=False)
-        agent = await self.owned_agent(ctx, req.id, req.agent_id)
-        versions = await self.run(self.engine.history, req.id, agent)
-        return pb.GetMemoryHistoryResponse(versions=[cv.memory_to_pb(x) for x in versions])
+        agent = await self.agent_of(ctx, req.id, req.agent_id)
+        versions = await self.run(self.engine.history, agent, req.id)
+        out = pb.GetMemoryHistoryResponse()
+        for x in versions:
+            cv.fill_memory(out.versions.add(), x)
+        return out
 
     # --- list, recall, forget -------------------------------------------------------------
     async def list_memories(self, req: pb.ListMemoriesRequest, ctx: CallContext) -> pb.ListMemoriesResponse:
@@ -152,13 +157,12 @@ class MemoryService(ServiceBase):
         ctx.who.require_agent(req.agent_id)
         ctx.note_agent(req.agent_id)
         page = await self.run(
-            self.engine.list, req.agent_id, cv.filter_from_pb(req.filter), size, req.page_token, order
+            self.engine.list_memories, req.agent_id, cv.filter_from_pb(req.filter), size, req.page_token, order
         )
-        return pb.ListMemoriesResponse(
-            memories=[cv.memory_to_pb(x) for x in page.memories],
-            next_page_token=page.next_page_token,
-            total_size=page.total_size,
-        )
+        out = pb.ListMemoriesResponse(next_page_token=page.next_page_token, total_size=page.total_size)
+        for x in page.memories:
+            cv.fill_memory(out.memories.add(), x)
+        return out
 
     def _query(self, req: pb.RecallRequest, prefix: str, ctx: CallContext) -> m.RecallQuery:
         top_k = v.recall_request(req, self.config, prefix)
@@ -168,7 +172,7 @@ class MemoryService(ServiceBase):
             query=req.query,
             top_k=top_k,
             filter=cv.filter_from_pb(req.filter),
-            mode=cv.RECALL_MODE_TO_ENGINE[pb.RecallMode(req.mode)],
+            mode=cv.RECALL_MODE_TO_ENGINE[req.mode],
             explain=req.explain,
             include_associated=req.include_associated,
             min_score=req.min_score,
@@ -187,7 +191,10 @@ class MemoryService(ServiceBase):
         ctx.note_agent(req.requests[0].agent_id)
         results = await self.run(self.engine.recall_batch, queries)
         self.metrics.recalled(len(results))
-        return pb.BatchRecallResponse(responses=[cv.recall_result_to_pb(r) for r in results])
+        out = pb.BatchRecallResponse()
+        for r in results:
+            out.responses.append(cv.recall_result_to_pb(r))
+        return out
 
     async def forget_memories(self, req: pb.ForgetMemoriesRequest, ctx: CallContext) -> pb.ForgetMemoriesResponse:
         v.agent_id(req.agent_id)
@@ -199,7 +206,7 @@ class MemoryService(ServiceBase):
         ctx.note_agent(req.agent_id)
         res = await self.run(self.engine.forget, req.agent_id, flt, req.dry_run)
         return pb.ForgetMemoriesResponse(
-            matched_count=res.matched, deleted_count=res.deleted, ids=list(res.ids), dry_run=req.dry_run
+            matched_count=res.matched, deleted_count=res.deleted, ids=res.ids, dry_run=req.dry_run
         )
 
     # --- graph ----------------------------------------------------------------------------
@@ -215,11 +222,11 @@ class MemoryService(ServiceBase):
         if req.source_id == req.target_id:
             raise invalid("target_id", "must differ from source_id")
         relation = v.relation(req.relation)
-        weight = 1.0 if req.weight is None else float(req.weight)
-        if math.isnan(weight) or not 0.0 <= weight <= 1.0:
-            raise invalid("weight", "must be between 0 and 1")
+        weight = v.unit_interval(req.weight, "weight") if req.HasField("weight") else 1.0
         link = await self.run(self.engine.link, req.agent_id, req.source_id, req.target_id, relation, weight)
-        return pb.LinkMemoriesResponse(link=cv.link_to_pb(link))
+        out = pb.LinkMemoriesResponse()
+        cv.fill_link(out.link, link)
+        return out
 
     async def unlink_memories(self, req: pb.UnlinkMemoriesRequest, ctx: CallContext) -> pb.UnlinkMemoriesResponse:
         self._link_ids(req, ctx)
@@ -234,19 +241,17 @@ class MemoryService(ServiceBase):
             raise invalid("depth", "must not be negative")
         if req.depth > self.config.max_graph_depth:
             raise invalid("depth", f"is {req.depth}; the limit is {self.config.max_graph_depth}")
-        if req.max_nodes < 0:
-            raise invalid("max_nodes", "must not be negative")
-        if req.max_nodes > self.config.max_page_size:
-            raise invalid("max_nodes", f"is {req.max_nodes}; the limit is {self.config.max_page_size}")
+        max_nodes = v.page_size(req.max_nodes, self.config, "max_nodes", default=100)
         relations = [v.relation(r, f"relations[{i}]") for i, r in enumerate(req.relations)]
         ctx.who.require_agent(req.agent_id)
         ctx.note_agent(req.agent_id)
-        g = await self.run(
-            self.engine.graph, req.agent_id, req.id, req.depth or 1, relations or None, req.max_nodes or 100
-        )
-        return pb.GetMemoryGraphResponse(
-            memories=[cv.memory_to_pb(x) for x in g.nodes], links=[cv.link_to_pb(x) for x in g.links]
-        )
+        g = await self.run(self.engine.graph, req.agent_id, req.id, req.depth or 1, relations or None, max_nodes)
+        out = pb.GetMemoryGraphResponse()
+        for x in g.nodes:
+            cv.fill_memory(out.memories.add(), x)
+        for link in g.links:
+            cv.fill_link(out.links.add(), link)
+        return out
 
     # --- bulk -----------------------------------------------------------------------------
     async def export_memories(
@@ -257,7 +262,7 @@ class MemoryService(ServiceBase):
         ctx.who.require_agent(req.agent_id)
         ctx.note_agent(req.agent_id)
         flt = cv.filter_from_pb(req.filter)
-        it = await self.run(lambda: iter(self.engine.export(req.agent_id, flt)))
+        it: Iterator[m.Memory] = await self.run(lambda: iter(self.engine.export(req.agent_id, flt)))
 
         def take() -> list[m.Memory]:
             out = []
@@ -274,7 +279,9 @@ class MemoryService(ServiceBase):
                     if not chunk:
                         return
                     for mem in chunk:
-                        yield pb.ExportMemoriesResponse(memory=cv.memory_to_pb(mem))
+                        out = pb.ExportMemoriesResponse()
+                        cv.fill_memory(out.memory, mem)
+                        yield out
             finally:
                 close = getattr(it, "close", None)
                 if close is not None:
@@ -286,40 +293,39 @@ class MemoryService(ServiceBase):
         self, requests: AsyncIterator[pb.ImportMemoriesRequest], ctx: CallContext
     ) -> pb.ImportMemoriesResponse:
         imported = skipped = 0
-        batch: list[tuple[m.Memory, str]] = []
+        batch: dict[str, list[m.Memory]] = {}
+        pending = 0
         index = 0
+        model = self.engine.embedding_model
 
         async def flush() -> None:
-            nonlocal imported, skipped
-            by_override: dict[str, list[m.Memory]] = {}
-            for mem, override in batch:
-                by_override.setdefault(override, []).append(mem)
-            for override, mems in by_override.items():
-                i, s = await self.run(self.engine.import_memories, mems, override)
+            nonlocal imported, skipped, pending
+            for agent, mems in batch.items():
+                i, s = await self.run(self.engine.import_memories, agent, mems)
                 imported += i
                 skipped += s
             batch.clear()
+            pending = 0
 
         async for req in requests:
-            if req.memory is None:
-                raise invalid(f"requests[{index}].memory", "required")
+            prefix = f"requests[{index}]."
+            if not req.HasField("memory"):
+                raise invalid(prefix + "memory", "required")
             mem = req.memory
             target = req.agent_id or mem.agent_id
-            v.agent_id(req.agent_id, f"requests[{index}].agent_id", required=False)
-            v.agent_id(target, f"requests[{index}].memory.agent_id")
-            v.memory_id(mem.id, f"requests[{index}].memory.id")
-            v.content(mem.content, self.config, f"requests[{index}].memory.content")
-            v.enum_value(pb.MemoryType, mem.memory_type, f"requests[{index}].memory.memory_type")
-            v.importance(mem.importance, f"requests[{index}].memory.importance")
-            v.tags(mem.tags, self.config, f"requests[{index}].memory.tags")
-            v.metadata(mem.metadata, self.config, f"requests[{index}].memory.metadata")
+            v.agent_id(req.agent_id, prefix + "agent_id", required=False)
+            v.agent_id(target, prefix + "memory.agent_id")
+            v.imported_memory(mem, self.config, time.time(), prefix + "memory.")
             ctx.who.require_agent(target)
             ctx.note_agent(target)
-            batch.append((cv.memory_from_pb(mem), req.agent_id))
+            record = cv.memory_from_pb(mem, model)
+            record.agent_id = target
+            batch.setdefault(target, []).append(record)
+            pending += 1
             index += 1
-            if len(batch) >= IMPORT_CHUNK:
+            if pending >= IMPORT_CHUNK:
                 await flush()
-        if batch:
+        if pending:
             await flush()
         self.metrics.stored(imported)
         return pb.ImportMemoriesResponse(imported_count=imported, skipped_count=skipped)

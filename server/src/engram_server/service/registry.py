@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from engram._gen.engram import v1 as pb
+from google.protobuf.message import Message
 
+from .. import pb
 from ..descriptors import Api, MethodInfo
 from ..errors import RpcError
 from .admin_service import AdminService
@@ -24,17 +25,27 @@ SERVICES = {
 }
 
 
+if TYPE_CHECKING:
+    from ..auth import Authenticator
+    from ..config import Config
+    from ..engine.engine import Engine
+    from ..metrics import Metrics
+    from ..state import ServerState
+
+
 @dataclass
 class Method:
     info: MethodInfo
-    request_cls: type
-    response_cls: type
+    request_cls: type[Message]
+    response_cls: type[Message]
     handler: Callable[..., Any]
     access: str
 
 
 class Registry:
-    def __init__(self, api: Api, engine: Any, config: Any, auth: Any, metrics: Any, state: Any) -> None:
+    def __init__(
+        self, api: Api, engine: Engine, config: Config, auth: Authenticator, metrics: Metrics, state: ServerState
+    ) -> None:
         self.auth = auth
         self.services: dict[str, ServiceBase] = {
             name: cls(engine, config, auth, metrics, state) for name, cls in SERVICES.items()

@@ -1,22 +1,36 @@
-"""Request validation: every failure is INVALID_ARGUMENT naming the field and the limit."""
+"""Request validation: the one place where the API's rules and limits are checked.
+
+Every failure is INVALID_ARGUMENT naming the field and the rule. The limits are the server's
+configuration (`Config.max_*`, documented in docs/operations/configuration.md); the rules are the
+patterns and ranges below. Every number and time a client sends is checked here against what
+the engine stores and the wire can carry back (a Timestamp holds years 1 to 9999, counts are
+int32), before anything is written: the engine trusts what reaches it.
+"""
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from typing import Any
 
-import betterproto2
-from engram._gen.engram import v1 as pb
+from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
 
+from .. import pb
 from ..config import Config
 from ..errors import invalid
+from .convert import TIMESTAMP_MAX_SECONDS, TIMESTAMP_MIN_SECONDS, ts_seconds
 
-ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 AGENT_RE = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
 RELATION_RE = re.compile(r"^[a-z0-9_]{1,64}$")
-ORDER_BY = {f"{f} {d}" for f in ("created_at", "updated_at", "importance", "event_time") for d in ("asc", "desc")}
+ORDER_FIELDS = ("created_at", "updated_at", "importance", "event_time")
+ORDER_BY = {f"{f} {d}" for f in ORDER_FIELDS for d in ("asc", "desc")}
+MAX_SESSION_ID_CHARS = 256
+MAX_NAME_CHARS = 128
+# A client's clock may run a little ahead of the server's: times that must lie in the past
+# (an imported memory's creation) may be this far in the future.
+CLOCK_SKEW_SECONDS = 300.0
+TIME_RANGE = "between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z"
 
 
 def agent_id(value: str, name: str = "agent_id", required: bool = True) -> None:
@@ -34,7 +48,7 @@ def memory_id(value: str, name: str = "id", required: bool = True) -> None:
             raise invalid(name, "required")
         return
     if not ID_RE.match(value):
-        raise invalid(name, "must be 1 to 128 characters of [A-Za-z0-9._:-]")
+        raise invalid(name, "must be 1 to 128 characters of [A-Za-z0-9._:-], starting with a letter or digit")
 
 
 def content(value: str, cfg: Config, name: str = "content") -> None:
@@ -45,14 +59,19 @@ def content(value: str, cfg: Config, name: str = "content") -> None:
         raise invalid(name, f"is {n} UTF-8 bytes; the limit is {cfg.max_content_bytes}")
 
 
-def importance(value: float | None, name: str = "importance") -> None:
-    if value is None:
-        return
+def unit_interval(value: float, name: str) -> float:
     if math.isnan(value) or not 0.0 <= value <= 1.0:
         raise invalid(name, "must be between 0 and 1")
+    return value
 
 
-def tags(values: list[str], cfg: Config, name: str = "tags") -> None:
+def finite(value: float, name: str) -> float:
+    if not math.isfinite(value):
+        raise invalid(name, "must be a finite number")
+    return value
+
+
+def tags(values: Any, cfg: Config, name: str = "tags") -> None:
     if len(values) > cfg.max_tags:
         raise invalid(name, f"has {len(values)} tags; the limit is {cfg.max_tags}")
     for i, t in enumerate(values):
@@ -62,80 +81,159 @@ def tags(values: list[str], cfg: Config, name: str = "tags") -> None:
             raise invalid(f"{name}[{i}]", f"is {len(t)} characters; the limit is {cfg.max_tag_chars}")
 
 
-def metadata(value: Any, cfg: Config, name: str = "metadata") -> None:
-    if value is None:
-        return
-    data = value.to_dict() if hasattr(value, "to_dict") else value
-    try:
-        n = len(json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
-    except (TypeError, ValueError):
-        raise invalid(name, "must be a JSON object") from None
+def metadata(value: pb.Struct, cfg: Config, name: str = "metadata") -> None:
+    """Size (bytes of its binary encoding, about its JSON size) and nesting depth."""
+    n = value.ByteSize()
     if n > cfg.max_metadata_bytes:
-        raise invalid(name, f"is {n} bytes of JSON; the limit is {cfg.max_metadata_bytes}")
+        raise invalid(name, f"is {n} bytes; the limit is {cfg.max_metadata_bytes}")
+    depth = _struct_depth(value, cfg.max_metadata_depth + 1)
+    if depth > cfg.max_metadata_depth:
+        raise invalid(name, f"is nested more than {cfg.max_metadata_depth} levels deep")
+    for k, v in value.fields.items():
+        _finite_numbers(v, f"{name}.{k}")
 
 
-def enum_value(enum_cls: type[betterproto2.Enum], value: Any, name: str) -> None:
-    try:
-        enum_cls(value)
-    except ValueError:
-        raise invalid(name, f"unknown value {int(value)}") from None
+def _struct_depth(s: pb.Struct, stop: int) -> int:
+    deepest = 0
+    for v in s.fields.values():
+        deepest = max(deepest, _value_depth(v, stop - 1))
+        if deepest >= stop:
+            break
+    return 1 + deepest
+
+
+def _value_depth(v: pb.Value, stop: int) -> int:
+    if stop <= 0:
+        return 0
+    kind = v.WhichOneof("kind")
+    if kind == "struct_value":
+        return _struct_depth(v.struct_value, stop)
+    if kind == "list_value":
+        return 1 + max((_value_depth(x, stop - 1) for x in v.list_value.values), default=0)
+    return 0
+
+
+def _finite_numbers(v: pb.Value, name: str) -> None:
+    kind = v.WhichOneof("kind")
+    if kind == "number_value" and not math.isfinite(v.number_value):
+        raise invalid(name, "must be a finite number (JSON has no NaN or Infinity)")
+    if kind == "struct_value":
+        for k, x in v.struct_value.fields.items():
+            _finite_numbers(x, f"{name}.{k}")
+    elif kind == "list_value":
+        for i, x in enumerate(v.list_value.values):
+            _finite_numbers(x, f"{name}[{i}]")
+
+
+def enum_value(enum: EnumTypeWrapper, value: int, name: str) -> None:
+    if value not in enum.values():
+        raise invalid(name, f"unknown value {value}; expected one of {', '.join(enum.keys())}")
 
 
 def session_id(value: str, name: str = "session_id") -> None:
-    if len(value) > 256:
-        raise invalid(name, "is longer than 256 characters")
+    if len(value) > MAX_SESSION_ID_CHARS:
+        raise invalid(name, f"is longer than {MAX_SESSION_ID_CHARS} characters")
 
 
-def store_request(req: pb.StoreMemoryRequest, cfg: Config, prefix: str = "") -> None:
+def timestamp(ts: pb.Timestamp, name: str) -> float:
+    """Unix seconds of a Timestamp that a Timestamp may hold (RFC 3339 years 1 to 9999)."""
+    if not TIMESTAMP_MIN_SECONDS <= ts.seconds <= TIMESTAMP_MAX_SECONDS or not 0 <= ts.nanos <= 999_999_999:
+        raise invalid(name, f"must be {TIME_RANGE}")
+    return ts_seconds(ts)
+
+
+def optional_timestamp(msg: Any, field: str, name: str) -> float | None:
+    return timestamp(getattr(msg, field), name) if msg.HasField(field) else None
+
+
+def ttl_seconds(value: int, now: float, name: str = "ttl_seconds") -> None:
+    """A TTL whose expiry (now + ttl) is a time the API can express."""
+    if value < 0:
+        raise invalid(name, "must not be negative")
+    if now + value > TIMESTAMP_MAX_SECONDS:
+        raise invalid(
+            name, f"is too large: the expiry would be after 9999-12-31 (at most {int(TIMESTAMP_MAX_SECONDS - now)})"
+        )
+
+
+def not_in_future(value: float | None, now: float, name: str) -> None:
+    if value is not None and value > now + CLOCK_SKEW_SECONDS:
+        raise invalid(name, "must not be in the future")
+
+
+def store_request(req: pb.StoreMemoryRequest, cfg: Config, now: float, prefix: str = "") -> None:
     agent_id(req.agent_id, prefix + "agent_id")
     content(req.content, cfg, prefix + "content")
     memory_id(req.id, prefix + "id", required=False)
     enum_value(pb.MemoryType, req.memory_type, prefix + "memory_type")
-    importance(req.importance, prefix + "importance")
+    if req.HasField("importance"):
+        unit_interval(req.importance, prefix + "importance")
     tags(req.tags, cfg, prefix + "tags")
     metadata(req.metadata, cfg, prefix + "metadata")
     session_id(req.session_id, prefix + "session_id")
-    if req.ttl_seconds < 0:
-        raise invalid(prefix + "ttl_seconds", "must not be negative")
-    if req.ttl_seconds and req.expires_at is not None:
+    optional_timestamp(req, "event_time", prefix + "event_time")
+    ttl_seconds(req.ttl_seconds, now, prefix + "ttl_seconds")
+    expires = optional_timestamp(req, "expires_at", prefix + "expires_at")
+    if req.ttl_seconds and expires is not None:
         raise invalid(prefix + "expires_at", "ttl_seconds and expires_at are exclusive")
-    if req.expires_at is not None:
-        import time
-
-        from .convert import ts_to_float
-
-        if (ts_to_float(req.expires_at) or 0) <= time.time():
-            raise invalid(prefix + "expires_at", "is in the past")
+    if expires is not None and expires <= now:
+        raise invalid(prefix + "expires_at", "is in the past")
 
 
-def memory_filter(f: pb.MemoryFilter | None, cfg: Config, name: str = "filter") -> None:
-    if f is None:
-        return
+def imported_memory(mem: pb.Memory, cfg: Config, now: float, prefix: str) -> None:
+    """A full record from an export. Times the server sets itself (creation, update, last
+    access) cannot lie in the future and counts cannot be negative: a restore never has them."""
+    memory_id(mem.id, prefix + "id")
+    content(mem.content, cfg, prefix + "content")
+    enum_value(pb.MemoryType, mem.memory_type, prefix + "memory_type")
+    unit_interval(mem.importance, prefix + "importance")
+    tags(mem.tags, cfg, prefix + "tags")
+    metadata(mem.metadata, cfg, prefix + "metadata")
+    session_id(mem.session_id, prefix + "session_id")
+    optional_timestamp(mem, "event_time", prefix + "event_time")
+    optional_timestamp(mem, "expires_at", prefix + "expires_at")
+    created = optional_timestamp(mem, "created_at", prefix + "created_at")
+    updated = optional_timestamp(mem, "updated_at", prefix + "updated_at")
+    accessed = optional_timestamp(mem, "last_accessed_at", prefix + "last_accessed_at")
+    for value, name in ((created, "created_at"), (updated, "updated_at"), (accessed, "last_accessed_at")):
+        not_in_future(value, now, prefix + name)
+    if mem.access_count < 0:
+        raise invalid(prefix + "access_count", "must not be negative")
+    if mem.version < 0:
+        raise invalid(prefix + "version", "must not be negative")
+
+
+def memory_filter(f: pb.MemoryFilter, cfg: Config, name: str = "filter") -> None:
     for i, t in enumerate(f.memory_types):
         enum_value(pb.MemoryType, t, f"{name}.memory_types[{i}]")
     for fld in ("tags_any", "tags_all"):
         vals = getattr(f, fld)
         if len(vals) > cfg.max_page_size:
             raise invalid(f"{name}.{fld}", f"has more than {cfg.max_page_size} values")
-    importance(f.min_importance, f"{name}.min_importance")
+    if f.HasField("min_importance"):
+        unit_interval(f.min_importance, f"{name}.min_importance")
     if len(f.ids) > cfg.max_page_size:
         raise invalid(f"{name}.ids", f"has more than {cfg.max_page_size} ids")
     metadata(f.metadata_equals, cfg, f"{name}.metadata_equals")
     for rng in ("event_time", "created_time"):
+        if not f.HasField(rng):
+            continue
         tr = getattr(f, rng)
-        if tr is not None and tr.start_time is not None and tr.end_time is not None and tr.end_time < tr.start_time:
+        start = optional_timestamp(tr, "start_time", f"{name}.{rng}.start_time")
+        end = optional_timestamp(tr, "end_time", f"{name}.{rng}.end_time")
+        if start is not None and end is not None and end < start:
             raise invalid(f"{name}.{rng}", "end_time is before start_time")
 
 
-def page_size(value: int, cfg: Config, name: str = "page_size") -> int:
+def page_size(value: int, cfg: Config, name: str = "page_size", default: int = 50) -> int:
     if value < 0:
         raise invalid(name, "must not be negative")
     if value > cfg.max_page_size:
         raise invalid(name, f"is {value}; the limit is {cfg.max_page_size}")
-    return value or 50
+    return value or default
 
 
-def batch(values: list[Any], cfg: Config, name: str) -> None:
+def batch(values: Any, cfg: Config, name: str) -> None:
     if not values:
         raise invalid(name, "must not be empty")
     if len(values) > cfg.max_batch_size:
@@ -143,6 +241,7 @@ def batch(values: list[Any], cfg: Config, name: str) -> None:
 
 
 def recall_request(req: pb.RecallRequest, cfg: Config, prefix: str = "") -> int:
+    """Checks a recall; returns its top_k (10 when unset)."""
     agent_id(req.agent_id, prefix + "agent_id")
     if not req.query or not req.query.strip():
         raise invalid(prefix + "query", "required and must not be blank")
@@ -154,8 +253,7 @@ def recall_request(req: pb.RecallRequest, cfg: Config, prefix: str = "") -> int:
     if req.top_k > cfg.max_top_k:
         raise invalid(prefix + "top_k", f"is {req.top_k}; the limit is {cfg.max_top_k}")
     enum_value(pb.RecallMode, req.mode, prefix + "mode")
-    if math.isnan(req.min_score) or math.isinf(req.min_score):
-        raise invalid(prefix + "min_score", "must be a finite number")
+    finite(req.min_score, prefix + "min_score")
     memory_filter(req.filter, cfg, prefix + "filter")
     return req.top_k or 10
 
@@ -164,10 +262,10 @@ def order_by(value: str) -> str:
     v = " ".join(value.split()).lower()
     if not v:
         return "created_at desc"
-    if " " not in v and v in {o.split()[0] for o in ORDER_BY}:
+    if " " not in v and v in ORDER_FIELDS:
         v = f"{v} asc"
     if v not in ORDER_BY:
-        raise invalid("order_by", "must be one of created_at, updated_at, importance, event_time with asc or desc")
+        raise invalid("order_by", f"must be one of {', '.join(ORDER_FIELDS)} with asc or desc")
     return v
 
 
@@ -177,3 +275,10 @@ def relation(value: str, name: str = "relation") -> str:
     if not RELATION_RE.match(value):
         raise invalid(name, "must be 1 to 64 characters of [a-z0-9_]")
     return value
+
+
+def name(value: str, field: str = "name") -> None:
+    if not value or not value.strip():
+        raise invalid(field, "required")
+    if len(value) > MAX_NAME_CHARS:
+        raise invalid(field, f"must be at most {MAX_NAME_CHARS} characters")

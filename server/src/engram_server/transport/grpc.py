@@ -23,13 +23,15 @@ from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from google.protobuf.message import DecodeError, Message
+
 from ..asgi import Receive, Scope, Send
 from ..errors import RpcError
 from ..service.base import CallContext
 
 if TYPE_CHECKING:
-    from ..app import EngramApp
     from ..service.registry import Method
+    from .host import Host
 
 _TIMEOUT_RE = re.compile(r"^(\d{1,8})([HMSmun])$")
 _TIMEOUT_UNITS = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}
@@ -172,6 +174,15 @@ class FrameReader:
         return out
 
 
+def decode(cls: type[Message], data: bytes) -> Message:
+    """One request message from its bytes (upb: malformed wire data, invalid UTF-8 in a string
+    and nesting beyond its recursion limit are refused)."""
+    try:
+        return cls.FromString(data)
+    except DecodeError:
+        raise RpcError("INVALID_ARGUMENT", f"request is not a valid {cls.DESCRIPTOR.full_name} message") from None
+
+
 def header(scope: Scope, name: bytes) -> str | None:
     for k, v in scope["headers"]:
         if k == name:
@@ -182,7 +193,7 @@ def header(scope: Scope, name: bytes) -> str | None:
 class GrpcTransport:
     """Serves `application/grpc*` (native) and `application/grpc-web*` requests."""
 
-    def __init__(self, app: EngramApp) -> None:
+    def __init__(self, app: Host) -> None:
         self.app = app
         self.streams: dict[Any, int] = {}  # connection → calls in flight
 
@@ -285,18 +296,17 @@ class GrpcTransport:
 
     async def _call(self, method: Method, ctx: CallContext, reader: FrameReader, out: _Responder) -> None:
         info = method.info
-        codec = self.app.codec
         await self.app.registry.authorize(method, ctx)
 
-        def encode(resp: Any) -> bytes:
-            return codec.encode(info.output_type, resp)
+        def encode(resp: Message) -> bytes:
+            return resp.SerializeToString()
 
-        async def messages() -> AsyncIterator[Any]:
+        async def messages() -> AsyncIterator[Message]:
             while True:
                 data = await reader.next()
                 if data is None:
                     return
-                yield codec.decode(info.input_type, method.request_cls, data)
+                yield decode(method.request_cls, data)
 
         if info.client_streaming:
             if info.server_streaming:  # bidi
@@ -313,7 +323,7 @@ class GrpcTransport:
             raise RpcError("INTERNAL", "missing request message")
         if await reader.next() is not None:
             raise RpcError("INTERNAL", "more than one request message for a unary method")
-        req = codec.decode(info.input_type, method.request_cls, data)
+        req = decode(method.request_cls, data)
         async with _CancelOnDisconnect(reader):
             if info.server_streaming:
                 stream = await method.handler(req, ctx)

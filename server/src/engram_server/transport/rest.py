@@ -33,10 +33,13 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from ..asgi import Message, Receive, Scope, Send
 from ..errors import RpcError, invalid
 from ..service.base import CallContext
+from . import json_codec
 
 if TYPE_CHECKING:
-    from ..app import EngramApp
+    from google.protobuf.message import Message as ProtoMessage
+
     from ..service.registry import Method
+    from .host import Host
 
 JSON_CT = (b"content-type", b"application/json")
 NDJSON_CT = (b"content-type", b"application/x-ndjson")
@@ -49,7 +52,7 @@ class Route:
     regex: re.Pattern[str]
     variables: list[str]
     body: str
-    method: Any  # registry.Method
+    method: Method
     literal: int  # literal characters, to order routes specific-first
 
 
@@ -81,8 +84,9 @@ def set_path(data: dict[str, Any], path: str, value: Any) -> None:
 
 
 class RestTransport:
-    def __init__(self, app: EngramApp) -> None:
+    def __init__(self, app: Host) -> None:
         self.app = app
+        self.json = json_codec.JsonWriter()
         self.routes: list[Route] = []
         for method in app.registry.methods.values():
             for b in method.info.bindings:
@@ -133,7 +137,7 @@ class RestTransport:
                 await self._client_stream(route, params, scope, receive, send, ctx)
                 return
             data = await self._request_dict(route, params, scope, receive)
-            req = self.app.codec.from_json(info.input_type, method.request_cls, data)
+            req = json_codec.parse(method.request_cls, data)
             if info.server_streaming:
                 await self._server_stream(method, req, ctx, send)
                 return
@@ -141,7 +145,7 @@ class RestTransport:
             status = 200
             if info.name == "Health" and resp.status != "healthy":
                 status = 503
-            body = json.dumps(self.app.codec.to_json(info.output_type, resp), ensure_ascii=False).encode()
+            body = self._json(resp)
             await send({"type": "http.response.start", "status": status, "headers": [JSON_CT]})
             await send({"type": "http.response.body", "body": body if verb != "HEAD" else b""})
         except RpcError as err:
@@ -178,8 +182,7 @@ class RestTransport:
     async def _request_dict(
         self, route: Route, params: dict[str, str], scope: Scope, receive: Receive
     ) -> dict[str, Any]:
-        info = route.method.info
-        desc = self.app.codec.api.descriptor(info.input_type)
+        desc = json_codec.descriptor_of(route.method.request_cls)
         data: dict[str, Any] = {}
         if route.body:
             raw = await self._read_body(scope, receive)
@@ -196,6 +199,7 @@ class RestTransport:
                 fd = desc.fields_by_name.get("update_mask")
                 if fd is not None and "update_mask" not in data and "updateMask" not in data and isinstance(body, dict):
                     sub = desc.fields_by_name[route.body].message_type
+                    assert sub is not None, "an update's body field is a message"
                     names = []
                     for k in body:
                         f = sub.fields_by_name.get(k) or next((x for x in sub.fields if x.json_name == k), None)
@@ -247,7 +251,7 @@ class RestTransport:
                     node[fd.name] = v
 
     # --- streaming ------------------------------------------------------------------------
-    async def _server_stream(self, method: Method, req: Any, ctx: CallContext, send: Send) -> None:
+    async def _server_stream(self, method: Method, req: ProtoMessage, ctx: CallContext, send: Send) -> None:
         stream = await method.handler(req, ctx)
         it = stream.__aiter__()
         try:
@@ -255,28 +259,25 @@ class RestTransport:
         except StopAsyncIteration:
             first = None
         await send({"type": "http.response.start", "status": 200, "headers": [NDJSON_CT]})
-        out_type = method.info.output_type
         try:
             if first is not None:
-                await send({"type": "http.response.body", "body": self._line(out_type, first), "more_body": True})
+                await send({"type": "http.response.body", "body": self._json(first) + b"\n", "more_body": True})
                 async for item in it:
-                    await send({"type": "http.response.body", "body": self._line(out_type, item), "more_body": True})
+                    await send({"type": "http.response.body", "body": self._json(item) + b"\n", "more_body": True})
         except RpcError as err:
             line = json.dumps({"error": err.to_json()}).encode() + b"\n"
             await send({"type": "http.response.body", "body": line, "more_body": False})
             raise _Logged(err.code) from None
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
-    def _line(self, out_type: str, msg: Any) -> bytes:
-        return json.dumps(self.app.codec.to_json(out_type, msg), ensure_ascii=False).encode() + b"\n"
+    def _json(self, msg: ProtoMessage) -> bytes:
+        return json.dumps(self.json.to_dict(msg), ensure_ascii=False).encode()
 
     async def _client_stream(
         self, route: Route, params: dict[str, str], scope: Scope, receive: Receive, send: Send, ctx: CallContext
     ) -> None:
         method = route.method
-        info = method.info
         limit = self.app.config.max_request_bytes
-        codec = self.app.codec
 
         async def lines() -> AsyncIterator[bytes]:
             buf = b""
@@ -298,7 +299,7 @@ class RestTransport:
                         yield buf
                     return
 
-        async def messages() -> AsyncIterator[Any]:
+        async def messages() -> AsyncIterator[ProtoMessage]:
             n = 0
             async for line in lines():
                 obj = _parse_json(line, f"line {n + 1}")
@@ -308,11 +309,11 @@ class RestTransport:
                         raise invalid(f"line {n + 1}", "must be a JSON object")
                     for var, value in params.items():
                         set_path(item, var, value)
-                    yield codec.from_json(info.input_type, method.request_cls, item)
+                    yield json_codec.parse(method.request_cls, item)
                 n += 1
 
         resp = await method.handler(messages(), ctx)
-        body = json.dumps(codec.to_json(info.output_type, resp), ensure_ascii=False).encode()
+        body = self._json(resp)
         await send({"type": "http.response.start", "status": 200, "headers": [JSON_CT]})
         await send({"type": "http.response.body", "body": body})
 
@@ -361,6 +362,8 @@ def _parse_json(raw: bytes, where: str = "body") -> Any:
         return json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise RpcError("INVALID_ARGUMENT", f"malformed JSON in {where}: {exc}") from None
+    except RecursionError:
+        raise RpcError("INVALID_ARGUMENT", f"malformed JSON in {where}: nested too deeply") from None
 
 
 def _camel(name: str) -> str:

@@ -1,0 +1,226 @@
+"""Background maintenance: access-count flushes, expiry purges, index sealing and snapshots,
+catalogue snapshots, journal trimming; and re-embedding when the model changes.
+
+One daemon thread runs `run_round` every `background_interval_seconds` (access counts every
+`access_flush_seconds`). It never holds an agent's lock for long, and `stop()` makes it return
+between agents so that a shutdown is not held up by index work (what is not done resumes on the
+next start: the journal keeps every change).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+
+from . import codec
+from .access import AccessTracker
+from .agent import AgentState, cat_snapshot_name, catalogue_snapshot_bytes, journal_key, meta_idx_key
+from .agent_store import AgentStore
+from .config import EngineConfig
+from .directory import AGENT_RECORDS
+from .ids import agent_key, agent_prefix, rec_key
+from .lazy_embedder import LazyEmbedder, TextEmbedder
+from .storage import CF_JOURNAL, CF_META, CF_RECORDS, CF_SNAPSHOTS, CF_VECTORS, Batch
+from .writes import META_EMBEDDING, Writes
+
+log = logging.getLogger(__name__)
+
+META_BG = b"bg_state"
+CAT_SNAPSHOT_EVERY = 2000  # journal entries before the background rewrites a catalogue snapshot
+REEMBED_CHUNK = 128
+
+
+class Maintenance:
+    def __init__(
+        self, agents: AgentStore, writes: Writes, access: AccessTracker, embedder: LazyEmbedder, config: EngineConfig
+    ) -> None:
+        self._agents = agents
+        self._storage = agents.storage
+        self._writes = writes
+        self._access = access
+        self._embedder = embedder
+        self._config = config
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        raw = self._storage.get(CF_META, META_BG)
+        self.state: dict[str, float] = json.loads(raw) if raw else {}
+
+    # --- the thread --------------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="engram-background", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=timeout)
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def _loop(self) -> None:
+        interval = max(0.05, self._config.background_interval_seconds)
+        flush_every = max(0.05, min(self._config.access_flush_seconds, interval))
+        last_heavy = time.monotonic()
+        while not self._stop.wait(flush_every):
+            try:
+                self._access.flush()
+                if time.monotonic() - last_heavy >= interval:
+                    last_heavy = time.monotonic()
+                    self.run_round()
+            except Exception:
+                if not self._stop.is_set():
+                    log.exception("background maintenance failed; retrying next round")
+
+    # --- one round ---------------------------------------------------------------------------
+    def run_round(self) -> None:
+        """Purge expired memories, seal and persist indexes, snapshot catalogues, trim journals.
+        Safe to call any time (tests call it directly)."""
+        self._access.flush()
+        purged = self.purge_expired()
+        for st in self._agents.loaded():
+            if self._stop.is_set():
+                return
+            self._index_maintenance(st)
+            self.snapshot_catalogue(st, force=False)
+        self.state = {"last_run": time.time(), "last_purged": float(purged)}
+        b = self._storage.batch()
+        b.put(CF_META, META_BG, codec.dumps(self.state))
+        self._storage.write(b)
+
+    def purge_expired(self) -> int:
+        """Delete expired memories (already invisible) of every agent that has any."""
+        t = time.time()
+        total = 0
+        for _, v in self._storage.scan(CF_META, AGENT_RECORDS):
+            d = json.loads(v)
+            min_exp = float(d.get("min_expires") or 0.0)
+            if not min_exp or min_exp > t:
+                continue
+            st = self._agents.get(d["agent_id"])
+            with st.lock:
+                ids = [e.id for e in st.entries.values() if not e.live(t)]
+                if not ids:
+                    st.min_expires = min((e.expires_at for e in st.entries.values() if e.expires_at), default=0.0)
+                    continue
+                fut, token = self._writes.delete_locked(st, ids)
+                st.min_expires = min((e.expires_at for e in st.entries.values() if e.expires_at), default=0.0)
+            self._agents.wait(st, fut, token, ids)
+            total += len(ids)
+        if total:
+            log.info("purged %d expired memories", total)
+        return total
+
+    def _index_maintenance(self, st: AgentState) -> None:
+        with st.maint_lock:
+            if st.deleted or not st.loaded:
+                return
+            with st.lock:
+                seq = st.seq
+                vi, ki = st.vindex, st.kindex
+            if vi is None or ki is None:
+                return
+            vi.maintenance()  # seals full chunks, persists manifest and mutable snapshot
+            ki.maintenance()
+            self._record_idx_seq(st, seq)
+
+    def persist_indexes(self, st: AgentState) -> None:
+        """Shutdown: persist tombstones and the mutable parts (no sealing) so the next load is
+        one snapshot read per index instead of one storage read per unsealed memory."""
+        with st.maint_lock:
+            if st.deleted or not st.loaded:
+                return
+            with st.lock:
+                seq = st.seq
+                vi, ki = st.vindex, st.kindex
+            if vi is None or ki is None:
+                return
+            if vi.persist() and ki.persist():
+                self._record_idx_seq(st, seq)
+
+    def _record_idx_seq(self, st: AgentState, seq: int) -> None:
+        """Called with st.maint_lock held, after both indexes persisted everything up to seq."""
+        if seq != st.idx_seq and not st.deleted:
+            b = self._storage.batch()
+            b.put(CF_META, meta_idx_key(st.qa), str(seq).encode())
+            self._storage.write(b)
+            st.idx_seq = seq
+            self._trim_journal(st)
+
+    def snapshot_catalogue(self, st: AgentState, force: bool, closing: bool = False) -> None:
+        with st.maint_lock:
+            if st.deleted or not st.loaded or (not force and st.seq - st.cat_seq < 1) or st.seq == st.cat_seq:
+                return
+            if not force and st.seq - st.cat_seq < CAT_SNAPSHOT_EVERY and not closing:
+                return
+            seq, blob = catalogue_snapshot_bytes(st)
+            self._agents.snapshots.put(cat_snapshot_name(st.qa), blob)
+            st.cat_seq = seq
+            self._trim_journal(st)
+
+    def _trim_journal(self, st: AgentState) -> None:
+        upto = min(st.cat_seq, st.idx_seq)
+        if upto <= 0:
+            return
+        b = self._storage.batch()
+        b.ops.append((Batch.RANGE, CF_JOURNAL, agent_prefix(st.qa), journal_key(st.qa, upto + 1)))
+        self._storage.write(b)
+
+    def final_flush(self) -> None:
+        """At close: access counts, index parts and catalogues, so the next start loads fast."""
+        self._access.flush()
+        for st in self._agents.loaded():
+            self.persist_indexes(st)
+            self.snapshot_catalogue(st, force=False, closing=True)
+
+    # --- re-embedding ------------------------------------------------------------------------
+    def reembed_all(self) -> int:
+        """Re-embed every memory with the configured model (a model change is a migration).
+        Resumable: each agent's vectors are rewritten, then the model id is recorded last."""
+        emb = self._embedder.get()
+        names = [json.loads(v)["agent_id"] for _, v in self._storage.scan(CF_META, AGENT_RECORDS)]
+        total = sum(self._reembed_agent(agent_id, emb) for agent_id in names)
+        b = self._storage.batch()
+        b.put(CF_META, META_EMBEDDING, codec.dumps({"model_id": self._embedder.model_id, "dim": int(emb.dim)}))
+        self._storage.write(b)
+        log.info("re-embedded %d memories with %s", total, self._embedder.model_id)
+        return total
+
+    def _reembed_agent(self, agent_id: str, emb: TextEmbedder) -> int:
+        """Rewrite every vector of one agent; drop its vector snapshots so that the index is
+        rebuilt from the new vectors on its next load."""
+        qa = agent_key(agent_id)
+        st = self._agents.cached(agent_id)
+        if st is not None:
+            self._agents.evict(st)
+        n = 0
+        ids: list[str] = []
+        texts: list[str] = []
+
+        def flush() -> None:
+            nonlocal n
+            vecs = emb.embed_documents(texts)
+            b = self._storage.batch()
+            for mid, v in zip(ids, vecs, strict=True):
+                b.put(CF_VECTORS, rec_key(qa, mid), codec.vector_to_bytes(emb.model_id, v), compress=False)
+            self._storage.write(b)
+            n += len(ids)
+            ids.clear()
+            texts.clear()
+
+        for _, v in self._storage.scan(CF_RECORDS, agent_prefix(qa)):
+            m = codec.memory_from_bytes(v)
+            ids.append(m.id)
+            texts.append(m.content)
+            if len(ids) >= REEMBED_CHUNK:
+                flush()
+        if ids:
+            flush()
+        b = self._storage.batch()
+        b.delete_prefix(CF_SNAPSHOTS, f"vec/{qa}/".encode())
+        b.delete(CF_META, meta_idx_key(qa))
+        self._storage.write(b)
+        return n
