@@ -4,7 +4,7 @@ import (
 	"context"
 	"time"
 
-	"github.com/engram-memory/engram/sdk-go/gen/engramv1"
+	"github.com/engram-memory-server/engram/sdk-go/gen/engramv1"
 )
 
 // Health reports whether the server can serve (Health): Status "healthy", "starting" or

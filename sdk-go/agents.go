@@ -4,7 +4,7 @@ import (
 	"context"
 	"iter"
 
-	"github.com/engram-memory/engram/sdk-go/gen/engramv1"
+	"github.com/engram-memory-server/engram/sdk-go/gen/engramv1"
 )
 
 // ListAgents returns one page of the agents that have memories, in agent id order

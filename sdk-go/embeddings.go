@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"math"
 
-	"github.com/engram-memory/engram/sdk-go/gen/engramv1"
+	"github.com/engram-memory-server/engram/sdk-go/gen/engramv1"
 )
 
 // Embeddings are the vectors Embed returns.

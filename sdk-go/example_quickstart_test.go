@@ -6,7 +6,7 @@ import (
 	"log"
 	"os"
 
-	engram "github.com/engram-memory/engram/sdk-go"
+	engram "github.com/engram-memory-server/engram/sdk-go"
 )
 
 // The README's quick start: its main function is this example's body (TestReadmeQuickStart

@@ -8,7 +8,7 @@ import (
 	"slices"
 	"time"
 
-	engram "github.com/engram-memory/engram/sdk-go"
+	engram "github.com/engram-memory-server/engram/sdk-go"
 )
 
 // exampleClient connects to the server TestMain started.

@@ -6,7 +6,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/engram-memory/engram/sdk-go/gen/engramv1"
+	"github.com/engram-memory-server/engram/sdk-go/gen/engramv1"
 )
 
 // Filter selects memories, for Recall, List, Memories, Forget and Export. Conditions combine

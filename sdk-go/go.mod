@@ -1,4 +1,4 @@
-module github.com/engram-memory/engram/sdk-go
+module github.com/engram-memory-server/engram/sdk-go
 
 go 1.26.0
 

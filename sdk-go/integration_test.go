@@ -13,7 +13,7 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/status"
 
-	engram "github.com/engram-memory/engram/sdk-go"
+	engram "github.com/engram-memory-server/engram/sdk-go"
 )
 
 // client returns a client of the test server with the root key (unless opts set another).

@@ -29,7 +29,7 @@ func TestUnitReadmeQuickStart(t *testing.T) {
 	if got, want := strings.TrimSpace(string(m[1])), strings.TrimSpace(string(e[1])); got != want {
 		t.Errorf("README quick start differs from Example:\nREADME:\n%s\n\nExample:\n%s", got, want)
 	}
-	for _, imp := range []string{`"context"`, `"fmt"`, `"log"`, `"os"`, `engram "github.com/engram-memory/engram/sdk-go"`} {
+	for _, imp := range []string{`"context"`, `"fmt"`, `"log"`, `"os"`, `engram "github.com/engram-memory-server/engram/sdk-go"`} {
 		if !strings.Contains(string(m[0]), imp) {
 			t.Errorf("README quick start does not import %s", imp)
 		}

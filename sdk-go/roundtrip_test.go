@@ -9,7 +9,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
 
-	"github.com/engram-memory/engram/sdk-go/gen/engramv1"
+	"github.com/engram-memory-server/engram/sdk-go/gen/engramv1"
 )
 
 // engramFiles are the generated files of the Engram v1 API.

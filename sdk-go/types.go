@@ -1,6 +1,6 @@
 package engram
 
-import "github.com/engram-memory/engram/sdk-go/gen/engramv1"
+import "github.com/engram-memory-server/engram/sdk-go/gen/engramv1"
 
 // The messages of the Engram v1 API, re-exported from the generated package gen/engramv1.
 // They are the same types (aliases), so values pass freely between the two.

@@ -32,8 +32,8 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	engram "github.com/engram-memory/engram/sdk-go"
-	pb "github.com/engram-memory/engram/sdk-go/gen/engramv1"
+	engram "github.com/engram-memory-server/engram/sdk-go"
+	pb "github.com/engram-memory-server/engram/sdk-go/gen/engramv1"
 )
 
 // request is one line from the runner.

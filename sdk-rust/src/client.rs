@@ -227,8 +227,8 @@ impl ClientBuilder {
     fn endpoint_and_config(&self) -> Result<(Endpoint, Config)> {
         if self.endpoint.starts_with("https://") {
             return Err(Error::InvalidConfig(
-                "TLS (https://) is not supported by this build of engram-client; use http:// \
-                 (h2c) or a TLS-terminating proxy"
+                "TLS (https://) is not supported by this build of engram-memory-client; use \
+                 http:// (h2c) or a TLS-terminating proxy"
                     .into(),
             ));
         }

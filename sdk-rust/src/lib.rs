@@ -1,8 +1,8 @@
-//! # engram-client
+//! # engram-memory-client
 //!
-//! The async Rust client of [Engram](https://github.com/engram-memory/engram), the self-hosted
-//! long-term memory server for AI agents. It speaks gRPC (tonic, over h2c) to the server and
-//! wraps every RPC of the v1 API in one method of [`Client`].
+//! The async Rust client of [Engram](https://github.com/engram-memory-server/engram), the
+//! self-hosted long-term memory server for AI agents. It speaks gRPC (tonic, over h2c) to the
+//! server and wraps every RPC of the v1 API in one method of [`Client`].
 //!
 //! ```no_run
 //! use engram_client::{Client, RecallRequest, StoreMemoryRequest};

@@ -1,9 +1,9 @@
 /**
  * Conformance shim for the TypeScript SDK: JSON Lines on stdin → `EngramClient` calls → JSON Lines.
  *
- * Built on the package's public API only (`EngramClient` from `@engram/client` for gRPC over HTTP/2,
- * `EngramClient` from `@engram/client/browser` for gRPC-Web over fetch, `EngramError`, the exported
- * service descriptors for the message schemas, `encodeVector`); see conformance/README.md for the
+ * Built on the package's public API only (`EngramClient` from `engram-memory-client` for gRPC
+ * over HTTP/2, `EngramClient` from `engram-memory-client/browser` for gRPC-Web over fetch,
+ * `EngramError`, the exported service descriptors for the message schemas, `encodeVector`); see conformance/README.md for the
  * protocol. Each request's proto3 JSON is parsed into the request message the SDK's method takes
  * (its inputs are the API's request shapes), and each result is turned back into the RPC's
  * response message, written as proto3 JSON with the proto field names.
@@ -21,8 +21,8 @@ import {
   type CallOptions,
   type EngramClientBase,
   type ImportMemoryInput,
-} from "@engram/client";
-import { EngramClient as BrowserEngramClient } from "@engram/client/browser";
+} from "engram-memory-client";
+import { EngramClient as BrowserEngramClient } from "engram-memory-client/browser";
 
 /** One line from the runner. */
 interface ShimRequest {

@@ -1,4 +1,4 @@
-import { EngramClient, MemoryType } from "@engram/client";
+import { EngramClient, MemoryType } from "engram-memory-client";
 
 const client = new EngramClient({
   baseUrl: process.env.ENGRAM_URL ?? "http://127.0.0.1:3300",

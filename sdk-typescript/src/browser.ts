@@ -1,6 +1,6 @@
 /**
- * `@engram/client` for browsers: gRPC-Web over `fetch`. The server must allow the page's origin
- * (`engram-server --cors-origins`). Client streaming (`importMemories`) needs HTTP/2 and is not
+ * `engram-memory-client` for browsers: gRPC-Web over `fetch`. The server must allow the page's
+ * origin (`engram-server --cors-origins`). Client streaming (`importMemories`) needs HTTP/2 and is not
  * available here: it fails with UNIMPLEMENTED before anything is sent.
  */
 import { createGrpcWebTransport } from "@connectrpc/connect-web";

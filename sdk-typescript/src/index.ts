@@ -1,5 +1,5 @@
 /**
- * `@engram/client` for Node: gRPC over HTTP/2 (h2c for `http://`, TLS for `https://`).
+ * `engram-memory-client` for Node: gRPC over HTTP/2 (h2c for `http://`, TLS for `https://`).
  * Bundlers targeting browsers resolve the package to `./browser.js` (gRPC-Web) instead.
  */
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";

@@ -14,7 +14,7 @@ import {
   RecallMode,
   type ErrorCode,
   type Memory,
-} from "@engram/client";
+} from "engram-memory-client";
 import { startServer, type RunningServer } from "./server.js";
 
 let server: RunningServer;

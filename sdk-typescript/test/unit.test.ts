@@ -28,7 +28,7 @@ import {
   codeName,
   decodeVector,
   encodeVector,
-} from "@engram/client";
+} from "engram-memory-client";
 
 // ---------------------------------------------------------------------------------------------
 // Round trips
@@ -397,7 +397,7 @@ describe("EngramClient (in-memory transport)", () => {
   });
 
   it("the browser client refuses importMemories over gRPC-Web before sending", async () => {
-    const { EngramClient: BrowserClient } = await import("@engram/client/browser");
+    const { EngramClient: BrowserClient } = await import("engram-memory-client/browser");
     let fetched = false;
     const realFetch = globalThis.fetch;
     globalThis.fetch = async () => {
@@ -463,8 +463,8 @@ describe("public surface", () => {
   ];
 
   it("the Node and browser entries export the same names", async () => {
-    const node = await import("@engram/client");
-    const browser = await import("@engram/client/browser");
+    const node = await import("engram-memory-client");
+    const browser = await import("engram-memory-client/browser");
     assert.deepEqual(Object.keys(node).sort(), expected);
     assert.deepEqual(Object.keys(browser).sort(), expected);
   });

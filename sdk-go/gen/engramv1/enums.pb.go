@@ -276,7 +276,7 @@ const file_engram_v1_enums_proto_rawDesc = "" +
 	"\x12EmbeddingInputType\x12$\n" +
 	" EMBEDDING_INPUT_TYPE_UNSPECIFIED\x10\x00\x12!\n" +
 	"\x1dEMBEDDING_INPUT_TYPE_DOCUMENT\x10\x01\x12\x1e\n" +
-	"\x1aEMBEDDING_INPUT_TYPE_QUERY\x10\x02B>Z<github.com/engram-memory/engram/sdk-go/gen/engramv1;engramv1b\x06proto3"
+	"\x1aEMBEDDING_INPUT_TYPE_QUERY\x10\x02BEZCgithub.com/engram-memory-server/engram/sdk-go/gen/engramv1;engramv1b\x06proto3"
 
 var (
 	file_engram_v1_enums_proto_rawDescOnce sync.Once

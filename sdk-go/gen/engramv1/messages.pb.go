@@ -1415,7 +1415,7 @@ const file_engram_v1_messages_proto_rawDesc = "" +
 	"\ahealthy\x18\x03 \x01(\bR\ahealthy\x12\x12\n" +
 	"\x04role\x18\x04 \x01(\tR\x04role\"#\n" +
 	"\tEmbedding\x12\x16\n" +
-	"\x06vector\x18\x01 \x01(\fR\x06vectorB>Z<github.com/engram-memory/engram/sdk-go/gen/engramv1;engramv1b\x06proto3"
+	"\x06vector\x18\x01 \x01(\fR\x06vectorBEZCgithub.com/engram-memory-server/engram/sdk-go/gen/engramv1;engramv1b\x06proto3"
 
 var (
 	file_engram_v1_messages_proto_rawDescOnce sync.Once

@@ -3329,7 +3329,7 @@ const file_engram_v1_request_response_proto_rawDesc = "" +
 	"\x05model\x18\x02 \x01(\tR\x05model\x12\x1e\n" +
 	"\n" +
 	"dimensions\x18\x03 \x01(\x05R\n" +
-	"dimensionsB>Z<github.com/engram-memory/engram/sdk-go/gen/engramv1;engramv1b\x06proto3"
+	"dimensionsBEZCgithub.com/engram-memory-server/engram/sdk-go/gen/engramv1;engramv1b\x06proto3"
 
 var (
 	file_engram_v1_request_response_proto_rawDescOnce sync.Once

@@ -60,7 +60,7 @@ const file_engram_v1_service_proto_rawDesc = "" +
 	"\fRevokeApiKey\x12\x1e.engram.v1.RevokeApiKeyRequest\x1a\x1f.engram.v1.RevokeApiKeyResponse\"\x15\x82\xd3\xe4\x93\x02\x0f*\r/v1/keys/{id}\x12w\n" +
 	"\x10GetClusterStatus\x12\".engram.v1.GetClusterStatusRequest\x1a#.engram.v1.GetClusterStatusResponse\"\x1a\x82\xd3\xe4\x93\x02\x14\x12\x12/v1/cluster/status2i\n" +
 	"\x10EmbeddingService\x12U\n" +
-	"\x05Embed\x12\x17.engram.v1.EmbedRequest\x1a\x18.engram.v1.EmbedResponse\"\x19\x82\xd3\xe4\x93\x02\x13:\x01*\"\x0e/v1/embeddingsB>Z<github.com/engram-memory/engram/sdk-go/gen/engramv1;engramv1b\x06proto3"
+	"\x05Embed\x12\x17.engram.v1.EmbedRequest\x1a\x18.engram.v1.EmbedResponse\"\x19\x82\xd3\xe4\x93\x02\x13:\x01*\"\x0e/v1/embeddingsBEZCgithub.com/engram-memory-server/engram/sdk-go/gen/engramv1;engramv1b\x06proto3"
 
 var file_engram_v1_service_proto_goTypes = []any{
 	(*StoreMemoryRequest)(nil),         // 0: engram.v1.StoreMemoryRequest

@@ -1,4 +1,4 @@
-//! Regenerates the prost + tonic code of `engram-client` into `sdk-rust/src/pb/`.
+//! Regenerates the prost + tonic code of `engram-memory-client` into `sdk-rust/src/pb/`.
 //!
 //! Run it with `make generate` (from `sdk-rust/`). It parses `../proto` with protox (a protobuf
 //! compiler written in Rust, so no system `protoc` is needed), generates messages with prost and

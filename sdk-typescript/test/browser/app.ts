@@ -1,6 +1,6 @@
-// The page script of the browser test, bundled by esbuild for the browser: "@engram/client"
+// The page script of the browser test, bundled by esbuild for the browser: "engram-memory-client"
 // resolves to the package's browser entry (gRPC-Web over fetch).
-import { EngramClient, EngramError, MemoryType } from "@engram/client";
+import { EngramClient, EngramError, MemoryType } from "engram-memory-client";
 
 export interface DemoResult {
   storedId: string;
