@@ -24,14 +24,14 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x65ngram/v1/enums.proto\x12\tengram.v1*\x92\x01\n\nMemoryType\x12\x1b\n\x17MEMORY_TYPE_UNSPECIFIED\x10\x00\x12\x18\n\x14MEMORY_TYPE_EPISODIC\x10\x01\x12\x18\n\x14MEMORY_TYPE_SEMANTIC\x10\x02\x12\x1a\n\x16MEMORY_TYPE_PROCEDURAL\x10\x03\x12\x17\n\x13MEMORY_TYPE_WORKING\x10\x04*r\n\nRecallMode\x12\x1b\n\x17RECALL_MODE_UNSPECIFIED\x10\x00\x12\x16\n\x12RECALL_MODE_HYBRID\x10\x01\x12\x16\n\x12RECALL_MODE_VECTOR\x10\x02\x12\x17\n\x13RECALL_MODE_KEYWORD\x10\x03*{\n\nApiKeyRole\x12\x1c\n\x18\x41PI_KEY_ROLE_UNSPECIFIED\x10\x00\x12\x16\n\x12\x41PI_KEY_ROLE_ADMIN\x10\x01\x12\x1b\n\x17\x41PI_KEY_ROLE_READ_WRITE\x10\x02\x12\x1a\n\x16\x41PI_KEY_ROLE_READ_ONLY\x10\x03*}\n\x12\x45mbeddingInputType\x12$\n EMBEDDING_INPUT_TYPE_UNSPECIFIED\x10\x00\x12!\n\x1d\x45MBEDDING_INPUT_TYPE_DOCUMENT\x10\x01\x12\x1e\n\x1a\x45MBEDDING_INPUT_TYPE_QUERY\x10\x02\x42>Z<github.com/engram-memory/engram/sdk-go/gen/engramv1;engramv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x65ngram/v1/enums.proto\x12\tengram.v1*\x92\x01\n\nMemoryType\x12\x1b\n\x17MEMORY_TYPE_UNSPECIFIED\x10\x00\x12\x18\n\x14MEMORY_TYPE_EPISODIC\x10\x01\x12\x18\n\x14MEMORY_TYPE_SEMANTIC\x10\x02\x12\x1a\n\x16MEMORY_TYPE_PROCEDURAL\x10\x03\x12\x17\n\x13MEMORY_TYPE_WORKING\x10\x04*r\n\nRecallMode\x12\x1b\n\x17RECALL_MODE_UNSPECIFIED\x10\x00\x12\x16\n\x12RECALL_MODE_HYBRID\x10\x01\x12\x16\n\x12RECALL_MODE_VECTOR\x10\x02\x12\x17\n\x13RECALL_MODE_KEYWORD\x10\x03*{\n\nApiKeyRole\x12\x1c\n\x18\x41PI_KEY_ROLE_UNSPECIFIED\x10\x00\x12\x16\n\x12\x41PI_KEY_ROLE_ADMIN\x10\x01\x12\x1b\n\x17\x41PI_KEY_ROLE_READ_WRITE\x10\x02\x12\x1a\n\x16\x41PI_KEY_ROLE_READ_ONLY\x10\x03*}\n\x12\x45mbeddingInputType\x12$\n EMBEDDING_INPUT_TYPE_UNSPECIFIED\x10\x00\x12!\n\x1d\x45MBEDDING_INPUT_TYPE_DOCUMENT\x10\x01\x12\x1e\n\x1a\x45MBEDDING_INPUT_TYPE_QUERY\x10\x02\x42\x45ZCgithub.com/engram-memory-server/engram/sdk-go/gen/engramv1;engramv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'engram_server._gen.engram.v1.enums_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
-  _globals['DESCRIPTOR']._serialized_options = b'Z<github.com/engram-memory/engram/sdk-go/gen/engramv1;engramv1'
+  _globals['DESCRIPTOR']._serialized_options = b'ZCgithub.com/engram-memory-server/engram/sdk-go/gen/engramv1;engramv1'
   _globals['_MEMORYTYPE']._serialized_start=37
   _globals['_MEMORYTYPE']._serialized_end=183
   _globals['_RECALLMODE']._serialized_start=185
