@@ -13,7 +13,7 @@ pytestmark = pytest.mark.anyio
 
 def client(app, key=None):
     headers = {"authorization": f"Bearer {key}"} if key else {}
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://t", headers=headers)
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://localhost", headers=headers)
 
 
 async def make_key(app, **body):

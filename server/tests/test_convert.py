@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-
 from engram_server import pb
 from engram_server.engine import models as m
 from engram_server.service import convert as cv

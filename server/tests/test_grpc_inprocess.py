@@ -180,7 +180,10 @@ async def test_server_streaming_and_client_streaming(app):
     body = b"".join(grpc_frame(bytes(pb.ImportMemoriesRequest(memory=m.memory, agent_id="copy"))) for m in msgs)
     out = await asgi_call(app, "/engram.v1.MemoryService/ImportMemories", body, GRPC)
     resp = pb.ImportMemoriesResponse.parse(grpc_messages(out["body"])[0][1])
-    assert (resp.imported_count, resp.skipped_count) == (0, 3)  # same ids: idempotent skip
+    assert (resp.imported_count, resp.skipped_count) == (3, 0)  # ids are per agent: copied
+    out = await asgi_call(app, "/engram.v1.MemoryService/ImportMemories", body, GRPC)
+    resp = pb.ImportMemoriesResponse.parse(grpc_messages(out["body"])[0][1])
+    assert (resp.imported_count, resp.skipped_count) == (0, 3)  # again: idempotent skip
 
 
 async def test_grpc_web_trailers_frame(app):

@@ -117,7 +117,10 @@ def test_grpc_every_rpc(stubs):
         pb.ForgetMemoriesRequest(agent_id=a, filter=pb.MemoryFilter(tags_any=["geo"]), dry_run=True)
     )
     assert f.matched_count == 2 and f.deleted_count == 0
-    assert mem.delete_memory(pb.DeleteMemoryRequest(id=m2)).id == m2
+    # the copy holds the same ids: a call by id alone must name the agent now
+    ambiguous = _code(lambda: mem.delete_memory(pb.DeleteMemoryRequest(id=m2)))
+    assert ambiguous == grpc.StatusCode.INVALID_ARGUMENT
+    assert mem.delete_memory(pb.DeleteMemoryRequest(id=m2, agent_id=a)).id == m2
     assert any(x.agent_id == a for x in agents.list_agents(pb.ListAgentsRequest()).agents)
     assert agents.get_agent(pb.GetAgentRequest(agent_id=a)).agent.memory_count == 2
     assert admin.health().status == "healthy"
@@ -199,7 +202,7 @@ def test_rest_errors_over_the_wire(http, server):
     r = http.post("/v1/memories", json={"agent_id": "a", "content": ""})
     assert r.status_code == 400 and r.json()["details"][0]["field_violations"][0]["field"] == "content"
     assert http.get("/v1/memories/nope").status_code == 404
-    r = http.post("/v1/memories", content=b"x" * (4 * 1024 * 1024 + 10))
+    r = http.post("/v1/memories", content=b"x" * (4 * 1024 * 1024 + 10), headers={"content-type": "application/json"})
     assert r.status_code == 413 and r.json()["code"] == "RESOURCE_EXHAUSTED"
     r = http.post(
         "/engram.v1.AdminService/Health", content=grpc_frame(b""), headers={"content-type": "application/grpc"}
@@ -279,7 +282,8 @@ def test_graceful_sigterm_drains_in_flight(tmp_path):
             yield b'{"memory": {"id": "drain-2", "agent_id": "d", "content": "second"}}\n'
 
         def call():
-            r = httpx.post(s.base_url + "/v1/memories:import", content=slow_body(), headers=AUTH, timeout=30)
+            headers = {**AUTH, "content-type": "application/x-ndjson"}
+            r = httpx.post(s.base_url + "/v1/memories:import", content=slow_body(), headers=headers, timeout=30)
             result["status"], result["body"] = r.status_code, r.json()
 
         t = threading.Thread(target=call)

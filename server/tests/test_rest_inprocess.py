@@ -166,9 +166,9 @@ async def test_errors_map_to_http(rest):
     await store(rest, id="dup-1", content="first")
     r = await rest.post("/v1/memories", json={"agent_id": "a1", "content": "second", "id": "dup-1"})
     assert r.status_code == 409 and r.json()["code"] == "ALREADY_EXISTS"
-    r = await rest.post("/v1/memories", content=b"{not json")
+    r = await rest.post("/v1/memories", content=b"{not json", headers={"content-type": "application/json"})
     assert r.status_code == 400 and "malformed JSON" in r.json()["message"]
-    r = await rest.post("/v1/memories", content=b"[1,2]")
+    r = await rest.post("/v1/memories", content=b"[1,2]", headers={"content-type": "application/json"})
     assert r.status_code == 400
     r = await rest.get("/v1/nowhere")
     assert r.status_code == 404 and r.json()["code"] == "NOT_FOUND"
@@ -201,9 +201,10 @@ async def test_export_ndjson_and_import_ndjson(rest):
     )
     r = await rest.post("/v1/memories:import", content=body.encode(), headers={"content-type": "application/x-ndjson"})
     assert r.status_code == 200 and r.json()["imported_count"] == 3
-    r = await rest.post("/v1/memories:import", content=body.encode())
+    r = await rest.post("/v1/memories:import", content=body.encode(), headers={"content-type": "application/json"})
     assert r.json()["skipped_count"] == 3 and r.json()["imported_count"] == 0
-    r = await rest.post("/v1/memories:import", content=b'{"memory": {"id": "x"}}\n{bad')
+    bad = b'{"memory": {"id": "x"}}\n{bad'
+    r = await rest.post("/v1/memories:import", content=bad, headers={"content-type": "application/x-ndjson"})
     assert r.status_code == 400
     r = await rest.post("/v1/memories:export", json={"agent_id": "nobody"})
     assert r.status_code == 200 and r.text == ""

@@ -24,7 +24,7 @@ from rocksdict import Options, Rdict
 from bench.common import ROOT_KEY, SERVER_BIN, ServerProcess
 from conformance.targets import rpc
 
-from .test_encryption_at_rest import _assert_no_canary, _files, _store_canaries
+from .test_encryption_at_rest import AGENT, _assert_no_canary, _files, _store_canaries
 from .test_tenant_isolation import GrpcTarget
 
 HEADERS = {"authorization": f"Bearer {ROOT_KEY}"}
@@ -103,7 +103,7 @@ def test_rotate_key_reencrypts_and_retires_the_old_key(
 ) -> None:
     _store_canaries(server)
     with httpx.Client(base_url=server.base_url, headers=HEADERS, timeout=60) as http:
-        resp = http.get("/v1/memories", params={"agent_id": "canary-agent", "page_size": 100})
+        resp = http.get("/v1/memories", params={"agent_id": AGENT, "page_size": 100})
         before = {m["id"]: m["content"] for m in resp.json()["memories"]}
     assert len(before) == 50
     server.stop()
@@ -137,20 +137,24 @@ def test_rotate_key_reencrypts_and_retires_the_old_key(
     assert again.returncode != 0 and "current key" in again.stderr  # new == current: refused, clearly
 
 
-def _flip_one_byte_of(data_dir: Path, memory_id: str) -> None:
-    """Flip the last byte of the record value whose key names `memory_id` (keys hold ids only)."""
+def _flip_one_byte_of(data_dir: Path, key: str, agent_id: str, memory_id: str) -> None:
+    """Flip the last byte of one memory's stored record (its key is a token: see keyspace.py)."""
+    from engram_server.engine.crypto import Cipher
+    from engram_server.engine.keyspace import Keyspace
+    from engram_server.engine.migrations import NAMING_SECRET
+
     path = str(data_dir / "db")
     families = {n: Options(raw_mode=True) for n in Rdict.list_cf(path) if n != "default"}
     db = Rdict(path, options=Options(raw_mode=True), column_families=families)
     try:
+        meta = db.get_column_family("meta")
+        secret = Cipher(bytes.fromhex(key)).open("meta", NAMING_SECRET, meta[NAMING_SECRET])
+        record_key = Keyspace(secret).agent(agent_id).record(memory_id)
         records = db.get_column_family("records")
-        suffix = b"\x00" + memory_id.encode()
-        hits = [k for k in records.keys() if k.endswith(suffix)]  # noqa: SIM118 - an Rdict, not a dict
-        assert len(hits) == 1, hits
-        value = bytearray(records[hits[0]])
+        value = bytearray(records[record_key])
         value[-1] ^= 0x01
-        records[hits[0]] = bytes(value)
-        del records
+        records[record_key] = bytes(value)
+        del records, meta
     finally:
         db.close()
         del db
@@ -164,7 +168,7 @@ def test_a_flipped_byte_is_data_loss_for_that_memory_only(
         victim = _store(http, "t", "the harbour ferry leaves at nine")
         others = [_store(http, "t", f"the harbour ferry note number {i}") for i in range(5)]
     server.stop()
-    _flip_one_byte_of(data_dir, victim)
+    _flip_one_byte_of(data_dir, encryption_key, "t", victim)
     server.start()
 
     with httpx.Client(base_url=server.base_url, headers=HEADERS, timeout=60) as http:

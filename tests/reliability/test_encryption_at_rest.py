@@ -19,7 +19,11 @@ CANARIES = {
     "metadata_value": "CANARY-META-VALUE-9d2e44",
     "session": "canary-session-a11ce5",
     "updated": "CANARY-UPDATED-CONTENT-3be4f1",
+    "agent_id": "canary-agent-4d9b2e",  # identifiers are out of the keys too
+    "memory_id": "canary-memory-id-5e1f07",
+    "relation": "canary_relation_8c3d",
 }
+AGENT = CANARIES["agent_id"]
 
 
 def _files(root: Path) -> list[Path]:
@@ -32,7 +36,8 @@ def _store_canaries(server: ServerProcess) -> None:
         ids = []
         for i in range(50):
             resp = http.post("/v1/memories", json={
-                "agent_id": "canary-agent",
+                "agent_id": AGENT,
+                **({"id": CANARIES["memory_id"]} if i == 1 else {}),
                 "content": f"{CANARIES['content']} number {i}: the vault code is {secrets.token_hex(4)}",
                 "tags": [CANARIES["tag"]],
                 "metadata": {CANARIES["metadata_key"]: CANARIES["metadata_value"]},
@@ -43,9 +48,12 @@ def _store_canaries(server: ServerProcess) -> None:
         # updates (history), links and recalls (access counts) write other records too
         resp = http.patch(f"/v1/memories/{ids[0]}", json={"content": CANARIES["updated"]})
         assert resp.status_code == 200, resp.text
-        resp = http.post(f"/v1/memories/{ids[0]}/links", json={"agent_id": "canary-agent", "target_id": ids[1]})
+        resp = http.post(
+            f"/v1/memories/{ids[0]}/links",
+            json={"agent_id": AGENT, "target_id": ids[1], "relation": CANARIES["relation"]},
+        )
         assert resp.status_code == 200, resp.text
-        resp = http.post("/v1/memories/recall", json={"agent_id": "canary-agent", "query": CANARIES["content"]})
+        resp = http.post("/v1/memories/recall", json={"agent_id": AGENT, "query": CANARIES["content"]})
         assert resp.status_code == 200 and resp.json()["memories"], resp.text
 
 

@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import logging
 import threading
 import time
 from typing import TYPE_CHECKING
 
 from .asgi import Message, Receive, Scope, Send
-from .config import Config
+from .config import Config, is_loopback
+from .errors import RpcError
 from .logs import event
 from .state import ServerState
 
@@ -58,6 +60,7 @@ class EngramApp:
         self._start_lock = asyncio.Lock()
         self.cors_any = "*" in config.cors_origins
         self.cors_origins = {o.rstrip("/") for o in config.cors_origins}
+        self.hosts = HostAllowList.of(config)
         # Built by startup() (they need the engine), before the first request is dispatched.
         self.auth: Authenticator
         self.registry: Registry
@@ -168,11 +171,17 @@ class EngramApp:
     async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         ct = b""
         origin = None
+        host = None
         for k, v in scope["headers"]:
             if k == b"content-type":
                 ct = v
             elif k == b"origin":
                 origin = v
+            elif k == b"host":
+                host = v
+        if host is not None and not self.hosts.allows(host):
+            await self._refuse_host(send, host)
+            return
         if origin is not None:
             allowed = self._cors_origin(origin)
             if scope["method"] == "OPTIONS":
@@ -187,7 +196,7 @@ class EngramApp:
         path = scope["path"]
         if scope["method"] in ("GET", "HEAD"):
             if path == "/metrics":
-                await self._metrics(send)
+                await self._metrics(scope, send)
                 return
             if path == "/openapi.json":
                 await self._openapi(send)
@@ -234,8 +243,33 @@ class EngramApp:
 
         return wrapped
 
+    async def _refuse_host(self, send: Send, host: bytes) -> None:
+        shown = host.decode("latin-1")[:100]
+        err = RpcError(
+            "PERMISSION_DENIED",
+            f"this server does not answer for host {shown!r}: add it to --allowed-hosts (ENGRAM_ALLOWED_HOSTS)",
+        )
+        await self._json_error(send, err)
+
+    async def _json_error(self, send: Send, err: RpcError) -> None:
+        body = json.dumps(err.to_json()).encode()
+        await send(
+            {"type": "http.response.start", "status": err.status, "headers": [(b"content-type", b"application/json")]}
+        )
+        await send({"type": "http.response.body", "body": body})
+
     # --- operations -----------------------------------------------------------------------
-    async def _metrics(self, send: Send) -> None:
+    async def _metrics(self, scope: Scope, send: Send) -> None:
+        # The engine's figures (agents, memories, disk) are GetStats's, an admin call: with
+        # authentication on, /metrics wants an admin key too (Prometheus sends one as a bearer
+        # token, `authorization` in its scrape config).
+        if self.auth.required:
+            try:
+                who = await self.auth.authenticate(_header(scope, b"authorization"), "admin")
+                who.require("admin")
+            except RpcError as err:
+                await self._json_error(send, err)
+                return
         stats = None
         engine = self.engine
         if engine is not None and engine.ready:
@@ -267,14 +301,56 @@ class EngramApp:
         if self.config.access_log:
             fields = {"method": method, "transport": transport, "code": code, "latency_ms": round(seconds * 1000, 3)}
             if ctx is not None:
-                if ctx.agent_id:
-                    fields["agent"] = ctx.agent_id
+                if ctx.agent_id and self.config.access_log_agent != "none":
+                    fields["agent"] = self._logged_agent(ctx.agent_id)
                 if ctx.principal is not None:
                     fields["key_id"] = ctx.principal.key_id
             self.access.write(fields)
 
+    def _logged_agent(self, agent_id: str) -> str:
+        if self.config.access_log_agent == "hash" and self.engine is not None:
+            return self.engine.keyspace.token(b"log", agent_id)[:16]
+        return agent_id
+
     def log_exception(self, msg: str) -> None:
         log.exception(msg)
+
+
+class HostAllowList:
+    """The Host header values a request may carry (DNS rebinding: a web page whose own name now
+    resolves to 127.0.0.1 sends its own name as Host, never ours)."""
+
+    LOOPBACK = ("localhost", "127.0.0.1", "::1", "[::1]")
+
+    def __init__(self, names: set[str] | None) -> None:
+        self.names = names  # None: any host
+
+    @classmethod
+    def of(cls, config: Config) -> HostAllowList:
+        given = [h.strip().lower() for h in config.allowed_hosts if h.strip()]
+        if "*" in given:
+            return cls(None)
+        if not given:
+            if config.auth_required:
+                return cls(None)  # a key protects every call; names do not add to it
+            given = [*cls.LOOPBACK, config.host.lower()] if is_loopback(config.host) else list(cls.LOOPBACK)
+        return cls(set(given))
+
+    def allows(self, host: bytes) -> bool:
+        if self.names is None:
+            return True
+        h = host.decode("latin-1").strip().lower().rstrip(".")
+        if h in self.names:
+            return True
+        name = h.rsplit(":", 1)[0] if h.count(":") == 1 or h.startswith("[") else h  # drop a port
+        return name in self.names or (name.endswith(".localhost") and "localhost" in self.names)
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for k, v in scope["headers"]:
+        if k == name:
+            return bytes(v).decode("latin-1")
+    return None
 
 
 def create_app(

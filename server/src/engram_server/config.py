@@ -57,6 +57,8 @@ class Config:
     embedding_model_path: Path | None = None
     embedding_precision: str = "auto"
     cors_origins: list[str] = field(default_factory=list)
+    allowed_hosts: list[str] = field(default_factory=list)
+    access_log_agent: str = "id"
     worker_threads: int = 4
     preload_agents: int = 4
     embedding_threads: int = 2
@@ -113,6 +115,8 @@ class Config:
                 raise ValueError(f"--{f.name.replace('_', '-')} must be positive")
         if self.worker_threads <= 0 or self.embedding_threads <= 0:
             raise ValueError("thread counts must be positive")
+        if self.access_log_agent not in ("id", "hash", "none"):
+            raise ValueError(f"--access-log-agent must be id, hash or none, got {self.access_log_agent}")
         if self.embedding_precision not in ("auto", "int8", "float32"):
             raise ValueError(f"--embedding-precision must be auto, int8 or float32, got {self.embedding_precision}")
         if not 0.0 <= self.session_context_weight <= 1.0:
@@ -204,6 +208,13 @@ OPTIONS: list[Option] = [
     Option(
         "cors_origins", "list", "Comma-separated origins allowed by CORS for browsers (gRPC-Web, REST); '*' for any."
     ),
+    Option(
+        "allowed_hosts",
+        "list",
+        "Comma-separated Host header values the server answers ('name' or 'name:port'; '*' for any). Unset: "
+        "without an API key only loopback names (localhost, 127.0.0.1, [::1]), so that a web page cannot reach "
+        "the server through DNS rebinding; with an API key any.",
+    ),
     Option("worker_threads", "int", "Engine worker threads (embedding, search, storage)."),
     Option(
         "preload_agents",
@@ -237,6 +248,12 @@ OPTIONS: list[Option] = [
     ),
     Option("log_level", "str", "Log level: debug, info, warning, error."),
     Option("access_log", "bool", "Log one JSON line per request."),
+    Option(
+        "access_log_agent",
+        "str",
+        "How the access log names the agent of a request: id (as sent), hash (a keyed hash, stable for this "
+        "data directory and meaningless without its key) or none.",
+    ),
     Option("shutdown_timeout", "float", "Seconds to drain in-flight calls on SIGTERM/SIGINT before closing."),
     Option("max_request_bytes", "int", "Largest REST body or gRPC message, bytes (413 / RESOURCE_EXHAUSTED)."),
     Option("max_content_bytes", "int", "Largest memory content, UTF-8 bytes."),

@@ -10,7 +10,7 @@ import pytest
 from engram_server.engine.engine import Engine
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from support import KEY, FakeEmbedder, make_config, open_engine  # noqa: E402
+from support import KEY, FakeEmbedder, make_config, open_engine
 
 __all__ = ["KEY", "FakeEmbedder", "make_config", "open_engine"]
 

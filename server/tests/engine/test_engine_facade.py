@@ -10,7 +10,6 @@ from conftest import FakeEmbedder, open_engine
 from engram_server.engine import codec
 from engram_server.engine.engine import Engine
 from engram_server.engine.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
-from engram_server.engine.ids import agent_key, rec_key
 from engram_server.engine.models import (
     ApiKeyRecord,
     MemoryFilter,
@@ -31,13 +30,13 @@ def test_store_get_idempotent_ids(engine: Engine) -> None:
     assert not created and again.id == "client-1"
     with pytest.raises(AlreadyExists):
         engine.store(NewMemory("a", "different", id="client-1"))
-    with pytest.raises(AlreadyExists):
-        engine.store(NewMemory("b", "hello world", id="client-1"))
+    other, created = engine.store(NewMemory("b", "another agent's own", id="client-1"))  # ids are per agent
+    assert created and other.agent_id == "b"
     got = engine.get("a", "client-1")
     assert got.metadata == {"x": [1, 2]} and got.tags == ["t"] and got.event_time == got.created_at
-    assert engine.owners("client-1") == ["a"] and engine.owners("nope") == []
+    assert engine.owners("client-1") == ["a", "b"] and engine.owners("nope") == []
     with pytest.raises(NotFound):
-        engine.get("b", "client-1")
+        engine.get("c", "client-1")
     with pytest.raises(NotFound):
         engine.get("a", "nope")
     auto, _ = engine.store(NewMemory("a", "later"))
@@ -212,7 +211,7 @@ def test_export_import_round_trip(engine: Engine, tmp_path: Path) -> None:
                 m.version,
                 m.tags,
             )
-        assert other.import_memories("copy", dumped[:2]) == (0, 2)  # ids are global
+        assert other.import_memories("copy", dumped[:2]) == (2, 0)  # ids are per agent
         assert other.recall(RecallQuery("a", "exported zero v2", top_k=1)).memories[0].memory.id == src[0].id
     finally:
         other.close()
@@ -299,7 +298,7 @@ def test_restart_keeps_everything(data_dir: Path) -> None:
 
 def _stored_access_count(eng: Engine, agent_id: str, memory_id: str) -> int:
     """The access count in the record in RocksDB, not the live counter that reads return."""
-    raw = eng.storage.get(CF_RECORDS, rec_key(agent_key(agent_id), memory_id))
+    raw = eng.storage.get(CF_RECORDS, eng.keyspace.agent(agent_id).record(memory_id))
     assert raw is not None
     return codec.memory_from_bytes(raw).access_count
 

@@ -15,7 +15,6 @@ from conftest import KEY, open_engine
 from engram_server.engine import crypto
 from engram_server.engine.crypto import Cipher, resolve_key
 from engram_server.engine.errors import DataCorrupted, InvalidArgument, WrongEncryptionKey
-from engram_server.engine.ids import rec_key
 from engram_server.engine.models import MemoryPatch, NewMemory, RecallQuery
 from engram_server.engine.storage import CF_RECORDS, Storage
 
@@ -75,7 +74,8 @@ def test_no_plaintext_on_disk(data_dir: Path) -> None:
                 metadata={"note": f"meta{CANARY}", f"key{CANARY}": 1},
             )
         )
-        other, _ = eng.store(NewMemory("agent-1", "another memory"))
+        other, _ = eng.store(NewMemory("agent-1", "another memory", id=f"id{CANARY}"))  # client-chosen id
+        eng.store(NewMemory(f"agent{CANARY}", "an agent whose id is secret too"))
         eng.update("agent-1", m.id, MemoryPatch(content=f"updated {CANARY} text"))
         eng.link("agent-1", m.id, other.id, relation=f"rel{CANARY}")
         eng.recall(RecallQuery("agent-1", "secret content"))
@@ -111,7 +111,7 @@ def test_byte_flip_is_detected_for_that_record_only(data_dir: Path) -> None:
     eng = open_engine(data_dir)
     a, _ = eng.store(NewMemory("a", "first memory about apples"))
     b, _ = eng.store(NewMemory("a", "second memory about apples"))
-    key = rec_key("a", a.id)
+    key = eng.keyspace.agent("a").record(a.id)
     raw = bytearray(eng.storage.get_raw(CF_RECORDS, key) or b"")
     raw[-5] ^= 0x01
     batch = eng.storage.batch()

@@ -14,7 +14,6 @@ from concurrent.futures import Future
 from . import codec
 from .agent import AgentState
 from .agent_store import AgentStore
-from .ids import rec_key
 from .storage import CF_RECORDS
 
 FLUSH_CHUNK = 128  # records rewritten per hold of the agent lock
@@ -60,7 +59,7 @@ class AccessTracker:
                     live = [mid for mid in ordered[start : start + FLUSH_CHUNK] if mid in st.entries]
                     touched = []
                     for mid, m in agents.read_many(st, live).items():  # carrying the live counters
-                        b.put(CF_RECORDS, rec_key(st.qa, mid), codec.memory_to_bytes(m))
+                        b.put(CF_RECORDS, st.keys.record(mid), codec.memory_to_bytes(m))
                         touched.append(mid)
                     if not touched:
                         continue

@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 from . import codec
 from .catalogue import Entry, dump_snapshot, load_snapshot
-from .ids import agent_prefix, rec_key
+from .errors import DataCorrupted
+from .keyspace import AgentKeys
 from .keyword_index import keyword_document
 from .models import Link, Memory
 from .sessions import SessionIndex
@@ -35,33 +36,10 @@ log = logging.getLogger(__name__)
 LinkKey = tuple[str, str, str]  # (source, target, relation)
 
 
-def journal_key(qa: str, seq: int) -> bytes:
-    return agent_prefix(qa) + b"%016d" % seq
-
-
-def meta_agent_key(qa: str) -> bytes:
-    return b"agent/" + qa.encode()
-
-
-def meta_idx_key(qa: str) -> bytes:
-    return b"idxseq/" + qa.encode()
-
-
-def cat_snapshot_name(qa: str) -> str:
-    return f"cat/{qa}"
-
-
-def link_key(qa: str, src: str, tgt: str, relation: str) -> bytes:
-    import hashlib
-
-    rh = hashlib.blake2b(relation.encode(), digest_size=8).hexdigest()  # relation text stays out of keys
-    return f"{qa}\x00{src}\x00{tgt}\x00{rh}".encode()
-
-
 @dataclass
 class AgentState:
     agent_id: str
-    qa: str
+    keys: AgentKeys  # where its data lives in storage
     lock: threading.RLock = field(default_factory=threading.RLock)
     load_lock: threading.Lock = field(default_factory=threading.Lock)
     maint_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -75,6 +53,7 @@ class AgentState:
     links: dict[LinkKey, Link] = field(default_factory=dict)
     adj: dict[str, set[LinkKey]] = field(default_factory=dict)
     pending: dict[str, tuple[object, Memory | None]] = field(default_factory=dict)
+    claimed: set[str] = field(default_factory=set)  # ids whose store is under way (writes.py)
     seq: int = 0  # last journal sequence number written
     cat_seq: int = 0  # journal seq covered by the persisted catalogue snapshot
     idx_seq: int = 0  # journal seq covered by the persisted index snapshots
@@ -83,6 +62,11 @@ class AgentState:
     min_expires: float = 0.0
     bytes: int = 0
     type_counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def qa(self) -> str:
+        """The agent's token in storage keys (and index snapshot names)."""
+        return self.keys.qa
 
     # --- catalogue bookkeeping (callers hold self.lock) ----------------------------------------
     def put_entry(self, e: Entry) -> None:
@@ -154,9 +138,9 @@ class AgentState:
         }
 
 
-def read_journal(storage: Storage, qa: str, after: int) -> list[tuple[int, list[str]]]:
+def read_journal(storage: Storage, keys: AgentKeys, after: int) -> list[tuple[int, list[str]]]:
     out = []
-    prefix = agent_prefix(qa)
+    prefix = keys.prefix
     for k, v in storage.scan(CF_JOURNAL, prefix):
         seq = int(k[len(prefix) :])
         if seq > after:
@@ -198,19 +182,23 @@ def load_agent(st: AgentState, storage: Storage, new_vindex: Any, new_kindex: An
 
 def _load_agent(st: AgentState, storage: Storage, new_vindex: Any, new_kindex: Any, snapshots: Any) -> None:
     t0 = time.perf_counter()
-    qa = st.qa
-    raw = storage.get(CF_META, meta_agent_key(qa))
+    keys = st.keys
+    raw = storage.get(CF_META, keys.meta_agent)
     if raw is not None:
         info = json.loads(raw)
         st.persisted = True
         st.created_at = float(info.get("created_at", 0.0))
         st.last_activity_at = float(info.get("last_activity_at", 0.0))
-    idx_raw = storage.get(CF_META, meta_idx_key(qa))
+    idx_raw = storage.get(CF_META, keys.meta_index_seq)
     st.idx_seq = int(idx_raw) if idx_raw is not None else 0
 
-    snap_blob = snapshots.get(cat_snapshot_name(qa))
-    snap = load_snapshot(snap_blob) if snap_blob is not None else None
-    journal = read_journal(storage, qa, 0)
+    snap = None
+    try:
+        snap_blob = snapshots.get(keys.catalogue_snapshot)
+        snap = load_snapshot(snap_blob) if snap_blob is not None else None
+    except DataCorrupted as exc:  # the records are the truth: rebuild the catalogue from them
+        log.error("an agent's catalogue snapshot is unreadable; rebuilding it from the records: %s", exc)
+    journal = read_journal(storage, keys, 0)
     st.seq = journal[-1][0] if journal else (snap.seq if snap else 0)
     if snap is not None and (not journal or journal[0][0] <= snap.seq + 1):
         st.cat_seq = snap.seq
@@ -220,24 +208,34 @@ def _load_agent(st: AgentState, storage: Storage, new_vindex: Any, new_kindex: A
         source = "snapshot"
     else:  # no usable snapshot: rebuild from the records themselves
         st.cat_seq = 0
-        prefix = agent_prefix(qa)
-        for _, v in storage.scan(CF_RECORDS, prefix):
-            m = codec.memory_from_bytes(v)
-            st.put_entry(Entry.of(m, len(v)))
+        try:
+            for _, v in storage.scan(CF_RECORDS, keys.prefix):
+                m = codec.memory_from_bytes(v)
+                st.put_entry(Entry.of(m, len(v)))
+        except DataCorrupted as exc:  # serve what is readable; `engram-server verify` names the rest
+            log.error("an agent's records are partly unreadable; serving %d of them: %s", len(st.entries), exc)
         source = "records"
     st.seq = max(st.seq, st.cat_seq)
     st.min_expires = min((e.expires_at for e in st.entries.values() if e.expires_at), default=0.0)
 
-    for _, v in storage.scan(CF_LINKS, agent_prefix(qa)):
+    for _, v in storage.scan(CF_LINKS, keys.prefix):
         st.add_link(codec.link_from_bytes(v))
     t_catalogue = time.perf_counter()
 
     # Indexes: sealed segments from snapshots; the rest from storage.
     vi = new_vindex()
     ki = new_kindex()
-    vi.load([])
+    try:
+        vi.load([])
+    except DataCorrupted as exc:  # rebuilt from the stored vectors below (no re-embedding)
+        log.error("an agent's vector index snapshot is unreadable; rebuilding the index: %s", exc)
+        vi = new_vindex()
     t_vectors = time.perf_counter()
-    ki.load([])
+    try:
+        ki.load([])
+    except DataCorrupted as exc:
+        log.error("an agent's keyword index snapshot is unreadable; rebuilding the index: %s", exc)
+        ki = new_kindex()
     t_keywords = time.perf_counter()
     # The mutable snapshots may hold a write whose commit failed: drop what the catalogue lacks.
     for index in (vi, ki):
@@ -258,7 +256,7 @@ def _load_agent(st: AgentState, storage: Storage, new_vindex: Any, new_kindex: A
     need_k = [mid for mid in st.entries if mid in idx_changed or mid not in have_k]
     del have_v, have_k
     for chunk in _chunks(need_v, 4096):
-        vals = storage.multi_get(CF_VECTORS, [rec_key(qa, m) for m in chunk])
+        vals = _read_chunk(storage, CF_VECTORS, keys, chunk)
         ids, vecs = [], []
         for mid, vv in zip(chunk, vals, strict=True):
             if vv is not None:
@@ -270,7 +268,7 @@ def _load_agent(st: AgentState, storage: Storage, new_vindex: Any, new_kindex: A
 
             vi.add(ids, np.stack(vecs))
     for chunk in _chunks(need_k, 4096):
-        vals = storage.multi_get(CF_RECORDS, [rec_key(qa, m) for m in chunk])
+        vals = _read_chunk(storage, CF_RECORDS, keys, chunk)
         ids, texts = [], []
         for mid, rv in zip(chunk, vals, strict=True):
             if rv is not None:
@@ -299,12 +297,31 @@ def _load_agent(st: AgentState, storage: Storage, new_vindex: Any, new_kindex: A
 
 def _refresh_entries(st: AgentState, storage: Storage, ids: list[str]) -> None:
     for chunk in _chunks(ids, 4096):
-        vals = storage.multi_get(CF_RECORDS, [rec_key(st.qa, m) for m in chunk])
+        vals = storage.multi_get_each(CF_RECORDS, [st.keys.record(m) for m in chunk])
         for mid, v in zip(chunk, vals, strict=True):
             if v is None:
                 st.drop_entry(mid)
+            elif isinstance(v, DataCorrupted):
+                # Keep what the snapshot says: the memory stays listed, and reading it reports
+                # DATA_LOSS naming it, rather than it seeming deleted.
+                log.error("memory %s is unreadable: %s", mid, v)
             else:
                 st.put_entry(Entry.of(codec.memory_from_bytes(v), len(v)))
+
+
+def _read_chunk(storage: Storage, cf: str, keys: AgentKeys, ids: list[str]) -> list[bytes | None]:
+    """Values of ids for loading an index: a corrupted one is logged and left out (the index
+    then lacks that memory; reading it reports DATA_LOSS)."""
+    try:
+        return storage.multi_get(cf, [keys.record(m) for m in ids])
+    except DataCorrupted:
+        out: list[bytes | None] = []
+        for mid, v in zip(ids, storage.multi_get_each(cf, [keys.record(m) for m in ids]), strict=True):
+            if isinstance(v, DataCorrupted):
+                log.error("memory %s is unreadable and left out of its index: %s", mid, v)
+                v = None
+            out.append(v)
+        return out
 
 
 def _chunks(items: list[str], n: int) -> list[list[str]]:

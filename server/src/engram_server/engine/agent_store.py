@@ -22,10 +22,10 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from . import codec
-from .agent import AgentState, journal_key, load_agent, meta_agent_key
+from .agent import AgentState, load_agent
 from .catalogue import Entry
 from .errors import DataCorrupted, FailedPrecondition, NotFound
-from .ids import agent_key, rec_key
+from .keyspace import Keyspace
 from .models import Memory
 from .storage import CF_JOURNAL, CF_META, CF_RECORDS, Batch, SnapshotView, Storage
 
@@ -47,11 +47,13 @@ class AgentStore:
     def __init__(
         self,
         storage: Storage,
+        keyspace: Keyspace,
         embedder: LazyEmbedder,
         builder: Callable[[], IndexBuilder],
         seal_threshold: int,
     ) -> None:
         self.storage = storage
+        self.keyspace = keyspace
         self.snapshots = SnapshotView(storage)
         self._embedder = embedder
         self._builder = builder
@@ -68,7 +70,7 @@ class AgentStore:
         with self._lock:
             st = self._agents.get(agent_id)
             if st is None:
-                st = AgentState(agent_id, agent_key(agent_id))
+                st = AgentState(agent_id, self.keyspace.agent(agent_id))
                 self._agents[agent_id] = st
         if not st.loaded:
             with st.load_lock:
@@ -82,7 +84,7 @@ class AgentStore:
         """The agent's state; NotFound when it has never stored anything."""
         with self._lock:
             st = self._agents.get(agent_id)
-        if st is None and self.storage.get(CF_META, meta_agent_key(agent_key(agent_id))) is None:
+        if st is None and self.storage.get(CF_META, self.keyspace.agent(agent_id).meta_agent) is None:
             raise NotFound(f"agent {agent_id} not found")
         st = self.get(agent_id)
         if not st.persisted:
@@ -127,8 +129,8 @@ class AgentStore:
         ids = sorted(set(touched))
         if ids:
             st.seq += 1
-            b.put(CF_JOURNAL, journal_key(st.qa, st.seq), codec.dumps(ids))
-        b.put(CF_META, meta_agent_key(st.qa), codec.dumps(st.info()))
+            b.put(CF_JOURNAL, st.keys.journal(st.seq), codec.dumps(ids))
+        b.put(CF_META, st.keys.meta_agent, codec.dumps(st.info()))
         st.persisted = True
         return self.storage.write_async(b)
 
@@ -166,7 +168,10 @@ class AgentStore:
         if p is not None:
             m = p[1]
         else:
-            raw = self.storage.get(CF_RECORDS, rec_key(st.qa, mid))
+            try:
+                raw = self.storage.get(CF_RECORDS, st.keys.record(mid))
+            except DataCorrupted:
+                raise unreadable(mid) from None
             m = codec.memory_from_bytes(raw) if raw is not None else None
         if m is None:
             return None
@@ -181,10 +186,14 @@ class AgentStore:
             )
         return m
 
-    def read_many(self, st: AgentState, ids: list[str]) -> dict[str, Memory]:
+    def read_many(self, st: AgentState, ids: list[str], strict: bool = False) -> dict[str, Memory]:
         """Current records of ids (pending overlay first), with the live access counters. One
         multi-get for those in storage; their freshly decoded records take the counters in place
-        (a copy is only needed for the shared pending ones). Caller holds st.lock."""
+        (a copy is only needed for the shared pending ones). Caller holds st.lock.
+
+        A record corrupted on disk is left out (logged), so that a recall or a page still serves
+        the agent's other memories; strict: DataCorrupted naming it instead (exports, which
+        must be whole)."""
         out: dict[str, Memory] = {}
         missing = []
         for mid in ids:
@@ -202,11 +211,11 @@ class AgentStore:
                 missing.append(mid)
         if not missing:
             return out
-        keys = [rec_key(st.qa, mid) for mid in missing]
+        keys = [st.keys.record(mid) for mid in missing]
         try:
             values = self.storage.multi_get(CF_RECORDS, keys)
         except DataCorrupted:  # one bad record must not take the others down: read one by one
-            values = [self._get_record_or_skip(k) for k in keys]
+            values = [self._get_record_or_skip(st, mid, k, strict) for mid, k in zip(missing, keys, strict=True)]
         for mid, v in zip(missing, values, strict=True):
             if v is None:
                 continue
@@ -218,9 +227,18 @@ class AgentStore:
             out[mid] = m
         return out
 
-    def _get_record_or_skip(self, key: bytes) -> bytes | None:
+    def _get_record_or_skip(self, st: AgentState, mid: str, key: bytes, strict: bool) -> bytes | None:
         try:
             return self.storage.get(CF_RECORDS, key)
         except DataCorrupted as exc:
-            log.error("skipping unreadable record: %s", exc)
+            if strict:
+                raise unreadable(mid) from None
+            log.error("memory %s of an agent is unreadable and left out: %s", mid, exc)
             return None
+
+
+def unreadable(memory_id: str) -> DataCorrupted:
+    return DataCorrupted(
+        f"memory {memory_id} is corrupted on disk (its stored record fails its checks); the agent's other "
+        "memories are unaffected. Restore it from a backup or export; `engram-server verify` lists every such record."
+    )

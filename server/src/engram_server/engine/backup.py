@@ -4,9 +4,14 @@ A running server holds RocksDB's lock, so the backup opens a *read-only* instanc
 lock): it sees the database as of that moment — every synced write, WAL included — and keeps its
 table files open (max_open_files = -1), so the server compacting and deleting them meanwhile
 does not disturb the copy. Every key and its still-sealed value is then copied into a fresh
-database at the target: nothing is decrypted, the copy needs the same key to be read, and it
-comes out compacted. The copy is verified (per column family counts, key check value) before
-the command reports success.
+database at the target: the copy needs the same key to be read, and it comes out compacted.
+
+Nothing corrupted is copied silently. Every block read is checksum-verified by RocksDB, a scan
+that stops on an error fails the backup (instead of ending early, which a plain iteration
+does), and every value is authenticated with the key before it is written. The finished copy
+is then verified as `engram-server verify` would (every value, the structure) and its counts
+compared with what was copied; only then does the command report success. On any failure the
+partial copy is removed and the command fails, naming the problem.
 
 Restore: stop the server, then point `--data-dir` at the backup (or move it into place).
 """
@@ -15,15 +20,17 @@ from __future__ import annotations
 
 import gc
 import logging
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rocksdict import AccessType, Options, Rdict, WriteBatch, WriteOptions
+from rocksdict import AccessType, Options, Rdict, ReadOptions, WriteBatch, WriteOptions
 
 from .crypto import Cipher
-from .errors import FailedPrecondition
-from .storage import CF_META, COLUMN_FAMILIES, KEY_CHECK, Storage, column_family_options
+from .errors import DataCorrupted, FailedPrecondition
+from .storage import CF_META, COLUMN_FAMILIES, KEY_CHECK, Storage, column_family_options, corruption
+from .verify import verify
 
 log = logging.getLogger(__name__)
 
@@ -57,13 +64,21 @@ def backup(db_path: Path, target_data_dir: Path, cipher: Cipher) -> BackupReport
 
     source = _open_read_only(Path(db_path))
     report = BackupReport(target=target)
+    created = not target.exists()
     try:
-        report.values, report.bytes_copied = _copy(source, target / "db")
-    finally:
-        source.close()
-        del source
-        gc.collect()
-    _verify(target / "db", cipher, report.values)
+        try:
+            report.values, report.bytes_copied = _copy(source, target / "db", cipher)
+        finally:
+            source.close()
+            del source
+            gc.collect()
+        _verify(target / "db", cipher, report.values)
+    except BaseException:
+        # No half-written backup is left to be mistaken for a good one.
+        shutil.rmtree(target / "db", ignore_errors=True)
+        if created:
+            shutil.rmtree(target, ignore_errors=True)
+        raise
     report.seconds = time.perf_counter() - started
     return report
 
@@ -83,7 +98,7 @@ def _open_read_only(path: Path) -> Rdict:
     raise AssertionError("unreachable")
 
 
-def _copy(source: Rdict, target_db: Path) -> tuple[dict[str, int], int]:
+def _copy(source: Rdict, target_db: Path, cipher: Cipher) -> tuple[dict[str, int], int]:
     target_db.parent.mkdir(parents=True, exist_ok=True)
     opts = Options(raw_mode=True)
     opts.create_if_missing(True)
@@ -104,10 +119,18 @@ def _copy(source: Rdict, target_db: Path) -> tuple[dict[str, int], int]:
                 continue  # an older directory without this family
             handle = dest.get_column_family_handle(name)
             batch, size = WriteBatch(raw_mode=True), 0
-            it = src_cf.iter()
+            ropts = ReadOptions()
+            ropts.set_verify_checksums(True)
+            ropts.fill_cache(False)  # type: ignore[call-arg]  # the stub omits the flag
+            it = src_cf.iter(ropts)
             it.seek_to_first()
             while it.valid():
                 k, v = it.key(), it.value()
+                if not cipher.opens(name, k, v):
+                    raise DataCorrupted(
+                        f"{name}: value {counts[name] + 1} fails authentication (corrupted or moved); "
+                        "run `engram-server verify` on the data directory for the list"
+                    )
                 batch.put(k, v, handle)
                 size += len(k) + len(v)
                 counts[name] += 1
@@ -116,6 +139,12 @@ def _copy(source: Rdict, target_db: Path) -> tuple[dict[str, int], int]:
                     copied += size
                     batch, size = WriteBatch(raw_mode=True), 0
                 it.next()
+            try:
+                it.status()  # valid() is False at the end and on an error alike
+            except Exception as exc:
+                raise corruption(exc, f"{name} after {counts[name]} values") or DataCorrupted(
+                    f"reading {name} failed after {counts[name]} values: {exc}"
+                ) from None
             if size:
                 dest.write(batch, wopts)
                 copied += size
@@ -135,12 +164,15 @@ def _copy(source: Rdict, target_db: Path) -> tuple[dict[str, int], int]:
 def _verify(target_db: Path, cipher: Cipher, expected: dict[str, int]) -> None:
     copy = Storage.open(target_db, cipher)
     try:
-        check = copy.get(CF_META, KEY_CHECK)  # raises when the copy does not open with the key
-        if check is None:
+        if copy.get(CF_META, KEY_CHECK) is None:  # raises when the copy does not open with the key
             raise FailedPrecondition(f"backup {target_db} has no key check value")
-        for name, count in expected.items():
-            found = sum(1 for _ in copy.scan_raw(name, b""))
-            if found != count:
-                raise FailedPrecondition(f"backup {target_db}: {name} holds {found} values, {count} were copied")
     finally:
         copy.close()
+    report = verify(target_db, cipher)
+    for name, count in expected.items():
+        if report.values.get(name, 0) != count:
+            raise FailedPrecondition(
+                f"backup {target_db}: {name} holds {report.values.get(name, 0)} values, {count} were copied"
+            )
+    if not report.ok:
+        raise DataCorrupted(f"backup {target_db} fails verification: {'; '.join(report.problems[:5])}")

@@ -10,13 +10,12 @@ from typing import Any
 import numpy as np
 
 from . import codec
-from .agent import AgentState, link_key
+from .agent import AgentState
 from .agent_store import AgentStore, now
 from .catalogue import Entry, compile_filter
-from .ids import rec_key
 from .models import DuplicateGroup, Link, Memory, MemoryFilter
 from .storage import CF_HISTORY, CF_LINKS, CF_RECORDS, CF_VECTORS
-from .writes import Writes, history_key
+from .writes import Writes
 
 IMPORT_CHUNK = 64  # records embedded and written per batch
 EXPORT_CHUNK = 256  # records read per hold of the agent lock
@@ -40,7 +39,7 @@ class Bulk:
             for i in range(0, len(ids), EXPORT_CHUNK):
                 chunk = ids[i : i + EXPORT_CHUNK]
                 with st.lock:
-                    recs = agents.read_many(st, chunk)
+                    recs = agents.read_many(st, chunk, strict=True)
                 for mid in chunk:
                     if mid in recs:
                         yield recs[mid]
@@ -94,7 +93,7 @@ class Bulk:
         out: dict[str, np.ndarray] = {}
         for i in range(0, len(ids), 4096):
             chunk = ids[i : i + 4096]
-            vals = self._agents.storage.multi_get(CF_VECTORS, [rec_key(st.qa, m) for m in chunk])
+            vals = self._agents.storage.multi_get(CF_VECTORS, [st.keys.record(m) for m in chunk])
             for mid, v in zip(chunk, vals, strict=True):
                 if v is not None:
                     out[mid] = codec.vector_from_bytes(v)[1]
@@ -118,11 +117,11 @@ class Bulk:
                 new.access_count += d.access_count
             new.version = keeper.version + 1
             new.updated_at = t
-            b.put(CF_HISTORY, history_key(st.qa, keeper.id, keeper.version), codec.memory_to_bytes(keeper))
+            b.put(CF_HISTORY, st.keys.history(keeper.id, keeper.version), codec.memory_to_bytes(keeper))
             for d in dups:  # merged memories stay readable in the keeper's history
-                b.put(CF_HISTORY, rec_key(st.qa, keeper.id) + b"\x00m" + d.id.encode(), codec.memory_to_bytes(d))
+                b.put(CF_HISTORY, st.keys.merged(keeper.id, d.id), codec.memory_to_bytes(d))
             body = codec.memory_to_bytes(new)
-            b.put(CF_RECORDS, rec_key(st.qa, keeper.id), body)
+            b.put(CF_RECORDS, st.keys.record(keeper.id), body)
             relinks: list[Link] = []
             dup_ids = {d.id for d in dups}
             for d in dups:
@@ -137,9 +136,7 @@ class Bulk:
             fut2, token2 = self._writes.delete_locked(st, [d.id for d in dups])
             b3 = agents.storage.batch()
             for link in relinks:
-                b3.put(
-                    CF_LINKS, link_key(st.qa, link.source_id, link.target_id, link.relation), codec.link_to_bytes(link)
-                )
+                b3.put(CF_LINKS, st.keys.link(link.source_id, link.target_id, link.relation), codec.link_to_bytes(link))
                 st.add_link(link)
             fut3 = agents.commit(st, b3, [])
         agents.wait(st, fut1, token, [keeper.id])

@@ -64,23 +64,30 @@ def default_key_file() -> Path:
 def resolve_key(explicit: bytes | None, key_file: Path | None, *, create: bool = True) -> bytes:
     """Config value, else $ENGRAM_ENCRYPTION_KEY, else the key file (created when missing, unless
     `create` is false: tools that work on an existing directory must not invent a key)."""
+    return resolve_or_create_key(explicit, key_file, create=create)[0]
+
+
+def resolve_or_create_key(explicit: bytes | None, key_file: Path | None, *, create: bool) -> tuple[bytes, Path | None]:
+    """As resolve_key; also the key file it created (None when it created none), so that a caller
+    whose start then fails removes it rather than leaving a key that opens nothing."""
     if explicit is not None:
         if len(explicit) != KEY_BYTES:
             raise MalformedKey(f"encryption key must be {KEY_BYTES} bytes, got {len(explicit)}", field="encryption_key")
-        return bytes(explicit)
+        return bytes(explicit), None
     env = os.environ.get(ENV_KEY)
     if env:
-        return parse_key_text(env, ENV_KEY)
+        return parse_key_text(env, ENV_KEY), None
     path = key_file or (Path(os.environ[ENV_KEY_FILE]) if os.environ.get(ENV_KEY_FILE) else default_key_file())
     path = Path(path).expanduser()
     if path.exists():
-        return parse_key_text(path.read_text(encoding="ascii", errors="replace"), f"key file {path}")
+        return parse_key_text(path.read_text(encoding="ascii", errors="replace"), f"key file {path}"), None
     if not create:
         raise MissingKey(
             f"no encryption key: the key file {path} does not exist and {ENV_KEY} is not set "
-            "(configure the key the data directory was created with)"
+            "(configure the key the data directory was created with; a new key is only generated for a new "
+            "data directory)"
         )
-    return _create_key_file(path)
+    return _create_key_file(path), path
 
 
 def load_or_create_key_file(path: Path) -> tuple[bytes, bool]:
@@ -183,6 +190,13 @@ class Cipher:
         except DataCorrupted:
             return False
         return True
+
+    def rekey(self, cf: str, key: bytes, new_key: bytes, blob: bytes) -> bytes:
+        """The same value sealed for another record key (the associated data binds the key), with
+        a fresh nonce; the body is carried over as it is (a key-layout migration)."""
+        version, body = self._decrypt(cf, key, blob)
+        nonce = os.urandom(NONCE_BYTES)
+        return bytes([version]) + nonce + self._aead.encrypt(nonce, body, self._aad(version, cf, new_key))
 
     def reseal(self, cf: str, key: bytes, blob: bytes, target: Cipher) -> bytes:
         """The same value sealed under `target`'s key, with a fresh nonce. The body is carried

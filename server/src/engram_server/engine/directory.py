@@ -8,10 +8,9 @@ import time
 from typing import Any
 
 from .access import AccessTracker
-from .agent import AgentState, cat_snapshot_name, meta_agent_key, meta_idx_key
+from .agent import AgentState
 from .agent_store import AgentStore
 from .errors import InvalidArgument
-from .ids import agent_prefix
 from .models import AgentInfo
 from .storage import CF_HISTORY, CF_ID_INDEX, CF_JOURNAL, CF_LINKS, CF_META, CF_RECORDS, CF_SNAPSHOTS, CF_VECTORS, Batch
 
@@ -74,16 +73,16 @@ class Directory:
 
     def _erase_batch(self, st: AgentState, ids: list[str]) -> Batch:
         b = self._agents.storage.batch()
-        p = agent_prefix(st.qa)
+        keys = st.keys
         for cf in (CF_RECORDS, CF_VECTORS, CF_HISTORY, CF_LINKS, CF_JOURNAL):
-            b.delete_prefix(cf, p)
+            b.delete_prefix(cf, keys.prefix)
         for mid in ids:
-            b.delete(CF_ID_INDEX, mid.encode())
-        for prefix in (f"vec/{st.qa}/", f"kw/{st.qa}/"):
+            b.delete(CF_ID_INDEX, self._agents.keyspace.id_entry(mid, keys.qa))
+        for prefix in keys.snapshot_prefixes:
             b.delete_prefix(CF_SNAPSHOTS, prefix.encode())
-        b.delete_prefix(CF_SNAPSHOTS, cat_snapshot_name(st.qa).encode())
-        b.delete(CF_META, meta_agent_key(st.qa))
-        b.delete(CF_META, meta_idx_key(st.qa))
+        b.delete_prefix(CF_SNAPSHOTS, keys.catalogue_snapshot.encode())
+        b.delete(CF_META, keys.meta_agent)
+        b.delete(CF_META, keys.meta_index_seq)
         return b
 
 

@@ -29,16 +29,18 @@ from pathlib import Path
 
 import numpy as np
 
+from . import migrations
 from .access import AccessTracker
 from .agent_store import AgentStore
 from .bulk import Bulk
 from .config import EngineConfig
-from .crypto import Cipher, resolve_key
+from .crypto import Cipher, resolve_or_create_key
 from .directory import AGENT_RECORDS, Directory
 from .errors import FailedPrecondition
 from .graph import Graph
 from .index_worker import IndexBuilder
 from .key_store import ApiKeyStore
+from .keyspace import Keyspace
 from .lazy_embedder import LazyEmbedder, TextEmbedder
 from .maintenance import Maintenance
 from .models import (
@@ -68,7 +70,9 @@ log = logging.getLogger(__name__)
 class Engine:
     executor: ThreadPoolExecutor  # bounded pool for CPU/IO work; size from config
 
-    def __init__(self, config: EngineConfig, storage: Storage, embedder: TextEmbedder | None = None) -> None:
+    def __init__(
+        self, config: EngineConfig, storage: Storage, keyspace: Keyspace, embedder: TextEmbedder | None = None
+    ) -> None:
         self.config = config
         self.storage = storage
         self.executor = ThreadPoolExecutor(max(1, config.worker_threads), thread_name_prefix="engram-engine")
@@ -76,7 +80,7 @@ class Engine:
         self._builder: IndexBuilder | None = None
         self._started = time.monotonic()
         self._closed = False
-        self._agents = AgentStore(storage, self._embedder, self._get_builder, config.seal_threshold)
+        self._agents = AgentStore(storage, keyspace, self._embedder, self._get_builder, config.seal_threshold)
         self._access = AccessTracker(self._agents)
         self._writes = Writes(self._agents, self._embedder)
         self._reads = Reads(self._agents)
@@ -95,10 +99,20 @@ class Engine:
 
         embedder: the model to use instead of the configured ONNX one (tests inject a small
         one); the configured one loads on warm_up() or first use."""
-        key = resolve_key(config.encryption_key, config.encryption_key_file)
-        storage = Storage.open(Path(config.data_dir) / "db", Cipher(key))
+        db = Path(config.data_dir) / "db"
+        # A key is generated only for a new data directory: an existing one has its key already,
+        # and a made-up one would only be refused (and left behind).
+        key, created = resolve_or_create_key(
+            config.encryption_key, config.encryption_key_file, create=not (db / "CURRENT").exists()
+        )
         try:
-            eng = cls(config, storage, embedder)
+            storage = Storage.open(db, Cipher(key))
+        except BaseException:
+            if created is not None:
+                created.unlink(missing_ok=True)
+            raise
+        try:
+            eng = cls(config, storage, migrations.prepare(storage), embedder)
             needs_reembed = eng._check_model()
         except BaseException:
             storage.close()
@@ -129,18 +143,23 @@ class Engine:
         return True
 
     def close(self) -> None:
-        """Stop background work, flush, release the RocksDB lock. Idempotent."""
+        """Stop background work, flush, release the RocksDB lock. Idempotent.
+
+        Never waits for index work: a graph build under way is abandoned (its vectors stay in
+        storage and are sealed again after the next start), the maintenance thread returns
+        between agents, and what is written is what the journal already made durable."""
         if self._closed:
             return
         self._closed = True
+        self._maintenance.request_stop()
+        if self._builder is not None:
+            self._builder.close()
         self._maintenance.stop()
         try:
             self._maintenance.final_flush()
         except Exception:
             log.exception("final flush failed; the journal still has every change")
         self._agents.closed = True
-        if self._builder is not None:
-            self._builder.close()
         self.executor.shutdown(wait=True, cancel_futures=True)
         self._embedder.close()
         self._agents.clear()
@@ -195,6 +214,11 @@ class Engine:
     def loaded_agent_ids(self) -> list[str]:
         """The agents held in memory now (loaded by use or preloading)."""
         return sorted(st.agent_id for st in self._agents.loaded())
+
+    @property
+    def keyspace(self) -> Keyspace:
+        """How identifiers become storage keys in this data directory (keyspace.py)."""
+        return self._agents.keyspace
 
     def _get_builder(self) -> IndexBuilder:
         if self._builder is None:

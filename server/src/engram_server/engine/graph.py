@@ -6,7 +6,7 @@ import time
 from collections import deque
 
 from . import codec
-from .agent import LinkKey, link_key
+from .agent import LinkKey
 from .agent_store import AgentStore, now
 from .errors import NotFound
 from .models import Link, MemoryGraph
@@ -32,7 +32,7 @@ class Graph:
             prev = st.links.get(k)
             link = Link(agent_id, source_id, target_id, relation, weight, prev.created_at if prev else now())
             b = agents.storage.batch()
-            b.put(CF_LINKS, link_key(st.qa, source_id, target_id, relation), codec.link_to_bytes(link))
+            b.put(CF_LINKS, st.keys.link(source_id, target_id, relation), codec.link_to_bytes(link))
             st.add_link(link)
             fut = agents.commit(st, b, [])
         agents.wait(st, fut)
@@ -52,7 +52,7 @@ class Graph:
                 return 0
             b = agents.storage.batch()
             for k in keys:
-                b.delete(CF_LINKS, link_key(st.qa, *k))
+                b.delete(CF_LINKS, st.keys.link(*k))
                 st.remove_link(k)
             fut = agents.commit(st, b, [])
         agents.wait(st, fut)

@@ -1,11 +1,10 @@
-"""Identifiers and storage-key building blocks. Keys carry ids only, never user content."""
+"""Memory ids the server mints."""
 
 from __future__ import annotations
 
 import os
 import threading
 import time
-from urllib.parse import quote
 
 _lock = threading.Lock()
 _last_ms = 0
@@ -30,17 +29,3 @@ def new_id() -> str:
     rand = int.from_bytes(os.urandom(8), "big") & ((1 << 62) - 1)
     value = (ms << 80) | (0x7 << 76) | (seq << 64) | (0b10 << 62) | rand
     return f"{value:032x}"
-
-
-def agent_key(agent_id: str) -> str:
-    """The agent's storage token: percent-encoded so it never contains '/', NUL or spaces
-    (prefix scans of one agent can then never reach another)."""
-    return quote(agent_id, safe="")
-
-
-def rec_key(qa: str, memory_id: str) -> bytes:
-    return f"{qa}\x00{memory_id}".encode()
-
-
-def agent_prefix(qa: str) -> bytes:
-    return f"{qa}\x00".encode()

@@ -34,6 +34,10 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 
+class BuildAborted(Exception):
+    """The builder was closed (shutdown) while a build waited or ran: nothing was built."""
+
+
 @dataclass(frozen=True)
 class BuildParams:
     """Graph construction and the search settings its recall is checked with."""
@@ -209,7 +213,7 @@ class IndexBuilder:
     def _get_pool(self) -> ProcessPoolExecutor:
         with self._lock:
             if self._closed:
-                raise RuntimeError("IndexBuilder is closed")
+                raise BuildAborted("the index builder is closed")
             if self._pool is None:
                 self._pool = ProcessPoolExecutor(
                     max_workers=1,
@@ -236,6 +240,8 @@ class IndexBuilder:
                     break
                 except BrokenProcessPool:
                     with self._lock:
+                        if self._closed:
+                            raise BuildAborted("the index builder was closed during a build") from None
                         if self._pool is pool:
                             self._pool = None
                     if attempt == 1:
@@ -248,8 +254,17 @@ class IndexBuilder:
                 self.pending -= 1
 
     def close(self) -> None:
+        """Stop at once: a build under way is abandoned (its worker is terminated) and raises
+        BuildAborted in its caller, so that a shutdown never waits for one. What it would have
+        sealed is still in storage and is sealed again after the next start."""
         with self._lock:
             self._closed = True
             pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=False, cancel_futures=True)
+        if pool is None:
+            return
+        # ProcessPoolExecutor has no public way to stop a running task (terminate_workers comes
+        # with Python 3.14): end the worker process itself, then let the pool wind down.
+        for process in list(getattr(pool, "_processes", {}).values()):
+            with contextlib.suppress(Exception):
+                process.terminate()
+        pool.shutdown(wait=False, cancel_futures=True)

@@ -16,11 +16,10 @@ import time
 
 from . import codec
 from .access import AccessTracker
-from .agent import AgentState, cat_snapshot_name, catalogue_snapshot_bytes, journal_key, meta_idx_key
+from .agent import AgentState, catalogue_snapshot_bytes
 from .agent_store import AgentStore
 from .config import EngineConfig
 from .directory import AGENT_RECORDS
-from .ids import agent_key, agent_prefix, rec_key
 from .lazy_embedder import LazyEmbedder, TextEmbedder
 from .storage import CF_JOURNAL, CF_META, CF_RECORDS, CF_SNAPSHOTS, CF_VECTORS, Batch
 from .writes import META_EMBEDDING, Writes
@@ -52,10 +51,16 @@ class Maintenance:
         self._thread = threading.Thread(target=self._loop, name="engram-background", daemon=True)
         self._thread.start()
 
+    def request_stop(self) -> None:
+        """Ask the thread to return at its next check (between agents, between steps)."""
+        self._stop.set()
+
     def stop(self, timeout: float = 30.0) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=timeout)
+            if self._thread.is_alive():
+                log.warning("background maintenance did not stop within %.0f s; closing anyway", timeout)
 
     @property
     def stopping(self) -> bool:
@@ -145,7 +150,7 @@ class Maintenance:
         """Called with st.maint_lock held, after both indexes persisted everything up to seq."""
         if seq != st.idx_seq and not st.deleted:
             b = self._storage.batch()
-            b.put(CF_META, meta_idx_key(st.qa), str(seq).encode())
+            b.put(CF_META, st.keys.meta_index_seq, str(seq).encode())
             self._storage.write(b)
             st.idx_seq = seq
             self._trim_journal(st)
@@ -157,7 +162,7 @@ class Maintenance:
             if not force and st.seq - st.cat_seq < CAT_SNAPSHOT_EVERY and not closing:
                 return
             seq, blob = catalogue_snapshot_bytes(st)
-            self._agents.snapshots.put(cat_snapshot_name(st.qa), blob)
+            self._agents.snapshots.put(st.keys.catalogue_snapshot, blob)
             st.cat_seq = seq
             self._trim_journal(st)
 
@@ -166,7 +171,7 @@ class Maintenance:
         if upto <= 0:
             return
         b = self._storage.batch()
-        b.ops.append((Batch.RANGE, CF_JOURNAL, agent_prefix(st.qa), journal_key(st.qa, upto + 1)))
+        b.ops.append((Batch.RANGE, CF_JOURNAL, st.keys.prefix, st.keys.journal(upto + 1)))
         self._storage.write(b)
 
     def final_flush(self) -> None:
@@ -192,7 +197,7 @@ class Maintenance:
     def _reembed_agent(self, agent_id: str, emb: TextEmbedder) -> int:
         """Rewrite every vector of one agent; drop its vector snapshots so that the index is
         rebuilt from the new vectors on its next load."""
-        qa = agent_key(agent_id)
+        keys = self._agents.keyspace.agent(agent_id)
         st = self._agents.cached(agent_id)
         if st is not None:
             self._agents.evict(st)
@@ -205,13 +210,13 @@ class Maintenance:
             vecs = emb.embed_documents(texts)
             b = self._storage.batch()
             for mid, v in zip(ids, vecs, strict=True):
-                b.put(CF_VECTORS, rec_key(qa, mid), codec.vector_to_bytes(emb.model_id, v), compress=False)
+                b.put(CF_VECTORS, keys.record(mid), codec.vector_to_bytes(emb.model_id, v), compress=False)
             self._storage.write(b)
             n += len(ids)
             ids.clear()
             texts.clear()
 
-        for _, v in self._storage.scan(CF_RECORDS, agent_prefix(qa)):
+        for _, v in self._storage.scan(CF_RECORDS, keys.prefix):
             m = codec.memory_from_bytes(v)
             ids.append(m.id)
             texts.append(m.content)
@@ -220,7 +225,7 @@ class Maintenance:
         if ids:
             flush()
         b = self._storage.batch()
-        b.delete_prefix(CF_SNAPSHOTS, f"vec/{qa}/".encode())
-        b.delete(CF_META, meta_idx_key(qa))
+        b.delete_prefix(CF_SNAPSHOTS, keys.snapshot_prefixes[0].encode())
+        b.delete(CF_META, keys.meta_index_seq)
         self._storage.write(b)
         return n

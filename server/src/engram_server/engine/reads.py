@@ -13,7 +13,6 @@ from . import codec
 from .agent_store import AgentStore
 from .catalogue import compile_filter, filter_fingerprint
 from .errors import EngineError, InvalidArgument, NotFound
-from .ids import rec_key
 from .models import ListPage, Memory, MemoryFilter
 from .storage import CF_HISTORY, CF_ID_INDEX
 
@@ -27,8 +26,8 @@ class Reads:
 
     def owners(self, memory_id: str) -> list[str]:
         """The agents that hold a memory with this id."""
-        raw = self._storage.get(CF_ID_INDEX, memory_id.encode())
-        return [raw.decode()] if raw is not None else []
+        prefix = self._agents.keyspace.id_prefix(memory_id)
+        return sorted(v.decode() for _, v in self._storage.scan(CF_ID_INDEX, prefix))
 
     def get(self, agent_id: str, memory_id: str) -> Memory:
         """A live memory of the agent; NotFound when it does not exist or expired."""
@@ -50,8 +49,7 @@ class Reads:
             cur = agents.read(st, memory_id)
         if cur is None:
             raise NotFound(f"memory {memory_id} not found")
-        prefix = rec_key(st.qa, memory_id) + b"\x00"
-        old = [codec.memory_from_bytes(v) for _, v in self._storage.scan(CF_HISTORY, prefix)]
+        old = [codec.memory_from_bytes(v) for _, v in self._storage.scan(CF_HISTORY, st.keys.history_prefix(memory_id))]
         old = [m for m in old if m.id != memory_id or m.version < cur.version]
         old.sort(key=lambda m: (m.updated_at, m.version))
         return [*old, cur]

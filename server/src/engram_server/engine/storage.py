@@ -19,7 +19,7 @@ import gc
 import logging
 import queue
 import threading
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Generator, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +30,7 @@ from rocksdict import (
     BlockBasedOptions,
     Cache,
     Checkpoint,
+    DBRecoveryMode,
     Options,
     Rdict,
     ReadOptions,
@@ -63,7 +64,8 @@ COLUMN_FAMILIES = (
     CF_JOURNAL,
 )
 
-SCHEMA_VERSION = 1
+# The layout of keys and values; engine/migrations.py brings older data directories up to it.
+SCHEMA_VERSION = 2
 KEY_CHECK = b"key_check"
 KEY_SCHEMA = b"schema_version"
 KEY_ROTATION = b"key_rotation"  # present while `engram-server rotate-key` is under way (rotation.py)
@@ -76,13 +78,18 @@ CHUNK_BYTES = 4 * 1024 * 1024
 _MAX_GROUP_BYTES = 64 * 1024 * 1024
 
 
+def corruption(exc: BaseException, where: str) -> DataCorrupted | None:
+    """RocksDB's own checks (block checksums, file sizes, manifest) report corruption as a
+    generic error whose message starts with "Corruption"; that error as DataCorrupted."""
+    text = str(exc)
+    if "Corruption" not in text and "checksum" not in text.lower():
+        return None
+    return DataCorrupted(f"{where}: RocksDB reports corruption on disk ({text.splitlines()[0][:300]})")
+
+
 def key_check_plaintext(key_id: str) -> bytes:
     """The key check value: sealed under the data directory's key, it tells a wrong key apart."""
     return _CHECK_PLAINTEXT + b":" + key_id.encode()
-
-
-# Migrations from schema version n to n + 1. Each runs before the engine serves anything.
-MIGRATIONS: dict[int, Callable[[Storage], None]] = {}
 
 
 @dataclass
@@ -199,6 +206,11 @@ def column_family_options(cache: Cache | None = None) -> Options:
     (short-lived read-only opens for checks and backups keep RocksDB's default)."""
     opts = Options(raw_mode=True)
     opts.set_write_buffer_size(MEMTABLE_BYTES)
+    # Every acknowledged write is synced: only the record being written at a crash may be torn.
+    # Anything else wrong in the WAL is corruption, refused at open rather than replayed up to
+    # it and silently dropped after it (RocksDB's default, point-in-time recovery).
+    opts.set_wal_recovery_mode(DBRecoveryMode.tolerate_corrupted_tail_records())
+    opts.set_paranoid_checks(True)
     if cache is not None:
         table = BlockBasedOptions()
         table.set_block_cache(cache)
@@ -246,7 +258,7 @@ class Storage:
         except Exception as exc:
             if "lock" in str(exc).lower():
                 raise FailedPrecondition(f"data directory {path} is in use by another process") from None
-            raise
+            raise _open_error(path, exc) from None
         for name in COLUMN_FAMILIES:
             s._cfs[name] = s._db.get_column_family(name)
             s._handles[name] = s._db.get_column_family_handle(name)
@@ -258,7 +270,6 @@ class Storage:
                 b.put(CF_META, KEY_CHECK, key_check_plaintext(cipher.key_id))
                 b.put(CF_META, KEY_SCHEMA, str(SCHEMA_VERSION).encode())
                 s.write(b)
-            s._migrate()
         except BaseException:
             s.close()
             raise
@@ -274,12 +285,12 @@ class Storage:
         """Check the key against an existing directory without writing to it."""
         try:
             names = Rdict.list_cf(str(self.path))
+            cfs = {n: column_family_options() for n in names if n != "default"}
+            db = Rdict(
+                str(self.path), options=Options(raw_mode=True), column_families=cfs, access_type=AccessType.read_only()
+            )
         except Exception as exc:
-            raise FailedPrecondition(f"cannot read data directory {self.path}: {type(exc).__name__}") from None
-        cfs = {n: column_family_options() for n in names if n != "default"}
-        db = Rdict(
-            str(self.path), options=Options(raw_mode=True), column_families=cfs, access_type=AccessType.read_only()
-        )
+            raise _open_error(self.path, exc) from None
         try:
             check = None
             schema = None
@@ -331,23 +342,14 @@ class Storage:
         if raw is not None:
             self._open_check(raw)
 
-    def _migrate(self) -> None:
+    def schema_version(self) -> int:
         raw = self.get(CF_META, KEY_SCHEMA)
-        version = int(raw) if raw is not None else SCHEMA_VERSION
-        if version > SCHEMA_VERSION:
-            raise FailedPrecondition(
-                f"data directory schema version {version} is newer than supported {SCHEMA_VERSION}"
-            )
-        while version < SCHEMA_VERSION:
-            step = MIGRATIONS.get(version)
-            if step is None:
-                raise FailedPrecondition(f"no migration from schema version {version}")
-            log.info("migrating data directory schema %d -> %d", version, version + 1)
-            step(self)
-            version += 1
-            b = self.batch()
-            b.put(CF_META, KEY_SCHEMA, str(version).encode())
-            self.write(b)
+        return int(raw) if raw is not None else SCHEMA_VERSION
+
+    def set_schema_version(self, version: int) -> None:
+        b = self.batch()
+        b.put(CF_META, KEY_SCHEMA, str(version).encode())
+        self.write(b)
 
     def close(self) -> None:
         if self._closed:
@@ -377,32 +379,52 @@ class Storage:
             raise EngineError("storage is closed") from None
 
     def get_raw(self, cf: str, key: bytes) -> bytes | None:
-        v = self._cf(cf).get(key)
+        try:
+            v = self._cf(cf).get(key)
+        except DataCorrupted:
+            raise
+        except Exception as exc:
+            raise _read_error(cf, exc) from None
         return bytes(v) if v is not None else None
 
     def get(self, cf: str, key: bytes) -> bytes | None:
-        """Decrypted value, None when absent; DataCorrupted (naming the key) when tampered."""
-        raw = self._cf(cf).get(key)
+        """Decrypted value, None when absent; DataCorrupted when tampered or corrupted on disk."""
+        raw = self.get_raw(cf, key)
         if raw is None:
             return None
         return self.cipher.open(cf, key, raw)
 
     def multi_get(self, cf: str, keys: list[bytes]) -> list[bytes | None]:
         c = self._cf(cf)
-        raws: Any = c.get(list[Any](keys)) if keys else []
+        try:
+            raws: Any = c.get(list[Any](keys)) if keys else []
+        except Exception as exc:
+            raise _read_error(cf, exc) from None
         return [None if r is None else self.cipher.open(cf, k, r) for k, r in zip(keys, raws, strict=True)]
 
+    def multi_get_each(self, cf: str, keys: list[bytes]) -> list[bytes | DataCorrupted | None]:
+        """multi_get that reports a corrupted value in its place instead of failing the lot."""
+        out: list[bytes | DataCorrupted | None] = []
+        for k in keys:
+            try:
+                out.append(self.get(cf, k))
+            except DataCorrupted as exc:
+                out.append(exc)
+        return out
+
     def scan_raw(self, cf: str, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
-        """(key, sealed value) for keys starting with prefix, in key order."""
+        """(key, sealed value) for keys starting with prefix, in key order. DataCorrupted when the
+        scan meets a corrupted block: never a silently shortened scan."""
         it = self._cf(cf).iter()
         try:
             it.seek(prefix)
             while it.valid():
                 k = it.key()
                 if not k.startswith(prefix):
-                    break
+                    return
                 yield k, it.value()
                 it.next()
+            _check_iterator(it, cf)
         finally:
             del it
 
@@ -422,6 +444,7 @@ class Storage:
                 k = it.key()
                 yield k, self.cipher.open(cf, k, it.value())
                 it.next()
+            _check_iterator(it, cf)
         finally:
             del it, snap
 
@@ -503,6 +526,30 @@ class Storage:
             cp.create_checkpoint(str(target))
         finally:
             del cp
+
+
+def _check_iterator(it: Any, cf: str) -> None:
+    """An iterator stops (valid() False) both at the end and on an error: tell them apart."""
+    try:
+        it.status()
+    except Exception as exc:
+        raise _read_error(cf, exc) from None
+
+
+def _read_error(cf: str, exc: BaseException) -> EngineError:
+    return corruption(exc, f"reading {cf}") or EngineError(f"reading {cf} failed: {type(exc).__name__}")
+
+
+def _open_error(path: Path, exc: BaseException) -> EngineError:
+    """Why a data directory does not open, for an operator: corruption says so, with what to do."""
+    found = corruption(exc, f"data directory {path}")
+    if found is not None:
+        return DataCorrupted(
+            f"{found}. Nothing was changed. Restore the directory from a backup "
+            "(`engram-server verify --data-dir BACKUP` checks one first)."
+        )
+    text = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+    return FailedPrecondition(f"cannot open data directory {path}: {text}")
 
 
 class SnapshotView:

@@ -35,6 +35,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from .index_worker import BuildAborted
+
 if TYPE_CHECKING:
     from .index_worker import BuildParams, IndexBuilder
 
@@ -762,6 +764,11 @@ class VectorIndex:
                     seg.name,
                     result.notes,
                 )
+        except BuildAborted:
+            # Shutdown: the segment stays unsealed (searched exactly until then); its vectors are
+            # in storage and the next start seals them again.
+            log.info("index build of %s abandoned for the shutdown", seg.name)
+            return
         except Exception:
             log.exception("graph build failed for %s; it is searched exactly", seg.name)
             seg.graph_blob = None

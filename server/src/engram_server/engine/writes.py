@@ -8,18 +8,17 @@ The service layer validates every request before it reaches this module.
 
 from __future__ import annotations
 
-import threading
 from concurrent.futures import Future
 from dataclasses import replace
 
 import numpy as np
 
 from . import codec
-from .agent import AgentState, link_key
+from .agent import AgentState
 from .agent_store import AgentStore, now
 from .catalogue import Entry, compile_filter
 from .errors import AlreadyExists, NotFound
-from .ids import new_id, rec_key
+from .ids import new_id
 from .keyword_index import keyword_document
 from .lazy_embedder import LazyEmbedder
 from .models import ForgetResult, Memory, MemoryFilter, MemoryPatch, NewMemory
@@ -29,19 +28,12 @@ META_EMBEDDING = b"embedding"
 FORGET_IDS_SHOWN = 1000  # ids a forget (or its dry run) lists
 
 
-def history_key(qa: str, mid: str, version: int) -> bytes:
-    return rec_key(qa, mid) + b"\x00v%010d" % version
-
-
 class Writes:
     def __init__(self, agents: AgentStore, embedder: LazyEmbedder) -> None:
         self._agents = agents
         self._storage = agents.storage
         self._embedder = embedder
-        # Client-supplied ids are claimed here while their store is under way, so that two
-        # concurrent stores cannot both create one id. Server-minted ids need no claim.
-        self._claim_lock = threading.Lock()
-        self._claimed: dict[str, str] = {}
+        self._keyspace = agents.keyspace
 
     # --- store -------------------------------------------------------------------------------
     def store_batch(self, items: list[NewMemory]) -> list[tuple[Memory, bool]]:
@@ -72,20 +64,27 @@ class Writes:
         )
 
     def store_records(self, mems: list[Memory], skip_existing: bool = False) -> list[tuple[Memory, bool]]:
-        """Store full records of one agent (times kept). skip_existing: an id that exists is
+        """Store full records of one agent (times kept). skip_existing: an id the agent holds is
         left as it is and reported as not created (imports)."""
-        st = self._agents.get(mems[0].agent_id)
+        agents = self._agents
+        st = agents.get(mems[0].agent_id)
         results: list[tuple[Memory, bool] | None] = [None] * len(mems)
         claimed: list[str] = []
         try:
-            for i, m in enumerate(mems):
-                existing = self._claim(m, claimed)
-                if existing is None:
-                    continue
-                if skip_existing or (existing.agent_id == m.agent_id and existing.content == m.content):
-                    results[i] = (existing if existing.agent_id == m.agent_id else m, False)
-                else:
-                    raise AlreadyExists(f"memory {m.id} already exists with different content")
+            # Ids are the agent's own: they are claimed under its lock while their store is under
+            # way, so that two concurrent stores cannot both create one id.
+            with st.lock:
+                agents.check_alive(st)
+                for i, m in enumerate(mems):
+                    if m.id not in st.entries and m.id not in st.pending and m.id not in st.claimed:
+                        st.claimed.add(m.id)
+                        claimed.append(m.id)
+                        continue
+                    existing = None if m.id in st.claimed else agents.read(st, m.id)
+                    if skip_existing or (existing is not None and existing.content == m.content):
+                        results[i] = (existing or m, False)
+                    else:
+                        raise AlreadyExists(f"memory {m.id} already exists with different content")
             new = [m for i, m in enumerate(mems) if results[i] is None]
             if new:
                 vecs = self._embedder.get().embed_documents([m.content for m in new])
@@ -96,27 +95,9 @@ class Writes:
                         results[i] = (next(it), True)
         finally:
             if claimed:
-                with self._claim_lock:
-                    for mid in claimed:
-                        self._claimed.pop(mid, None)
+                with st.lock:
+                    st.claimed.difference_update(claimed)
         return [r for r in results if r is not None]
-
-    def _claim(self, m: Memory, claimed: list[str]) -> Memory | None:
-        """Claim m's id; the memory already holding it, or None when it is free (now claimed)."""
-        with self._claim_lock:
-            owner = self._claimed.get(m.id)
-            if owner is None:
-                raw = self._storage.get(CF_ID_INDEX, m.id.encode())
-                owner = raw.decode() if raw is not None else None
-            if owner is None:
-                self._claimed[m.id] = m.agent_id
-                claimed.append(m.id)
-                return None
-        if owner != m.agent_id:
-            return replace(m, agent_id=owner)  # another agent's: never read or returned
-        st = self._agents.get(owner)
-        with st.lock:
-            return self._agents.read(st, m.id) or replace(m, agent_id="")
 
     def _write_new(self, st: AgentState, mems: list[Memory], vecs: np.ndarray) -> None:
         agents = self._agents
@@ -132,9 +113,10 @@ class Writes:
                 m.embedding_model = model_id
                 body = codec.memory_to_bytes(m)
                 sizes.append(len(body))
-                b.put(CF_RECORDS, rec_key(st.qa, m.id), body)
-                b.put(CF_VECTORS, rec_key(st.qa, m.id), codec.vector_to_bytes(model_id, v), compress=False)
-                b.put(CF_ID_INDEX, m.id.encode(), m.agent_id.encode())
+                k = st.keys.record(m.id)
+                b.put(CF_RECORDS, k, body)
+                b.put(CF_VECTORS, k, codec.vector_to_bytes(model_id, v), compress=False)
+                b.put(CF_ID_INDEX, self._keyspace.id_entry(m.id, st.qa), m.agent_id.encode())
             for m, size in zip(mems, sizes, strict=True):
                 st.put_entry(Entry.of(m, size))
                 st.pending[m.id] = (token, m)
@@ -163,13 +145,13 @@ class Writes:
             new = self._apply_patch(cur, patch, t)
             if vec is not None and patch.content == cur.content:
                 vec = None  # same text: keep the vector
-            b.put(CF_HISTORY, history_key(st.qa, memory_id, cur.version), codec.memory_to_bytes(cur))
+            b.put(CF_HISTORY, st.keys.history(memory_id, cur.version), codec.memory_to_bytes(cur))
             body = codec.memory_to_bytes(new)
-            b.put(CF_RECORDS, rec_key(st.qa, memory_id), body)
+            b.put(CF_RECORDS, st.keys.record(memory_id), body)
             if vec is not None:
                 b.put(
                     CF_VECTORS,
-                    rec_key(st.qa, memory_id),
+                    st.keys.record(memory_id),
                     codec.vector_to_bytes(self._embedder.model_id, vec[0]),
                     compress=False,
                 )
@@ -225,13 +207,13 @@ class Writes:
         b = self._storage.batch()
         token = object()
         for mid in ids:
-            k = rec_key(st.qa, mid)
+            k = st.keys.record(mid)
             b.delete(CF_RECORDS, k)
             b.delete(CF_VECTORS, k)
-            b.delete(CF_ID_INDEX, mid.encode())
-            b.delete_prefix(CF_HISTORY, k + b"\x00")
+            b.delete(CF_ID_INDEX, self._keyspace.id_entry(mid, st.qa))
+            b.delete_prefix(CF_HISTORY, st.keys.history_prefix(mid))
             for link in st.links_of(mid):
-                b.delete(CF_LINKS, link_key(st.qa, link.source_id, link.target_id, link.relation))
+                b.delete(CF_LINKS, st.keys.link(link.source_id, link.target_id, link.relation))
                 st.remove_link((link.source_id, link.target_id, link.relation))
             st.drop_entry(mid)
             st.pending[mid] = (token, None)

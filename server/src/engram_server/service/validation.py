@@ -90,7 +90,7 @@ def metadata(value: pb.Struct, cfg: Config, name: str = "metadata") -> None:
     if depth > cfg.max_metadata_depth:
         raise invalid(name, f"is nested more than {cfg.max_metadata_depth} levels deep")
     for k, v in value.fields.items():
-        _finite_numbers(v, f"{name}.{k}")
+        _check_value(v, f"{name}.{k}")
 
 
 def _struct_depth(s: pb.Struct, stop: int) -> int:
@@ -113,16 +113,19 @@ def _value_depth(v: pb.Value, stop: int) -> int:
     return 0
 
 
-def _finite_numbers(v: pb.Value, name: str) -> None:
+def _check_value(v: pb.Value, name: str) -> None:
+    """A JSON value: one kind set (a null is null_value, not nothing), numbers finite."""
     kind = v.WhichOneof("kind")
+    if kind is None:
+        raise invalid(name, "is a google.protobuf.Value with no kind set (send null_value for null)")
     if kind == "number_value" and not math.isfinite(v.number_value):
         raise invalid(name, "must be a finite number (JSON has no NaN or Infinity)")
     if kind == "struct_value":
         for k, x in v.struct_value.fields.items():
-            _finite_numbers(x, f"{name}.{k}")
+            _check_value(x, f"{name}.{k}")
     elif kind == "list_value":
         for i, x in enumerate(v.list_value.values):
-            _finite_numbers(x, f"{name}[{i}]")
+            _check_value(x, f"{name}[{i}]")
 
 
 def enum_value(enum: EnumTypeWrapper, value: int, name: str) -> None:

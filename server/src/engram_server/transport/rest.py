@@ -128,6 +128,19 @@ class RestTransport:
             return
         method = route.method
         info = method.info
+        if verb in ("POST", "PUT", "PATCH") and not _json_body(scope):
+            # A web page can send a cross-site POST without asking (a CORS "simple" request) only
+            # with a form or text/plain type: requiring JSON refuses those before anything runs.
+            err = RpcError(
+                "INVALID_ARGUMENT",
+                f"{verb} {path} needs a JSON body: send Content-Type: application/json "
+                "(application/x-ndjson for streamed imports)",
+                http_status=415,
+            )
+            await _TrackedReceive(receive).drain()
+            await self.error(send, err)
+            self.app.observe(info.full_name, "rest", err.code, time.perf_counter() - started, None)
+            return
         receive = _TrackedReceive(receive)
         ctx = CallContext(method=info, transport="rest", authorization=_header(scope, b"authorization"))
         code = "OK"
@@ -355,6 +368,15 @@ class _TrackedReceive:
 class _Logged(RpcError):
     def __init__(self, code: str) -> None:
         super().__init__(code, "already sent")
+
+
+JSON_TYPES = ("application/json", "application/x-ndjson", "application/jsonl")
+
+
+def _json_body(scope: Scope) -> bool:
+    """Whether the request declares a JSON (or NDJSON) body."""
+    ct = (_header(scope, b"content-type") or "").split(";", 1)[0].strip().lower()
+    return ct in JSON_TYPES or (ct.startswith("application/") and ct.endswith("+json"))
 
 
 def _parse_json(raw: bytes, where: str = "body") -> Any:
