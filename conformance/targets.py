@@ -27,11 +27,13 @@ from typing import Any, Protocol
 import httpx
 import yaml
 
+from engram._gen.codes import CODE_FOR_HTTP_STATUS
+
 from .api import REPO, Rpc, rpcs
 
-_STATUS_TO_CODE = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
-                   409: "ALREADY_EXISTS", 413: "RESOURCE_EXHAUSTED", 429: "RESOURCE_EXHAUSTED",
-                   501: "UNIMPLEMENTED", 503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}
+# The code of an HTTP error status whose body names none (generated from google/rpc/code.proto), and
+# 413, which the server answers for a body over the size limit.
+_STATUS_TO_CODE = {**CODE_FOR_HTTP_STATUS, 413: "RESOURCE_EXHAUSTED"}
 
 
 @dataclass

@@ -27,32 +27,8 @@ import (
 // every Engram SDK and the REST API use: "OK", "NOT_FOUND", "INVALID_ARGUMENT", ...
 type Code uint32
 
-// The gRPC status codes, with the same numbers as google.golang.org/grpc/codes.
-const (
-	CodeOK                 Code = 0
-	CodeCanceled           Code = 1
-	CodeUnknown            Code = 2
-	CodeInvalidArgument    Code = 3
-	CodeDeadlineExceeded   Code = 4
-	CodeNotFound           Code = 5
-	CodeAlreadyExists      Code = 6
-	CodePermissionDenied   Code = 7
-	CodeResourceExhausted  Code = 8
-	CodeFailedPrecondition Code = 9
-	CodeAborted            Code = 10
-	CodeOutOfRange         Code = 11
-	CodeUnimplemented      Code = 12
-	CodeInternal           Code = 13
-	CodeUnavailable        Code = 14
-	CodeDataLoss           Code = 15
-	CodeUnauthenticated    Code = 16
-)
-
-var codeNames = [...]string{
-	"OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
-	"ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED",
-	"OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED",
-}
+// The Code* constants and their names (codeNames) are generated from google/rpc/code.proto:
+// codes_gen.go.
 
 // String returns the canonical name of the code, e.g. "NOT_FOUND", or "CODE(n)" for an
 // unknown number.

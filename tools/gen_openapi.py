@@ -10,7 +10,9 @@ Every ``google.api.http`` rule, ``additional_bindings`` included, becomes one op
 * streaming methods use ``application/x-ndjson`` (one JSON message per line);
 * schemas follow the proto3 JSON mapping: proto field names, int64 as strings, enums by name,
   ``Timestamp`` as RFC 3339, ``FieldMask`` as a comma-separated string, ``Struct`` as an object;
-* descriptions are the proto comments.
+* descriptions are the proto comments;
+* the error body's ``code`` names and the HTTP status of each come from the status code table
+  (``tools/gen_codes.py``, read from ``google/rpc/code.proto``).
 
 The output is deterministic (sorted keys, two-space indent), so ``make check-generate`` can
 diff it. Usage: ``python -m tools.gen_openapi DESCRIPTOR_SET OUT.json``.
@@ -26,16 +28,11 @@ from typing import Any
 
 from google.protobuf import descriptor_pb2
 
+from tools import gen_codes
+from tools.gen_codes import StatusCode
 from tools.protos import API_PACKAGE, Api, Fdp, HttpBinding, Method, is_map, type_name
 
 JSON = dict[str, Any]
-
-# The gRPC status code names: the `code` of every REST error body (contracts.md).
-GRPC_CODES = [
-    "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
-    "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED",
-    "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED",
-]  # fmt: skip
 
 _INT64 = {"type": "string", "format": "int64", "pattern": "^-?[0-9]+$"}
 _UINT64 = {"type": "string", "format": "uint64", "pattern": "^[0-9]+$"}
@@ -122,8 +119,9 @@ def _first_sentence(text: str) -> str:
 
 
 class OpenApiBuilder:
-    def __init__(self, api: Api) -> None:
+    def __init__(self, api: Api, codes: list[StatusCode]) -> None:
         self.api = api
+        self.codes = codes
         self.components: dict[str, JSON] = {}
 
     # -- schemas -----------------------------------------------------------------------------
@@ -309,7 +307,11 @@ class OpenApiBuilder:
             "type": "object",
             "description": "The body of every REST error (a `google.rpc.Status` in JSON).",
             "properties": {
-                "code": {"type": "string", "enum": GRPC_CODES, "description": "The gRPC status code name."},
+                "code": {
+                    "type": "string",
+                    "enum": [c.name for c in self.codes],
+                    "description": "The gRPC status code name (`google.rpc.Code`).",
+                },
                 "message": {"type": "string", "description": "What went wrong, for a person to read."},
                 "details": {
                     "type": "array",
@@ -341,7 +343,7 @@ class OpenApiBuilder:
                 "schemas": schemas,
                 "responses": {
                     "Error": {
-                        "description": "An error: HTTP status from the gRPC code (see contracts.md).",
+                        "description": self.error_description(),
                         "content": {"application/json": {"schema": schema_ref("Error")}},
                     }
                 },
@@ -352,16 +354,30 @@ class OpenApiBuilder:
         }
 
 
-def render(api: Api) -> str:
+    def error_description(self) -> str:
+        """Which HTTP status each gRPC code of an error body comes with (google/rpc/code.proto)."""
+        by_status: dict[int, list[str]] = {}
+        for c in self.codes:
+            if c.name != "OK":
+                by_status.setdefault(c.http_status, []).append(f"`{c.name}`")
+        statuses = "; ".join(f"{status} {', '.join(names)}" for status, names in sorted(by_status.items()))
+        return (
+            "An error. The HTTP status follows from the body's gRPC code (`google/rpc/code.proto`): "
+            f"{statuses}; and 413 `RESOURCE_EXHAUSTED` for a request body over the size limit (see contracts.md)."
+        )
+
+
+def render(api: Api, codes: list[StatusCode]) -> str:
     """The OpenAPI document as deterministic JSON text (trailing newline included)."""
-    return json.dumps(OpenApiBuilder(api).build(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    return json.dumps(OpenApiBuilder(api, codes).build(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
 def main(argv: list[str]) -> int:
     if len(argv) != 2:
         print(__doc__, file=sys.stderr)
         return 2
-    Path(argv[1]).write_text(render(Api(Path(argv[0]).read_bytes())), encoding="utf-8")
+    codes = gen_codes.load(Path(__file__).resolve().parent.parent)
+    Path(argv[1]).write_text(render(Api(Path(argv[0]).read_bytes()), codes), encoding="utf-8")
     return 0
 
 

@@ -31,8 +31,11 @@ def proto_files(repo: Path) -> list[str]:
     return sorted(p.relative_to(repo / "proto").as_posix() for p in (repo / "proto" / "engram").rglob("*.proto"))
 
 
-def run_protoc(repo: Path, args: list[str], files: list[str]) -> None:
+def run_protoc(repo: Path, args: list[str], files: list[str], *, import_names: bool = False) -> None:
     """Run the pinned protoc (grpcio-tools) on ``files`` (relative to ``proto/``); raise on failure.
+
+    With ``import_names``, ``files`` are names as imported (``google/rpc/code.proto``), looked up
+    on the include path (``proto/``, ``proto/third_party``, the well-known types).
 
     protoc runs in a scratch directory holding an empty ``ruff.toml``: betterproto2-compiler
     formats its output with ``ruff`` from the working directory, and no ruff configuration of the
@@ -45,7 +48,8 @@ def run_protoc(repo: Path, args: list[str], files: list[str]) -> None:
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     with tempfile.TemporaryDirectory(prefix="engram-protoc-") as scratch:
         (Path(scratch) / "ruff.toml").write_text("", encoding="utf-8")
-        cmd = [sys.executable, "-m", "grpc_tools.protoc", *includes, *args, *(str(proto / f) for f in files)]
+        inputs = files if import_names else [str(proto / f) for f in files]
+        cmd = [sys.executable, "-m", "grpc_tools.protoc", *includes, *args, *inputs]
         proc = subprocess.run(cmd, cwd=scratch, env=env, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"protoc failed ({proc.returncode}):\n{proc.stderr}")
@@ -60,6 +64,15 @@ def build_descriptor_set(repo: Path, out: Path) -> bytes:
         proto_files(repo),
     )
     return out.read_bytes()
+
+
+def compile_imported(repo: Path, name: str) -> bytes:
+    """The descriptor set (source info included) of one file by its import name, e.g.
+    ``google/rpc/code.proto`` (a vendored file that the Engram API does not import)."""
+    with tempfile.TemporaryDirectory(prefix="engram-protoc-") as tmp:
+        out = Path(tmp) / "file.binpb"
+        run_protoc(repo.resolve(), ["--include_source_info", f"--descriptor_set_out={out}"], [name], import_names=True)
+        return out.read_bytes()
 
 
 @dataclass(frozen=True)

@@ -82,3 +82,18 @@ def test_tree_is_documented() -> None:
         obj = getattr(errors, name)
         if isinstance(obj, type) and obj is not errors.EngramError:
             assert name in doc, name
+
+
+def test_every_code_has_its_class_and_documented_http_status() -> None:
+    """The generated table (google/rpc/code.proto) and the exception classes cover the same codes."""
+    from engram._gen.codes import CODE_NAMES, HTTP_STATUS
+
+    tree = {line.split()[2]: line for line in (errors.__doc__ or "").splitlines() if "── " in line}
+    for code in CODE_NAMES[1:]:  # OK is no error
+        exc = errors.error_for_code(code, "m")
+        assert type(exc) is not errors.EngramError and exc.code == code, code
+        if code != "UNKNOWN":  # documented as "anything else"
+            assert f" HTTP {HTTP_STATUS[code]}" in tree[code], code
+    assert errors.code_for_http_status(499) == "CANCELLED"
+    assert errors.code_for_http_status(500) == "INTERNAL"
+    assert errors.code_for_http_status(409) == "ALREADY_EXISTS"

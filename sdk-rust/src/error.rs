@@ -23,75 +23,10 @@ use prost::Message as _;
 
 use crate::pb::google::rpc;
 
-/// A gRPC status code, as Engram reports it.
-///
-/// [`Code::name`] gives the canonical name (`"NOT_FOUND"`), the same in every Engram SDK.
-///
-/// ```
-/// use engram_client::Code;
-///
-/// assert_eq!(Code::NotFound.name(), "NOT_FOUND");
-/// assert_eq!(Code::from_name("PERMISSION_DENIED"), Some(Code::PermissionDenied));
-/// assert_eq!(Code::from(5), Code::NotFound);
-/// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[non_exhaustive]
-pub enum Code {
-    /// `OK` (0): not an error.
-    Ok,
-    /// `CANCELLED` (1): the call was cancelled, usually by the caller.
-    Cancelled,
-    /// `UNKNOWN` (2): an error without a more specific code.
-    Unknown,
-    /// `INVALID_ARGUMENT` (3): the request is invalid; the message names the field.
-    InvalidArgument,
-    /// `DEADLINE_EXCEEDED` (4): the call's timeout passed before it finished.
-    DeadlineExceeded,
-    /// `NOT_FOUND` (5): the memory, agent or key does not exist.
-    NotFound,
-    /// `ALREADY_EXISTS` (6): e.g. a client-supplied memory id already holds other content.
-    AlreadyExists,
-    /// `PERMISSION_DENIED` (7): the API key may not do this (role or agent scope).
-    PermissionDenied,
-    /// `RESOURCE_EXHAUSTED` (8): a limit or quota was hit; see [`Error::retry_after`].
-    ResourceExhausted,
-    /// `FAILED_PRECONDITION` (9): the system is not in a state that allows the call.
-    FailedPrecondition,
-    /// `ABORTED` (10): the call was aborted, typically by a concurrency conflict.
-    Aborted,
-    /// `OUT_OF_RANGE` (11): a value is outside its valid range.
-    OutOfRange,
-    /// `UNIMPLEMENTED` (12): the server does not implement the call.
-    Unimplemented,
-    /// `INTERNAL` (13): a bug or invariant violation in the server.
-    Internal,
-    /// `UNAVAILABLE` (14): the server cannot serve right now; safe calls are retried.
-    Unavailable,
-    /// `DATA_LOSS` (15): unrecoverable data loss or corruption.
-    DataLoss,
-    /// `UNAUTHENTICATED` (16): no API key, or an invalid, expired or revoked one.
-    Unauthenticated,
-}
-
-const CODES: [(Code, &str); 17] = [
-    (Code::Ok, "OK"),
-    (Code::Cancelled, "CANCELLED"),
-    (Code::Unknown, "UNKNOWN"),
-    (Code::InvalidArgument, "INVALID_ARGUMENT"),
-    (Code::DeadlineExceeded, "DEADLINE_EXCEEDED"),
-    (Code::NotFound, "NOT_FOUND"),
-    (Code::AlreadyExists, "ALREADY_EXISTS"),
-    (Code::PermissionDenied, "PERMISSION_DENIED"),
-    (Code::ResourceExhausted, "RESOURCE_EXHAUSTED"),
-    (Code::FailedPrecondition, "FAILED_PRECONDITION"),
-    (Code::Aborted, "ABORTED"),
-    (Code::OutOfRange, "OUT_OF_RANGE"),
-    (Code::Unimplemented, "UNIMPLEMENTED"),
-    (Code::Internal, "INTERNAL"),
-    (Code::Unavailable, "UNAVAILABLE"),
-    (Code::DataLoss, "DATA_LOSS"),
-    (Code::Unauthenticated, "UNAUTHENTICATED"),
-];
+// The `Code` enum and its names (`CODES`), generated from google/rpc/code.proto.
+mod codes;
+use codes::CODES;
+pub use codes::Code;
 
 impl Code {
     /// The canonical gRPC name of the code, e.g. `"NOT_FOUND"`.

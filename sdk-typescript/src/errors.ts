@@ -18,28 +18,8 @@
  */
 import { ConnectError } from "@connectrpc/connect";
 import { createRegistry, fromBinary, toJson, type JsonObject } from "@bufbuild/protobuf";
+import { CODE_NAMES } from "./codes.gen.js";
 import { file_google_rpc_error_details, RetryInfoSchema } from "./gen/google/rpc/error_details_pb.js";
-
-/** gRPC status code names, indexed by their numeric value. */
-const CODE_NAMES = [
-  "OK",
-  "CANCELLED",
-  "UNKNOWN",
-  "INVALID_ARGUMENT",
-  "DEADLINE_EXCEEDED",
-  "NOT_FOUND",
-  "ALREADY_EXISTS",
-  "PERMISSION_DENIED",
-  "RESOURCE_EXHAUSTED",
-  "FAILED_PRECONDITION",
-  "ABORTED",
-  "OUT_OF_RANGE",
-  "UNIMPLEMENTED",
-  "INTERNAL",
-  "UNAVAILABLE",
-  "DATA_LOSS",
-  "UNAUTHENTICATED",
-] as const;
 
 /** A gRPC status code name, as every Engram SDK spells it. */
 export type ErrorCode = Exclude<(typeof CODE_NAMES)[number], "OK">;

@@ -27,6 +27,10 @@ COPY = [
     "server/src/engram_server/_gen",
     "docs/openapi.json",
     "docs/reference/api.md",
+    # The status code tables that tools/generate.py writes into the other SDKs.
+    "sdk-typescript/src/codes.gen.ts",
+    "sdk-go/codes_gen.go",
+    "sdk-rust/src/error/codes.rs",
 ]
 
 
@@ -74,6 +78,27 @@ def test_edited_proto_comment_is_detected(tree: Path) -> None:
     ):
         assert stale in out, out
     assert "run 'make generate'" in out
+
+
+def test_edited_status_code_mapping_is_detected(tree: Path) -> None:
+    proto = tree / "proto/third_party/google/rpc/code.proto"
+    text = proto.read_text(encoding="utf-8")
+    marker = "HTTP Mapping: 499 Client Closed Request"
+    assert marker in text
+    proto.write_text(text.replace(marker, "HTTP Mapping: 498 Client Closed Request"), encoding="utf-8")
+
+    result = check_generate(tree)
+    assert result.returncode != 0
+    out = result.stdout
+    for stale in (
+        "stale: server/src/engram_server/_gen/codes.py",
+        "stale: sdk-python/src/engram/_gen/codes.py",
+        "stale: sdk-typescript/src/codes.gen.ts",
+        "stale: sdk-go/codes_gen.go",
+        "stale: sdk-rust/src/error/codes.rs",
+        "stale: docs/openapi.json",
+    ):
+        assert stale in out, out
 
 
 def test_removed_and_extra_generated_files_are_detected(tree: Path) -> None:

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 import betterproto2
 
+from engram._gen.codes import CODE_NAMES
 from engram._gen.engram import v1 as pb
 from engram._gen.google.protobuf import Struct
 from engram.errors import EngramError, code_for_http_status, error_for_code
@@ -26,12 +27,6 @@ _ENUM_PREFIX: dict[type[betterproto2.Enum], str] = {
     pb.ApiKeyRole: "API_KEY_ROLE_",
     pb.EmbeddingInputType: "EMBEDDING_INPUT_TYPE_",
 }
-
-_GRPC_CODE_NAMES = (
-    "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
-    "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED",
-    "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED",
-)
 
 
 def enum_value(cls: type[E], value: E | str | int | None) -> E:
@@ -228,8 +223,8 @@ def rest_error(status: int, body: bytes, headers: Mapping[str, str]) -> EngramEr
         raw_code = data.get("code")
         if isinstance(raw_code, str) and raw_code:
             code = raw_code.upper()
-        elif isinstance(raw_code, int) and 0 < raw_code < len(_GRPC_CODE_NAMES):
-            code = _GRPC_CODE_NAMES[raw_code]
+        elif isinstance(raw_code, int) and 0 < raw_code < len(CODE_NAMES):
+            code = CODE_NAMES[raw_code]
         if isinstance(data.get("message"), str):
             message = data["message"]
         if isinstance(data.get("details"), list):

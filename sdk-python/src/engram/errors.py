@@ -31,6 +31,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from engram._gen.codes import CODE_FOR_HTTP_STATUS
+
 __all__ = [
     "Aborted",
     "AlreadyExists",
@@ -188,21 +190,9 @@ _BY_CODE: dict[str, type[EngramError]] = {
     )
 }
 
-_BY_HTTP_STATUS: dict[int, str] = {
-    400: "INVALID_ARGUMENT",
-    401: "UNAUTHENTICATED",
-    403: "PERMISSION_DENIED",
-    404: "NOT_FOUND",
-    409: "ALREADY_EXISTS",
-    413: "RESOURCE_EXHAUSTED",
-    429: "RESOURCE_EXHAUSTED",
-    499: "CANCELLED",
-    500: "INTERNAL",
-    501: "UNIMPLEMENTED",
-    502: "UNAVAILABLE",
-    503: "UNAVAILABLE",
-    504: "DEADLINE_EXCEEDED",
-}
+# The code of each HTTP status (generated from google/rpc/code.proto), and two that only a proxy or
+# the server's body size limit answer with.
+_BY_HTTP_STATUS: dict[int, str] = {**CODE_FOR_HTTP_STATUS, 413: "RESOURCE_EXHAUSTED", 502: "UNAVAILABLE"}
 
 
 def code_for_http_status(status: int) -> str:

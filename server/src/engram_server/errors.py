@@ -15,48 +15,11 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
-# gRPC status codes by name (google.rpc.Code).
-CODES: dict[str, int] = {
-    "OK": 0,
-    "CANCELLED": 1,
-    "UNKNOWN": 2,
-    "INVALID_ARGUMENT": 3,
-    "DEADLINE_EXCEEDED": 4,
-    "NOT_FOUND": 5,
-    "ALREADY_EXISTS": 6,
-    "PERMISSION_DENIED": 7,
-    "RESOURCE_EXHAUSTED": 8,
-    "FAILED_PRECONDITION": 9,
-    "ABORTED": 10,
-    "OUT_OF_RANGE": 11,
-    "UNIMPLEMENTED": 12,
-    "INTERNAL": 13,
-    "UNAVAILABLE": 14,
-    "DATA_LOSS": 15,
-    "UNAUTHENTICATED": 16,
-}
-CODE_NAMES: dict[int, str] = {v: k for k, v in CODES.items()}
-
-# HTTP status for each code (docs/design/contracts.md).
-HTTP_STATUS: dict[str, int] = {
-    "OK": 200,
-    "CANCELLED": 499,
-    "UNKNOWN": 500,
-    "INVALID_ARGUMENT": 400,
-    "DEADLINE_EXCEEDED": 504,
-    "NOT_FOUND": 404,
-    "ALREADY_EXISTS": 409,
-    "PERMISSION_DENIED": 403,
-    "RESOURCE_EXHAUSTED": 429,
-    "FAILED_PRECONDITION": 400,
-    "ABORTED": 409,
-    "OUT_OF_RANGE": 400,
-    "UNIMPLEMENTED": 501,
-    "INTERNAL": 500,
-    "UNAVAILABLE": 503,
-    "DATA_LOSS": 500,
-    "UNAUTHENTICATED": 401,
-}
+# The gRPC status codes (google.rpc.Code) by name and number, and the HTTP status of each, are
+# generated from google/rpc/code.proto (docs/design/contracts.md).
+from ._gen.codes import CODE_NAMES as CODE_NAMES
+from ._gen.codes import CODES as CODES
+from ._gen.codes import HTTP_STATUS as HTTP_STATUS
 
 BAD_REQUEST_TYPE = "type.googleapis.com/google.rpc.BadRequest"
 
