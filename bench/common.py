@@ -50,6 +50,7 @@ class ServerProcess:
     log_path: Path | None = None
     started_at: float = 0.0
     extra_args: list[str] = field(default_factory=list)
+    nofile: int | None = None  # RLIMIT_NOFILE of the server process (Linux); None: inherited
 
     @property
     def base_url(self) -> str:
@@ -72,6 +73,10 @@ class ServerProcess:
         log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
         self.started_at = time.perf_counter()
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+        if self.nofile:  # set from here (prlimit), not in the forked child: the caller may have threads
+            import resource
+
+            resource.prlimit(self.proc.pid, resource.RLIMIT_NOFILE, (self.nofile, self.nofile))
         if not wait:
             return 0.0
         return self.wait_healthy(timeout)

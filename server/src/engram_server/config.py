@@ -80,6 +80,11 @@ class Config:
     max_page_size: int = 1000
     max_graph_depth: int = 5
     max_concurrent_streams: int = 128
+    http1_idle_timeout: float = 75.0
+    http2_idle_timeout: float = 600.0
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+    max_stream_resets: int = 500
 
     # --- derived --------------------------------------------------------------------------
     @property
@@ -123,6 +128,10 @@ class Config:
             raise ValueError(f"--session-context-weight must be between 0 and 1, got {self.session_context_weight}")
         if not 0.05 <= self.access_flush_seconds <= 3600:
             raise ValueError(f"--access-flush-seconds must be between 0.05 and 3600, got {self.access_flush_seconds}")
+        for name in ("http1_idle_timeout", "http2_idle_timeout", "header_timeout", "body_timeout"):
+            v = getattr(self, name)
+            if not 0.1 <= v <= 86400:
+                raise ValueError(f"--{name.replace('_', '-')} must be between 0.1 and 86400 seconds, got {v}")
 
     def encryption_key_bytes(self) -> bytes | None:
         if not self.encryption_key:
@@ -266,6 +275,35 @@ OPTIONS: list[Option] = [
     Option("max_page_size", "int", "Largest list page_size."),
     Option("max_graph_depth", "int", "Deepest graph traversal."),
     Option("max_concurrent_streams", "int", "Most concurrent calls (HTTP/2 streams) per connection."),
+    Option(
+        "http1_idle_timeout",
+        "float",
+        "Seconds an HTTP/1.1 connection may stay open with no request in progress before the server closes it.",
+    ),
+    Option(
+        "http2_idle_timeout",
+        "float",
+        "Seconds an HTTP/2 connection (a gRPC channel) may stay open with no call in progress before "
+        "the server sends GOAWAY and closes it; gRPC clients reconnect on their next call.",
+    ),
+    Option(
+        "header_timeout",
+        "float",
+        "Seconds a client has to send a request head: the first one (or HTTP/2's preface and "
+        "SETTINGS) from connect, each later HTTP/1.1 one from its first byte. Slower: closed.",
+    ),
+    Option(
+        "body_timeout",
+        "float",
+        "Seconds without a byte of a request body still being received before the server closes "
+        "the HTTP/1.1 connection or resets the HTTP/2 stream (a response being written is never cut).",
+    ),
+    Option(
+        "max_stream_resets",
+        "int",
+        "Most streams a client may reset (RST_STREAM) on one HTTP/2 connection within 10 s; more "
+        "gets GOAWAY (ENHANCE_YOUR_CALM) and the connection is closed.",
+    ),
 ]
 OPTION_BY_NAME = {o.name: o for o in OPTIONS}
 

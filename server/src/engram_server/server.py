@@ -14,10 +14,10 @@ from .config import Config
 from .logs import event
 
 if TYPE_CHECKING:
-    from hypercorn.config import Config as HConfig
     from hypercorn.typing import ASGIFramework
 
     from .engine.engine import Engine
+    from .transport.connections import LimitedConfig
 
 log = logging.getLogger("engram.server")
 
@@ -26,17 +26,19 @@ def _bind(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
 
 
-def hypercorn_config(cfg: Config) -> HConfig:
-    from hypercorn.config import Config as HConfig
+def hypercorn_config(cfg: Config) -> LimitedConfig:
+    from .transport.connections import LimitedConfig, Limits
 
-    h = HConfig()
+    h = LimitedConfig()
+    h.limits = Limits.of(cfg)  # idle, header and body timeouts, stream resets (transport/connections.py)
     h.bind = [_bind(cfg.host, cfg.port)]
     if cfg.grpc_port:
         h.bind.append(_bind(cfg.host, cfg.grpc_port))
     # A gRPC channel is one long-lived connection: Hypercorn's default of 1000 requests per
     # connection also applies to HTTP/2 and would send GOAWAY mid-stream.
     h.keep_alive_max_requests = 2**62
-    h.keep_alive_timeout = 3600
+    # Hypercorn's one idle timeout; connections.LimitedTCPServer uses http1/http2_idle_timeout.
+    h.keep_alive_timeout = cfg.http1_idle_timeout
     h.h2_max_concurrent_streams = cfg.max_concurrent_streams
     h.h2_max_inbound_frame_size = 2**20
     h.graceful_timeout = cfg.shutdown_timeout
@@ -65,9 +67,9 @@ def serve(cfg: Config, engine: Engine, started_at: float | None = None) -> None:
     from hypercorn.asyncio import serve as hserve
 
     from .app import create_app
-    from .transport import h2_writes
+    from .transport import connections
 
-    h2_writes.install()
+    connections.install()
 
     app = create_app(cfg, engine=engine, close_engine=True)
     app.resume_gc_on_start = not gc.isenabled()  # cli paused it for the start-up

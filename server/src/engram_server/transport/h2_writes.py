@@ -19,9 +19,10 @@ It also turns off h2's validation of *outbound* headers: the app and Hypercorn w
 headers themselves (constants and already-validated values), so h2 checking each of them again,
 in a chain of generators on every response, bought nothing. Inbound headers are still validated.
 
-`install()` swaps the class in `hypercorn.protocol`, where Hypercorn's ProtocolWrapper looks it
-up for each connection. The Hypercorn version is pinned (requirements/*.lock), and the tests run
-every RPC, streaming, large messages and errors through this class.
+The server runs connections.LimitedH2Protocol, a subclass that adds connection limits;
+`connections.install()` puts it in `hypercorn.protocol`, where Hypercorn's ProtocolWrapper looks
+it up for each connection. The Hypercorn version is pinned (requirements/*.lock), and the tests
+run every RPC, streaming, large messages and errors through this class.
 """
 
 from __future__ import annotations
@@ -81,10 +82,3 @@ class CoalescingH2Protocol(H2Protocol):
                 return False
             self.connection.send_data(stream_id, await buffer.pop(size))
         return True
-
-
-def install() -> None:
-    """Serve HTTP/2 connections with CoalescingH2Protocol (idempotent)."""
-    import hypercorn.protocol
-
-    hypercorn.protocol.H2Protocol = CoalescingH2Protocol  # type: ignore[attr-defined]
