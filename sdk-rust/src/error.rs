@@ -121,7 +121,7 @@ pub enum Error {
         /// The rich error details (`google.rpc.Status.details`), decoded from the
         /// `grpc-status-details-bin` trailer; empty when the server sent none. Read typed ones
         /// with [`Error::error_info`], [`Error::bad_request`] and [`Error::retry_after`].
-        details: Vec<prost_types::Any>,
+        details: Vec<pbjson_types::Any>,
         /// True when the status came from the server, false when the client's transport made it
         /// up (a timeout, a reset connection).
         from_server: bool,
@@ -220,7 +220,7 @@ impl Error {
     }
 
     /// The rich error details sent with a status; empty for other errors.
-    pub fn details(&self) -> &[prost_types::Any] {
+    pub fn details(&self) -> &[pbjson_types::Any] {
         match self {
             Error::Status { details, .. } => details,
             _ => &[],
@@ -250,7 +250,7 @@ impl Error {
         self.details()
             .iter()
             .find(|any| any.type_url.rsplit('/').next() == Some(name))
-            .and_then(|any| M::decode(any.value.as_slice()).ok())
+            .and_then(|any| M::decode(&any.value[..]).ok())
     }
 }
 
@@ -312,7 +312,7 @@ mod tests {
     #[test]
     fn status_keeps_code_message_and_details() {
         let retry = rpc::RetryInfo {
-            retry_delay: Some(prost_types::Duration {
+            retry_delay: Some(pbjson_types::Duration {
                 seconds: 2,
                 nanos: 500_000_000,
             }),
@@ -326,13 +326,13 @@ mod tests {
             code: 8,
             message: "slow down".into(),
             details: vec![
-                prost_types::Any {
+                pbjson_types::Any {
                     type_url: "type.googleapis.com/google.rpc.RetryInfo".into(),
-                    value: retry.encode_to_vec(),
+                    value: retry.encode_to_vec().into(),
                 },
-                prost_types::Any {
+                pbjson_types::Any {
                     type_url: "type.googleapis.com/google.rpc.ErrorInfo".into(),
-                    value: info.encode_to_vec(),
+                    value: info.encode_to_vec().into(),
                 },
             ],
         };

@@ -232,7 +232,10 @@ impl Checks {
         assert!(m.created_at.is_some() && m.updated_at.is_some() && m.event_time.is_some());
         assert!(!m.embedding_model.is_empty());
         let meta = m.metadata.as_ref().expect("metadata");
-        assert_eq!(meta.fields["source"], prost_types::Value::from("chat"));
+        assert_eq!(
+            meta.fields["source"],
+            engram_client::IntoValue::into_value("chat")
+        );
 
         // A client id makes the store idempotent.
         let req = StoreMemoryRequest::new(AGENT, "Ada prefers green tea to coffee")

@@ -174,28 +174,28 @@ pub struct Memory {
     pub tags: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
     /// Arbitrary JSON metadata, at most 16 KiB encoded.
     #[prost(message, optional, tag = "7")]
-    pub metadata: ::core::option::Option<::prost_types::Struct>,
+    pub metadata: ::core::option::Option<::pbjson_types::Struct>,
     /// Groups memories of one conversation or task run.
     #[prost(string, tag = "8")]
     pub session_id: ::prost::alloc::string::String,
     /// When the remembered thing happened. Defaults to `created_at`.
     #[prost(message, optional, tag = "9")]
-    pub event_time: ::core::option::Option<::prost_types::Timestamp>,
+    pub event_time: ::core::option::Option<::pbjson_types::Timestamp>,
     /// When the memory was stored. Output only.
     #[prost(message, optional, tag = "10")]
-    pub created_at: ::core::option::Option<::prost_types::Timestamp>,
+    pub created_at: ::core::option::Option<::pbjson_types::Timestamp>,
     /// When the memory last changed. Output only.
     #[prost(message, optional, tag = "11")]
-    pub updated_at: ::core::option::Option<::prost_types::Timestamp>,
+    pub updated_at: ::core::option::Option<::pbjson_types::Timestamp>,
     /// When the memory expires and stops being returned; unset means never.
     #[prost(message, optional, tag = "12")]
-    pub expires_at: ::core::option::Option<::prost_types::Timestamp>,
+    pub expires_at: ::core::option::Option<::pbjson_types::Timestamp>,
     /// How many times recall has returned the memory. Output only.
     #[prost(int32, tag = "13")]
     pub access_count: i32,
     /// When recall last returned the memory. Output only.
     #[prost(message, optional, tag = "14")]
-    pub last_accessed_at: ::core::option::Option<::prost_types::Timestamp>,
+    pub last_accessed_at: ::core::option::Option<::pbjson_types::Timestamp>,
     /// Version number, 1 on store and incremented by every update. Output only.
     #[prost(int32, tag = "15")]
     pub version: i32,
@@ -227,28 +227,28 @@ pub struct RecalledMemory {
     pub tags: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
     /// See `Memory.metadata`.
     #[prost(message, optional, tag = "7")]
-    pub metadata: ::core::option::Option<::prost_types::Struct>,
+    pub metadata: ::core::option::Option<::pbjson_types::Struct>,
     /// See `Memory.session_id`.
     #[prost(string, tag = "8")]
     pub session_id: ::prost::alloc::string::String,
     /// See `Memory.event_time`.
     #[prost(message, optional, tag = "9")]
-    pub event_time: ::core::option::Option<::prost_types::Timestamp>,
+    pub event_time: ::core::option::Option<::pbjson_types::Timestamp>,
     /// See `Memory.created_at`.
     #[prost(message, optional, tag = "10")]
-    pub created_at: ::core::option::Option<::prost_types::Timestamp>,
+    pub created_at: ::core::option::Option<::pbjson_types::Timestamp>,
     /// See `Memory.updated_at`.
     #[prost(message, optional, tag = "11")]
-    pub updated_at: ::core::option::Option<::prost_types::Timestamp>,
+    pub updated_at: ::core::option::Option<::pbjson_types::Timestamp>,
     /// See `Memory.expires_at`.
     #[prost(message, optional, tag = "12")]
-    pub expires_at: ::core::option::Option<::prost_types::Timestamp>,
+    pub expires_at: ::core::option::Option<::pbjson_types::Timestamp>,
     /// See `Memory.access_count`.
     #[prost(int32, tag = "13")]
     pub access_count: i32,
     /// See `Memory.last_accessed_at`.
     #[prost(message, optional, tag = "14")]
-    pub last_accessed_at: ::core::option::Option<::prost_types::Timestamp>,
+    pub last_accessed_at: ::core::option::Option<::pbjson_types::Timestamp>,
     /// See `Memory.version`.
     #[prost(int32, tag = "15")]
     pub version: i32,
@@ -304,10 +304,10 @@ pub struct ScoreExplanation {
 pub struct TimeRange {
     /// Inclusive lower bound.
     #[prost(message, optional, tag = "1")]
-    pub start_time: ::core::option::Option<::prost_types::Timestamp>,
+    pub start_time: ::core::option::Option<::pbjson_types::Timestamp>,
     /// Exclusive upper bound.
     #[prost(message, optional, tag = "2")]
-    pub end_time: ::core::option::Option<::prost_types::Timestamp>,
+    pub end_time: ::core::option::Option<::pbjson_types::Timestamp>,
 }
 /// Conditions a memory must meet. Conditions combine with AND; an empty filter matches everything.
 #[derive(Clone, PartialEq, ::prost::Message)]
@@ -335,7 +335,7 @@ pub struct MemoryFilter {
     pub min_importance: ::core::option::Option<f32>,
     /// Match memories whose metadata has each of these top-level keys with an equal value.
     #[prost(message, optional, tag = "8")]
-    pub metadata_equals: ::core::option::Option<::prost_types::Struct>,
+    pub metadata_equals: ::core::option::Option<::pbjson_types::Struct>,
     /// Match only these memory ids.
     #[prost(string, repeated, tag = "9")]
     pub ids: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
@@ -360,7 +360,7 @@ pub struct MemoryLink {
     pub weight: f32,
     /// When the link was made.
     #[prost(message, optional, tag = "6")]
-    pub created_at: ::core::option::Option<::prost_types::Timestamp>,
+    pub created_at: ::core::option::Option<::pbjson_types::Timestamp>,
 }
 /// An agent: the namespace that owns memories.
 #[derive(Clone, PartialEq, ::prost::Message)]
@@ -379,10 +379,10 @@ pub struct Agent {
     pub link_count: i32,
     /// When the agent's first memory was stored.
     #[prost(message, optional, tag = "5")]
-    pub created_at: ::core::option::Option<::prost_types::Timestamp>,
+    pub created_at: ::core::option::Option<::pbjson_types::Timestamp>,
     /// When the agent last stored, updated or recalled.
     #[prost(message, optional, tag = "6")]
-    pub last_activity_at: ::core::option::Option<::prost_types::Timestamp>,
+    pub last_activity_at: ::core::option::Option<::pbjson_types::Timestamp>,
     /// Live memories per memory type, keyed by the lowercase type name (`episodic`, ...).
     #[prost(map = "string, int32", tag = "7")]
     pub memory_type_counts: ::std::collections::HashMap<::prost::alloc::string::String, i32>,
@@ -410,16 +410,16 @@ pub struct ApiKey {
     pub agent_id_prefix: ::prost::alloc::string::String,
     /// When the key was created.
     #[prost(message, optional, tag = "7")]
-    pub created_at: ::core::option::Option<::prost_types::Timestamp>,
+    pub created_at: ::core::option::Option<::pbjson_types::Timestamp>,
     /// When the key stops working; unset means never.
     #[prost(message, optional, tag = "8")]
-    pub expires_at: ::core::option::Option<::prost_types::Timestamp>,
+    pub expires_at: ::core::option::Option<::pbjson_types::Timestamp>,
     /// When the key was revoked; unset while active.
     #[prost(message, optional, tag = "9")]
-    pub revoked_at: ::core::option::Option<::prost_types::Timestamp>,
+    pub revoked_at: ::core::option::Option<::pbjson_types::Timestamp>,
     /// When the key was last used (approximate).
     #[prost(message, optional, tag = "10")]
-    pub last_used_at: ::core::option::Option<::prost_types::Timestamp>,
+    pub last_used_at: ::core::option::Option<::pbjson_types::Timestamp>,
 }
 /// The limits the server enforces; each violation is refused with a clear error.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
@@ -495,19 +495,19 @@ pub struct StoreMemoryRequest {
     pub tags: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
     /// Arbitrary JSON metadata.
     #[prost(message, optional, tag = "6")]
-    pub metadata: ::core::option::Option<::prost_types::Struct>,
+    pub metadata: ::core::option::Option<::pbjson_types::Struct>,
     /// Conversation or task run the memory belongs to.
     #[prost(string, tag = "7")]
     pub session_id: ::prost::alloc::string::String,
     /// When the remembered thing happened; defaults to now.
     #[prost(message, optional, tag = "8")]
-    pub event_time: ::core::option::Option<::prost_types::Timestamp>,
+    pub event_time: ::core::option::Option<::pbjson_types::Timestamp>,
     /// Seconds until the memory expires; 0 or unset means never. Exclusive with `expires_at`.
     #[prost(int64, tag = "9")]
     pub ttl_seconds: i64,
     /// When the memory expires. Exclusive with `ttl_seconds`.
     #[prost(message, optional, tag = "10")]
-    pub expires_at: ::core::option::Option<::prost_types::Timestamp>,
+    pub expires_at: ::core::option::Option<::pbjson_types::Timestamp>,
     /// Optional client-chosen id. Storing the same id and content again returns the existing memory
     /// (safe retries); the same id with other content fails with ALREADY_EXISTS.
     #[prost(string, tag = "11")]
@@ -568,7 +568,7 @@ pub struct UpdateMemoryRequest {
     /// `session_id`, `event_time`, `expires_at`). When empty, every field set to a non-default value
     /// is updated (over REST: every field present in the JSON body).
     #[prost(message, optional, tag = "2")]
-    pub update_mask: ::core::option::Option<::prost_types::FieldMask>,
+    pub update_mask: ::core::option::Option<::pbjson_types::FieldMask>,
     /// When set, the memory must belong to this agent.
     #[prost(string, tag = "3")]
     pub agent_id: ::prost::alloc::string::String,

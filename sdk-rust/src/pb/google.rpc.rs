@@ -24,7 +24,7 @@ pub struct Status {
     /// A list of messages that carry the error details.  There is a common set of
     /// message types for APIs to use.
     #[prost(message, repeated, tag = "3")]
-    pub details: ::prost::alloc::vec::Vec<::prost_types::Any>,
+    pub details: ::prost::alloc::vec::Vec<::pbjson_types::Any>,
 }
 /// Describes the cause of the error with structured details.
 ///
@@ -101,7 +101,7 @@ pub struct ErrorInfo {
 pub struct RetryInfo {
     /// Clients should wait at least this long between retrying the same request.
     #[prost(message, optional, tag = "1")]
-    pub retry_delay: ::core::option::Option<::prost_types::Duration>,
+    pub retry_delay: ::core::option::Option<::pbjson_types::Duration>,
 }
 /// Describes additional debugging info.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
