@@ -6,9 +6,11 @@ from __future__ import annotations
 import hashlib
 import secrets
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import pytest
 
 from bench.common import ROOT_KEY, SERVER_BIN, ServerProcess, free_port
 
@@ -64,6 +66,16 @@ def _assert_no_canary(paths: list[Path]) -> None:
         data = path.read_bytes()
         for needle in needles:
             assert needle not in data, f"{needle!r} found in plaintext in {path}"
+
+
+@pytest.fixture
+def server(data_dir: Path, encryption_key: str) -> Iterator[ServerProcess]:
+    """A server whose access log names agents by a keyed hash (--access-log-agent hash): then no
+    identifier a client chose is in any file it writes, its log included."""
+    proc = ServerProcess(data_dir=data_dir, encryption_key=encryption_key, extra_args=["--access-log-agent", "hash"])
+    proc.start()
+    yield proc
+    proc.stop()
 
 
 def test_no_plaintext_on_disk_after_clean_shutdown(server: ServerProcess, data_dir: Path) -> None:
