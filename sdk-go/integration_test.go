@@ -496,12 +496,12 @@ func TestExportImport(t *testing.T) {
 		break // stopping early cancels the stream
 	}
 
-	// Ids are unique across agents: importing while the originals exist skips every one.
-	res := must(c.Import(ctx, slices.Values(backup), &engram.ImportOptions{AgentID: restored}))
+	// Ids are per agent: importing over the originals' own ids skips every one...
+	res := must(c.Import(ctx, slices.Values(backup), &engram.ImportOptions{AgentID: agent}))
 	if res.ImportedCount != 0 || res.SkippedCount != 5 {
 		t.Errorf("Import over existing ids = %v, want every memory skipped", res)
 	}
-	// Restore after losing the agent: everything comes back, with ids and times.
+	// ...and the same ids copy into another agent, with ids and times.
 	if n := must(c.DeleteAgent(ctx, agent)); n != 5 {
 		t.Fatalf("DeleteAgent erased %d, want 5", n)
 	}

@@ -117,9 +117,11 @@ def test_export_and_import(client: engram.Client, agent_id: str) -> None:
     client.batch_store([{"agent_id": agent_id, "content": f"exported {i}", "tags": ["x"]} for i in range(5)])
     exported = list(client.export(agent_id))
     assert len(exported) == 5 and all(m.embedding_model for m in exported)
-    # Ids are unique per server: the same ids are skipped, prefixed ones make a copy.
+    # Ids are per agent: the same ids copy into another agent, and importing again skips them.
     same = client.import_memories(exported, agent_id=agent_id + "-same")
-    assert (same.imported_count, same.skipped_count) == (0, 5)
+    assert (same.imported_count, same.skipped_count) == (5, 0)
+    again = client.import_memories(exported, agent_id=agent_id + "-same")
+    assert (again.imported_count, again.skipped_count) == (0, 5)
     target = agent_id + "-copy"
     copies = [{**m.to_dict(casing=betterproto2.Casing.SNAKE), "id": "copy-" + m.id} for m in exported]
     r = client.import_memories(copies, agent_id=target)

@@ -861,11 +861,8 @@ impl Client {
     ///
     /// let result = client.import(backup.clone()).await?;
     /// println!("imported {}, skipped {}", result.imported_count, result.skipped_count);
-    /// // Into another agent of the same server: ids are unique per server, so give new ones.
-    /// let copies = backup.into_iter().map(|mut m| {
-    ///     m.id = format!("copy-{}", m.id);
-    ///     ImportMemoriesRequest::new(m).with_agent_id("agent-copy")
-    /// });
+    /// // Into another agent: ids are per agent, so the copies keep theirs.
+    /// let copies = backup.into_iter().map(|m| ImportMemoriesRequest::new(m).with_agent_id("agent-copy"));
     /// client.import(copies).await?;
     /// # Ok(()) }
     /// ```

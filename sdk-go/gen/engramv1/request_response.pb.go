@@ -47,8 +47,9 @@ type StoreMemoryRequest struct {
 	TtlSeconds int64 `protobuf:"varint,9,opt,name=ttl_seconds,json=ttlSeconds,proto3" json:"ttl_seconds,omitempty"`
 	// When the memory expires. Exclusive with `ttl_seconds`.
 	ExpiresAt *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
-	// Optional client-chosen id. Storing the same id and content again returns the existing memory
-	// (safe retries); the same id with other content fails with ALREADY_EXISTS.
+	// Optional client-chosen id, unique within the agent (another agent may use the same id).
+	// Storing the same id and content again returns the existing memory (safe retries); the same
+	// id with other content fails with ALREADY_EXISTS.
 	Id            string `protobuf:"bytes,11,opt,name=id,proto3" json:"id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -323,7 +324,8 @@ type GetMemoryRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Required. The memory id.
 	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	// When set, the memory must belong to this agent.
+	// The agent holding the memory. Memory ids are per agent: without it, the id is looked up among
+	// the agents the key may access, and an id that several of them hold is INVALID_ARGUMENT.
 	AgentId       string `protobuf:"bytes,2,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -428,7 +430,8 @@ type UpdateMemoryRequest struct {
 	// `session_id`, `event_time`, `expires_at`). When empty, every field set to a non-default value
 	// is updated (over REST: every field present in the JSON body).
 	UpdateMask *fieldmaskpb.FieldMask `protobuf:"bytes,2,opt,name=update_mask,json=updateMask,proto3" json:"update_mask,omitempty"`
-	// When set, the memory must belong to this agent.
+	// The agent holding the memory. Memory ids are per agent: without it, the id is looked up among
+	// the agents the key may access, and an id that several of them hold is INVALID_ARGUMENT.
 	AgentId string `protobuf:"bytes,3,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
 	// When set, the memory expires this many seconds from now (0 leaves the expiry unchanged).
 	TtlSeconds    int64 `protobuf:"varint,4,opt,name=ttl_seconds,json=ttlSeconds,proto3" json:"ttl_seconds,omitempty"`
@@ -545,7 +548,8 @@ type DeleteMemoryRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Required. The memory id.
 	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	// When set, the memory must belong to this agent.
+	// The agent holding the memory. Memory ids are per agent: without it, the id is looked up among
+	// the agents the key may access, and an id that several of them hold is INVALID_ARGUMENT.
 	AgentId       string `protobuf:"bytes,2,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1195,7 +1199,8 @@ type GetMemoryHistoryRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Required. The memory id.
 	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	// When set, the memory must belong to this agent.
+	// The agent holding the memory. Memory ids are per agent: without it, the id is looked up among
+	// the agents the key may access, and an id that several of them hold is INVALID_ARGUMENT.
 	AgentId       string `protobuf:"bytes,2,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1779,8 +1784,9 @@ func (x *ExportMemoriesResponse) GetMemory() *Memory {
 // One message of the MemoryService.ImportMemories stream.
 type ImportMemoriesRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// A memory to import, as exported: its id, times and version are kept. A memory whose id
-	// already exists is skipped, so an interrupted import can simply be run again.
+	// A memory to import, as exported: its id, times and version are kept. A memory whose id the
+	// target agent already holds is skipped, so an interrupted import can simply be run again.
+	// Ids are per agent: importing into another agent copies memories with their ids.
 	Memory *Memory `protobuf:"bytes,1,opt,name=memory,proto3" json:"memory,omitempty"`
 	// When set, import into this agent instead of `memory.agent_id`.
 	AgentId       string `protobuf:"bytes,2,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`

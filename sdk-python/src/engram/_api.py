@@ -434,7 +434,10 @@ FIELD_DOCS: dict[str, dict[str, str]] = {'Agent': {'agent_id': 'The agent id.',
  'DeleteAgentRequest': {'agent_id': 'Required. The agent id. Every memory, vector, index, link and '
                                     'version of it is erased.'},
  'DeleteAgentResponse': {'deleted_memory_count': 'How many memories were erased.'},
- 'DeleteMemoryRequest': {'agent_id': 'When set, the memory must belong to this agent.',
+ 'DeleteMemoryRequest': {'agent_id': 'The agent holding the memory. Memory ids are per agent: '
+                                     'without it, the id is looked up among\n'
+                                     'the agents the key may access, and an id that several of '
+                                     'them hold is INVALID_ARGUMENT.',
                          'id': 'Required. The memory id.'},
  'DeleteMemoryResponse': {'id': 'The id of the deleted memory.'},
  'EmbedRequest': {'input_type': 'Whether the texts are documents or queries.',
@@ -473,11 +476,17 @@ FIELD_DOCS: dict[str, dict[str, str]] = {'Agent': {'agent_id': 'The agent id.',
                            'relations': 'Follow only these relations; empty follows all.'},
  'GetMemoryGraphResponse': {'links': 'The links between them.',
                             'memories': 'The memories reached, the starting memory first.'},
- 'GetMemoryHistoryRequest': {'agent_id': 'When set, the memory must belong to this agent.',
+ 'GetMemoryHistoryRequest': {'agent_id': 'The agent holding the memory. Memory ids are per agent: '
+                                         'without it, the id is looked up among\n'
+                                         'the agents the key may access, and an id that several of '
+                                         'them hold is INVALID_ARGUMENT.',
                              'id': 'Required. The memory id.'},
  'GetMemoryHistoryResponse': {'versions': 'Every version of the memory, oldest first; the last one '
                                           'is the current version.'},
- 'GetMemoryRequest': {'agent_id': 'When set, the memory must belong to this agent.',
+ 'GetMemoryRequest': {'agent_id': 'The agent holding the memory. Memory ids are per agent: without '
+                                  'it, the id is looked up among\n'
+                                  'the agents the key may access, and an id that several of them '
+                                  'hold is INVALID_ARGUMENT.',
                       'id': 'Required. The memory id.'},
  'GetMemoryResponse': {'memory': 'The memory.'},
  'GetServerInfoRequest': {},
@@ -504,9 +513,11 @@ FIELD_DOCS: dict[str, dict[str, str]] = {'Agent': {'agent_id': 'The agent id.',
  'ImportMemoriesRequest': {'agent_id': 'When set, import into this agent instead of '
                                        '`memory.agent_id`.',
                            'memory': 'A memory to import, as exported: its id, times and version '
-                                     'are kept. A memory whose id\n'
-                                     'already exists is skipped, so an interrupted import can '
-                                     'simply be run again.'},
+                                     'are kept. A memory whose id the\n'
+                                     'target agent already holds is skipped, so an interrupted '
+                                     'import can simply be run again.\n'
+                                     'Ids are per agent: importing into another agent copies '
+                                     'memories with their ids.'},
  'ImportMemoriesResponse': {'imported_count': 'Memories imported.',
                             'skipped_count': 'Memories skipped because their id already existed.'},
  'LinkMemoriesRequest': {'agent_id': 'Required. The agent both memories belong to.',
@@ -637,10 +648,11 @@ FIELD_DOCS: dict[str, dict[str, str]] = {'Agent': {'agent_id': 'The agent id.',
                         'content': 'Required. The text to remember.',
                         'event_time': 'When the remembered thing happened; defaults to now.',
                         'expires_at': 'When the memory expires. Exclusive with `ttl_seconds`.',
-                        'id': 'Optional client-chosen id. Storing the same id and content again '
-                              'returns the existing memory\n'
-                              '(safe retries); the same id with other content fails with '
-                              'ALREADY_EXISTS.',
+                        'id': 'Optional client-chosen id, unique within the agent (another agent '
+                              'may use the same id).\n'
+                              'Storing the same id and content again returns the existing memory '
+                              '(safe retries); the same\n'
+                              'id with other content fails with ALREADY_EXISTS.',
                         'importance': 'From 0 to 1; defaults to 0.5 when unset.',
                         'memory_type': 'The kind of memory; defaults to episodic.',
                         'metadata': 'Arbitrary JSON metadata.',
@@ -658,7 +670,10 @@ FIELD_DOCS: dict[str, dict[str, str]] = {'Agent': {'agent_id': 'The agent id.',
                            'source_id': 'Required. The memory the link starts from.',
                            'target_id': 'Required. The memory the link points to.'},
  'UnlinkMemoriesResponse': {'removed_count': 'How many links were removed.'},
- 'UpdateMemoryRequest': {'agent_id': 'When set, the memory must belong to this agent.',
+ 'UpdateMemoryRequest': {'agent_id': 'The agent holding the memory. Memory ids are per agent: '
+                                     'without it, the id is looked up among\n'
+                                     'the agents the key may access, and an id that several of '
+                                     'them hold is INVALID_ARGUMENT.',
                          'memory': 'Required. The new values; `memory.id` names the memory to '
                                    'update.',
                          'ttl_seconds': 'When set, the memory expires this many seconds from now '

@@ -514,8 +514,8 @@ def import_(
     agent: Annotated[str | None, typer.Option("--agent", "-a", help="Import into this agent "
                                               "(default: each memory's own agent).")] = None,
     id_prefix: Annotated[str, typer.Option(
-        "--id-prefix", help="Prefix every memory id (ids are unique per server: use this to copy "
-        "memories into another agent of the same server).")] = "",
+        "--id-prefix", help="Prefix every memory id (ids are per agent: use this for a second copy "
+        "in an agent that already holds the memories).")] = "",
     batch: Annotated[int, typer.Option(help="Memories per import call.")] = 500,
     json_: JsonOpt = False,
 ) -> None:

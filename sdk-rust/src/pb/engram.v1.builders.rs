@@ -129,7 +129,8 @@ impl DeleteMemoryRequest {
         }
     }
 
-    /// When set, the memory must belong to this agent.
+    /// The agent holding the memory. Memory ids are per agent: without it, the id is looked up among
+    /// the agents the key may access, and an id that several of them hold is INVALID_ARGUMENT.
     pub fn with_agent_id(mut self, agent_id: impl Into<String>) -> Self {
         self.agent_id = agent_id.into();
         self
@@ -320,7 +321,8 @@ impl GetMemoryHistoryRequest {
         }
     }
 
-    /// When set, the memory must belong to this agent.
+    /// The agent holding the memory. Memory ids are per agent: without it, the id is looked up among
+    /// the agents the key may access, and an id that several of them hold is INVALID_ARGUMENT.
     pub fn with_agent_id(mut self, agent_id: impl Into<String>) -> Self {
         self.agent_id = agent_id.into();
         self
@@ -358,7 +360,8 @@ impl GetMemoryRequest {
         }
     }
 
-    /// When set, the memory must belong to this agent.
+    /// The agent holding the memory. Memory ids are per agent: without it, the id is looked up among
+    /// the agents the key may access, and an id that several of them hold is INVALID_ARGUMENT.
     pub fn with_agent_id(mut self, agent_id: impl Into<String>) -> Self {
         self.agent_id = agent_id.into();
         self
@@ -387,7 +390,8 @@ impl ImportMemoriesRequest {
     /// Builds the message from its required fields:
     ///
     /// * `memory`: A memory to import, as exported: its id, times and version are kept. A memory
-    ///   whose id already exists is skipped, so an interrupted import can simply be run again.
+    ///   whose id the target agent already holds is skipped, so an interrupted import can simply be
+    ///   run again. Ids are per agent: importing into another agent copies memories with their ids.
     ///
     /// Set the other fields with the `with_*` methods.
     pub fn new(memory: Memory) -> Self {
@@ -784,8 +788,9 @@ impl StoreMemoryRequest {
         self
     }
 
-    /// Optional client-chosen id. Storing the same id and content again returns the existing memory
-    /// (safe retries); the same id with other content fails with ALREADY_EXISTS.
+    /// Optional client-chosen id, unique within the agent (another agent may use the same id).
+    /// Storing the same id and content again returns the existing memory (safe retries); the same
+    /// id with other content fails with ALREADY_EXISTS.
     pub fn with_id(mut self, id: impl Into<String>) -> Self {
         self.id = id.into();
         self

@@ -508,8 +508,9 @@ pub struct StoreMemoryRequest {
     /// When the memory expires. Exclusive with `ttl_seconds`.
     #[prost(message, optional, tag = "10")]
     pub expires_at: ::core::option::Option<::pbjson_types::Timestamp>,
-    /// Optional client-chosen id. Storing the same id and content again returns the existing memory
-    /// (safe retries); the same id with other content fails with ALREADY_EXISTS.
+    /// Optional client-chosen id, unique within the agent (another agent may use the same id).
+    /// Storing the same id and content again returns the existing memory (safe retries); the same
+    /// id with other content fails with ALREADY_EXISTS.
     #[prost(string, tag = "11")]
     pub id: ::prost::alloc::string::String,
 }
@@ -547,7 +548,8 @@ pub struct GetMemoryRequest {
     /// Required. The memory id.
     #[prost(string, tag = "1")]
     pub id: ::prost::alloc::string::String,
-    /// When set, the memory must belong to this agent.
+    /// The agent holding the memory. Memory ids are per agent: without it, the id is looked up among
+    /// the agents the key may access, and an id that several of them hold is INVALID_ARGUMENT.
     #[prost(string, tag = "2")]
     pub agent_id: ::prost::alloc::string::String,
 }
@@ -569,7 +571,8 @@ pub struct UpdateMemoryRequest {
     /// is updated (over REST: every field present in the JSON body).
     #[prost(message, optional, tag = "2")]
     pub update_mask: ::core::option::Option<::pbjson_types::FieldMask>,
-    /// When set, the memory must belong to this agent.
+    /// The agent holding the memory. Memory ids are per agent: without it, the id is looked up among
+    /// the agents the key may access, and an id that several of them hold is INVALID_ARGUMENT.
     #[prost(string, tag = "3")]
     pub agent_id: ::prost::alloc::string::String,
     /// When set, the memory expires this many seconds from now (0 leaves the expiry unchanged).
@@ -589,7 +592,8 @@ pub struct DeleteMemoryRequest {
     /// Required. The memory id.
     #[prost(string, tag = "1")]
     pub id: ::prost::alloc::string::String,
-    /// When set, the memory must belong to this agent.
+    /// The agent holding the memory. Memory ids are per agent: without it, the id is looked up among
+    /// the agents the key may access, and an id that several of them hold is INVALID_ARGUMENT.
     #[prost(string, tag = "2")]
     pub agent_id: ::prost::alloc::string::String,
 }
@@ -723,7 +727,8 @@ pub struct GetMemoryHistoryRequest {
     /// Required. The memory id.
     #[prost(string, tag = "1")]
     pub id: ::prost::alloc::string::String,
-    /// When set, the memory must belong to this agent.
+    /// The agent holding the memory. Memory ids are per agent: without it, the id is looked up among
+    /// the agents the key may access, and an id that several of them hold is INVALID_ARGUMENT.
     #[prost(string, tag = "2")]
     pub agent_id: ::prost::alloc::string::String,
 }
@@ -832,8 +837,9 @@ pub struct ExportMemoriesResponse {
 /// One message of the MemoryService.ImportMemories stream.
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct ImportMemoriesRequest {
-    /// A memory to import, as exported: its id, times and version are kept. A memory whose id
-    /// already exists is skipped, so an interrupted import can simply be run again.
+    /// A memory to import, as exported: its id, times and version are kept. A memory whose id the
+    /// target agent already holds is skipped, so an interrupted import can simply be run again.
+    /// Ids are per agent: importing into another agent copies memories with their ids.
     #[prost(message, optional, tag = "1")]
     pub memory: ::core::option::Option<Memory>,
     /// When set, import into this agent instead of `memory.agent_id`.

@@ -95,8 +95,9 @@ export type StoreMemoryRequest = Message<"engram.v1.StoreMemoryRequest"> & {
   expiresAt?: Timestamp | undefined;
 
   /**
-   * Optional client-chosen id. Storing the same id and content again returns the existing memory
-   * (safe retries); the same id with other content fails with ALREADY_EXISTS.
+   * Optional client-chosen id, unique within the agent (another agent may use the same id).
+   * Storing the same id and content again returns the existing memory (safe retries); the same
+   * id with other content fails with ALREADY_EXISTS.
    *
    * @generated from field: string id = 11;
    */
@@ -202,7 +203,8 @@ export type GetMemoryRequest = Message<"engram.v1.GetMemoryRequest"> & {
   id: string;
 
   /**
-   * When set, the memory must belong to this agent.
+   * The agent holding the memory. Memory ids are per agent: without it, the id is looked up among
+   * the agents the key may access, and an id that several of them hold is INVALID_ARGUMENT.
    *
    * @generated from field: string agent_id = 2;
    */
@@ -260,7 +262,8 @@ export type UpdateMemoryRequest = Message<"engram.v1.UpdateMemoryRequest"> & {
   updateMask?: FieldMask | undefined;
 
   /**
-   * When set, the memory must belong to this agent.
+   * The agent holding the memory. Memory ids are per agent: without it, the id is looked up among
+   * the agents the key may access, and an id that several of them hold is INVALID_ARGUMENT.
    *
    * @generated from field: string agent_id = 3;
    */
@@ -316,7 +319,8 @@ export type DeleteMemoryRequest = Message<"engram.v1.DeleteMemoryRequest"> & {
   id: string;
 
   /**
-   * When set, the memory must belong to this agent.
+   * The agent holding the memory. Memory ids are per agent: without it, the id is looked up among
+   * the agents the key may access, and an id that several of them hold is INVALID_ARGUMENT.
    *
    * @generated from field: string agent_id = 2;
    */
@@ -674,7 +678,8 @@ export type GetMemoryHistoryRequest = Message<"engram.v1.GetMemoryHistoryRequest
   id: string;
 
   /**
-   * When set, the memory must belong to this agent.
+   * The agent holding the memory. Memory ids are per agent: without it, the id is looked up among
+   * the agents the key may access, and an id that several of them hold is INVALID_ARGUMENT.
    *
    * @generated from field: string agent_id = 2;
    */
@@ -975,8 +980,9 @@ export const ExportMemoriesResponseSchema: GenMessage<ExportMemoriesResponse> = 
  */
 export type ImportMemoriesRequest = Message<"engram.v1.ImportMemoriesRequest"> & {
   /**
-   * A memory to import, as exported: its id, times and version are kept. A memory whose id
-   * already exists is skipped, so an interrupted import can simply be run again.
+   * A memory to import, as exported: its id, times and version are kept. A memory whose id the
+   * target agent already holds is skipped, so an interrupted import can simply be run again.
+   * Ids are per agent: importing into another agent copies memories with their ids.
    *
    * @generated from field: engram.v1.Memory memory = 1;
    */

@@ -629,7 +629,8 @@ class DeleteMemoryRequest(betterproto2.Message):
 
     agent_id: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
     """
-    When set, the memory must belong to this agent.
+    The agent holding the memory. Memory ids are per agent: without it, the id is looked up among
+    the agents the key may access, and an id that several of them hold is INVALID_ARGUMENT.
     """
 
 
@@ -986,7 +987,8 @@ class GetMemoryHistoryRequest(betterproto2.Message):
 
     agent_id: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
     """
-    When set, the memory must belong to this agent.
+    The agent holding the memory. Memory ids are per agent: without it, the id is looked up among
+    the agents the key may access, and an id that several of them hold is INVALID_ARGUMENT.
     """
 
 
@@ -1027,7 +1029,8 @@ class GetMemoryRequest(betterproto2.Message):
 
     agent_id: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
     """
-    When set, the memory must belong to this agent.
+    The agent holding the memory. Memory ids are per agent: without it, the id is looked up among
+    the agents the key may access, and an id that several of them hold is INVALID_ARGUMENT.
     """
 
 
@@ -1224,8 +1227,9 @@ class ImportMemoriesRequest(betterproto2.Message):
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
     """
-    A memory to import, as exported: its id, times and version are kept. A memory whose id
-    already exists is skipped, so an interrupted import can simply be run again.
+    A memory to import, as exported: its id, times and version are kept. A memory whose id the
+    target agent already holds is skipped, so an interrupted import can simply be run again.
+    Ids are per agent: importing into another agent copies memories with their ids.
     """
 
     agent_id: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
@@ -2160,8 +2164,9 @@ class StoreMemoryRequest(betterproto2.Message):
 
     id: "str" = betterproto2.field(11, betterproto2.TYPE_STRING)
     """
-    Optional client-chosen id. Storing the same id and content again returns the existing memory
-    (safe retries); the same id with other content fails with ALREADY_EXISTS.
+    Optional client-chosen id, unique within the agent (another agent may use the same id).
+    Storing the same id and content again returns the existing memory (safe retries); the same
+    id with other content fails with ALREADY_EXISTS.
     """
 
 
@@ -2297,7 +2302,8 @@ class UpdateMemoryRequest(betterproto2.Message):
 
     agent_id: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
     """
-    When set, the memory must belong to this agent.
+    The agent holding the memory. Memory ids are per agent: without it, the id is looked up among
+    the agents the key may access, and an id that several of them hold is INVALID_ARGUMENT.
     """
 
     ttl_seconds: "int" = betterproto2.field(4, betterproto2.TYPE_INT64)
