@@ -1,8 +1,8 @@
 """Thin benchmark clients over the public API: gRPC with the generated stubs, REST with httpx.
 
 Kept free of SDK conveniences (retries, iterators) so the figures measure the server. Responses
-are parsed by the protobuf runtime's C parser (upb, classes from the API's descriptor set), not
-by betterproto2's pure-Python one: parsing a 10-hit recall response there costs milliseconds of
+are parsed by the protobuf runtime's C parser (upb: the server's generated classes), not by
+betterproto2's pure-Python one: parsing a 10-hit recall response there costs milliseconds of
 the load generator's CPU, which would be counted as server latency.
 """
 
@@ -18,9 +18,7 @@ from engram.models import (
     RecallRequest,
     StoreMemoryRequest,
 )
-from engram_server.descriptors import api
-
-RecallResponse = api().message_class("engram.v1.RecallResponse")
+from engram_server.pb import RecallResponse
 
 from .common import ROOT_KEY
 

@@ -47,7 +47,7 @@ def measure(n: int, samples: int) -> dict[str, Any]:
         # and the graphs are loaded. How long settling took is reported next to it.
         started = time.perf_counter()
         engine.run_maintenance()
-        settled = engine._agent(AGENT).vindex.wait_ready(600)
+        settled = engine.wait_for_indexes(AGENT, 600)
         settle_s = time.perf_counter() - started
         qs = queries(samples)
         for q in qs[:20]:  # warm caches and lazy loads

@@ -17,7 +17,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 CATEGORIES = {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop"}
-DEFAULT_DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "locomo" / "locomo-dev.json"
+
+
+def _default_data() -> Path:
+    """shared/data/locomo/locomo-dev.json beside the checkout (or a worktree's parent folders)."""
+    rel = Path("shared") / "data" / "locomo" / "locomo-dev.json"
+    here = Path(__file__).resolve()
+    for parent in here.parents[3:]:
+        if (parent / rel).exists():
+            return parent / rel
+    return here.parents[3] / rel
+
+
+DEFAULT_DATA = _default_data()
 
 
 @dataclass(frozen=True)

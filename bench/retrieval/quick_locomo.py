@@ -2,9 +2,10 @@
 
 One agent per conversation, one memory per dialog turn ("Speaker: text" plus the photo caption,
 its session and the session's date), each question of categories 1-4 recalled with the engine's
-own parts (Embedder, VectorIndex, KeywordIndex over `keyword_document`, `fuse`,
-`spread_session_context`). Prints recall@5, recall@10 and nDCG@10 per category and overall, next
-to the plain BM25 baseline. Embeddings are cached, so a sweep takes seconds. The figure of record
+own parts (Embedder, the write path's vectors of context_embedding.py, VectorIndex, KeywordIndex
+over `keyword_document`, `fuse`, `spread_session_context`, `adjust`). Technique ablations with the
+Engine itself: `bench.retrieval.ablation`. Prints recall@5, recall@10 and nDCG@10 per category
+and overall, next to the plain BM25 baseline. Embeddings are cached, so a sweep takes seconds. The figure of record
 comes from `bench.retrieval.run` (through the server); this one must agree with it.
 
     .venv/bin/python -m bench.retrieval.quick_locomo [--sweep]
@@ -20,6 +21,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from engram_server.engine.context_embedding import (
+    DEFAULT_CONTEXTUAL_EMBEDDING_WEIGHT,
+    DEFAULT_SPEAKER_EMBEDDING_WEIGHT,
+    contextual_vectors,
+    mix,
+    speaker_of,
+)
 from engram_server.engine.embedding import Embedder, default_model_spec
 from engram_server.engine.fusion import (
     CANDIDATE_DEPTH,
@@ -47,6 +55,28 @@ def embed_cached(emb: Embedder, texts: list[str], kind: str, cache: Path) -> np.
     cache.mkdir(parents=True, exist_ok=True)
     np.save(f, out)
     return out
+
+
+def write_path_vectors(emb: Embedder, conv: Conversation, cache: Path) -> np.ndarray:
+    """The vectors the engine stores for the turns (context_embedding.py, default weights):
+    the speaker's name mixed in, then each session's predecessor."""
+    own = embed_cached(emb, [t.text for t in conv.turns], "doc", cache)
+    labels = [speaker_of(t.text) for t in conv.turns]
+    names = sorted({lb for lb in labels if lb})
+    if names:
+        name_vecs = dict(zip(names, embed_cached(emb, names, "doc", cache), strict=True))
+        own = np.stack(
+            [mix(v, name_vecs.get(lb), DEFAULT_SPEAKER_EMBEDDING_WEIGHT) for v, lb in zip(own, labels, strict=True)]
+        )
+    keys = [(t.event_time, 0.0, f"{i:08d}") for i, t in enumerate(conv.turns)]
+    return contextual_vectors(
+        keys,
+        [t.session for t in conv.turns],
+        own,
+        DEFAULT_CONTEXTUAL_EMBEDDING_WEIGHT,
+        lambda s, k: None,
+        lambda m: None,
+    )
 
 
 class Agent:
@@ -123,7 +153,7 @@ def main() -> None:
     convs = load(args.data)
     emb = Embedder(default_model_spec(args.cache / "models"), threads=2)
     t0 = time.perf_counter()
-    doc_vecs = [embed_cached(emb, [t.text for t in c.turns], "doc", args.cache) for c in convs]
+    doc_vecs = [write_path_vectors(emb, c, args.cache) for c in convs]
     qvecs = [embed_cached(emb, [q.question for q in c.questions], "query", args.cache) for c in convs]
     print(f"embedded in {time.perf_counter() - t0:.1f}s ({emb.spec.onnx_path.name})")
     builder = IndexBuilder()

@@ -65,6 +65,8 @@ class Config:
     embedding_arena: bool = False
     reembed_on_model_change: bool = False
     session_context_weight: float = 0.4
+    contextual_embedding_weight: float = 0.5
+    speaker_embedding_weight: float = 0.5
     access_flush_seconds: float = 10.0
     log_level: str = "info"
     access_log: bool = True
@@ -126,6 +128,12 @@ class Config:
             raise ValueError(f"--embedding-precision must be auto, int8 or float32, got {self.embedding_precision}")
         if not 0.0 <= self.session_context_weight <= 1.0:
             raise ValueError(f"--session-context-weight must be between 0 and 1, got {self.session_context_weight}")
+        if not 0.0 <= self.speaker_embedding_weight <= 1.0:
+            raise ValueError(f"--speaker-embedding-weight must be between 0 and 1, got {self.speaker_embedding_weight}")
+        if not 0.0 <= self.contextual_embedding_weight < 1.0:
+            raise ValueError(
+                f"--contextual-embedding-weight must be at least 0 and below 1, got {self.contextual_embedding_weight}"
+            )
         if not 0.05 <= self.access_flush_seconds <= 3600:
             raise ValueError(f"--access-flush-seconds must be between 0.05 and 3600, got {self.access_flush_seconds}")
         for name in ("http1_idle_timeout", "http2_idle_timeout", "header_timeout", "body_timeout"):
@@ -153,6 +161,8 @@ class Config:
             worker_threads=self.worker_threads,
             preload_agents=self.preload_agents,
             session_context_weight=self.session_context_weight,
+            contextual_embedding_weight=self.contextual_embedding_weight,
+            speaker_embedding_weight=self.speaker_embedding_weight,
             access_flush_seconds=self.access_flush_seconds,
         )
 
@@ -248,6 +258,20 @@ OPTIONS: list[Option] = [
         "float",
         "Share of a recall hit's relevance lent to the memories before and after it in the same "
         "session (0 turns it off; docs/design/recall.md).",
+    ),
+    Option(
+        "contextual_embedding_weight",
+        "float",
+        "Weight of a memory's session predecessor in its vector: a memory with a session is embedded "
+        "as its own text's vector plus this share of the previous memory's (0 turns it off; applies "
+        "to vectors written from then on; docs/design/recall.md).",
+    ),
+    Option(
+        "speaker_embedding_weight",
+        "float",
+        "Weight of the speaker's name in the vector of a memory whose content starts with a speaker "
+        "label (\"Nate: ...\"): its vector is its text's plus this share of the name's (0 turns it off; "
+        "applies to vectors written from then on; docs/design/recall.md).",
     ),
     Option(
         "access_flush_seconds",

@@ -34,6 +34,12 @@ class EngineConfig:
     access_flush_seconds: float = 10.0
     # How much of a hit's relevance its session neighbours receive in recall (0 = off; fusion.py).
     session_context_weight: float = 0.4
+    # A memory with a session_id is embedded as normalise(own + w * vector of its session
+    # predecessor) (context_embedding.py; 0 = off). Changes vectors written from then on only.
+    contextual_embedding_weight: float = 0.5
+    # A memory whose content starts with a speaker label ("Nate: ...") is embedded as
+    # normalise(e(content) + w * e(label)) (context_embedding.py; 0 = off).
+    speaker_embedding_weight: float = 0.5
     # Re-embed every memory at open when the data dir's vectors come from another model
     # (otherwise opening refuses with FailedPrecondition).
     reembed_on_model_change: bool = False

@@ -82,7 +82,7 @@ class Engine:
         self._closed = False
         self._agents = AgentStore(storage, keyspace, self._embedder, self._get_builder, config.seal_threshold)
         self._access = AccessTracker(self._agents)
-        self._writes = Writes(self._agents, self._embedder)
+        self._writes = Writes(self._agents, self._embedder, config)
         self._reads = Reads(self._agents)
         self._recall = Recall(self._agents, self._embedder, self._access, config)
         self._graph = Graph(self._agents)
@@ -210,6 +210,12 @@ class Engine:
         st = self._agents.get(agent_id)
         with st.lock:
             return (len(st.vindex) if st.vindex else 0, len(st.kindex) if st.kindex else 0)
+
+    def wait_for_indexes(self, agent_id: str, timeout: float = 600.0) -> bool:
+        """Block until every sealed segment of the agent's vector index is built and loaded
+        (benchmarks and tests measuring steady-state recall); False on timeout."""
+        st = self._agents.get(agent_id)
+        return st.vindex.wait_ready(timeout) if st.vindex is not None else True
 
     def loaded_agent_ids(self) -> list[str]:
         """The agents held in memory now (loaded by use or preloading)."""

@@ -11,9 +11,15 @@ Formulas (docs/design/recall.md explains the choices and the LoCoMo numbers behi
   the memories just before and after it in the same session (w_c = 0.4 by default). A turn that
   answers the question a matching turn asked rises with it; fused' stays in [0, 1] and a memory
   without a session is unchanged.
-* adjust: score = fused * (1 + a * (2 * importance - 1) + r * 2^(-age / half_life)), with
-  a = 0.05 and r = 0.05 by default, so importance and recency move a score by at most +-5 % and
-  +5 %: they reorder near-ties, relevance dominates.
+* adjust: score = fused * ((1 - a) + 2a * importance + r * 2^(-age / half_life)) / (1 + a + r),
+  with a = 0.05 and r = 0.05 by default: importance and recency move a score by at most +-5 % and
+  +5 % of its relevance (they reorder near-ties, relevance dominates), and the division keeps the
+  score in [0, 1]: 1 is a memory ranked first by every list, of importance 1, that just happened.
+  The explanation's parts are amounts of score that add up to it:
+  score = fused_score + importance_boost + recency_boost, with
+  fused_score = fused * (1 - a) / (1 + a + r) (context_boost, what session neighbours lent, is
+  part of it, in the same unit), importance_boost = fused * 2a * importance / (1 + a + r) and
+  recency_boost = fused * r * 2^(-age / half_life) / (1 + a + r), all >= 0.
 """
 
 from __future__ import annotations
@@ -37,12 +43,14 @@ Hits = Sequence[tuple[str, float]]
 @dataclass(slots=True)
 class FusedHit:  # built about 100 times per recall: slots, and not frozen (its __init__ is 3x slower)
     id: str
-    fused_score: float  # relevance only, in [0, 1]
+    fused_score: float  # relevance only, in [0, 1] (after adjust(): its share of the score)
     vector_score: float = 0.0  # cosine similarity; 0 when not a vector candidate
     keyword_score: float = 0.0  # raw BM25; 0 when not a keyword candidate
     vector_rank: int = 0  # 1-based; 0 = not ranked
     keyword_rank: int = 0
-    importance_boost: float = 0.0  # relative change applied by adjust()
+    # After adjust() every part below is an amount of score (see the module docstring):
+    # score = fused_score + importance_boost + recency_boost, context_boost part of fused_score.
+    importance_boost: float = 0.0
     recency_boost: float = 0.0
     context_boost: float = 0.0  # what session neighbours added to fused_score
     score: float = 0.0  # final: fused_score adjusted (== fused_score before adjust())
@@ -151,34 +159,45 @@ def adjust(
     importance_weight: float = 0.05,
     recency_weight: float = 0.05,
 ) -> list[FusedHit]:
-    """Apply small multiplicative importance and recency boosts; re-sort by final score.
+    """Final scores in [0, 1] from relevance, importance and recency; re-sorted by score.
 
     importance in [0, 1] (0.5 neutral); age_seconds >= 0 since the memory's event time;
     half_life in seconds, per hit (e.g. per memory type) or global; <= 0 disables recency.
+    score = fused * ((1 - a) + 2a * importance + r * 2^(-age / half_life)) / (1 + a + r): the
+    order is that of fused * (1 + a * (2 * importance - 1) + r * recency), the relative boosts of
+    before, divided by their largest value so that the score stays within [0, 1]. The parts of
+    the returned hits are in score units and add up: score = fused_score + importance_boost +
+    recency_boost (context_boost is part of fused_score).
     """
 
     imp_of = _getter(importance, 0.5)
     age_of = _getter(age_seconds, 0.0)
     hl_of = _getter(half_life, 0.0)
+    a = max(importance_weight, 0.0)
+    r = max(recency_weight, 0.0)
+    unit = 1.0 / (1.0 + a + r)  # the largest factor, which maps to a score of 1
+    share = (1.0 - a) * unit  # relevance's part of the score
     out: list[FusedHit] = []
     for h in fused:
         imp = min(max(imp_of(h.id), 0.0), 1.0)
         age = max(age_of(h.id), 0.0)
         hl = hl_of(h.id)
-        ib = importance_weight * (2.0 * imp - 1.0)
-        rb = recency_weight * math.pow(2.0, -age / hl) if hl > 0 else 0.0
+        f = h.fused_score
+        base = f * share
+        ib = f * 2.0 * a * imp * unit
+        rb = f * r * math.pow(2.0, -age / hl) * unit if hl > 0 else 0.0
         out.append(
             FusedHit(
                 h.id,
-                h.fused_score,
+                base,
                 h.vector_score,
                 h.keyword_score,
                 h.vector_rank,
                 h.keyword_rank,
                 ib,
                 rb,
-                h.context_boost,
-                h.fused_score * (1.0 + ib + rb),
+                h.context_boost * share,
+                base + ib + rb,
             )
         )
     out.sort(key=lambda h: -h.score)

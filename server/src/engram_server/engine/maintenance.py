@@ -14,11 +14,14 @@ import logging
 import threading
 import time
 
+import numpy as np
+
 from . import codec
 from .access import AccessTracker
 from .agent import AgentState, catalogue_snapshot_bytes
 from .agent_store import AgentStore
 from .config import EngineConfig
+from .context_embedding import mix
 from .directory import AGENT_RECORDS
 from .lazy_embedder import LazyEmbedder, TextEmbedder
 from .storage import CF_JOURNAL, CF_META, CF_RECORDS, CF_SNAPSHOTS, CF_VECTORS, Batch
@@ -196,34 +199,32 @@ class Maintenance:
 
     def _reembed_agent(self, agent_id: str, emb: TextEmbedder) -> int:
         """Rewrite every vector of one agent; drop its vector snapshots so that the index is
-        rebuilt from the new vectors on its next load."""
+        rebuilt from the new vectors on its next load. Memories are embedded in session order,
+        so each takes its predecessor's new vector as context, and its speaker's
+        (context_embedding.py)."""
         keys = self._agents.keyspace.agent(agent_id)
         st = self._agents.cached(agent_id)
         if st is not None:
             self._agents.evict(st)
-        n = 0
-        ids: list[str] = []
-        texts: list[str] = []
-
-        def flush() -> None:
-            nonlocal n
-            vecs = emb.embed_documents(texts)
-            b = self._storage.batch()
-            for mid, v in zip(ids, vecs, strict=True):
-                b.put(CF_VECTORS, keys.record(mid), codec.vector_to_bytes(emb.model_id, v), compress=False)
-            self._storage.write(b)
-            n += len(ids)
-            ids.clear()
-            texts.clear()
-
+        weight = self._config.contextual_embedding_weight
+        rows: list[tuple[str, float, float, str, str]] = []  # session, event_time, created_at, id, content
         for _, v in self._storage.scan(CF_RECORDS, keys.prefix):
             m = codec.memory_from_bytes(v)
-            ids.append(m.id)
-            texts.append(m.content)
-            if len(ids) >= REEMBED_CHUNK:
-                flush()
-        if ids:
-            flush()
+            rows.append((m.session_id, m.event_time, m.created_at, m.id, m.content))
+        rows.sort(key=lambda r: (r[0] == "", r[0], r[1], r[2], r[3]))  # sessions in time order, then the rest
+        last: dict[str, np.ndarray] = {}
+        for start in range(0, len(rows), REEMBED_CHUNK):
+            chunk = rows[start : start + REEMBED_CHUNK]
+            vecs = self._writes.speakers.embed(emb, [r[4] for r in chunk], self._config.speaker_embedding_weight)
+            b = self._storage.batch()
+            for (session, _, _, mid, _), own in zip(chunk, vecs, strict=True):
+                vec = np.asarray(own, dtype=np.float32)
+                if session:
+                    vec = mix(vec, last.get(session), weight)
+                    last[session] = vec
+                b.put(CF_VECTORS, keys.record(mid), codec.vector_to_bytes(emb.model_id, vec), compress=False)
+            self._storage.write(b)
+        n = len(rows)
         b = self._storage.batch()
         b.delete_prefix(CF_SNAPSHOTS, keys.snapshot_prefixes[0].encode())
         b.delete(CF_META, keys.meta_index_seq)

@@ -127,7 +127,9 @@ class ScoreExplanation:
     keyword_score: float = 0.0  # raw BM25, 0 when not a keyword candidate
     vector_rank: int = 0  # 1-based, 0 = not ranked
     keyword_rank: int = 0
-    fused_score: float = 0.0  # before importance / recency
+    # Amounts of score (fusion.adjust): score = fused_score + importance_boost + recency_boost,
+    # each >= 0, score in [0, 1].
+    fused_score: float = 0.0  # relevance's share, before importance / recency
     importance_boost: float = 0.0
     recency_boost: float = 0.0
     context_boost: float = 0.0  # lent by session neighbours (part of fused_score)

@@ -133,7 +133,8 @@ class Recall:
                 for link in st.links_of(s.memory.id):
                     other = link.target_id if link.source_id == s.memory.id else link.source_id
                     if other not in have and allowed(other):
-                        extra[other] = max(extra.get(other, 0.0), s.score * link.weight)
+                        # Scores stay in [0, 1] (fusion.adjust): a link weight above 1 caps there.
+                        extra[other] = max(extra.get(other, 0.0), min(s.score * link.weight, 1.0))
             recs = self._agents.read_many(st, list(extra))
         return [
             ScoredMemory(recs[mid], sc, associated=True)

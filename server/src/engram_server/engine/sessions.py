@@ -59,14 +59,32 @@ class SessionIndex:
             del self._members[e.session]
             self._ordered.pop(e.session, None)
 
+    def _order(self, session: str, entries: dict[str, Entry]) -> SortedList | None:
+        ordered = self._ordered.get(session)
+        if ordered is None:
+            ids = self._members.get(session)
+            if ids is None:
+                return None
+            ordered = self._ordered[session] = SortedList(_key(entries[i]) for i in ids if i in entries)
+        return ordered
+
+    def previous(self, session: str, key: _Key, entries: dict[str, Entry]) -> str | None:
+        """The id just before `key` (event_time, created_at, id) in the session, or None.
+        `key` need not be a member (a memory about to be stored)."""
+        if not session:
+            return None
+        ordered = self._order(session, entries)
+        if not ordered:
+            return None
+        pos = ordered.bisect_left(key)
+        return ordered[pos - 1][2] if pos > 0 else None
+
     def neighbours(self, e: Entry, entries: dict[str, Entry], radius: int = 1) -> list[str]:
         """Ids up to `radius` places before and after e in its session, nearest first."""
         if not e.session or e.session not in self._members:
             return []
-        ordered = self._ordered.get(e.session)
-        if ordered is None:
-            ids = self._members[e.session]
-            ordered = self._ordered[e.session] = SortedList(_key(entries[i]) for i in ids if i in entries)
+        ordered = self._order(e.session, entries)
+        assert ordered is not None
         pos = ordered.bisect_left(_key(e))
         if pos >= len(ordered) or ordered[pos][2] != e.id:
             return []

@@ -470,6 +470,20 @@ class VectorIndex:
         with self._lock:
             return id_ in self._mutable.pos or any(s.is_alive(id_) for s in self._segments)
 
+    def vector(self, id_: str) -> np.ndarray | None:
+        """The live vector of id_ (a copy), or None."""
+        with self._lock:
+            i = self._mutable.pos.get(id_)
+            if i is not None:
+                mine: np.ndarray = self._mutable.mat[i].copy()
+                return mine
+            segments = list(self._segments)
+        for seg in segments:
+            row = seg.pos.get(id_)
+            if row is not None and seg.alive[row]:
+                return np.array(seg.vector(row), dtype=np.float32)
+        return None
+
     def search(self, query: np.ndarray, k: int, allowed: Allowed | None = None) -> list[tuple[str, float]]:
         """Top k (id, cosine similarity), best first. With `allowed`, never fewer than exist."""
         if k <= 0:

@@ -17,6 +17,8 @@ from . import codec
 from .agent import AgentState
 from .agent_store import AgentStore, now
 from .catalogue import Entry, compile_filter
+from .config import EngineConfig
+from .context_embedding import SpeakerVectors, contextualise
 from .errors import AlreadyExists, NotFound
 from .ids import new_id
 from .keyword_index import keyword_document
@@ -29,10 +31,12 @@ FORGET_IDS_SHOWN = 1000  # ids a forget (or its dry run) lists
 
 
 class Writes:
-    def __init__(self, agents: AgentStore, embedder: LazyEmbedder) -> None:
+    def __init__(self, agents: AgentStore, embedder: LazyEmbedder, config: EngineConfig) -> None:
         self._agents = agents
         self._storage = agents.storage
         self._embedder = embedder
+        self._config = config
+        self.speakers = SpeakerVectors()  # speaker names' vectors (context_embedding.py)
         self._keyspace = agents.keyspace
 
     # --- store -------------------------------------------------------------------------------
@@ -87,7 +91,7 @@ class Writes:
                         raise AlreadyExists(f"memory {m.id} already exists with different content")
             new = [m for i, m in enumerate(mems) if results[i] is None]
             if new:
-                vecs = self._embedder.get().embed_documents([m.content for m in new])
+                vecs = self.embed([m.content for m in new])
                 self._write_new(st, new, vecs)
                 it = iter(new)
                 for i in range(len(results)):
@@ -99,6 +103,10 @@ class Writes:
                     st.claimed.difference_update(claimed)
         return [r for r in results if r is not None]
 
+    def embed(self, contents: list[str]) -> np.ndarray:
+        """The model's vectors of contents, each with its speaker's name mixed in."""
+        return self.speakers.embed(self._embedder.get(), contents, self._config.speaker_embedding_weight)
+
     def _write_new(self, st: AgentState, mems: list[Memory], vecs: np.ndarray) -> None:
         agents = self._agents
         model_id = self._embedder.model_id
@@ -106,6 +114,8 @@ class Writes:
         token = object()
         with st.lock:
             agents.check_alive(st)
+            # A memory's vector carries its session predecessor's (context_embedding.py).
+            vecs = contextualise(st, mems, vecs, self._config.contextual_embedding_weight)
             if self._storage.get(CF_META, META_EMBEDDING) is None:
                 b.put(CF_META, META_EMBEDDING, codec.dumps({"model_id": model_id, "dim": int(vecs.shape[1])}))
             sizes = []
@@ -133,7 +143,7 @@ class Writes:
         st = agents.get(agent_id)
         vec = None
         if patch.content is not None:
-            vec = self._embedder.get().embed_documents([patch.content])
+            vec = self.embed([patch.content])
         t = now()
         b = self._storage.batch()
         token = object()
@@ -145,6 +155,8 @@ class Writes:
             new = self._apply_patch(cur, patch, t)
             if vec is not None and patch.content == cur.content:
                 vec = None  # same text: keep the vector
+            if vec is not None:
+                vec = contextualise(st, [new], vec, self._config.contextual_embedding_weight)
             b.put(CF_HISTORY, st.keys.history(memory_id, cur.version), codec.memory_to_bytes(cur))
             body = codec.memory_to_bytes(new)
             b.put(CF_RECORDS, st.keys.record(memory_id), body)
