@@ -71,6 +71,7 @@ class Config:
     log_level: str = "info"
     access_log: bool = True
     shutdown_timeout: float = 10.0
+    drain_delay: float = 0.0
     max_request_bytes: int = 4 * 1024 * 1024
     max_content_bytes: int = 32_768
     max_metadata_bytes: int = 16_384
@@ -134,6 +135,8 @@ class Config:
             raise ValueError(
                 f"--contextual-embedding-weight must be at least 0 and below 1, got {self.contextual_embedding_weight}"
             )
+        if not 0 <= self.drain_delay <= 3600 or not 0 < self.shutdown_timeout <= 3600:
+            raise ValueError("--drain-delay must be 0..3600 and --shutdown-timeout above 0 and at most 3600 seconds")
         if not 0.05 <= self.access_flush_seconds <= 3600:
             raise ValueError(f"--access-flush-seconds must be between 0.05 and 3600, got {self.access_flush_seconds}")
         for name in ("http1_idle_timeout", "http2_idle_timeout", "header_timeout", "body_timeout"):
@@ -286,6 +289,13 @@ OPTIONS: list[Option] = [
         "str",
         "How the access log names the agent of a request: id (as sent), hash (a keyed hash, stable for this "
         "data directory and meaningless without its key) or none.",
+    ),
+    Option(
+        "drain_delay",
+        "float",
+        "Seconds the server keeps serving after SIGTERM/SIGINT while /health answers 503 \"stopping\", so that "
+        "a load balancer stops sending before it stops accepting (set it to the balancer's health-check "
+        "interval times its unhealthy threshold).",
     ),
     Option("shutdown_timeout", "float", "Seconds to drain in-flight calls on SIGTERM/SIGINT before closing."),
     Option("max_request_bytes", "int", "Largest REST body or gRPC message, bytes (413 / RESOURCE_EXHAUSTED)."),

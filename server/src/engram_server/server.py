@@ -80,13 +80,24 @@ def serve(cfg: Config, engine: Engine, started_at: float | None = None) -> None:
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
 
-        def on_signal(signame: str) -> None:
+        def stop_accepting() -> None:
             if not stop.is_set():
-                app.state.stopping = True
-                event(
-                    log, "shutting down: draining in-flight calls", signal=signame, grace_seconds=cfg.shutdown_timeout
-                )
+                event(log, "shutting down: draining in-flight calls", grace_seconds=cfg.shutdown_timeout)
                 stop.set()
+
+        def on_signal(signame: str) -> None:
+            # First signal: /health answers 503 "stopping" at once, so that load balancers take
+            # the server out; it keeps serving for drain_delay, then stops accepting and gives
+            # the calls in flight up to shutdown_timeout. A second signal skips the delay.
+            if app.state.stopping:
+                stop_accepting()
+                return
+            app.state.stopping = True
+            event(log, "shutting down", signal=signame, drain_delay_seconds=cfg.drain_delay)
+            if cfg.drain_delay > 0:
+                loop.call_later(cfg.drain_delay, stop_accepting)
+            else:
+                stop_accepting()
 
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, on_signal, sig.name)

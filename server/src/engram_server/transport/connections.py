@@ -21,6 +21,11 @@ story and the upstream report):
   of it closes an HTTP/1.1 connection or resets that HTTP/2 stream. Once a request is complete,
   no timer runs however long the response takes, and no timer runs while the server itself is
   still handling the bytes it read (the app may be slow to take a body).
+* Shutting down, Hypercorn refuses a new HTTP/2 stream with RST_STREAM(NO_ERROR), which a gRPC
+  client reports as an error, and then fails with KeyError on that stream's DATA (it never made
+  the stream), which took the whole connection down, every call in flight on it included. Here a
+  new stream is refused with REFUSED_STREAM (nothing of it was processed: clients may retry it
+  elsewhere), and frames of refused streams are acknowledged and dropped.
 * Nothing limited stream resets (CVE-2023-44487, "rapid reset"). More than `max_stream_resets`
   client RST_STREAMs on one connection within `RESET_WINDOW_S` gets GOAWAY(ENHANCE_YOUR_CALM)
   and the connection is closed.
@@ -44,6 +49,7 @@ from typing import Any
 import h2.errors
 import h2.events
 import h2.exceptions
+import h2.settings
 import h11
 from hypercorn.asyncio.tcp_server import TCPServer
 from hypercorn.config import Config as HypercornConfig
@@ -205,6 +211,8 @@ class LimitedH2Protocol(CoalescingH2Protocol):
         self._resets = 0
         self._resets_since = 0.0
         self._closed_sent = False
+        self._refused: set[int] = set()  # streams refused while shutting down
+        self._refusing = False
 
     async def initiate(self, headers: list[tuple[bytes, bytes]] | None = None, settings: bytes | None = None) -> None:
         await super().initiate(headers, settings)
@@ -229,6 +237,8 @@ class LimitedH2Protocol(CoalescingH2Protocol):
         await self.handle(Closed())
 
     async def _handle_events(self, events: list[h2.events.Event]) -> None:
+        if self.context.terminated.is_set():
+            events = self._refuse_new_streams(events)
         # Which streams this batch leaves still receiving a body, counted resets, first SETTINGS.
         receiving: dict[int, bool] = {}
         reset = False
@@ -264,6 +274,29 @@ class LimitedH2Protocol(CoalescingH2Protocol):
             # Hypercorn closes a reset stream without telling the TCPServer the connection may
             # now be idle, so the idle timer would never restart.
             await self.send(Updated(idle=True))
+
+    def _refuse_new_streams(self, events: list[h2.events.Event]) -> list[h2.events.Event]:
+        """Shutting down: refuse new streams (REFUSED_STREAM: nothing of them ran) and drop the
+        frames of refused ones, which Hypercorn would look up and fail on."""
+        kept: list[h2.events.Event] = []
+        if not self._refusing:
+            self._refusing = True  # and tell the client to open no more
+            with contextlib.suppress(h2.exceptions.ProtocolError):
+                self.connection.update_settings({h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: 0})
+        for event in events:
+            stream_id = getattr(event, "stream_id", None)
+            if isinstance(event, h2.events.RequestReceived):
+                self._refused.add(event.stream_id)
+                with contextlib.suppress(h2.exceptions.ProtocolError):
+                    self.connection.reset_stream(event.stream_id, error_code=h2.errors.ErrorCodes.REFUSED_STREAM)
+                continue
+            if stream_id in self._refused:
+                if isinstance(event, h2.events.DataReceived):
+                    with contextlib.suppress(h2.exceptions.ProtocolError):
+                        self.connection.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+                continue
+            kept.append(event)
+        return kept
 
     async def _close_stream(self, stream_id: int) -> None:
         timer = self._body_timers.pop(stream_id, None)
