@@ -385,13 +385,15 @@ describe("over Connect (createConnectTransport as the transport option)", () => 
       sessions.push(sessionManager);
       return createNodeConnectTransport({ baseUrl: server.url, httpVersion: "2", sessionManager });
     }, true],
+    ["connect-node over HTTP/1.1, JSON", () =>
+      createNodeConnectTransport({ baseUrl: server.url, httpVersion: "1.1", useBinaryFormat: false }), true],
     ["connect-web (fetch, HTTP/1.1), JSON", () => createWebConnectTransport({ baseUrl: server.url }), false],
   ];
   for (const [name, makeTransport, clientStreaming] of transports) {
     it(`${name}: unary, streams, errors from the server and deadlines`, async () => {
       const transport = makeTransport();
       const c = new EngramClient({ transport, apiKey: server.apiKey, retries: 0 });
-      const agent = `connect-${clientStreaming ? "node" : "web"}`;
+      const agent = `connect-${name.split(" ")[0]}-${name.includes("HTTP/2") ? "h2" : "h1"}`;
       const { memory } = await c.store({ agentId: agent, content: "Connect carries this memory", memoryType: MemoryType.SEMANTIC, ttlSeconds: 3600n });
       assert.ok(memory !== undefined && memory.version === 1 && memory.memoryType === MemoryType.SEMANTIC);
       assert.ok(memory.expiresAt !== undefined, "timestamps survive the codec");

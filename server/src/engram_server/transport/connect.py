@@ -203,12 +203,10 @@ class ConnectTransport:
             method = self.app.registry.get(scope["path"])
             info = method.info
             if streaming != (info.client_streaming or info.server_streaming):
-                want = (
-                    "application/connect+json or application/connect+proto"
-                    if not streaming
-                    else ("application/json or application/proto")
-                )
-                what = "a streaming" if not streaming else "a unary"
+                if streaming:
+                    what, want = "a unary", "application/json or application/proto"
+                else:
+                    what, want = "a streaming", "application/connect+json or application/connect+proto"
                 raise _Refusal(
                     415,
                     RpcError("UNIMPLEMENTED", f"{info.full_name} is {what} method: send {want}"),
