@@ -76,7 +76,7 @@ class ReferenceBuilder:
         lines = [f"### {method.service}.{method.name} {{#{method.service}.{method.name}}}\n\n", _para(method.comment)]
         lines.append("| Binding | Value |\n|---|---|\n")
         grpc = f"`{method.grpc_path}`" + (f" ({', '.join(shape)})" if shape else "")
-        lines.append(f"| gRPC | {grpc} |\n")
+        lines.append(f"| gRPC, gRPC-Web, Connect | {grpc} |\n")
         for binding in method.bindings:
             body = f" — body: `{binding.body}`" if binding.body else ""
             alias = "" if binding.primary else " (alias)"
@@ -121,7 +121,10 @@ class ReferenceBuilder:
             "change the proto comments and run `make generate`. -->\n\n",
             "Engram has one API, defined in Protobuf under `proto/engram/v1/` and served on one port as "
             "gRPC, gRPC-Web, Connect and REST/JSON. This page is generated from the comments in those "
-            "files. The REST routes come from the `google.api.http` rules; the same surface is described "
+            "files. gRPC, gRPC-Web and Connect call a method at its path, `POST /engram.v1.<Service>/<Method>`; "
+            "Connect takes JSON there too, so `curl` can call any RPC "
+            "([Connect on the same port](rest.md#connect-on-the-same-port)). "
+            "The REST routes come from the `google.api.http` rules; the same surface is described "
             "by the [OpenAPI document](../openapi.json), which the server also serves at `GET /openapi.json`. "
             "The wire conventions (JSON field names, enums, errors, streaming over REST) are in "
             "[Contracts](../design/contracts.md).\n\n",

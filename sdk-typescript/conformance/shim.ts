@@ -2,14 +2,17 @@
  * Conformance shim for the TypeScript SDK: JSON Lines on stdin → `EngramClient` calls → JSON Lines.
  *
  * Built on the package's public API only (`EngramClient` from `engram-memory-client` for gRPC
- * over HTTP/2, `EngramClient` from `engram-memory-client/browser` for gRPC-Web over fetch,
- * `EngramError`, the exported service descriptors for the message schemas, `encodeVector`); see conformance/README.md for the
+ * over HTTP/2, `EngramClient` from `engram-memory-client/browser` for gRPC-Web over fetch, the
+ * Node `EngramClient` given connect-node's `createConnectTransport` for Connect over HTTP/2 (binary
+ * for "connect", JSON for "connect-json"), `EngramError`, the exported service descriptors for the
+ * message schemas, `encodeVector`); see conformance/README.md for the
  * protocol. Each request's proto3 JSON is parsed into the request message the SDK's method takes
  * (its inputs are the API's request shapes), and each result is turned back into the RPC's
  * response message, written as proto3 JSON with the proto field names.
  */
 import { createInterface } from "node:readline";
 import { create, fromJson, toJson, type DescMessage, type JsonValue, type MessageShape } from "@bufbuild/protobuf";
+import { createConnectTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import {
   AdminService,
   AgentService,
@@ -153,6 +156,17 @@ const HANDLERS: Record<string, Handler> = {
   ),
 };
 
+/** The HTTP/2 connections of the Connect transports, closed when stdin ends. */
+const sessions: Http2SessionManager[] = [];
+
+/** A Connect transport over HTTP/2 (client streaming needs it), binary or JSON. */
+function connectClient(url: string, apiKey: string, useBinaryFormat: boolean): EngramClientBase {
+  const sessionManager = new Http2SessionManager(url);
+  sessions.push(sessionManager);
+  const transport = createConnectTransport({ baseUrl: url, httpVersion: "2", sessionManager, useBinaryFormat });
+  return new NodeEngramClient({ transport, apiKey, retries: 0 });
+}
+
 function newClient(url: string, transport: string, apiKey: string): EngramClientBase {
   // No retries: the suite checks what one call answers.
   const options = { baseUrl: url, apiKey, retries: 0 };
@@ -161,6 +175,10 @@ function newClient(url: string, transport: string, apiKey: string): EngramClient
       return new NodeEngramClient(options);
     case "grpc-web":
       return new BrowserEngramClient(options);
+    case "connect":
+      return connectClient(url, apiKey, true);
+    case "connect-json":
+      return connectClient(url, apiKey, false);
     default:
       throw new Error(`unknown transport ${transport}`);
   }
@@ -206,6 +224,9 @@ async function main(): Promise<void> {
   }
   for (const client of clients.values()) {
     client.close();
+  }
+  for (const session of sessions) {
+    session.abort();
   }
 }
 

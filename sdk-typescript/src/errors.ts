@@ -98,10 +98,18 @@ export function toEngramError(reason: unknown): EngramError {
     }
   }
   // A status that the server sent arrives in the gRPC trailers (or a trailers-only header
-  // block) and carries "grpc-status"; errors made by the client (deadline, abort, network) do not.
-  const fromServer = err.metadata.has("grpc-status") || err.metadata.has("grpc-status-details-bin");
+  // block) and carries "grpc-status"; over Connect it arrives in a response of a Connect content
+  // type (a JSON error body, or the end of a stream), whose headers the error keeps. Errors made by
+  // the client (deadline, abort, network) carry neither.
+  const fromServer =
+    err.metadata.has("grpc-status") ||
+    err.metadata.has("grpc-status-details-bin") ||
+    CONNECT_CONTENT_TYPE.test(err.metadata.get("content-type") ?? "");
   return new EngramError(codeName(err.code), err.rawMessage, { details, retryAfter, fromServer, cause: reason });
 }
+
+/** The content types of Connect responses (unary JSON errors, and streams). */
+const CONNECT_CONTENT_TYPE = /^application\/(?:connect\+)?(?:json|proto)(?:;|$)/i;
 
 function base64(bytes: Uint8Array): string {
   let s = "";

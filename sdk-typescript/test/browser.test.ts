@@ -1,5 +1,6 @@
 // Browser test: a real headless Chromium loads a page (served from another loopback port, so CORS
-// is real) that bundles the SDK's browser entry and stores and recalls through gRPC-Web.
+// is real) that bundles the SDK's browser entry and stores, recalls and exports through the
+// Connect protocol (connect-web's createConnectTransport: JSON over fetch).
 import { after, before, beforeEach, it } from "node:test";
 import assert from "node:assert/strict";
 import { mkdtemp, rm } from "node:fs/promises";
@@ -52,7 +53,7 @@ async function setUp(): Promise<void> {
   });
   const js = bundle.outputFiles[0]!.text;
   assert.ok(!js.includes("node:http2"), "the browser bundle carries no Node transport");
-  const html = `<!doctype html><html><head><meta charset="utf-8"><title>Engram gRPC-Web</title></head>
+  const html = `<!doctype html><html><head><meta charset="utf-8"><title>Engram over Connect</title></head>
 <body><script type="module" src="/app.js"></script></body></html>`;
   staticServer = createServer((req, res) => {
     if (req.url === "/app.js") {
@@ -85,12 +86,12 @@ after(async () => {
   }
 });
 
-it("stores and recalls through gRPC-Web from a cross-origin page in headless Chromium", async () => {
+it("stores, recalls and exports over Connect from a cross-origin page in headless Chromium", async () => {
   const page = await context.newPage();
-  const grpcWebRequests: Request[] = [];
+  const connectRequests: Request[] = [];
   page.on("request", (req) => {
     if (req.url().startsWith(engram.url) && req.method() === "POST") {
-      grpcWebRequests.push(req);
+      connectRequests.push(req);
     }
   });
   const consoleErrors: string[] = [];
@@ -105,14 +106,20 @@ it("stores and recalls through gRPC-Web from a cross-origin page in headless Chr
   assert.equal(result.recalledId, result.storedId);
   assert.equal(result.recalledContent, "The browser user wants weekly summaries on Fridays.");
   assert.ok(result.score > 0);
+  assert.equal(result.exported, 2, "the server stream (ExportMemories) delivered both memories");
+  assert.equal(result.invalidCode, "INVALID_ARGUMENT");
+  assert.equal(result.invalidField, "content", "the BadRequest detail arrives decoded");
   assert.equal(result.notFoundCode, "NOT_FOUND");
   assert.equal(result.unauthenticatedCode, "UNAUTHENTICATED");
-  // The calls really were cross-origin gRPC-Web.
-  assert.ok(grpcWebRequests.length >= 3, `saw ${grpcWebRequests.length} gRPC-Web requests`);
-  for (const r of grpcWebRequests) {
+  // The calls really were cross-origin Connect: unary JSON, and one JSON stream (the export).
+  assert.ok(connectRequests.length >= 6, `saw ${connectRequests.length} Connect requests`);
+  const types = new Set<string>();
+  for (const r of connectRequests) {
     const headers = await r.allHeaders();
-    assert.match(headers["content-type"] ?? "", /^application\/grpc-web/);
+    types.add(headers["content-type"] ?? "");
+    assert.equal(headers["connect-protocol-version"], "1");
     assert.equal(headers["origin"], pageUrl.slice(0, -1), "sent from the page's origin, another port");
   }
+  assert.deepEqual([...types].sort(), ["application/connect+json", "application/json"]);
   assert.deepEqual(consoleErrors.filter((e) => /CORS/i.test(e)), []);
 });

@@ -1,5 +1,6 @@
 // Integration tests: every RPC of the v1 API through EngramClient (gRPC over HTTP/2) against a real
-// engram-server started on a free port, plus the README quick start.
+// engram-server started on a free port, the Connect protocol through the `transport` option, plus
+// the README quick start.
 import { after, before, beforeEach, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
@@ -15,6 +16,9 @@ import {
   type ErrorCode,
   type Memory,
 } from "engram-memory-client";
+import { createConnectTransport as createNodeConnectTransport, Http2SessionManager } from "@connectrpc/connect-node";
+import { createConnectTransport as createWebConnectTransport } from "@connectrpc/connect-web";
+import type { Transport } from "@connectrpc/connect";
 import { startServer, type RunningServer } from "./server.js";
 
 let server: RunningServer;
@@ -366,6 +370,55 @@ describe("client behaviour against the server", () => {
     clients.push(dead);
     await assert.rejects(dead.health(), (e: unknown) => e instanceof EngramError && e.code === "UNAVAILABLE" && !e.fromServer);
   });
+});
+
+describe("over Connect (createConnectTransport as the transport option)", () => {
+  const sessions: Http2SessionManager[] = [];
+  after(() => {
+    for (const s of sessions) {
+      s.abort();
+    }
+  });
+  const transports: [string, () => Transport, boolean][] = [
+    ["connect-node over HTTP/2, binary", () => {
+      const sessionManager = new Http2SessionManager(server.url);
+      sessions.push(sessionManager);
+      return createNodeConnectTransport({ baseUrl: server.url, httpVersion: "2", sessionManager });
+    }, true],
+    ["connect-node over HTTP/1.1, JSON", () =>
+      createNodeConnectTransport({ baseUrl: server.url, httpVersion: "1.1", useBinaryFormat: false }), true],
+    ["connect-web (fetch, HTTP/1.1), JSON", () => createWebConnectTransport({ baseUrl: server.url }), false],
+  ];
+  for (const [name, makeTransport, clientStreaming] of transports) {
+    it(`${name}: unary, streams, errors from the server and deadlines`, async () => {
+      const transport = makeTransport();
+      const c = new EngramClient({ transport, apiKey: server.apiKey, retries: 0 });
+      const agent = `connect-${name.split(" ")[0]}-${name.includes("HTTP/2") ? "h2" : "h1"}`;
+      const { memory } = await c.store({ agentId: agent, content: "Connect carries this memory", memoryType: MemoryType.SEMANTIC, ttlSeconds: 3600n });
+      assert.ok(memory !== undefined && memory.version === 1 && memory.memoryType === MemoryType.SEMANTIC);
+      assert.ok(memory.expiresAt !== undefined, "timestamps survive the codec");
+      const { memories } = await c.recall({ agentId: agent, query: "what does Connect carry?", topK: 1 });
+      assert.equal(memories[0]?.id, memory.id);
+      const exported: Memory[] = [];
+      for await (const m of c.export(agent)) {
+        exported.push(m);
+      }
+      assert.deepEqual(exported.map((m) => m.id), [memory.id]);
+      if (clientStreaming) {
+        const res = await c.importMemories(exported, { agentId: `${agent}-copy` });
+        assert.equal(res.importedCount, 1);
+      }
+      // Errors the server sent, with their details.
+      const bad = await rejectsWith(c.store({ agentId: agent, content: "" }), "INVALID_ARGUMENT");
+      assert.equal(bad.details[0]?.["@type"], "type.googleapis.com/google.rpc.BadRequest");
+      await rejectsWith(c.get("no-such-memory"), "NOT_FOUND");
+      await rejectsWith(new EngramClient({ transport, apiKey: "wrong", retries: 0 }).stats(), "UNAUTHENTICATED");
+      // An error inside a stream arrives in its end-of-stream message.
+      await rejectsWith((async () => { for await (const _ of c.export("")) { /* nothing */ } })(), "INVALID_ARGUMENT");
+      const texts = Array.from({ length: 256 }, (_, i) => `text number ${i} to embed slowly enough`);
+      await assert.rejects(c.embed(texts, { timeoutMs: 1 }), (e: unknown) => e instanceof EngramError && e.code === "DEADLINE_EXCEEDED");
+    });
+  }
 });
 
 describe("README quick start", () => {

@@ -306,3 +306,50 @@ def test_grpc_web_text_over_the_wire(server):
         server.base_url + "/engram.v1.AdminService/Health", content=base64.b64encode(grpc_frame(b"")), headers=headers
     )
     assert r.status_code == 200 and r.headers["content-type"].startswith("application/grpc-web-text")
+
+
+def test_connect_with_curl_over_the_wire(server):
+    """A Connect call as the docs show it: curl, a JSON body, no Connect-specific header."""
+    import json
+    import shutil
+    import subprocess
+
+    curl = shutil.which("curl")
+    if curl is None:
+        pytest.skip("curl is not installed")
+
+    def run(path: str, body: str, *extra: str) -> tuple[int, dict]:
+        out = subprocess.run(
+            [curl, "-sS", "-w", "\n%{http_code}", "-H", "Content-Type: application/json",
+             "-H", f"Authorization: Bearer {ROOT_KEY}", *extra, "-d", body, server.base_url + path],
+            capture_output=True, text=True, timeout=60, check=True,
+        )
+        text, _, status = out.stdout.rpartition("\n")
+        return int(status), json.loads(text)
+
+    status, body = run("/engram.v1.MemoryService/StoreMemory", '{"agent_id": "curl", "content": "Curl speaks Connect"}')
+    assert status == 200 and body["memory"]["content"] == "Curl speaks Connect"
+    status, body = run("/engram.v1.MemoryService/Recall", '{"agentId": "curl", "query": "who speaks Connect?"}')
+    assert status == 200 and body["memories"][0]["content"] == "Curl speaks Connect"
+    status, body = run("/engram.v1.MemoryService/StoreMemory", '{"agent_id": "curl", "content": ""}')
+    assert status == 400 and body["code"] == "invalid_argument"
+    assert body["details"][0]["type"] == "google.rpc.BadRequest"
+    status, body = run("/engram.v1.MemoryService/GetMemory", '{"id": "nope"}', "--http2-prior-knowledge")
+    assert status == 404 and body["code"] == "not_found"
+
+
+def test_connect_streaming_over_http1(http):
+    import json
+    import struct
+
+    http.post("/v1/memories", json={"agent_id": "cs", "content": "streamed over Connect"})
+    req = json.dumps({"agent_id": "cs"}).encode()
+    r = http.post(
+        "/engram.v1.MemoryService/ExportMemories",
+        content=struct.pack(">BI", 0, len(req)) + req,
+        headers={"content-type": "application/connect+json", "connect-protocol-version": "1"},
+    )
+    assert r.status_code == 200 and r.headers["content-type"] == "application/connect+json"
+    frames = grpc_messages(r.content)
+    assert json.loads(frames[0][1])["memory"]["content"] == "streamed over Connect"
+    assert frames[-1][0] == 0x02 and json.loads(frames[-1][1]) == {}

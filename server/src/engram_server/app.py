@@ -1,8 +1,9 @@
-"""The ASGI application: one app for gRPC, gRPC-Web and REST, dispatched per request.
+"""The ASGI application: one app for gRPC, gRPC-Web, Connect and REST, dispatched per request.
 
     content-type application/grpc[+proto]        → transport.grpc (HTTP/2 only)
     content-type application/grpc-web[-text][+proto] → transport.grpc (trailers in the body)
     OPTIONS with Origin                          → CORS preflight
+    path /<package>.<Service>/<Method>, any other content type → transport.connect
     GET /metrics, GET /openapi.json              → operations
     anything else                                → transport.rest (routes from google.api.http)
 
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from .engine.engine import Engine
     from .service.base import CallContext
     from .service.registry import Registry
+    from .transport.connect import ConnectTransport
     from .transport.grpc import GrpcTransport
     from .transport.rest import RestTransport
 
@@ -39,9 +41,14 @@ log = logging.getLogger("engram.server")
 
 CORS_ALLOW_HEADERS = (
     "authorization, content-type, x-grpc-web, x-user-agent, grpc-timeout, "
-    "grpc-accept-encoding, grpc-encoding, connect-protocol-version, connect-timeout-ms"
+    "grpc-accept-encoding, grpc-encoding, connect-protocol-version, connect-timeout-ms, "
+    "connect-content-encoding, connect-accept-encoding, content-encoding"
 )
-CORS_EXPOSE_HEADERS = b"grpc-status, grpc-message, grpc-status-details-bin, grpc-encoding, content-type"
+# Response headers a page may read: gRPC-Web's status, and the encodings Connect names.
+CORS_EXPOSE_HEADERS = (
+    b"grpc-status, grpc-message, grpc-status-details-bin, grpc-encoding, content-type, "
+    b"content-encoding, accept-encoding, connect-content-encoding, connect-accept-encoding"
+)
 
 
 class EngramApp:
@@ -66,6 +73,7 @@ class EngramApp:
         self.registry: Registry
         self.rest: RestTransport
         self.grpc: GrpcTransport
+        self.connect: ConnectTransport
         self._warm_up_started = False
         self.serving = threading.Event()  # set once startup() has built the transports
         # `serve` pauses the garbage collector while the process imports and starts (the
@@ -88,6 +96,7 @@ class EngramApp:
             from .auth import Authenticator
             from .descriptors import api
             from .service.registry import Registry
+            from .transport.connect import ConnectTransport
             from .transport.grpc import GrpcTransport
             from .transport.rest import RestTransport
 
@@ -96,6 +105,7 @@ class EngramApp:
             self.registry = Registry(api(), self.engine, self.config, self.auth, self.metrics, self.state)
             self.rest = RestTransport(self)
             self.grpc = GrpcTransport(self)
+            self.connect = ConnectTransport(self)
             self._started = True
             self.serving.set()
             if self.resume_gc_on_start:
@@ -194,6 +204,9 @@ class EngramApp:
             await self.grpc(scope, receive, send, ctype)
             return
         path = scope["path"]
+        if self.connect.handles(path):
+            await self.connect(scope, receive, send)
+            return
         if scope["method"] in ("GET", "HEAD"):
             if path == "/metrics":
                 await self._metrics(scope, send)

@@ -228,7 +228,9 @@ OPTIONS: list[Option] = [
         "were made with; int8 for a new one). Changing it on existing data is a re-embedding.",
     ),
     Option(
-        "cors_origins", "list", "Comma-separated origins allowed by CORS for browsers (gRPC-Web, REST); '*' for any."
+        "cors_origins",
+        "list",
+        "Comma-separated origins allowed by CORS for browsers (gRPC-Web, Connect, REST); '*' for any.",
     ),
     Option(
         "allowed_hosts",

@@ -60,10 +60,18 @@ def web_trailer_frame(trailers: list[tuple[bytes, bytes]]) -> bytes:
 class FrameReader:
     """Reads length-prefixed messages from the ASGI receive channel."""
 
-    def __init__(self, receive: Receive, max_bytes: int, encoding: str, text: bool = False) -> None:
+    def __init__(
+        self,
+        receive: Receive,
+        max_bytes: int,
+        encoding: str,
+        text: bool = False,
+        encoding_header: str = "grpc-encoding",
+    ) -> None:
         self.receive = receive
         self.max_bytes = max_bytes
         self.encoding = encoding
+        self.encoding_header = encoding_header  # named in errors (Connect: connect-content-encoding)
         self.text = text  # grpc-web-text: the body is base64
         self.buf = bytearray()
         self.b64_rest = b""
@@ -133,6 +141,15 @@ class FrameReader:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(run(), seconds)
 
+    async def read_all(self) -> bytes:
+        """The whole request body (Connect unary: one message, not framed), at most max_bytes."""
+        while await self._fill():
+            if len(self.buf) > self.max_bytes:
+                raise RpcError("RESOURCE_EXHAUSTED", f"request body is larger than {self.max_bytes} bytes")
+        data = bytes(self.buf)
+        self.buf.clear()
+        return data
+
     async def next(self) -> bytes | None:
         """The next message, or None at the end of the request."""
         while len(self.buf) < 5:
@@ -160,18 +177,26 @@ class FrameReader:
     def _decompress(self, data: bytes) -> bytes:
         enc = self.encoding
         if not enc or enc == "identity":
-            raise RpcError("INTERNAL", "compressed message without grpc-encoding")
+            raise RpcError("INTERNAL", f"compressed message without {self.encoding_header}")
         if enc not in ("gzip", "deflate"):
-            raise RpcError("UNIMPLEMENTED", f"grpc-encoding {enc!r} is not supported; use gzip, deflate or identity")
-        wbits = 31 if enc == "gzip" else 15
-        d = zlib.decompressobj(wbits)
-        try:
-            out = d.decompress(data, self.max_bytes + 1)
-        except zlib.error:
-            raise RpcError("INTERNAL", f"could not decompress the {enc} message") from None
-        if len(out) > self.max_bytes or d.unconsumed_tail:
-            raise RpcError("RESOURCE_EXHAUSTED", f"decompressed request is larger than {self.max_bytes} bytes")
-        return out
+            raise RpcError(
+                "UNIMPLEMENTED", f"{self.encoding_header} {enc!r} is not supported; use gzip, deflate or identity"
+            )
+        return decompress(data, enc, self.max_bytes)
+
+
+def decompress(data: bytes, encoding: str, max_bytes: int) -> bytes:
+    """`data` inflated (gzip or deflate), refused past max_bytes without inflating further."""
+    d = zlib.decompressobj(31 if encoding == "gzip" else 15)
+    try:
+        out = d.decompress(data, max_bytes + 1)
+    except zlib.error:
+        raise RpcError("INTERNAL", f"could not decompress the {encoding} message") from None
+    if len(out) > max_bytes or d.unconsumed_tail:
+        raise RpcError("RESOURCE_EXHAUSTED", f"decompressed request is larger than {max_bytes} bytes")
+    if not d.eof:
+        raise RpcError("INTERNAL", f"the {encoding} message is truncated")
+    return out
 
 
 def decode(cls: type[Message], data: bytes) -> Message:
