@@ -38,7 +38,7 @@ def _result(n: int = 10) -> m.RecallResult:
             updated_at=1_700_000_001.5 + i,
             access_count=3,
             last_accessed_at=1_700_000_100.125,
-            embedding_model="all-MiniLM-L6-v2-int8",
+            embedding_model="all-MiniLM-L6-v2/int8",
         )
         hits.append(m.ScoredMemory(mem, 0.83 - i / 100, 0.71, 5.2))
     return m.RecallResult(hits, 30, 7.5)

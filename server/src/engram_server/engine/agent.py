@@ -60,6 +60,7 @@ class AgentState:
     created_at: float = 0.0
     last_activity_at: float = 0.0
     min_expires: float = 0.0
+    recipe: str = ""  # how its vectors were made (Engine recipe); "" = before recipes were kept
     bytes: int = 0
     type_counts: dict[str, int] = field(default_factory=dict)
 
@@ -135,6 +136,7 @@ class AgentState:
             "links": len(self.links),
             "types": dict(self.type_counts),
             "min_expires": self.min_expires,
+            "recipe": self.recipe,
         }
 
 
@@ -189,6 +191,7 @@ def _load_agent(st: AgentState, storage: Storage, new_vindex: Any, new_kindex: A
         st.persisted = True
         st.created_at = float(info.get("created_at", 0.0))
         st.last_activity_at = float(info.get("last_activity_at", 0.0))
+        st.recipe = str(info.get("recipe", ""))
     idx_raw = storage.get(CF_META, keys.meta_index_seq)
     st.idx_seq = int(idx_raw) if idx_raw is not None else 0
 

@@ -51,6 +51,7 @@ class AgentStore:
         embedder: LazyEmbedder,
         builder: Callable[[], IndexBuilder],
         seal_threshold: int,
+        recipe: str = "",
     ) -> None:
         self.storage = storage
         self.keyspace = keyspace
@@ -58,6 +59,7 @@ class AgentStore:
         self._embedder = embedder
         self._builder = builder
         self._seal_threshold = seal_threshold
+        self.recipe = recipe  # how new vectors are made (Engine); agents whose differ are re-embedded
         self._agents: dict[str, AgentState] = {}
         self._lock = threading.Lock()
         self.closed = False
@@ -78,6 +80,8 @@ class AgentStore:
                     load_agent(
                         st, self.storage, lambda: self._new_vindex(st), lambda: self._new_kindex(st), self.snapshots
                     )
+                    if not st.persisted:
+                        st.recipe = self.recipe  # a new agent's vectors are all made today
         return st
 
     def existing(self, agent_id: str) -> AgentState:

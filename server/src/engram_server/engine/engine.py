@@ -29,13 +29,14 @@ from pathlib import Path
 
 import numpy as np
 
-from . import migrations
+from . import codec, migrations
 from .access import AccessTracker
 from .agent_store import AgentStore
 from .bulk import Bulk
 from .config import EngineConfig
 from .crypto import Cipher, resolve_or_create_key
 from .directory import AGENT_RECORDS, Directory
+from .embedding import family_of
 from .errors import FailedPrecondition
 from .graph import Graph
 from .index_worker import IndexBuilder
@@ -81,6 +82,7 @@ class Engine:
         self._started = time.monotonic()
         self._closed = False
         self._agents = AgentStore(storage, keyspace, self._embedder, self._get_builder, config.seal_threshold)
+        self._agents.recipe = self.recipe
         self._access = AccessTracker(self._agents)
         self._writes = Writes(self._agents, self._embedder, config)
         self._reads = Reads(self._agents)
@@ -123,15 +125,34 @@ class Engine:
             eng._maintenance.start()
         return eng
 
+    @property
+    def recipe(self) -> str:
+        """How new vectors are made: the model and the context mixed in (context_embedding.py).
+        An agent whose vectors were made otherwise is re-embedded in the background."""
+        c = self.config
+        return f"{self._embedder.model_id};ctx={c.contextual_embedding_weight};spk={c.speaker_embedding_weight}"
+
     def _check_model(self) -> bool:
         """Compare the configured model with the data directory's; True when every vector must
-        be made again (and that is allowed)."""
+        be made again at start-up (and that is allowed). A model of the same family (its
+        vectors comparable, embedding.family_of) is re-embedded in the background instead."""
         raw = self.storage.get(CF_META, META_EMBEDDING)
         if raw is None:
             return False
         stored = json.loads(raw)
         self._embedder.adopt_stored(stored["model_id"], int(stored["dim"]))
+        self._agents.recipe = self.recipe
         if stored["model_id"] == self._embedder.model_id:
+            return False
+        if family_of(stored["model_id"]) == family_of(self._embedder.model_id):
+            b = self.storage.batch()  # new vectors are today's; maintenance re-embeds the rest
+            b.put(CF_META, META_EMBEDDING, codec.dumps({"model_id": self._embedder.model_id, "dim": stored["dim"]}))
+            self.storage.write(b)
+            log.info(
+                "vectors of %s will be re-embedded with %s in the background",
+                stored["model_id"],
+                self._embedder.model_id,
+            )
             return False
         if not self.config.reembed_on_model_change:
             raise FailedPrecondition(

@@ -54,7 +54,7 @@ class LazyEmbedder:
         if self._dim is None:
             self._dim = dim
         if self.follows_stored_precision() and model_id in BUNDLED_MODEL_IDS:
-            self.model_id = model_id
+            self.model_id = bundled_model_id(BUNDLED_MODEL_IDS[model_id])  # today's build of it
 
     def forget_dim(self) -> None:
         self._dim = None

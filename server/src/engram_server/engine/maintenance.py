@@ -21,7 +21,7 @@ from .access import AccessTracker
 from .agent import AgentState, catalogue_snapshot_bytes
 from .agent_store import AgentStore
 from .config import EngineConfig
-from .context_embedding import mix
+from .context_embedding import contextualise, mix
 from .directory import AGENT_RECORDS
 from .lazy_embedder import LazyEmbedder, TextEmbedder
 from .storage import CF_JOURNAL, CF_META, CF_RECORDS, CF_SNAPSHOTS, CF_VECTORS, Batch
@@ -94,7 +94,8 @@ class Maintenance:
                 return
             self._index_maintenance(st)
             self.snapshot_catalogue(st, force=False)
-        self.state = {"last_run": time.time(), "last_purged": float(purged)}
+        refreshed = self.refresh_stale_agents()
+        self.state = {"last_run": time.time(), "last_purged": float(purged), "last_reembedded": float(refreshed)}
         b = self._storage.batch()
         b.put(CF_META, META_BG, codec.dumps(self.state))
         self._storage.write(b)
@@ -185,6 +186,76 @@ class Maintenance:
             self.snapshot_catalogue(st, force=False, closing=True)
 
     # --- re-embedding ------------------------------------------------------------------------
+    def refresh_stale_agents(self) -> int:
+        """Re-embed, while serving, the agents whose vectors another recipe made (a model of the
+        same family, other context weights: Engine.recipe); returns the memories re-embedded.
+        Recall meanwhile searches old and new vectors together, which that family's vectors
+        allow. Stopped half-way (shutdown), an agent is finished after the next start."""
+        current = self._agents.recipe
+        stale = [
+            str(d["agent_id"])
+            for d in (json.loads(v) for _, v in self._storage.scan(CF_META, AGENT_RECORDS))
+            if d.get("recipe", "") != current
+        ]
+        done = 0
+        for agent_id in stale:
+            if self._stop.is_set():
+                break
+            done += self._refresh_agent(self._agents.get(agent_id))
+        return done
+
+    def _refresh_agent(self, st: AgentState) -> int:
+        agents = self._agents
+        current = agents.recipe
+        model_id = self._embedder.model_id
+        weight = self._config.contextual_embedding_weight
+        done = 0
+        with st.maint_lock:
+            with st.lock:
+                if st.deleted or not st.loaded or st.recipe == current:
+                    return 0
+                # Session order: each memory's predecessor is re-embedded before it.
+                order = sorted(
+                    st.entries.values(), key=lambda e: (e.session == "", e.session, e.event_time, e.created_at, e.id)
+                )
+                ids = [e.id for e in order]
+            for start in range(0, len(ids), REEMBED_CHUNK):
+                if self._stop.is_set():
+                    return done
+                chunk = ids[start : start + REEMBED_CHUNK]
+                with st.lock:
+                    recs = agents.read_many(st, chunk)
+                mems = [recs[mid] for mid in chunk if mid in recs]
+                vecs = self._writes.embed([m.content for m in mems])
+                b = self._storage.batch()
+                with st.lock:
+                    if st.deleted or not st.loaded:
+                        return done
+                    # A memory written meanwhile has a vector of today already.
+                    fresh = [
+                        i
+                        for i, m in enumerate(mems)
+                        if (e := st.entries.get(m.id)) is not None and e.updated_at == m.updated_at
+                    ]
+                    if not fresh:
+                        continue
+                    kept = [mems[i] for i in fresh]
+                    new = contextualise(st, kept, vecs[fresh], weight)
+                    for m, v in zip(kept, new, strict=True):
+                        b.put(CF_VECTORS, st.keys.record(m.id), codec.vector_to_bytes(model_id, v), compress=False)
+                    fut = agents.commit(st, b, [m.id for m in kept])
+                    assert st.vindex is not None
+                    st.vindex.add([m.id for m in kept], new)
+                agents.wait(st, fut)
+                done += len(kept)
+            with st.lock:
+                st.recipe = current
+                fut = agents.commit(st, self._storage.batch(), [])  # the agent record, with its recipe
+            agents.wait(st, fut)
+        if done:
+            log.info("re-embedded %d memories of an agent with %s", done, current)
+        return done
+
     def reembed_all(self) -> int:
         """Re-embed every memory with the configured model (a model change is a migration).
         Resumable: each agent's vectors are rewritten, then the model id is recorded last."""
@@ -228,5 +299,10 @@ class Maintenance:
         b = self._storage.batch()
         b.delete_prefix(CF_SNAPSHOTS, keys.snapshot_prefixes[0].encode())
         b.delete(CF_META, keys.meta_index_seq)
+        raw = self._storage.get(CF_META, keys.meta_agent)
+        if raw is not None:  # its vectors are today's: nothing left for the background
+            info = json.loads(raw)
+            info["recipe"] = self._agents.recipe
+            b.put(CF_META, keys.meta_agent, codec.dumps(info))
         self._storage.write(b)
         return n
