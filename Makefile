@@ -15,7 +15,13 @@ PYTHON ?= python3
 UV_VERSION := 0.13.9
 VENV := .venv
 PY := $(VENV)/bin/python
-UV := $(VENV)/bin/uv
+# uv lives in a venv of its own, so that the runtime environment of `make serve` holds nothing
+# but the server and what it imports.
+UV_VENV := .uv
+UV := $(UV_VENV)/bin/uv
+# `make serve`'s environment: requirements/runtime.lock and the server, nothing for development.
+SERVE_VENV := .venv-serve
+SERVE_STAMP := $(SERVE_VENV)/.engram-serve
 SETUP_STAMP := $(VENV)/.engram-setup
 # NO_SETUP=1 uses $(VENV) as it is (never installs into it): for tests that run targets in a
 # temporary copy of the tree against the repository's environment.
@@ -23,9 +29,9 @@ SETUP := $(if $(NO_SETUP),,$(SETUP_STAMP))
 # buf's platform package for this machine (tools/package.json lists linux x64 and aarch64).
 BUF = $(firstword $(wildcard tools/node_modules/@bufbuild/buf-*/bin/buf) tools/node_modules/.bin/buf)
 TOOLS_NODE_STAMP := tools/node_modules/.package-lock.json
-# Every requirements/*.in except those of separate environments (peers: bench/.peers-venv;
-# nodeps: installed without dependencies).
-LOCK_INPUTS := $(filter-out requirements/peers.in requirements/nodeps.in,$(sort $(wildcard requirements/*.in)))
+# Every requirements/*.in except those of separate environments (peers: bench/.peers-venv).
+# runtime.lock pins what the server needs to run; dev.lock builds on it (the same versions).
+LOCK_INPUTS := $(filter-out requirements/peers.in,$(sort $(wildcard requirements/*.in)))
 LOCK_FLAGS := --universal --python-version 3.11 --custom-compile-command "make lock" -q
 # SDKs built by their own Makefile (sdk-python is driven from here: it shares the root venv).
 SDKS := $(patsubst %/Makefile,%,$(sort $(wildcard sdk-typescript/Makefile sdk-go/Makefile sdk-rust/Makefile)))
@@ -38,14 +44,14 @@ has_target = grep -qE '^$(2):' $(1)/Makefile
         test-python test-sdks serve conformance bench bench-full stress clean distclean
 
 help:
-	@echo "make serve           run engram-server (ENGRAM_HOST, ENGRAM_PORT, ENGRAM_DATA_DIR, ... honoured)"
+	@echo "make serve           run engram-server from its runtime environment (.venv-serve: requirements/runtime.lock only)"
 	@echo "make test            install what is missing, then check-generate, lint, docs and every test"
 	@echo "make setup           .venv from requirements/dev.lock, tools/ and SDK dependencies (idempotent)"
 	@echo "make generate        regenerate all code and docs derived from proto/"
 	@echo "make check-generate  fail when generated files are stale"
 	@echo "make lint            buf lint + breaking, OpenAPI path conflicts, ruff, mypy --strict, SDK linters"
 	@echo "make docs            mkdocs build --strict (into site/)"
-	@echo "make lock            re-pin requirements/*.in into requirements/dev.lock and nodeps.lock"
+	@echo "make lock            re-pin requirements/*.in into requirements/runtime.lock and dev.lock"
 	@echo "make conformance | bench | bench-full | stress | clean | distclean"
 
 # ---------------------------------------------------------------------------------------------
@@ -58,15 +64,28 @@ $(PY):
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv && \
 	  $(PYTHON) -m venv $(VENV); }
 
-$(UV): | $(PY)
-	$(PY) -m pip install -q --disable-pip-version-check "uv==$(UV_VERSION)"
+$(UV):
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required, found " + sys.version'
+	$(PYTHON) -m venv $(UV_VENV) || { \
+	  echo "python3 -m venv failed: installing Debian's python3-venv"; rm -rf $(UV_VENV); \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv && \
+	  $(PYTHON) -m venv $(UV_VENV); }
+	$(UV_VENV)/bin/python -m pip install -q --disable-pip-version-check "uv==$(UV_VERSION)"
+
+# The server alone, as `make serve` runs it: exactly the runtime lock, then the server (editable,
+# so a checkout's changes apply). Bytecode is written by Python as modules are first imported.
+$(SERVE_STAMP): requirements/runtime.lock server/pyproject.toml | $(UV)
+	$(UV) venv -q --allow-existing --python $(PYTHON) $(SERVE_VENV)
+	$(UV) pip sync -q -p $(SERVE_VENV)/bin/python requirements/runtime.lock
+	$(UV) pip install -q -p $(SERVE_VENV)/bin/python --no-deps -e server
+	@touch $@
 
 # Exactly the locked packages (sync removes strays), the no-deps packages, then the two local
 # projects in editable mode. Re-runs only when a lock file or a pyproject.toml changes.
 # Bytecode is compiled at install time: where PYTHONDONTWRITEBYTECODE is set (containers, CI)
 # Python would otherwise compile every module on every start, about 1 s of each server start.
-$(SETUP_STAMP): requirements/dev.lock requirements/nodeps.lock server/pyproject.toml sdk-python/pyproject.toml | $(UV)
-	$(UV) pip sync -q --compile-bytecode -p $(PY) requirements/dev.lock requirements/nodeps.lock
+$(SETUP_STAMP): requirements/dev.lock server/pyproject.toml sdk-python/pyproject.toml | $(UV) $(PY)
+	$(UV) pip sync -q --compile-bytecode -p $(PY) requirements/dev.lock
 	$(UV) pip install -q -p $(PY) --no-deps -e server -e sdk-python
 	$(COMPILE_LOCAL)
 	@touch $@
@@ -79,9 +98,9 @@ setup: $(SETUP_STAMP) $(TOOLS_NODE_STAMP)
 	@for sdk in $(SDKS); do $(MAKE) -C $$sdk setup; done
 
 lock: | $(UV)
-	$(UV) pip compile $(LOCK_FLAGS) $(LOCK_INPUTS) -o requirements/dev.lock
-	$(UV) pip compile $(LOCK_FLAGS) --no-deps requirements/nodeps.in -o requirements/nodeps.lock
-	@echo "requirements/dev.lock and requirements/nodeps.lock updated; run 'make setup'"
+	$(UV) pip compile $(LOCK_FLAGS) requirements/runtime.in -o requirements/runtime.lock
+	$(UV) pip compile $(LOCK_FLAGS) -c requirements/runtime.lock $(LOCK_INPUTS) -o requirements/dev.lock
+	@echo "requirements/runtime.lock and requirements/dev.lock updated; run 'make setup'"
 
 # ---------------------------------------------------------------------------------------------
 # code generation
@@ -190,11 +209,8 @@ test-sdks:
 # ---------------------------------------------------------------------------------------------
 # running
 
-serve: $(SETUP_STAMP)
-	@if [ ! -x $(VENV)/bin/engram-server ]; then \
-	  echo "engram-server is not built yet: the server (server/) does not provide it"; exit 1; fi
-	$(COMPILE_LOCAL)
-	exec $(VENV)/bin/engram-server serve $(ARGS)
+serve: $(SERVE_STAMP)
+	exec $(SERVE_VENV)/bin/engram-server serve $(ARGS)
 
 conformance: setup
 	@if [ -f conformance/__main__.py ]; then $(PY) -m conformance $(ARGS); \
@@ -225,4 +241,4 @@ clean:
 	@for sdk in $(SDKS); do if $(call has_target,$$sdk,clean); then $(MAKE) -C $$sdk clean; fi; done
 
 distclean: clean
-	rm -rf $(VENV) tools/node_modules
+	rm -rf $(VENV) $(SERVE_VENV) $(UV_VENV) tools/node_modules

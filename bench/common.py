@@ -51,6 +51,8 @@ class ServerProcess:
     started_at: float = 0.0
     extra_args: list[str] = field(default_factory=list)
     nofile: int | None = None  # RLIMIT_NOFILE of the server process (Linux); None: inherited
+    server_bin: Path = SERVER_BIN  # another install of the server (tests/packaging)
+    env: dict[str, str] = field(default_factory=dict)  # added to the server's environment
 
     @property
     def base_url(self) -> str:
@@ -64,9 +66,9 @@ class ServerProcess:
         """Start the server; returns seconds from spawn to healthy (or 0 when not waiting)."""
         self.port = self.port or free_port()
         self.log_path = self.data_dir.parent / f"server-{self.port}.log"
-        env = dict(os.environ, ENGRAM_ENCRYPTION_KEY=self.encryption_key)
+        env = dict(os.environ, ENGRAM_ENCRYPTION_KEY=self.encryption_key, **self.env)
         cmd = [
-            str(SERVER_BIN), "serve", "--host", "127.0.0.1", "--port", str(self.port),
+            str(self.server_bin), "serve", "--host", "127.0.0.1", "--port", str(self.port),
             "--grpc-port", "0", "--data-dir", str(self.data_dir), "--api-key", ROOT_KEY,
             *self.extra_args,
         ]

