@@ -97,9 +97,11 @@ it("stores and recalls through gRPC-Web from a cross-origin page in headless Chr
   page.on("console", (msg) => { if (msg.type() === "error") consoleErrors.push(msg.text()); });
   await page.goto(pageUrl);
   await page.waitForFunction(() => "engramDemo" in globalThis);
+  const closedPort = await freePort(); // nothing listens there
   const result = await page.evaluate(
-    ([baseUrl, apiKey]) => (globalThis as unknown as { engramDemo: (b: string, k: string) => Promise<DemoResult> }).engramDemo(baseUrl!, apiKey!),
-    [engram.url, engram.apiKey],
+    ([baseUrl, apiKey, closedUrl]) =>
+      (globalThis as unknown as { engramDemo: (b: string, k: string, c: string) => Promise<DemoResult> }).engramDemo(baseUrl!, apiKey!, closedUrl!),
+    [engram.url, engram.apiKey, `127.0.0.1:${closedPort}/`],
   );
   assert.ok(result.storedId.length > 0, "stored a memory");
   assert.equal(result.recalledId, result.storedId);
@@ -107,6 +109,13 @@ it("stores and recalls through gRPC-Web from a cross-origin page in headless Chr
   assert.ok(result.score > 0);
   assert.equal(result.notFoundCode, "NOT_FOUND");
   assert.equal(result.unauthenticatedCode, "UNAUTHENTICATED");
+  // A closed port: UNAVAILABLE naming the normalised address and Chromium's wording.
+  console.log(`refused (browser): ${result.unreachable.code}: ${result.unreachable.message}`);
+  assert.equal(result.unreachable.code, "UNAVAILABLE");
+  assert.ok(
+    result.unreachable.message.startsWith(`cannot connect to http://127.0.0.1:${closedPort} (network error: Failed to fetch): is the Engram server running?`),
+    result.unreachable.message,
+  );
   // The calls really were cross-origin gRPC-Web.
   assert.ok(grpcWebRequests.length >= 3, `saw ${grpcWebRequests.length} gRPC-Web requests`);
   for (const r of grpcWebRequests) {

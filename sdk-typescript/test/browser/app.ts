@@ -9,6 +9,8 @@ export interface DemoResult {
   score: number;
   notFoundCode: string;
   unauthenticatedCode: string;
+  /** The error of a port nothing listens on: code and message. */
+  unreachable: { code: string; message: string };
 }
 
 async function codeOf(call: Promise<unknown>): Promise<string> {
@@ -20,7 +22,16 @@ async function codeOf(call: Promise<unknown>): Promise<string> {
   }
 }
 
-async function demo(baseUrl: string, apiKey: string): Promise<DemoResult> {
+async function errorOf(call: Promise<unknown>): Promise<{ code: string; message: string }> {
+  try {
+    await call;
+    return { code: "OK", message: "" };
+  } catch (e) {
+    return e instanceof EngramError ? { code: e.code, message: e.message } : { code: "not an EngramError", message: String(e) };
+  }
+}
+
+async function demo(baseUrl: string, apiKey: string, closedUrl: string): Promise<DemoResult> {
   const client = new EngramClient({ baseUrl, apiKey });
   const { memory } = await client.store({
     agentId: "browser-agent",
@@ -38,6 +49,7 @@ async function demo(baseUrl: string, apiKey: string): Promise<DemoResult> {
     score: top?.score ?? 0,
     notFoundCode: await codeOf(client.get("no-such-memory")),
     unauthenticatedCode: await codeOf(new EngramClient({ baseUrl, apiKey: "wrong" }).recall({ agentId: "browser-agent", query: "x" })),
+    unreachable: await errorOf(new EngramClient({ baseUrl: closedUrl, retries: 0 }).health()),
   };
 }
 
