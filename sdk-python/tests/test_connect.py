@@ -9,6 +9,7 @@ import os
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -85,6 +86,57 @@ def test_connect_timeout_is_unavailable_and_retried(no_env: None) -> None:
         client.health()
     assert info.value.message == f"cannot connect to http://10.0.0.1:3300 (connection timed out): {HINT}"
     assert len(calls) == 2
+
+
+@pytest.fixture
+def blocked_port() -> Iterator[int]:
+    """A port whose listener never accepts and whose queue is full: connections hang."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    fill = []
+    for _ in range(3):
+        c = socket.socket()
+        c.setblocking(False)
+        c.connect_ex(listener.getsockname())
+        fill.append(c)
+    yield listener.getsockname()[1]
+    for c in fill:
+        c.close()
+    listener.close()
+
+
+@pytest.mark.parametrize("transport", ["rest", "grpc"])
+def test_connect_timeout_against_a_hanging_listener(transport: str, blocked_port: int, no_env: None) -> None:
+    scheme = "grpc" if transport == "grpc" else "http"
+    url = f"{scheme}://127.0.0.1:{blocked_port}"
+    with engram.Client(url, retry=None, timeout=engram.Timeout(1, connect=0.5)) as client, \
+            pytest.raises(errors.Unavailable) as info:
+        client.health()
+    assert info.value.message == f"cannot connect to {url} (connection timed out): {HINT}"
+
+
+@pytest.mark.anyio
+async def test_async_grpc_connect_timeout(blocked_port: int, no_env: None) -> None:
+    url = f"grpc://127.0.0.1:{blocked_port}"
+    async with engram.AsyncClient(url, retry=None, timeout=1) as client:
+        with pytest.raises(errors.Unavailable) as info:
+            await client.health()
+    assert info.value.message == f"cannot connect to {url} (connection timed out): {HINT}"
+
+
+def test_retries_stop_at_the_timeout() -> None:
+    calls = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(1)
+        raise httpx.ConnectError("refused", request=request)
+
+    retry = engram.Retry(attempts=100, backoff=0.2, max_backoff=0.2, jitter=0)
+    client = engram.Client("h:1", http_transport=httpx.MockTransport(handler), retry=retry, timeout=0.5)
+    with pytest.raises(errors.Unavailable):
+        client.health()
+    assert 2 <= len(calls) <= 3
 
 
 @pytest.mark.parametrize(

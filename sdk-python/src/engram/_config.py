@@ -41,9 +41,10 @@ class Timeout:
     """How long calls may take, in seconds; ``None`` means no limit.
 
     Attributes:
-        timeout: Deadline of a unary call (default 30 s).
+        timeout: Deadline of a unary call (default 30 s); retries do not start after it.
         connect: Time to open a connection (default 5 s; REST only, gRPC connects lazily
-            within ``timeout``).
+            within ``timeout``). Running out of it raises ``Unavailable``, as does a gRPC call
+            whose ``timeout`` passes while its connection is still being opened.
         stream: Deadline of a whole streaming call (export, import); default ``None``, since
             an export of a large agent can take long. Over REST ``timeout`` still bounds each
             wait for the next line.

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import builtins
+import time
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
@@ -143,6 +144,8 @@ class AsyncClient:
     ) -> R:
         spec = rpc(name)
         limits = self._timeout(timeout)
+        # The timeout bounds the retries too: no retry starts after it has passed.
+        deadline = None if limits.timeout is None else time.monotonic() + limits.timeout
         attempt = 0
         while True:
             try:
@@ -150,7 +153,7 @@ class AsyncClient:
                 break
             except EngramError as exc:
                 delay = self.retry.delay(exc, attempt) if idempotent else None
-                if delay is None:
+                if delay is None or (deadline is not None and time.monotonic() + delay >= deadline):
                     raise
                 attempt += 1
                 await async_sleep(delay)

@@ -95,7 +95,7 @@ class GrpcTransport(Transport):
                 request, timeout=timeout.timeout, metadata=self._metadata
             )
         except grpc.RpcError as exc:
-            raise _grpc_error(exc, self._url) from None
+            raise _grpc_error(exc, self._url, self._channel) from None
         return response
 
     def server_stream(
@@ -110,7 +110,7 @@ class GrpcTransport(Transport):
             for response in call(request, timeout=timeout.stream, metadata=self._metadata):
                 yield response
         except grpc.RpcError as exc:
-            raise _grpc_error(exc, self._url) from None
+            raise _grpc_error(exc, self._url, self._channel) from None
 
     def client_stream(
         self, spec: RpcSpec, requests: Requests, timeout: Timeout
@@ -125,7 +125,7 @@ class GrpcTransport(Transport):
                 iter_requests(requests), timeout=timeout.stream, metadata=self._metadata
             )
         except grpc.RpcError as exc:
-            raise _grpc_error(exc, self._url) from None
+            raise _grpc_error(exc, self._url, self._channel) from None
         return response
 
     def close(self) -> None:
@@ -136,7 +136,19 @@ def _serialize(message: betterproto2.Message) -> bytes:
     return bytes(message)
 
 
-def _grpc_error(exc: Any, url: str) -> EngramError:
+def _connecting(channel: Any) -> bool:
+    """Whether the channel is still opening its connection (a deadline then is a connect timeout)."""
+    try:
+        get_state = getattr(channel, "get_state", None)
+        if get_state is not None:  # grpc.aio
+            return bool(get_state(False) == grpc.ChannelConnectivity.CONNECTING)
+        # The sync API has no accessor of the state: ask grpcio's channel object (1: CONNECTING).
+        return bool(channel._channel.check_connectivity_state(False) == 1)
+    except Exception:  # noqa: BLE001 - unknown grpcio internals: not a connect timeout then
+        return False
+
+
+def _grpc_error(exc: Any, url: str, channel: Any) -> EngramError:
     code = exc.code()
     name = getattr(code, "name", "UNKNOWN")
     details = exc.details() or name
@@ -149,6 +161,8 @@ def _grpc_error(exc: Any, url: str) -> EngramError:
         cause = grpc_connect_cause(details)
         if cause is not None:
             return cannot_connect(url, cause)
+    if name == "DEADLINE_EXCEEDED" and not trailing and _connecting(channel):
+        return cannot_connect(url, "connection timed out")
     return _convert.grpc_error(name, details, trailing, local)
 
 
