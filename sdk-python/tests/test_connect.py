@@ -217,3 +217,21 @@ def test_mcp_without_the_extra_prints_the_install_command() -> None:
     assert "engram mcp needs the optional dependency 'mcp'" in r.stderr
     assert "pip install 'engram-memory-client[mcp]'" in r.stderr
     assert r.stdout == ""
+
+
+# Any command that meets a missing optional dependency: a command added here that imports one late.
+_LATE_IMPORT = """import sys
+import engram.cli as cli
+@cli.app.command("late")
+def late() -> None:
+    raise ModuleNotFoundError("No module named 'google.rpc'", name="google.rpc")
+sys.argv = ["engram", "late"]
+cli.main()
+"""
+
+
+def test_any_command_missing_an_optional_dependency_prints_the_install_command() -> None:
+    r = subprocess.run([sys.executable, "-c", _LATE_IMPORT], capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "COLUMNS": "300", "NO_COLOR": "1"})
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert "pip install 'engram-memory-client[grpc-details]'" in r.stderr
