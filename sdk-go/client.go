@@ -23,25 +23,36 @@ const Version = "0.1.0"
 type Client struct {
 	conn      *grpc.ClientConn
 	cfg       config
+	addr      endpoint
 	memory    engramv1.MemoryServiceClient
 	agent     engramv1.AgentServiceClient
 	admin     engramv1.AdminServiceClient
 	embedding engramv1.EmbeddingServiceClient
 }
 
-// NewClient returns a client of the Engram server at addr: "host:port" or "http://host:port"
-// (plaintext HTTP/2, as engram-server serves it), "https://host[:port]" (TLS, port 443 by
-// default), or any gRPC target such as "dns:///engram.internal:3300" or "unix:///run/engram.sock".
+// NewClient returns a client of the Engram server at addr: "host:port", "http://host:port" or
+// "grpc://host:port" (plaintext HTTP/2, as engram-server serves it), "https://host:port" or
+// "grpcs://host:port" (TLS), each with or without a trailing slash, IPv6 hosts in brackets
+// ("[::1]:3300"); without a port 3300 (443 for TLS). "" means DefaultAddress,
+// "http://127.0.0.1:3300" (no environment variable is read). Any gRPC target such as
+// "dns:///engram.internal:3300" or "unix:///run/engram.sock" is used as it is. An address of
+// another form fails with INVALID_ARGUMENT.
 //
 // NewClient does not wait for the connection unless ctx has a deadline: then it connects and
 // waits until the connection is ready, failing with UNAVAILABLE when the deadline passes first.
-// Without a deadline the first call connects.
+// Without a deadline the first call connects. A server that cannot be reached fails calls with
+// UNAVAILABLE naming the address and the cause: "cannot connect to http://127.0.0.1:3300
+// (connection refused): is the Engram server running? ...".
 func NewClient(ctx context.Context, addr string, opts ...Option) (*Client, error) {
 	cfg := config{timeout: DefaultTimeout, retry: DefaultRetryPolicy}
 	for _, o := range opts {
 		o(&cfg)
 	}
-	target, useTLS := parseAddr(addr)
+	ep, err := parseAddr(addr)
+	if err != nil {
+		return nil, err
+	}
+	target, useTLS := ep.target, ep.tls
 	var creds credentials.TransportCredentials
 	switch {
 	case cfg.tlsSet && cfg.tls != nil:
@@ -78,6 +89,7 @@ func NewClient(ctx context.Context, addr string, opts ...Option) (*Client, error
 	c := &Client{
 		conn:      conn,
 		cfg:       cfg,
+		addr:      ep,
 		memory:    engramv1.NewMemoryServiceClient(conn),
 		agent:     engramv1.NewAgentServiceClient(conn),
 		admin:     engramv1.NewAdminServiceClient(conn),
@@ -100,25 +112,23 @@ func (c *Client) waitReady(ctx context.Context) error {
 			return nil
 		}
 		if !c.conn.WaitForStateChange(ctx, s) {
-			return &Error{Code: CodeUnavailable, Message: "connecting to the server: " + ctx.Err().Error() + " (last state " + s.String() + ")", cause: ctx.Err()}
+			if s == connectivity.TransientFailure {
+				// The last attempt failed: a fail-fast call answers at once with its cause.
+				probe, cancel := context.WithTimeout(context.Background(), time.Second)
+				defer cancel()
+				_, err := c.admin.Health(probe, &engramv1.HealthRequest{})
+				if e, ok := c.callError(probe, err, false).(*Error); ok && e.Code == CodeUnavailable && strings.HasPrefix(e.Message, "cannot connect to ") {
+					return e
+				}
+			}
+			return cannotConnect(c.addr.display, "connection timed out", ctx.Err())
 		}
 	}
 }
 
-// parseAddr turns an address into a gRPC target and says whether its scheme asks for TLS.
-func parseAddr(addr string) (target string, useTLS bool) {
-	switch {
-	case strings.HasPrefix(addr, "http://"):
-		return strings.TrimSuffix(strings.TrimPrefix(addr, "http://"), "/"), false
-	case strings.HasPrefix(addr, "https://"):
-		host := strings.TrimSuffix(strings.TrimPrefix(addr, "https://"), "/")
-		if !strings.Contains(host, ":") || strings.HasSuffix(host, "]") {
-			host += ":443"
-		}
-		return host, true
-	}
-	return addr, false
-}
+// Address returns the server address as the client normalised it ("127.0.0.1:3300" becomes
+// "http://127.0.0.1:3300"; a gRPC target such as "unix:///run/engram.sock" stays as given).
+func (c *Client) Address() string { return c.addr.display }
 
 func withAuth(ctx context.Context, auth string) context.Context {
 	if md, ok := metadata.FromOutgoingContext(ctx); ok && len(md.Get("authorization")) > 0 {
@@ -169,7 +179,7 @@ func unary[Req, Resp any](ctx context.Context, c *Client, idempotent bool, fn rp
 		if err == nil {
 			return resp, nil
 		}
-		e := toError(ctx, err, len(header) > 0 || len(trailer) > 0)
+		e := c.callError(ctx, err, len(header) > 0 || len(trailer) > 0)
 		if n+1 >= attempts || CodeOf(e) != CodeUnavailable {
 			return zero, e
 		}

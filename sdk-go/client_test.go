@@ -292,25 +292,6 @@ func grpcName(c codes.Code) string {
 	return names[c]
 }
 
-func TestUnitParseAddr(t *testing.T) {
-	for _, tc := range []struct {
-		in, target string
-		tls        bool
-	}{
-		{"127.0.0.1:3300", "127.0.0.1:3300", false},
-		{"http://localhost:3300/", "localhost:3300", false},
-		{"https://engram.example.com", "engram.example.com:443", true},
-		{"https://engram.example.com:8443", "engram.example.com:8443", true},
-		{"https://[::1]", "[::1]:443", true},
-		{"dns:///engram.internal:3300", "dns:///engram.internal:3300", false},
-	} {
-		target, tls := parseAddr(tc.in)
-		if target != tc.target || tls != tc.tls {
-			t.Errorf("parseAddr(%q) = %q, %v; want %q, %v", tc.in, target, tls, tc.target, tc.tls)
-		}
-	}
-}
-
 func TestUnitBackoff(t *testing.T) {
 	p := RetryPolicy{MaxAttempts: 5, InitialBackoff: 100 * time.Millisecond, MaxBackoff: 2 * time.Second}
 	for n, limit := range []time.Duration{100 * time.Millisecond, 200 * time.Millisecond, 400 * time.Millisecond, 800 * time.Millisecond, 1600 * time.Millisecond, 2 * time.Second, 2 * time.Second} {

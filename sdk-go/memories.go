@@ -433,7 +433,7 @@ func (c *Client) Export(ctx context.Context, agentID string, filter *Filter) ite
 			if err == io.EOF {
 				return
 			}
-			e := toError(ctx, err, header.received())
+			e := c.callError(ctx, err, header.received())
 			if received || attempt+1 >= max(1, c.cfg.retry.MaxAttempts) || CodeOf(e) != CodeUnavailable || !c.sleep(ctx, attempt, e) {
 				yield(nil, e)
 				return
@@ -462,7 +462,7 @@ func (c *Client) Import(ctx context.Context, memories iter.Seq[*Memory], opts *I
 	var header callMeta
 	stream, err := c.memory.ImportMemories(ctx, header.callOptions()...)
 	if err != nil {
-		return nil, toError(ctx, err, header.received())
+		return nil, c.callError(ctx, err, header.received())
 	}
 	for m := range memories {
 		if err := stream.Send(&engramv1.ImportMemoriesRequest{Memory: m, AgentId: agentID}); err != nil {
@@ -472,7 +472,7 @@ func (c *Client) Import(ctx context.Context, memories iter.Seq[*Memory], opts *I
 	}
 	res, err := stream.CloseAndRecv()
 	if err != nil {
-		return nil, toError(ctx, err, header.received())
+		return nil, c.callError(ctx, err, header.received())
 	}
 	return res, nil
 }

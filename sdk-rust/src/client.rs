@@ -21,6 +21,8 @@ use crate::{AgentStream, MemoryStream, Result};
 
 /// The default server address: a local server on its default port.
 pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:3300";
+/// The port of an address that names none.
+pub const DEFAULT_PORT: u16 = 3300;
 /// The default deadline of each unary call, retries included.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// The default time allowed to open the connection.
@@ -178,7 +180,12 @@ impl Default for ClientBuilder {
 }
 
 impl ClientBuilder {
-    /// The server's address, `http://host:port` (gRPC over h2c; default [`DEFAULT_ENDPOINT`]).
+    /// The server's address (gRPC over h2c; default [`DEFAULT_ENDPOINT`],
+    /// `http://127.0.0.1:3300`, also for an empty string): `host:port`, `http://host:port` or
+    /// `grpc://host:port`, with or without a trailing slash; IPv6 hosts in brackets
+    /// (`[::1]:3300`); without a port 3300. No environment variable is read. Checked by
+    /// [`build`](Self::build) and [`connect`](Self::connect): another form, or `https://` /
+    /// `grpcs://` (no TLS in this build), is [`Error::InvalidConfig`].
     pub fn endpoint(mut self, endpoint: impl Into<String>) -> Self {
         self.endpoint = endpoint.into();
         self
@@ -225,20 +232,8 @@ impl ClientBuilder {
     }
 
     fn endpoint_and_config(&self) -> Result<(Endpoint, Config)> {
-        if self.endpoint.starts_with("https://") {
-            return Err(Error::InvalidConfig(
-                "TLS (https://) is not supported by this build of engram-memory-client; use \
-                 http:// (h2c) or a TLS-terminating proxy"
-                    .into(),
-            ));
-        }
-        if !self.endpoint.starts_with("http://") {
-            return Err(Error::InvalidConfig(format!(
-                "endpoint {:?} must start with http://",
-                self.endpoint
-            )));
-        }
-        let endpoint = Endpoint::from_shared(self.endpoint.clone())
+        let address = normalize_endpoint(&self.endpoint)?;
+        let endpoint = Endpoint::from_shared(address.clone())
             .map_err(|e| Error::InvalidConfig(format!("endpoint {:?}: {e}", self.endpoint)))?
             .connect_timeout(self.connect_timeout)
             .tcp_nodelay(true)
@@ -260,6 +255,7 @@ impl ClientBuilder {
         Ok((
             endpoint,
             Config {
+                address,
                 auth,
                 timeout: self.timeout,
                 retry: self.retry,
@@ -288,8 +284,8 @@ impl ClientBuilder {
         })
     }
 
-    /// Builds the client and opens the connection now, failing with [`Error::Transport`] when
-    /// the server cannot be reached.
+    /// Builds the client and opens the connection now, failing with [`Error::Transport`]
+    /// (`UNAVAILABLE`, naming the address and the cause) when the server cannot be reached.
     ///
     /// ```no_run
     /// # async fn run() -> engram_client::Result<()> {
@@ -298,7 +294,10 @@ impl ClientBuilder {
     /// ```
     pub async fn connect(self) -> Result<Client> {
         let (endpoint, config) = self.endpoint_and_config()?;
-        let channel = endpoint.connect().await?;
+        let channel = endpoint
+            .connect()
+            .await
+            .map_err(|e| Error::connect_failed(e, &config.address))?;
         Ok(Client {
             channel,
             config: Arc::new(config),
@@ -306,8 +305,74 @@ impl ClientBuilder {
     }
 }
 
+/// Normalises a server address to `http://host:port` (see [`ClientBuilder::endpoint`]).
+fn normalize_endpoint(endpoint: &str) -> Result<String> {
+    let raw = match endpoint.trim() {
+        "" => DEFAULT_ENDPOINT,
+        trimmed => trimmed,
+    };
+    let invalid = |why: &str| Error::InvalidConfig(format!("endpoint {raw:?}: {why}"));
+    let (scheme, rest) = match raw.split_once("://") {
+        Some((scheme, rest)) => (scheme.to_ascii_lowercase(), rest),
+        None => ("http".to_owned(), raw),
+    };
+    match scheme.as_str() {
+        "http" | "grpc" => {}
+        "https" | "grpcs" => {
+            return Err(Error::InvalidConfig(
+                "TLS (https://) is not supported by this build of engram-memory-client; use \
+                 http:// (h2c) or a TLS-terminating proxy"
+                    .into(),
+            ));
+        }
+        _ => {
+            return Err(invalid(&format!(
+                "unsupported scheme {scheme}://; use host:port, http://host:port or grpc://host:port"
+            )));
+        }
+    }
+    let hostport = rest.trim_end_matches('/');
+    if hostport.contains(['/', '?', '#', '@']) {
+        return Err(invalid("expected host:port only (gRPC has no path)"));
+    }
+    let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
+        let (host, after) = v6
+            .split_once(']')
+            .ok_or_else(|| invalid("unclosed [ of an IPv6 host"))?;
+        let port = match after {
+            "" => None,
+            _ => Some(
+                after
+                    .strip_prefix(':')
+                    .ok_or_else(|| invalid("expected :port after the IPv6 host"))?,
+            ),
+        };
+        (format!("[{host}]"), port)
+    } else {
+        match hostport.split_once(':') {
+            None => (hostport.to_owned(), None),
+            Some((host, port)) if !port.contains(':') => (host.to_owned(), Some(port)),
+            Some(_) => return Err(invalid("put an IPv6 host in brackets, e.g. [::1]:3300")),
+        }
+    };
+    if host.is_empty() || host == "[]" {
+        return Err(invalid("no host"));
+    }
+    let port = match port {
+        None => DEFAULT_PORT,
+        Some(port) => port
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p != 0)
+            .ok_or_else(|| invalid("invalid port"))?,
+    };
+    Ok(format!("http://{host}:{port}"))
+}
+
 #[derive(Clone)]
 struct Config {
+    /// The normalised server address, as errors name it.
+    address: String,
     auth: Option<MetadataValue<Ascii>>,
     timeout: Option<Duration>,
     retry: RetryPolicy,
@@ -424,6 +489,19 @@ impl Client {
         ClientBuilder::default()
     }
 
+    /// The server address, normalised: `"127.0.0.1:3300"` becomes `http://127.0.0.1:3300`.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> engram_client::Result<()> {
+    /// let client = engram_client::Client::builder().endpoint("127.0.0.1:3300/").build()?;
+    /// assert_eq!(client.endpoint(), "http://127.0.0.1:3300");
+    /// # Ok(()) }
+    /// ```
+    pub fn endpoint(&self) -> &str {
+        &self.config.address
+    }
+
     /// A client sharing this one's connection with another per-call timeout.
     ///
     /// ```no_run
@@ -500,7 +578,7 @@ impl Client {
             match call(self.channel.clone(), request).await {
                 Ok(response) => return Ok(response.into_inner()),
                 Err(status) => {
-                    let err = Error::from(status);
+                    let err = Error::from_call(status, &self.config.address);
                     if last || err.code() != Code::Unavailable {
                         return Err(err);
                     }
@@ -1168,7 +1246,7 @@ mod tests {
             .unwrap_err();
         assert!(matches!(err, Error::InvalidConfig(_)));
         let err = Client::builder()
-            .endpoint("localhost:3300")
+            .endpoint("ftp://localhost:3300")
             .build()
             .unwrap_err();
         assert!(matches!(err, Error::InvalidConfig(_)));
@@ -1208,7 +1286,8 @@ mod tests {
             .connect()
             .await
             .unwrap_err();
-        assert!(matches!(err, Error::Transport(_)));
+        assert!(matches!(err, Error::Transport { .. }), "{err:?}");
+        assert!(err.is_unavailable());
 
         // The deadline covers retries and backoff: a long backoff is cut short.
         let client = Client::builder()
@@ -1230,5 +1309,186 @@ mod tests {
             "{:?}",
             started.elapsed()
         );
+    }
+
+    const HINT: &str =
+        "is the Engram server running? Start it with `make serve` or `engram-server serve`";
+
+    /// A port of 127.0.0.1 that nothing listens on.
+    fn closed_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    }
+
+    #[test]
+    fn every_address_form_gives_the_same_endpoint() {
+        for form in [
+            "h:3300",
+            "h:3300/",
+            "http://h:3300",
+            "http://h:3300/",
+            "HTTP://h:3300",
+            " http://h:3300 ",
+            "grpc://h:3300",
+            "grpc://h:3300/",
+            "h",
+        ] {
+            assert_eq!(normalize_endpoint(form).unwrap(), "http://h:3300", "{form}");
+        }
+        for form in [
+            "[::1]:3300",
+            "http://[::1]:3300",
+            "http://[::1]:3300/",
+            "grpc://[::1]:3300",
+            "[::1]",
+        ] {
+            assert_eq!(
+                normalize_endpoint(form).unwrap(),
+                "http://[::1]:3300",
+                "{form}"
+            );
+        }
+        for bad in [
+            "ftp://h:1",
+            "http://h:port",
+            "http://",
+            "http://h:99999",
+            "http://h:3300/v1",
+            "::1",
+            "https://h:3300",
+            "grpcs://h:3300",
+        ] {
+            assert!(
+                matches!(normalize_endpoint(bad), Err(Error::InvalidConfig(_))),
+                "{bad}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn the_default_endpoint_is_local() {
+        assert_eq!(DEFAULT_ENDPOINT, "http://127.0.0.1:3300");
+        assert_eq!(normalize_endpoint("").unwrap(), DEFAULT_ENDPOINT);
+        let client = Client::builder().build().unwrap();
+        assert_eq!(client.endpoint(), "http://127.0.0.1:3300");
+        let client = Client::builder().endpoint("").build().unwrap();
+        assert_eq!(client.endpoint(), "http://127.0.0.1:3300");
+    }
+
+    #[tokio::test]
+    async fn a_closed_port_is_unavailable_naming_the_address() {
+        let port = closed_port();
+        let want =
+            format!("cannot connect to http://127.0.0.1:{port} (connection refused): {HINT}");
+        for form in [
+            format!("127.0.0.1:{port}"),
+            format!("http://127.0.0.1:{port}/"),
+            format!("grpc://127.0.0.1:{port}"),
+        ] {
+            let client = Client::builder()
+                .endpoint(form.clone())
+                .retries(0)
+                .build()
+                .unwrap();
+            let err = client.health().await.unwrap_err();
+            println!("refused: {err}");
+            assert!(err.is_unavailable() && !err.is_from_server(), "{err:?}");
+            assert_eq!(err.message(), want, "{form}");
+            assert_eq!(err.to_string(), format!("UNAVAILABLE: {want}"));
+            let Err(err) = client.export("a").await else {
+                panic!("export of a closed port succeeded");
+            };
+            assert_eq!(err.message(), want, "{form}");
+            let err = Client::builder()
+                .endpoint(form.clone())
+                .connect()
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(err, Error::Transport { .. }) && err.is_unavailable(),
+                "{err:?}"
+            );
+            assert_eq!(err.message(), want, "{form}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_closed_ipv6_port_is_named_in_brackets() {
+        let Ok(listener) = std::net::TcpListener::bind("[::1]:0") else {
+            return; // no IPv6 loopback
+        };
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        let client = Client::builder()
+            .endpoint(format!("[::1]:{port}"))
+            .retries(0)
+            .build()
+            .unwrap();
+        let err = client.health().await.unwrap_err();
+        assert!(
+            err.message().starts_with(&format!(
+                "cannot connect to http://[::1]:{port} (connection refused): "
+            )),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unresolvable_host_is_unavailable() {
+        let client = Client::builder()
+            .endpoint("engram-host.invalid:3300")
+            .retries(0)
+            .build()
+            .unwrap();
+        let err = client.health().await.unwrap_err();
+        assert!(err.is_unavailable(), "{err:?}");
+        assert!(
+            err.message().starts_with(
+                "cannot connect to http://engram-host.invalid:3300 (DNS lookup failed"
+            ),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_connect_timeout_is_unavailable() {
+        // A listener that never accepts, its queue full (backlog 0): further SYNs are dropped.
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listener = socket.listen(0).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut fill = Vec::new();
+        for _ in 0..3 {
+            let connect = tokio::net::TcpStream::connect(addr);
+            if let Ok(Ok(stream)) = tokio::time::timeout(Duration::from_millis(200), connect).await
+            {
+                fill.push(stream);
+            }
+        }
+        let want = format!(
+            "cannot connect to http://127.0.0.1:{} (connection timed out): {HINT}",
+            addr.port()
+        );
+        let client = Client::builder()
+            .endpoint(format!("127.0.0.1:{}", addr.port()))
+            .connect_timeout(Duration::from_millis(300))
+            .retries(0)
+            .build()
+            .unwrap();
+        let err = client.health().await.unwrap_err();
+        assert!(err.is_unavailable(), "{err:?}");
+        assert_eq!(err.message(), want);
+        let err = Client::builder()
+            .endpoint(format!("127.0.0.1:{}", addr.port()))
+            .connect_timeout(Duration::from_millis(300))
+            .connect()
+            .await
+            .unwrap_err();
+        assert!(err.is_unavailable(), "{err:?}");
+        assert_eq!(err.message(), want);
+        drop((fill, listener));
     }
 }

@@ -7,7 +7,7 @@
 //! Error
 //! ├── Status { code, message, details, from_server }   the call failed with a gRPC status
 //! │     code: Code (NOT_FOUND, INVALID_ARGUMENT, UNAUTHENTICATED, PERMISSION_DENIED, ...)
-//! ├── Transport(..)                                     the connection could not be made
+//! ├── Transport { message, source }                     the connection could not be made (connect())
 //! ├── InvalidConfig(String)                             the client was configured wrongly
 //! ├── InvalidArgument(String)                           the client refused a request before sending it
 //! └── Protocol(String)                                  the server's answer broke the API contract
@@ -86,7 +86,7 @@ impl fmt::Display for Code {
 /// ```text
 /// Error
 /// ├── Status { code, message, details, from_server }   the call failed with a gRPC status
-/// ├── Transport(..)                                     the connection could not be made
+/// ├── Transport { message, source }                     the connection could not be made (connect())
 /// ├── InvalidConfig(String)                             the client was configured wrongly
 /// ├── InvalidArgument(String)                           the client refused a request before sending it
 /// └── Protocol(String)                                  the server's answer broke the API contract
@@ -126,9 +126,18 @@ pub enum Error {
         /// up (a timeout, a reset connection).
         from_server: bool,
     },
-    /// A connection to the server could not be established.
-    #[error("transport error: {0}")]
-    Transport(#[from] tonic::transport::Error),
+    /// A connection to the server could not be established ([`ClientBuilder::connect`](crate::ClientBuilder::connect));
+    /// its code is `UNAVAILABLE`. A call of a lazily connected client fails with an
+    /// [`Error::Status`] `UNAVAILABLE` of the same message instead.
+    #[error("UNAVAILABLE: {message}")]
+    Transport {
+        /// What failed, naming the address and the cause: `cannot connect to
+        /// http://127.0.0.1:3300 (connection refused): is the Engram server running? ...`.
+        message: String,
+        /// The transport's error.
+        #[source]
+        source: tonic::transport::Error,
+    },
     /// The client was configured wrongly (a bad endpoint URL, an API key that is not a valid
     /// header value, no tokio runtime...).
     #[error("invalid client configuration: {0}")]
@@ -148,7 +157,7 @@ impl Error {
     pub fn code(&self) -> Code {
         match self {
             Error::Status { code, .. } => *code,
-            Error::Transport(_) => Code::Unavailable,
+            Error::Transport { .. } => Code::Unavailable,
             Error::InvalidConfig(_) | Error::InvalidArgument(_) => Code::InvalidArgument,
             Error::Protocol(_) => Code::Internal,
         }
@@ -163,7 +172,7 @@ impl Error {
     pub fn message(&self) -> String {
         match self {
             Error::Status { message, .. } => message.clone(),
-            Error::Transport(e) => e.to_string(),
+            Error::Transport { message, .. } => message.clone(),
             Error::InvalidConfig(m) | Error::InvalidArgument(m) | Error::Protocol(m) => m.clone(),
         }
     }
@@ -277,6 +286,95 @@ impl From<tonic::Status> for Error {
             message: status.message().to_owned(),
             details,
             from_server,
+        }
+    }
+}
+
+/// The advice every Engram SDK gives when it cannot connect.
+pub(crate) const START_HINT: &str =
+    "is the Engram server running? Start it with `make serve` or `engram-server serve`";
+
+/// `cannot connect to <address> (<cause>): is the Engram server running? ...`, the same text in
+/// every Engram SDK.
+pub(crate) fn cannot_connect(address: &str, cause: &str) -> String {
+    format!("cannot connect to {address} ({cause}): {START_HINT}")
+}
+
+/// The cause of a connection that could not be opened, from an error's source chain (an
+/// `io::Error` under hyper's connect error): `connection refused`, `connection timed out`,
+/// `DNS lookup failed: ...`; `None` when the chain is not about opening a connection.
+pub(crate) fn connect_cause(
+    mut source: Option<&(dyn std::error::Error + 'static)>,
+) -> Option<String> {
+    use std::io::ErrorKind;
+    // hyper-util's connector says "dns error", "tcp connect error", "tcp open error", ...
+    let mut connecting = false;
+    let mut dns = false;
+    let mut innermost = None;
+    while let Some(err) = source {
+        let text = err.to_string();
+        dns |= text == "dns error";
+        connecting |= dns || (text.starts_with("tcp ") && text.ends_with(" error"));
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            let cause = match io.kind() {
+                ErrorKind::ConnectionRefused => Some("connection refused"),
+                ErrorKind::NetworkUnreachable => Some("network unreachable"),
+                ErrorKind::HostUnreachable => Some("host unreachable"),
+                ErrorKind::AddrNotAvailable => Some("address not available"),
+                ErrorKind::TimedOut if connecting => Some("connection timed out"),
+                _ => None,
+            };
+            if let Some(cause) = cause {
+                return Some(cause.to_owned());
+            }
+            if dns {
+                let detail = text.trim_start_matches("failed to lookup address information: ");
+                return Some(format!("DNS lookup failed: {detail}"));
+            }
+        }
+        innermost = Some(text);
+        source = err.source();
+    }
+    if dns {
+        Some("DNS lookup failed".to_owned())
+    } else if connecting {
+        innermost
+    } else {
+        None
+    }
+}
+
+impl Error {
+    /// The error of a call that failed with `status`, sent to `address`: a connection that
+    /// could not be opened becomes `UNAVAILABLE` naming the address and the cause.
+    pub(crate) fn from_call(status: tonic::Status, address: &str) -> Self {
+        if status.code() == tonic::Code::Unavailable
+            && let Some(cause) = connect_cause(std::error::Error::source(&status))
+        {
+            return Error::Status {
+                code: Code::Unavailable,
+                message: cannot_connect(address, &cause),
+                details: Vec::new(),
+                from_server: false,
+            };
+        }
+        Error::from(status)
+    }
+
+    /// The error of [`ClientBuilder::connect`](crate::ClientBuilder::connect) to `address`.
+    pub(crate) fn connect_failed(source: tonic::transport::Error, address: &str) -> Self {
+        let cause = connect_cause(Some(&source)).unwrap_or_else(|| {
+            let mut text = source.to_string();
+            let mut inner = std::error::Error::source(&source);
+            while let Some(err) = inner {
+                text = err.to_string();
+                inner = err.source();
+            }
+            text
+        });
+        Error::Transport {
+            message: cannot_connect(address, &cause),
+            source,
         }
     }
 }

@@ -6,6 +6,7 @@
 import { createGrpcWebTransport } from "@connectrpc/connect-web";
 import { EngramClientBase, type EngramClientOptions, type ImportMemoryInput, type ImportOptions } from "./client.js";
 import { EngramError } from "./errors.js";
+import { fetchWithConnectErrors } from "./address.js";
 import type { ImportMemoriesResponse } from "./gen/engram/v1/request_response_pb.js";
 
 export * from "./common.js";
@@ -24,7 +25,9 @@ export class EngramClient extends EngramClientBase {
 
   constructor(options: EngramClientOptions = {}) {
     super(options, (baseUrl, interceptors) => ({
-      transport: createGrpcWebTransport({ baseUrl, interceptors }),
+      // A failed fetch (server down, unreachable, or not allowing the origin) fails with
+      // UNAVAILABLE naming baseUrl.
+      transport: createGrpcWebTransport({ baseUrl, interceptors, fetch: fetchWithConnectErrors(baseUrl) }),
     }));
     this.#grpcWeb = options.transport === undefined;
   }

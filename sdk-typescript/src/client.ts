@@ -47,9 +47,9 @@ import type { Agent, ApiKey, Memory, MemoryLink, MemorySchema } from "./gen/engr
 import { EngramError, toEngramError } from "./errors.js";
 import { decodeVector } from "./vectors.js";
 import { headersInterceptor, withHeaders } from "./interceptors.js";
+import { normalizeBaseUrl } from "./address.js";
 
-/** Default server address: the Engram server's default port on this machine. */
-export const DEFAULT_BASE_URL = "http://127.0.0.1:3300";
+export { DEFAULT_BASE_URL } from "./address.js";
 /** Default deadline of a unary call, in milliseconds. */
 export const DEFAULT_TIMEOUT_MS = 30_000;
 /** Default number of retries of an idempotent call that failed with UNAVAILABLE. */
@@ -69,7 +69,12 @@ export interface BackoffOptions {
 
 /** Options of {@link EngramClient}. */
 export interface EngramClientOptions {
-  /** Server address, e.g. `http://127.0.0.1:3300`. Default {@link DEFAULT_BASE_URL}. Ignored when `transport` is given. */
+  /**
+   * Server address: `host:port`, `http://host:port`, `https://host:port` (TLS), `grpc://host:port` or
+   * `grpcs://host:port` (the same as http/https), with or without a trailing slash; IPv6 hosts in
+   * brackets (`[::1]:3300`). Without a port: 3300 (443 for https). Default
+   * {@link DEFAULT_BASE_URL}, `http://127.0.0.1:3300`. Ignored when `transport` is given.
+   */
   baseUrl?: string;
   /** API key, sent as `authorization: Bearer <key>` on every call. Default: none. */
   apiKey?: string;
@@ -142,7 +147,7 @@ export interface EngramServices {
   embedding: Client<typeof EmbeddingService>;
 }
 
-/** Builds the default transport of an entry point (Node or browser). */
+/** Builds the default transport of an entry point (Node or browser) for a normalised address. */
 export type TransportFactory = (baseUrl: string, interceptors: Interceptor[]) => { transport: Transport; close?: () => void };
 
 /**
@@ -155,6 +160,8 @@ export type TransportFactory = (baseUrl: string, interceptors: Interceptor[]) =>
 export class EngramClientBase {
   /** The generated Connect clients, for calls this class does not wrap. */
   readonly services: EngramServices;
+  /** The normalised server address (`"127.0.0.1:3300"` becomes `http://127.0.0.1:3300`); undefined with a `transport` option. */
+  readonly baseUrl: string | undefined;
   readonly #timeoutMs: number;
   readonly #retries: number;
   readonly #backoff: Required<BackoffOptions>;
@@ -169,7 +176,8 @@ export class EngramClientBase {
     if (options.transport !== undefined) {
       transport = withHeaders(options.transport, headers);
     } else {
-      const made = defaultTransport(trimSlash(options.baseUrl ?? DEFAULT_BASE_URL), [headersInterceptor(headers)]);
+      this.baseUrl = normalizeBaseUrl(options.baseUrl);
+      const made = defaultTransport(this.baseUrl, [headersInterceptor(headers)]);
       transport = made.transport;
       this.#close = made.close;
     }
@@ -495,8 +503,4 @@ function nonNegative(name: string, value: number): number {
     throw new RangeError(`${name} must be a finite number >= 0, got ${value}`);
   }
   return value;
-}
-
-function trimSlash(url: string): string {
-  return url.endsWith("/") ? url.slice(0, -1) : url;
 }

@@ -36,6 +36,7 @@ export type {
   EmbedInput,
 } from "./client.js";
 export { EngramError, codeName, toEngramError } from "./errors.js";
+export { normalizeBaseUrl } from "./address.js";
 export type { ErrorCode, ErrorDetail } from "./errors.js";
 export { apiKeyInterceptor, headersInterceptor } from "./interceptors.js";
 export { decodeVector, encodeVector } from "./vectors.js";

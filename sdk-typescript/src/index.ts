@@ -4,6 +4,7 @@
  */
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import { EngramClientBase, type EngramClientOptions } from "./client.js";
+import { withConnectErrors } from "./address.js";
 
 export * from "./common.js";
 
@@ -24,8 +25,10 @@ export class EngramClient extends EngramClientBase {
         pingIntervalMs: 30_000,
         pingTimeoutMs: 10_000,
       });
+      const transport = createGrpcTransport({ baseUrl, sessionManager, interceptors });
       return {
-        transport: createGrpcTransport({ baseUrl, sessionManager, interceptors }),
+        // A refused, unreachable or unresolvable server fails with UNAVAILABLE naming baseUrl.
+        transport: withConnectErrors(transport, baseUrl, () => sessionManager.state() === "connecting"),
         close: () => sessionManager.abort(),
       };
     });

@@ -98,9 +98,11 @@ it("stores, recalls and exports over Connect from a cross-origin page in headles
   page.on("console", (msg) => { if (msg.type() === "error") consoleErrors.push(msg.text()); });
   await page.goto(pageUrl);
   await page.waitForFunction(() => "engramDemo" in globalThis);
+  const closedPort = await freePort(); // nothing listens there
   const result = await page.evaluate(
-    ([baseUrl, apiKey]) => (globalThis as unknown as { engramDemo: (b: string, k: string) => Promise<DemoResult> }).engramDemo(baseUrl!, apiKey!),
-    [engram.url, engram.apiKey],
+    ([baseUrl, apiKey, closedUrl]) =>
+      (globalThis as unknown as { engramDemo: (b: string, k: string, c: string) => Promise<DemoResult> }).engramDemo(baseUrl!, apiKey!, closedUrl!),
+    [engram.url, engram.apiKey, `127.0.0.1:${closedPort}/`],
   );
   assert.ok(result.storedId.length > 0, "stored a memory");
   assert.equal(result.recalledId, result.storedId);
@@ -111,6 +113,13 @@ it("stores, recalls and exports over Connect from a cross-origin page in headles
   assert.equal(result.invalidField, "content", "the BadRequest detail arrives decoded");
   assert.equal(result.notFoundCode, "NOT_FOUND");
   assert.equal(result.unauthenticatedCode, "UNAUTHENTICATED");
+  // A closed port: UNAVAILABLE naming the normalised address and Chromium's wording.
+  console.log(`refused (browser): ${result.unreachable.code}: ${result.unreachable.message}`);
+  assert.equal(result.unreachable.code, "UNAVAILABLE");
+  assert.ok(
+    result.unreachable.message.startsWith(`cannot connect to http://127.0.0.1:${closedPort} (network error: Failed to fetch): is the Engram server running?`),
+    result.unreachable.message,
+  );
   // The calls really were cross-origin Connect: unary JSON, and one JSON stream (the export).
   assert.ok(connectRequests.length >= 6, `saw ${connectRequests.length} Connect requests`);
   const types = new Set<string>();

@@ -28,7 +28,12 @@ import {
   codeName,
   decodeVector,
   encodeVector,
+  normalizeBaseUrl,
 } from "engram-memory-client";
+import { EngramClient as BrowserEngramClient } from "engram-memory-client/browser";
+import { spawn } from "node:child_process";
+import { createServer } from "node:net";
+import { once } from "node:events";
 
 // ---------------------------------------------------------------------------------------------
 // Round trips
@@ -454,12 +459,113 @@ describe("helpers", () => {
   });
 });
 
+describe("connecting", () => {
+  const HINT = "is the Engram server running? Start it with `make serve` or `engram-server serve`";
+
+  /** A port on 127.0.0.1 that nothing listens on. */
+  async function closedPort(host = "127.0.0.1"): Promise<number> {
+    const server = createServer();
+    server.listen(0, host);
+    await once(server, "listening");
+    const port = (server.address() as { port: number }).port;
+    await new Promise((resolve) => server.close(resolve));
+    return port;
+  }
+
+  it("every address form gives the same endpoint", () => {
+    for (const address of ["h:3300", "h:3300/", "http://h:3300", "http://h:3300/", "HTTP://h:3300", " http://h:3300 ", "grpc://h:3300", "grpc://h:3300/", "h"]) {
+      assert.equal(normalizeBaseUrl(address), "http://h:3300", address);
+    }
+    for (const address of ["https://h:3300", "https://h:3300/", "grpcs://h:3300"]) {
+      assert.equal(normalizeBaseUrl(address), "https://h:3300", address);
+    }
+    assert.equal(normalizeBaseUrl("https://h"), "https://h:443");
+    assert.equal(normalizeBaseUrl("http://h:80"), "http://h:80");
+    for (const address of ["[::1]:3300", "http://[::1]:3300", "http://[::1]:3300/", "grpc://[::1]:3300"]) {
+      assert.equal(normalizeBaseUrl(address), "http://[::1]:3300", address);
+    }
+    assert.equal(normalizeBaseUrl("https://proxy.example/engram/"), "https://proxy.example:443/engram");
+    for (const bad of ["ftp://h:1", "http://h:port", "http://", "http://h:99999", "unix:///run/engram.sock"]) {
+      assert.throws(() => normalizeBaseUrl(bad), TypeError, bad);
+    }
+  });
+
+  it("the default is http://127.0.0.1:3300, with no environment variable", () => {
+    assert.equal(normalizeBaseUrl(undefined), "http://127.0.0.1:3300");
+    assert.equal(normalizeBaseUrl(""), "http://127.0.0.1:3300");
+    const client = new EngramClient();
+    assert.equal(client.baseUrl, "http://127.0.0.1:3300");
+    client.close();
+    assert.equal(new BrowserEngramClient().baseUrl, "http://127.0.0.1:3300");
+    assert.equal(new EngramClient({ baseUrl: "localhost:4000/" }).baseUrl, "http://localhost:4000");
+  });
+
+  it("a closed port fails with UNAVAILABLE naming the address and the cause", async () => {
+    const port = await closedPort();
+    for (const baseUrl of [`http://127.0.0.1:${port}/`, `127.0.0.1:${port}`, `grpc://127.0.0.1:${port}`]) {
+      const client = new EngramClient({ baseUrl, retries: 0 });
+      try {
+        await assert.rejects(client.health(), (e: unknown) => {
+          assert.ok(e instanceof EngramError);
+          console.log(`refused: ${e.toString()}`);
+          assert.equal(e.code, "UNAVAILABLE");
+          assert.equal(e.fromServer, false);
+          assert.equal(e.message, `cannot connect to http://127.0.0.1:${port} (connection refused): ${HINT}`);
+          return true;
+        });
+        // Streams too, and the error stays retryable: two retries are two more refusals.
+        const retried = new EngramClient({ baseUrl, retries: 2, backoff: { initialMs: 1, maxMs: 2 } });
+        await assert.rejects(retried.export("a").next(), { code: "UNAVAILABLE", message: new RegExp(`^cannot connect to http://127\\.0\\.0\\.1:${port} \\(connection refused\\)`) });
+        retried.close();
+      } finally {
+        client.close();
+      }
+    }
+  });
+
+  it("an unresolvable host fails with UNAVAILABLE naming it", async () => {
+    const client = new EngramClient({ baseUrl: "engram-host.invalid:3300", retries: 0 });
+    await assert.rejects(client.health(), { code: "UNAVAILABLE", message: /^cannot connect to http:\/\/engram-host\.invalid:3300 \(DNS lookup failed\)/ });
+    client.close();
+  });
+
+  it("a connection that does not open before the deadline fails with UNAVAILABLE", async (t) => {
+    // A listener whose accept queue is full (backlog 0, never accepting) drops further SYNs: the
+    // connection hangs. Node always accepts, so python3 holds the socket.
+    const script = [
+      "import socket, sys, time",
+      "s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(0)",
+      "fill = [socket.socket() for _ in range(3)]",
+      "[c.setblocking(False) or c.connect_ex(s.getsockname()) for c in fill]",
+      "print(s.getsockname()[1], flush=True); sys.stdin.read()",
+    ].join("\n");
+    const child = spawn("python3", ["-c", script], { stdio: ["pipe", "pipe", "inherit"] });
+    const spawned = await Promise.race([once(child.stdout, "data").then((d) => String(d[0]).trim()), once(child, "error").then(() => undefined)]);
+    if (spawned === undefined) {
+      t.skip("no python3 to hold a blocked listener");
+      return;
+    }
+    const client = new EngramClient({ baseUrl: `127.0.0.1:${spawned}`, retries: 0, timeoutMs: 500 });
+    try {
+      await assert.rejects(client.health(), {
+        code: "UNAVAILABLE",
+        message: `cannot connect to http://127.0.0.1:${spawned} (connection timed out): ${HINT}`,
+      });
+    } finally {
+      client.close();
+      child.stdin.end();
+      child.kill();
+    }
+  });
+});
+
 describe("public surface", () => {
   const expected = [
     "AdminService", "AgentService", "ApiKeyRole", "DEFAULT_BACKOFF", "DEFAULT_BASE_URL", "DEFAULT_RETRIES",
     "DEFAULT_TIMEOUT_MS", "EmbeddingInputType", "EmbeddingService", "EngramClient", "EngramClientBase",
     "EngramError", "MemoryService", "MemoryType", "RecallMode", "apiKeyInterceptor", "codeName", "decodeVector",
-    "encodeVector", "headersInterceptor", "timestampDate", "timestampFromDate", "timestampNow", "toEngramError",
+    "encodeVector", "headersInterceptor", "normalizeBaseUrl", "timestampDate", "timestampFromDate", "timestampNow",
+    "toEngramError",
   ];
 
   it("the Node and browser entries export the same names", async () => {

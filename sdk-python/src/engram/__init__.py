@@ -2,7 +2,7 @@
 
     import engram
 
-    with engram.Client("http://localhost:3300", api_key="...") as client:
+    with engram.Client("http://127.0.0.1:3300", api_key="...") as client:
         client.store("agent-1", "The user prefers dark mode", tags=["ui"])
         for hit in client.recall("agent-1", "UI preferences").memories:
             print(hit.score, hit.content)

@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import enum
+import errno
 import os
 import random
+import re
+import socket
 from dataclasses import dataclass, field
 from typing import Final, Literal
 from urllib.parse import urlsplit
 
-from engram.errors import EngramError
+from engram.errors import EngramError, Unavailable
 
-DEFAULT_URL: Final = "http://localhost:3300"
-"""The URL used when none is given and ``ENGRAM_URL`` is unset."""
+DEFAULT_URL: Final = "http://127.0.0.1:3300"
+"""The URL used when none is given and ``ENGRAM_URL`` is unset: a local server on its default port."""
+
+DEFAULT_PORT: Final = 3300
+"""The port of an address that names none (443 for ``https://`` and ``grpcs://``)."""
 
 TransportName = Literal["rest", "grpc"]
 
@@ -35,9 +41,10 @@ class Timeout:
     """How long calls may take, in seconds; ``None`` means no limit.
 
     Attributes:
-        timeout: Deadline of a unary call (default 30 s).
+        timeout: Deadline of a unary call (default 30 s); retries do not start after it.
         connect: Time to open a connection (default 5 s; REST only, gRPC connects lazily
-            within ``timeout``).
+            within ``timeout``). Running out of it raises ``Unavailable``, as does a gRPC call
+            whose ``timeout`` passes while its connection is still being opened.
         stream: Deadline of a whole streaming call (export, import); default ``None``, since
             an export of a large agent can take long. Over REST ``timeout`` still bounds each
             wait for the next line.
@@ -120,8 +127,17 @@ class Endpoint:
 
     @property
     def base_url(self) -> str:
+        """``http(s)://host:port``: the REST base URL."""
         scheme = "https" if self.tls else "http"
         return f"{scheme}://{self._host}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        """The normalised address, as error messages name it: the REST base URL, or
+        ``grpc(s)://host:port`` for gRPC."""
+        if self.transport == "rest":
+            return self.base_url
+        return f"{'grpcs' if self.tls else 'grpc'}://{self.target}"
 
     @property
     def target(self) -> str:
@@ -133,26 +149,108 @@ class Endpoint:
 
 
 def parse_url(url: str | None, transport: TransportName | None = None) -> Endpoint:
-    """Resolve the URL (argument, else ``ENGRAM_URL``, else ``http://localhost:3300``).
+    """Resolve the URL (argument, else ``ENGRAM_URL``, else ``http://127.0.0.1:3300``).
 
-    ``http://`` and ``https://`` pick REST, ``grpc://`` (plain h2c) and ``grpcs://`` (TLS) pick
-    gRPC; ``transport=`` overrides the scheme's choice (the same port serves both). A URL without
-    a scheme is taken as ``http://``. The default port is 3300.
+    Accepted forms, with or without a trailing slash: ``host:port``, ``http://host:port``,
+    ``https://host:port``, ``grpc://host:port``, ``grpcs://host:port``; IPv6 hosts in brackets
+    (``[::1]:3300``). ``http://`` and ``https://`` pick REST, ``grpc://`` (plain h2c) and
+    ``grpcs://`` (TLS) pick gRPC; ``transport=`` overrides the scheme's choice (the same port
+    serves both). A URL without a scheme is taken as ``http://``. Without a port: 3300, or 443
+    for ``https://`` and ``grpcs://``.
     """
-    raw = url or os.environ.get("ENGRAM_URL") or DEFAULT_URL
+    raw = (url or "").strip() or os.environ.get("ENGRAM_URL", "").strip() or DEFAULT_URL
     if "://" not in raw:
         raw = "http://" + raw
     parts = urlsplit(raw)
     scheme = parts.scheme.lower()
     if scheme not in ("http", "https", "grpc", "grpcs"):
-        raise ValueError(f"unsupported URL scheme {parts.scheme!r}: use http, https, grpc or grpcs")
+        raise ValueError(f"unsupported URL scheme {parts.scheme!r} in {raw!r}: use http, https, grpc or grpcs")
     chosen: TransportName = transport or ("grpc" if scheme.startswith("grpc") else "rest")
     if chosen not in ("rest", "grpc"):
         raise ValueError(f"transport must be 'rest' or 'grpc', not {chosen!r}")
     tls = scheme in ("https", "grpcs")
-    return Endpoint(chosen, parts.hostname or "localhost", parts.port or (443 if tls else 3300), tls)
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"invalid port in server URL {raw!r}") from None
+    if not parts.hostname:
+        raise ValueError(f"no host in server URL {raw!r}")
+    return Endpoint(chosen, parts.hostname, port or (443 if tls else DEFAULT_PORT), tls)
 
 
 def resolve_api_key(api_key: str | None) -> str | None:
     """The API key: the argument, else ``ENGRAM_API_KEY``, else none."""
     return api_key if api_key is not None else (os.environ.get("ENGRAM_API_KEY") or None)
+
+
+START_HINT: Final = "is the Engram server running? Start it with `make serve` or `engram-server serve`"
+"""The advice every SDK appends to a failed connection."""
+
+
+def cannot_connect(url: str, cause: str) -> Unavailable:
+    """The error of a connection that could not be opened (refused, unreachable, DNS, timeout).
+
+    ``cannot connect to http://127.0.0.1:3300 (connection refused): is the Engram server
+    running? ...``: the same wording in every Engram SDK. ``UNAVAILABLE``, so it is retried.
+    """
+    return Unavailable(f"cannot connect to {url} ({cause}): {START_HINT}", from_server=False)
+
+
+_ERRNO_CAUSES: dict[int, str] = {
+    errno.ECONNREFUSED: "connection refused",
+    errno.ETIMEDOUT: "connection timed out",
+    errno.ENETUNREACH: "network unreachable",
+    errno.EHOSTUNREACH: "host unreachable",
+    errno.EADDRNOTAVAIL: "address not available",
+}
+
+
+def os_error_cause(exc: BaseException) -> str | None:
+    """The cause of a failed connection, from the first ``OSError`` in the exception's chain
+    (``__cause__`` / ``__context__``): ``connection refused``, ``DNS lookup failed: ...``,
+    ``connection timed out``...; None when the chain has no ``OSError``."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, socket.gaierror):
+            return f"DNS lookup failed: {current.strerror or current}"
+        if isinstance(current, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(current, TimeoutError):
+            return "connection timed out"
+        if isinstance(current, OSError) and current.errno in _ERRNO_CAUSES:
+            return _ERRNO_CAUSES[current.errno]
+        if isinstance(current, OSError) and current.strerror:
+            return current.strerror[:1].lower() + current.strerror[1:]
+        current = current.__cause__ or current.__context__
+    return None
+
+
+# What grpcio (gRPC core) says when it could not open a connection, and the cause to report.
+_GRPC_CAUSES: list[tuple[re.Pattern[str], str]] = [
+    (re.compile(r"connection refused", re.I), "connection refused"),
+    (re.compile(r"DNS resolution failed|errors resolving|lookup failed|name resolution|"
+                r"domain name not found|could not resolve", re.I), "DNS lookup failed"),
+    (re.compile(r"network is unreachable", re.I), "network unreachable"),
+    (re.compile(r"no route to host|host is unreachable", re.I), "host unreachable"),
+    (re.compile(r"timed out|timeout occurred|connect(ion)? timeout", re.I), "connection timed out"),
+]
+_GRPC_CONNECT_FAILURE = re.compile(r"failed to connect|resolv|DNS|connection refused|unreachable|no route", re.I)
+
+
+def grpc_connect_cause(details: str) -> str | None:
+    """The cause of a failed gRPC connection from grpcio's status message, or None when the
+    message does not describe a failed connection (e.g. a connection lost mid-call)."""
+    if not _GRPC_CONNECT_FAILURE.search(details):
+        return None
+    for pattern, cause in _GRPC_CAUSES:
+        if pattern.search(details):
+            if cause == "DNS lookup failed":
+                found = re.search(r"(Domain name not found|Name or service not known|"
+                                  r"Temporary failure in name resolution|No address associated with hostname)",
+                                  details, re.I)
+                return f"{cause}: {found.group(1)}" if found else cause
+            return cause
+    # "failed to connect to all addresses; last error: UNKNOWN: ipv4:...: <why>": keep <why>.
+    return details.rsplit(": ", 1)[-1].strip() or details

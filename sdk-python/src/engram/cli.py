@@ -6,7 +6,9 @@ Connection settings come from flags, else the environment (``ENGRAM_URL``, ``ENG
 
 Exit codes: 0 success; 1 server or other error; 2 usage error (bad flags or arguments, and
 INVALID_ARGUMENT from the server); 3 not found; 4 authentication or permission refused;
-5 server unreachable or unavailable (UNAVAILABLE, DEADLINE_EXCEEDED).
+5 server unreachable or unavailable (UNAVAILABLE, DEADLINE_EXCEEDED). A command whose optional
+dependency is not installed (``engram mcp`` without the ``mcp`` extra) prints the ``pip install``
+command that adds it and exits with 1.
 """
 
 from __future__ import annotations
@@ -47,6 +49,13 @@ EXIT_USAGE = 2
 EXIT_NOT_FOUND = 3
 EXIT_AUTH = 4
 EXIT_UNAVAILABLE = 5
+
+DISTRIBUTION = "engram-memory-client"
+"""The name ``pip install`` knows this package by (see pyproject.toml)."""
+
+OPTIONAL_DEPENDENCIES: dict[str, str] = {"mcp": "mcp", "google": "grpc-details"}
+"""Top-level module → the extra of pyproject.toml ``[project.optional-dependencies]`` that
+installs it."""
 
 app = typer.Typer(
     name="engram",
@@ -133,6 +142,19 @@ def usage_error(message: str) -> NoReturn:
     raise typer.Exit(EXIT_USAGE)
 
 
+def missing_extra(extra: str, what: str, exc: ImportError) -> NoReturn:
+    """Report an optional dependency that is not installed, with the command that adds it."""
+    module = (exc.name or extra).split(".")[0]
+    err.print("[red]error:[/red] ", end="")
+    err.print(
+        f"{what} needs the optional dependency {module!r}, which is not installed. Install it with:\n\n"
+        f"    pip install '{DISTRIBUTION}[{extra}]'\n\n"
+        f"(from a checkout of the Engram repository: pip install './sdk-python[{extra}]')",
+        markup=False, highlight=False, soft_wrap=True,
+    )
+    raise typer.Exit(EXIT_ERROR)
+
+
 def exit_code(exc: EngramError) -> int:
     """The exit code for a server error."""
     if isinstance(exc, NotFound):
@@ -156,8 +178,8 @@ def _print_version(value: bool) -> None:
 def _root(
     ctx: typer.Context,
     url: Annotated[str | None, typer.Option(
-        "--url", "-u", help="Server URL: http(s)://host:port (REST) or grpc(s)://host:port. "
-        "Env ENGRAM_URL. Default http://localhost:3300.")] = None,
+        "--url", "-u", help="Server URL: host:port or http(s)://host:port (REST), grpc(s)://host:port "
+        "(gRPC). Env ENGRAM_URL. Default http://127.0.0.1:3300.")] = None,
     api_key: Annotated[str | None, typer.Option(
         "--api-key", "-k", help="API key. Env ENGRAM_API_KEY.", show_default=False)] = None,
     agent: Annotated[str | None, typer.Option(
@@ -749,7 +771,12 @@ def mcp(
         str, typer.Option(help="default (store, recall, get, update, forget, list) or all.")
     ] = "default",
 ) -> None:
-    """Run a Model Context Protocol server over stdio, for AI assistants."""
+    """Run a Model Context Protocol server over stdio, for AI assistants (needs the mcp extra:
+    pip install 'engram-memory-client[mcp]')."""
+    try:
+        import mcp.server.stdio  # noqa: F401  (the optional dependency; imported again by serve_stdio)
+    except ImportError as exc:
+        missing_extra("mcp", "engram mcp", exc)
     import anyio
 
     from engram._async.client import AsyncClient
@@ -775,6 +802,14 @@ def main() -> None:
     except EngramError as exc:
         err.print(f"[red]error:[/red] {exc.code}: {exc.message}", highlight=False)
         sys.exit(exit_code(exc))
+    except ModuleNotFoundError as exc:  # an optional dependency imported late
+        extra = OPTIONAL_DEPENDENCIES.get((exc.name or "").split(".")[0])
+        if extra is None:
+            raise
+        try:
+            missing_extra(extra, "this command", exc)
+        except typer.Exit as done:
+            sys.exit(done.exit_code)
     except ValueError as exc:  # bad enum names and other local argument errors
         err.print(f"[red]error:[/red] {exc}", highlight=False)
         sys.exit(EXIT_USAGE)

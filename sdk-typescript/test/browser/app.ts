@@ -15,6 +15,8 @@ export interface DemoResult {
   invalidField: string;
   notFoundCode: string;
   unauthenticatedCode: string;
+  /** The error of a port nothing listens on: code and message. */
+  unreachable: { code: string; message: string };
 }
 
 async function codeOf(call: Promise<unknown>): Promise<string> {
@@ -37,7 +39,16 @@ async function fieldOf(call: Promise<unknown>): Promise<string> {
   }
 }
 
-async function demo(baseUrl: string, apiKey: string): Promise<DemoResult> {
+async function errorOf(call: Promise<unknown>): Promise<{ code: string; message: string }> {
+  try {
+    await call;
+    return { code: "OK", message: "" };
+  } catch (e) {
+    return e instanceof EngramError ? { code: e.code, message: e.message } : { code: "not an EngramError", message: String(e) };
+  }
+}
+
+async function demo(baseUrl: string, apiKey: string, closedUrl: string): Promise<DemoResult> {
   const transport = createConnectTransport({ baseUrl });
   const client = new EngramClient({ transport, apiKey });
   const { memory } = await client.store({
@@ -63,6 +74,8 @@ async function demo(baseUrl: string, apiKey: string): Promise<DemoResult> {
     invalidField: await fieldOf(client.store({ agentId: "browser-agent", content: "" })),
     notFoundCode: await codeOf(client.get("no-such-memory")),
     unauthenticatedCode: await codeOf(new EngramClient({ transport, apiKey: "wrong" }).recall({ agentId: "browser-agent", query: "x" })),
+    // The default browser transport (gRPC-Web) names the address it could not reach.
+    unreachable: await errorOf(new EngramClient({ baseUrl: closedUrl, retries: 0 }).health()),
   };
 }
 

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import builtins
+import time
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
@@ -55,13 +56,14 @@ class AsyncClient:
     ``engram.models``); streams and pages come as async iterators. Use it as an async context
     manager, or call :meth:`aclose`::
 
-        async with engram.AsyncClient("http://localhost:3300", api_key="...") as client:
+        async with engram.AsyncClient("http://127.0.0.1:3300", api_key="...") as client:
             stored = await client.store("agent-1", "The user prefers dark mode")
             found = await client.recall("agent-1", "UI preferences")
 
     Args:
-        url: Server URL. ``http(s)://`` speaks REST, ``grpc(s)://`` speaks gRPC. Default:
-            ``ENGRAM_URL``, else ``http://localhost:3300``.
+        url: Server address: ``host:port`` (taken as ``http://``), ``http(s)://host:port``
+            (REST) or ``grpc(s)://host:port`` (gRPC), with or without a trailing slash; IPv6 in
+            brackets (``[::1]:3300``). Default: ``ENGRAM_URL``, else ``http://127.0.0.1:3300``.
         api_key: API key; default ``ENGRAM_API_KEY``.
         transport: ``"rest"`` or ``"grpc"`` to override the URL scheme's choice, or a transport
             object (a subclass of the transport base, for tests).
@@ -95,7 +97,7 @@ class AsyncClient:
             self.url = url or ""
             return
         endpoint = parse_url(url, transport)
-        self.url = endpoint.base_url if endpoint.transport == "rest" else f"grpc://{endpoint.target}"
+        self.url = endpoint.url
         if endpoint.transport == "grpc":
             self._transport = AsyncGrpcTransport(endpoint, key, options=grpc_options)
         else:
@@ -142,6 +144,8 @@ class AsyncClient:
     ) -> R:
         spec = rpc(name)
         limits = self._timeout(timeout)
+        # The timeout bounds the retries too: no retry starts after it has passed.
+        deadline = None if limits.timeout is None else time.monotonic() + limits.timeout
         attempt = 0
         while True:
             try:
@@ -149,7 +153,7 @@ class AsyncClient:
                 break
             except EngramError as exc:
                 delay = self.retry.delay(exc, attempt) if idempotent else None
-                if delay is None:
+                if delay is None or (deadline is not None and time.monotonic() + delay >= deadline):
                     raise
                 attempt += 1
                 await async_sleep(delay)

@@ -16,7 +16,7 @@ import grpc.aio
 import httpx
 
 from engram import _convert
-from engram._config import Endpoint, Timeout
+from engram._config import Endpoint, Timeout, cannot_connect, grpc_connect_cause, os_error_cause
 from engram._rpc import RpcSpec
 from engram._utils import AsyncRequests, aiter_requests
 from engram._version import USER_AGENT
@@ -71,6 +71,7 @@ class AsyncGrpcTransport(AsyncTransport):
         options: Iterable[tuple[str, Any]] = (),
     ) -> None:
         opts = [*_GRPC_OPTIONS, *options]
+        self._url = endpoint.url
         if endpoint.tls:
             creds = credentials or grpc.ssl_channel_credentials()
             self._channel = grpc.aio.secure_channel(endpoint.target, creds, options=opts)
@@ -93,7 +94,7 @@ class AsyncGrpcTransport(AsyncTransport):
                 request, timeout=timeout.timeout, metadata=self._metadata
             )
         except grpc.RpcError as exc:
-            raise _grpc_error(exc) from None
+            raise _grpc_error(exc, self._url, self._channel) from None
         return response
 
     async def server_stream(
@@ -108,7 +109,7 @@ class AsyncGrpcTransport(AsyncTransport):
             async for response in call(request, timeout=timeout.stream, metadata=self._metadata):
                 yield response
         except grpc.RpcError as exc:
-            raise _grpc_error(exc) from None
+            raise _grpc_error(exc, self._url, self._channel) from None
 
     async def client_stream(
         self, spec: RpcSpec, requests: AsyncRequests, timeout: Timeout
@@ -123,7 +124,7 @@ class AsyncGrpcTransport(AsyncTransport):
                 aiter_requests(requests), timeout=timeout.stream, metadata=self._metadata
             )
         except grpc.RpcError as exc:
-            raise _grpc_error(exc) from None
+            raise _grpc_error(exc, self._url, self._channel) from None
         return response
 
     async def aclose(self) -> None:
@@ -134,7 +135,19 @@ def _serialize(message: betterproto2.Message) -> bytes:
     return bytes(message)
 
 
-def _grpc_error(exc: Any) -> EngramError:
+def _connecting(channel: Any) -> bool:
+    """Whether the channel is still opening its connection (a deadline then is a connect timeout)."""
+    try:
+        get_state = getattr(channel, "get_state", None)
+        if get_state is not None:  # grpc.aio
+            return bool(get_state(False) == grpc.ChannelConnectivity.CONNECTING)
+        # The sync API has no accessor of the state: ask grpcio's channel object (1: CONNECTING).
+        return bool(channel._channel.check_connectivity_state(False) == 1)
+    except Exception:  # noqa: BLE001 - unknown grpcio internals: not a connect timeout then
+        return False
+
+
+def _grpc_error(exc: Any, url: str, channel: Any) -> EngramError:
     code = exc.code()
     name = getattr(code, "name", "UNKNOWN")
     details = exc.details() or name
@@ -143,6 +156,12 @@ def _grpc_error(exc: Any) -> EngramError:
     local = name in ("UNAVAILABLE", "DEADLINE_EXCEEDED", "CANCELLED") and (
         not trailing or "connect" in debug.lower() or "connect" in details.lower()
     )
+    if name == "UNAVAILABLE" and not trailing:
+        cause = grpc_connect_cause(details)
+        if cause is not None:
+            return cannot_connect(url, cause)
+    if name == "DEADLINE_EXCEEDED" and not trailing and _connecting(channel):
+        return cannot_connect(url, "connection timed out")
     return _convert.grpc_error(name, details, trailing, local)
 
 
@@ -164,6 +183,7 @@ class AsyncRestTransport(AsyncTransport):
         if api_key:
             all_headers["authorization"] = f"Bearer {api_key}"
         all_headers.update(headers or {})
+        self._url = endpoint.url
         self._http = httpx.AsyncClient(
             base_url=endpoint.base_url,
             headers=all_headers,
@@ -209,7 +229,7 @@ class AsyncRestTransport(AsyncTransport):
         try:
             response = await self._http.send(req)
         except httpx.HTTPError as exc:
-            raise _http_error(exc) from None
+            raise _http_error(exc, self._url) from None
         if response.status_code >= 400:
             raise _convert.rest_error(response.status_code, response.content, response.headers)
         try:
@@ -229,7 +249,7 @@ class AsyncRestTransport(AsyncTransport):
         try:
             response = await self._http.send(req, stream=True)
         except httpx.HTTPError as exc:
-            raise _http_error(exc) from None
+            raise _http_error(exc, self._url) from None
         try:
             if response.status_code >= 400:
                 body = await response.aread()
@@ -238,7 +258,7 @@ class AsyncRestTransport(AsyncTransport):
                 if line.strip():
                     yield _stream_item(spec, line)
         except httpx.HTTPError as exc:
-            raise _http_error(exc) from None
+            raise _http_error(exc, self._url) from None
         finally:
             await response.aclose()
 
@@ -256,7 +276,7 @@ class AsyncRestTransport(AsyncTransport):
         try:
             response = await self._http.send(req)
         except httpx.HTTPError as exc:
-            raise _http_error(exc) from None
+            raise _http_error(exc, self._url) from None
         if response.status_code >= 400:
             raise _convert.rest_error(response.status_code, response.content, response.headers)
         return _convert.from_json_dict(spec.response_type, response.json() if response.content else {})
@@ -290,10 +310,13 @@ def _httpx_timeout(timeout: Timeout, *, stream: bool) -> httpx.Timeout:
     return httpx.Timeout(total, connect=timeout.connect)
 
 
-def _http_error(exc: httpx.HTTPError) -> EngramError:
-    if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError,
-                        httpx.ReadError, httpx.WriteError, httpx.PoolTimeout)):
-        return Unavailable(f"cannot reach the server: {exc}", from_server=False)
+def _http_error(exc: httpx.HTTPError, url: str) -> EngramError:
+    if isinstance(exc, httpx.ConnectTimeout):
+        return cannot_connect(url, "connection timed out")
+    if isinstance(exc, httpx.ConnectError):
+        return cannot_connect(url, os_error_cause(exc) or str(exc) or type(exc).__name__)
+    if isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError, httpx.PoolTimeout)):
+        return Unavailable(f"lost the connection to {url}: {exc}", from_server=False)
     if isinstance(exc, httpx.TimeoutException):
         return DeadlineExceeded(f"the call timed out: {exc}", from_server=False)
-    return Unavailable(f"HTTP transport error: {exc}", from_server=False)
+    return Unavailable(f"HTTP transport error talking to {url}: {exc}", from_server=False)
