@@ -249,6 +249,190 @@ func (EmbeddingInputType) EnumDescriptor() ([]byte, []int) {
 	return file_engram_v1_enums_proto_rawDescGZIP(), []int{3}
 }
 
+// What a store does when the agent already holds the same memory.
+type DuplicatePolicy int32
+
+const (
+	// Not set: the server's `duplicate_policy` setting (default `DUPLICATE_POLICY_EXACT`).
+	DuplicatePolicy_DUPLICATE_POLICY_UNSPECIFIED DuplicatePolicy = 0
+	// Always store a new memory.
+	DuplicatePolicy_DUPLICATE_POLICY_OFF DuplicatePolicy = 1
+	// A memory whose content is the same text (ignoring case, Unicode width forms, runs of
+	// whitespace and trailing punctuation) is merged into the existing one.
+	DuplicatePolicy_DUPLICATE_POLICY_EXACT DuplicatePolicy = 2
+	// Also merge a memory whose embedding is within `duplicate_threshold` (cosine) of an existing
+	// one. Catches rephrasings, and also near pairs with a changed detail ("expires in March" /
+	// "expires in April"): the newer text wins, the older stays in the memory's history.
+	DuplicatePolicy_DUPLICATE_POLICY_NEAR DuplicatePolicy = 3
+)
+
+// Enum value maps for DuplicatePolicy.
+var (
+	DuplicatePolicy_name = map[int32]string{
+		0: "DUPLICATE_POLICY_UNSPECIFIED",
+		1: "DUPLICATE_POLICY_OFF",
+		2: "DUPLICATE_POLICY_EXACT",
+		3: "DUPLICATE_POLICY_NEAR",
+	}
+	DuplicatePolicy_value = map[string]int32{
+		"DUPLICATE_POLICY_UNSPECIFIED": 0,
+		"DUPLICATE_POLICY_OFF":         1,
+		"DUPLICATE_POLICY_EXACT":       2,
+		"DUPLICATE_POLICY_NEAR":        3,
+	}
+)
+
+func (x DuplicatePolicy) Enum() *DuplicatePolicy {
+	p := new(DuplicatePolicy)
+	*p = x
+	return p
+}
+
+func (x DuplicatePolicy) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (DuplicatePolicy) Descriptor() protoreflect.EnumDescriptor {
+	return file_engram_v1_enums_proto_enumTypes[4].Descriptor()
+}
+
+func (DuplicatePolicy) Type() protoreflect.EnumType {
+	return &file_engram_v1_enums_proto_enumTypes[4]
+}
+
+func (x DuplicatePolicy) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use DuplicatePolicy.Descriptor instead.
+func (DuplicatePolicy) EnumDescriptor() ([]byte, []int) {
+	return file_engram_v1_enums_proto_rawDescGZIP(), []int{4}
+}
+
+// What a store did.
+type StoreOutcome int32
+
+const (
+	// Not set; never returned.
+	StoreOutcome_STORE_OUTCOME_UNSPECIFIED StoreOutcome = 0
+	// A new memory was stored.
+	StoreOutcome_STORE_OUTCOME_CREATED StoreOutcome = 1
+	// The client-supplied id already held the same content: nothing changed (a safe retry).
+	StoreOutcome_STORE_OUTCOME_UNCHANGED StoreOutcome = 2
+	// A duplicate of an existing memory (`DuplicatePolicy`): that memory was updated instead: the
+	// new text, the higher importance, the union of tags, metadata merged, access count plus one,
+	// a new version.
+	StoreOutcome_STORE_OUTCOME_MERGED StoreOutcome = 3
+	// The agent already had a memory with this `key`: it was replaced (a new version).
+	StoreOutcome_STORE_OUTCOME_REPLACED StoreOutcome = 4
+)
+
+// Enum value maps for StoreOutcome.
+var (
+	StoreOutcome_name = map[int32]string{
+		0: "STORE_OUTCOME_UNSPECIFIED",
+		1: "STORE_OUTCOME_CREATED",
+		2: "STORE_OUTCOME_UNCHANGED",
+		3: "STORE_OUTCOME_MERGED",
+		4: "STORE_OUTCOME_REPLACED",
+	}
+	StoreOutcome_value = map[string]int32{
+		"STORE_OUTCOME_UNSPECIFIED": 0,
+		"STORE_OUTCOME_CREATED":     1,
+		"STORE_OUTCOME_UNCHANGED":   2,
+		"STORE_OUTCOME_MERGED":      3,
+		"STORE_OUTCOME_REPLACED":    4,
+	}
+)
+
+func (x StoreOutcome) Enum() *StoreOutcome {
+	p := new(StoreOutcome)
+	*p = x
+	return p
+}
+
+func (x StoreOutcome) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (StoreOutcome) Descriptor() protoreflect.EnumDescriptor {
+	return file_engram_v1_enums_proto_enumTypes[5].Descriptor()
+}
+
+func (StoreOutcome) Type() protoreflect.EnumType {
+	return &file_engram_v1_enums_proto_enumTypes[5]
+}
+
+func (x StoreOutcome) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use StoreOutcome.Descriptor instead.
+func (StoreOutcome) EnumDescriptor() ([]byte, []int) {
+	return file_engram_v1_enums_proto_rawDescGZIP(), []int{5}
+}
+
+// What happened to a memory, in a change stream.
+type MemoryEventType int32
+
+const (
+	// Not set; never sent.
+	MemoryEventType_MEMORY_EVENT_TYPE_UNSPECIFIED MemoryEventType = 0
+	// Stored (or imported).
+	MemoryEventType_MEMORY_EVENT_TYPE_CREATED MemoryEventType = 1
+	// A new version: an update, a merged duplicate, an upsert by key, a consolidation.
+	MemoryEventType_MEMORY_EVENT_TYPE_UPDATED MemoryEventType = 2
+	// Deleted (by id, by a forget, by a consolidation merging it, or with its agent).
+	MemoryEventType_MEMORY_EVENT_TYPE_DELETED MemoryEventType = 3
+	// Removed because its expiry time passed.
+	MemoryEventType_MEMORY_EVENT_TYPE_EXPIRED MemoryEventType = 4
+)
+
+// Enum value maps for MemoryEventType.
+var (
+	MemoryEventType_name = map[int32]string{
+		0: "MEMORY_EVENT_TYPE_UNSPECIFIED",
+		1: "MEMORY_EVENT_TYPE_CREATED",
+		2: "MEMORY_EVENT_TYPE_UPDATED",
+		3: "MEMORY_EVENT_TYPE_DELETED",
+		4: "MEMORY_EVENT_TYPE_EXPIRED",
+	}
+	MemoryEventType_value = map[string]int32{
+		"MEMORY_EVENT_TYPE_UNSPECIFIED": 0,
+		"MEMORY_EVENT_TYPE_CREATED":     1,
+		"MEMORY_EVENT_TYPE_UPDATED":     2,
+		"MEMORY_EVENT_TYPE_DELETED":     3,
+		"MEMORY_EVENT_TYPE_EXPIRED":     4,
+	}
+)
+
+func (x MemoryEventType) Enum() *MemoryEventType {
+	p := new(MemoryEventType)
+	*p = x
+	return p
+}
+
+func (x MemoryEventType) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (MemoryEventType) Descriptor() protoreflect.EnumDescriptor {
+	return file_engram_v1_enums_proto_enumTypes[6].Descriptor()
+}
+
+func (MemoryEventType) Type() protoreflect.EnumType {
+	return &file_engram_v1_enums_proto_enumTypes[6]
+}
+
+func (x MemoryEventType) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use MemoryEventType.Descriptor instead.
+func (MemoryEventType) EnumDescriptor() ([]byte, []int) {
+	return file_engram_v1_enums_proto_rawDescGZIP(), []int{6}
+}
+
 var File_engram_v1_enums_proto protoreflect.FileDescriptor
 
 const file_engram_v1_enums_proto_rawDesc = "" +
@@ -276,7 +460,24 @@ const file_engram_v1_enums_proto_rawDesc = "" +
 	"\x12EmbeddingInputType\x12$\n" +
 	" EMBEDDING_INPUT_TYPE_UNSPECIFIED\x10\x00\x12!\n" +
 	"\x1dEMBEDDING_INPUT_TYPE_DOCUMENT\x10\x01\x12\x1e\n" +
-	"\x1aEMBEDDING_INPUT_TYPE_QUERY\x10\x02BEZCgithub.com/engram-memory-server/engram/sdk-go/gen/engramv1;engramv1b\x06proto3"
+	"\x1aEMBEDDING_INPUT_TYPE_QUERY\x10\x02*\x84\x01\n" +
+	"\x0fDuplicatePolicy\x12 \n" +
+	"\x1cDUPLICATE_POLICY_UNSPECIFIED\x10\x00\x12\x18\n" +
+	"\x14DUPLICATE_POLICY_OFF\x10\x01\x12\x1a\n" +
+	"\x16DUPLICATE_POLICY_EXACT\x10\x02\x12\x19\n" +
+	"\x15DUPLICATE_POLICY_NEAR\x10\x03*\x9b\x01\n" +
+	"\fStoreOutcome\x12\x1d\n" +
+	"\x19STORE_OUTCOME_UNSPECIFIED\x10\x00\x12\x19\n" +
+	"\x15STORE_OUTCOME_CREATED\x10\x01\x12\x1b\n" +
+	"\x17STORE_OUTCOME_UNCHANGED\x10\x02\x12\x18\n" +
+	"\x14STORE_OUTCOME_MERGED\x10\x03\x12\x1a\n" +
+	"\x16STORE_OUTCOME_REPLACED\x10\x04*\xb0\x01\n" +
+	"\x0fMemoryEventType\x12!\n" +
+	"\x1dMEMORY_EVENT_TYPE_UNSPECIFIED\x10\x00\x12\x1d\n" +
+	"\x19MEMORY_EVENT_TYPE_CREATED\x10\x01\x12\x1d\n" +
+	"\x19MEMORY_EVENT_TYPE_UPDATED\x10\x02\x12\x1d\n" +
+	"\x19MEMORY_EVENT_TYPE_DELETED\x10\x03\x12\x1d\n" +
+	"\x19MEMORY_EVENT_TYPE_EXPIRED\x10\x04BEZCgithub.com/engram-memory-server/engram/sdk-go/gen/engramv1;engramv1b\x06proto3"
 
 var (
 	file_engram_v1_enums_proto_rawDescOnce sync.Once
@@ -290,12 +491,15 @@ func file_engram_v1_enums_proto_rawDescGZIP() []byte {
 	return file_engram_v1_enums_proto_rawDescData
 }
 
-var file_engram_v1_enums_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_engram_v1_enums_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
 var file_engram_v1_enums_proto_goTypes = []any{
 	(MemoryType)(0),         // 0: engram.v1.MemoryType
 	(RecallMode)(0),         // 1: engram.v1.RecallMode
 	(ApiKeyRole)(0),         // 2: engram.v1.ApiKeyRole
 	(EmbeddingInputType)(0), // 3: engram.v1.EmbeddingInputType
+	(DuplicatePolicy)(0),    // 4: engram.v1.DuplicatePolicy
+	(StoreOutcome)(0),       // 5: engram.v1.StoreOutcome
+	(MemoryEventType)(0),    // 6: engram.v1.MemoryEventType
 }
 var file_engram_v1_enums_proto_depIdxs = []int32{
 	0, // [0:0] is the sub-list for method output_type
@@ -315,7 +519,7 @@ func file_engram_v1_enums_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_engram_v1_enums_proto_rawDesc), len(file_engram_v1_enums_proto_rawDesc)),
-			NumEnums:      4,
+			NumEnums:      7,
 			NumMessages:   0,
 			NumExtensions: 0,
 			NumServices:   0,

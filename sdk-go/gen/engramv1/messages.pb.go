@@ -59,8 +59,12 @@ type Memory struct {
 	Version int32 `protobuf:"varint,15,opt,name=version,proto3" json:"version,omitempty"`
 	// The embedding model that produced the memory's vector. Output only.
 	EmbeddingModel string `protobuf:"bytes,16,opt,name=embedding_model,json=embeddingModel,proto3" json:"embedding_model,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Optional client key, unique within the agent: 1 to 256 characters of `[A-Za-z0-9._:/@+=-]`.
+	// Storing with a key the agent already uses replaces that memory (an upsert); frameworks use
+	// it for their own keys. Empty: none.
+	Key           string `protobuf:"bytes,17,opt,name=key,proto3" json:"key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Memory) Reset() {
@@ -205,6 +209,13 @@ func (x *Memory) GetEmbeddingModel() string {
 	return ""
 }
 
+func (x *Memory) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
 // A memory returned by recall: every field of the memory plus how well it matched.
 // Field numbers 1 to 16 are the same as in `Memory`.
 type RecalledMemory struct {
@@ -241,6 +252,8 @@ type RecalledMemory struct {
 	Version int32 `protobuf:"varint,15,opt,name=version,proto3" json:"version,omitempty"`
 	// See `Memory.embedding_model`.
 	EmbeddingModel string `protobuf:"bytes,16,opt,name=embedding_model,json=embeddingModel,proto3" json:"embedding_model,omitempty"`
+	// See `Memory.key`.
+	Key string `protobuf:"bytes,17,opt,name=key,proto3" json:"key,omitempty"`
 	// Final relevance score after fusion and importance/recency adjustment; results are sorted by it.
 	Score float32 `protobuf:"fixed32,20,opt,name=score,proto3" json:"score,omitempty"`
 	// Cosine similarity between the query and the memory (0 when it was not a vector candidate).
@@ -393,6 +406,13 @@ func (x *RecalledMemory) GetVersion() int32 {
 func (x *RecalledMemory) GetEmbeddingModel() string {
 	if x != nil {
 		return x.EmbeddingModel
+	}
+	return ""
+}
+
+func (x *RecalledMemory) GetKey() string {
+	if x != nil {
+		return x.Key
 	}
 	return ""
 }
@@ -616,7 +636,9 @@ type MemoryFilter struct {
 	// Match memories whose metadata has each of these top-level keys with an equal value.
 	MetadataEquals *structpb.Struct `protobuf:"bytes,8,opt,name=metadata_equals,json=metadataEquals,proto3" json:"metadata_equals,omitempty"`
 	// Match only these memory ids.
-	Ids           []string `protobuf:"bytes,9,rep,name=ids,proto3" json:"ids,omitempty"`
+	Ids []string `protobuf:"bytes,9,rep,name=ids,proto3" json:"ids,omitempty"`
+	// Match only memories with these keys (`Memory.key`).
+	Keys          []string `protobuf:"bytes,10,rep,name=keys,proto3" json:"keys,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -710,6 +732,13 @@ func (x *MemoryFilter) GetMetadataEquals() *structpb.Struct {
 func (x *MemoryFilter) GetIds() []string {
 	if x != nil {
 		return x.Ids
+	}
+	return nil
+}
+
+func (x *MemoryFilter) GetKeys() []string {
+	if x != nil {
+		return x.Keys
 	}
 	return nil
 }
@@ -1269,11 +1298,176 @@ func (x *Embedding) GetVector() []byte {
 	return nil
 }
 
+// Near-duplicate memories of one agent, found by ConsolidateMemories.
+type DuplicateGroup struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The memory the others are (or would be) merged into: the most important, then the oldest.
+	KeepId string `protobuf:"bytes,1,opt,name=keep_id,json=keepId,proto3" json:"keep_id,omitempty"`
+	// The duplicates, most important first.
+	DuplicateIds []string `protobuf:"bytes,2,rep,name=duplicate_ids,json=duplicateIds,proto3" json:"duplicate_ids,omitempty"`
+	// The lowest cosine similarity between the kept memory and a duplicate.
+	MinSimilarity float32 `protobuf:"fixed32,3,opt,name=min_similarity,json=minSimilarity,proto3" json:"min_similarity,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DuplicateGroup) Reset() {
+	*x = DuplicateGroup{}
+	mi := &file_engram_v1_messages_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DuplicateGroup) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DuplicateGroup) ProtoMessage() {}
+
+func (x *DuplicateGroup) ProtoReflect() protoreflect.Message {
+	mi := &file_engram_v1_messages_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DuplicateGroup.ProtoReflect.Descriptor instead.
+func (*DuplicateGroup) Descriptor() ([]byte, []int) {
+	return file_engram_v1_messages_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *DuplicateGroup) GetKeepId() string {
+	if x != nil {
+		return x.KeepId
+	}
+	return ""
+}
+
+func (x *DuplicateGroup) GetDuplicateIds() []string {
+	if x != nil {
+		return x.DuplicateIds
+	}
+	return nil
+}
+
+func (x *DuplicateGroup) GetMinSimilarity() float32 {
+	if x != nil {
+		return x.MinSimilarity
+	}
+	return 0
+}
+
+// One change to a memory, in the order the server made them.
+type MemoryEvent struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The event's position: resume a watch after it with `WatchMemoriesRequest.start_after`.
+	// Opaque; positions increase but are not contiguous.
+	Cursor string `protobuf:"bytes,1,opt,name=cursor,proto3" json:"cursor,omitempty"`
+	// What happened.
+	Type MemoryEventType `protobuf:"varint,2,opt,name=type,proto3,enum=engram.v1.MemoryEventType" json:"type,omitempty"`
+	// The agent of the memory.
+	AgentId string `protobuf:"bytes,3,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	// The memory's id.
+	MemoryId string `protobuf:"bytes,4,opt,name=memory_id,json=memoryId,proto3" json:"memory_id,omitempty"`
+	// When the change was made.
+	Time *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=time,proto3" json:"time,omitempty"`
+	// The memory's version after the change; for a deletion or expiry, its last version.
+	Version int32 `protobuf:"varint,6,opt,name=version,proto3" json:"version,omitempty"`
+	// The memory after the change, for `CREATED` and `UPDATED`; unset otherwise.
+	Memory        *Memory `protobuf:"bytes,7,opt,name=memory,proto3" json:"memory,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MemoryEvent) Reset() {
+	*x = MemoryEvent{}
+	mi := &file_engram_v1_messages_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MemoryEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MemoryEvent) ProtoMessage() {}
+
+func (x *MemoryEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_engram_v1_messages_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MemoryEvent.ProtoReflect.Descriptor instead.
+func (*MemoryEvent) Descriptor() ([]byte, []int) {
+	return file_engram_v1_messages_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *MemoryEvent) GetCursor() string {
+	if x != nil {
+		return x.Cursor
+	}
+	return ""
+}
+
+func (x *MemoryEvent) GetType() MemoryEventType {
+	if x != nil {
+		return x.Type
+	}
+	return MemoryEventType_MEMORY_EVENT_TYPE_UNSPECIFIED
+}
+
+func (x *MemoryEvent) GetAgentId() string {
+	if x != nil {
+		return x.AgentId
+	}
+	return ""
+}
+
+func (x *MemoryEvent) GetMemoryId() string {
+	if x != nil {
+		return x.MemoryId
+	}
+	return ""
+}
+
+func (x *MemoryEvent) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *MemoryEvent) GetVersion() int32 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *MemoryEvent) GetMemory() *Memory {
+	if x != nil {
+		return x.Memory
+	}
+	return nil
+}
+
 var File_engram_v1_messages_proto protoreflect.FileDescriptor
 
 const file_engram_v1_messages_proto_rawDesc = "" +
 	"\n" +
-	"\x18engram/v1/messages.proto\x12\tengram.v1\x1a\x15engram/v1/enums.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa5\x05\n" +
+	"\x18engram/v1/messages.proto\x12\tengram.v1\x1a\x15engram/v1/enums.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb7\x05\n" +
 	"\x06Memory\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x19\n" +
 	"\bagent_id\x18\x02 \x01(\tR\aagentId\x12\x18\n" +
@@ -1299,7 +1493,8 @@ const file_engram_v1_messages_proto_rawDesc = "" +
 	"\faccess_count\x18\r \x01(\x05R\vaccessCount\x12D\n" +
 	"\x10last_accessed_at\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\x0elastAccessedAt\x12\x18\n" +
 	"\aversion\x18\x0f \x01(\x05R\aversion\x12'\n" +
-	"\x0fembedding_model\x18\x10 \x01(\tR\x0eembeddingModel\"\xea\x06\n" +
+	"\x0fembedding_model\x18\x10 \x01(\tR\x0eembeddingModel\x12\x10\n" +
+	"\x03key\x18\x11 \x01(\tR\x03key\"\xfc\x06\n" +
 	"\x0eRecalledMemory\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x19\n" +
 	"\bagent_id\x18\x02 \x01(\tR\aagentId\x12\x18\n" +
@@ -1325,7 +1520,8 @@ const file_engram_v1_messages_proto_rawDesc = "" +
 	"\faccess_count\x18\r \x01(\x05R\vaccessCount\x12D\n" +
 	"\x10last_accessed_at\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\x0elastAccessedAt\x12\x18\n" +
 	"\aversion\x18\x0f \x01(\x05R\aversion\x12'\n" +
-	"\x0fembedding_model\x18\x10 \x01(\tR\x0eembeddingModel\x12\x14\n" +
+	"\x0fembedding_model\x18\x10 \x01(\tR\x0eembeddingModel\x12\x10\n" +
+	"\x03key\x18\x11 \x01(\tR\x03key\x12\x14\n" +
 	"\x05score\x18\x14 \x01(\x02R\x05score\x12!\n" +
 	"\fvector_score\x18\x15 \x01(\x02R\vvectorScore\x12#\n" +
 	"\rkeyword_score\x18\x16 \x01(\x02R\fkeywordScore\x12=\n" +
@@ -1347,7 +1543,7 @@ const file_engram_v1_messages_proto_rawDesc = "" +
 	"\tTimeRange\x129\n" +
 	"\n" +
 	"start_time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x125\n" +
-	"\bend_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\"\x9e\x03\n" +
+	"\bend_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\"\xb2\x03\n" +
 	"\fMemoryFilter\x128\n" +
 	"\fmemory_types\x18\x01 \x03(\x0e2\x15.engram.v1.MemoryTypeR\vmemoryTypes\x12\x19\n" +
 	"\btags_any\x18\x02 \x03(\tR\atagsAny\x12\x19\n" +
@@ -1359,7 +1555,9 @@ const file_engram_v1_messages_proto_rawDesc = "" +
 	"\fcreated_time\x18\x06 \x01(\v2\x14.engram.v1.TimeRangeR\vcreatedTime\x12*\n" +
 	"\x0emin_importance\x18\a \x01(\x02H\x00R\rminImportance\x88\x01\x01\x12@\n" +
 	"\x0fmetadata_equals\x18\b \x01(\v2\x17.google.protobuf.StructR\x0emetadataEquals\x12\x10\n" +
-	"\x03ids\x18\t \x03(\tR\x03idsB\x11\n" +
+	"\x03ids\x18\t \x03(\tR\x03ids\x12\x12\n" +
+	"\x04keys\x18\n" +
+	" \x03(\tR\x04keysB\x11\n" +
 	"\x0f_min_importance\"\xd0\x01\n" +
 	"\n" +
 	"MemoryLink\x12\x19\n" +
@@ -1415,7 +1613,19 @@ const file_engram_v1_messages_proto_rawDesc = "" +
 	"\ahealthy\x18\x03 \x01(\bR\ahealthy\x12\x12\n" +
 	"\x04role\x18\x04 \x01(\tR\x04role\"#\n" +
 	"\tEmbedding\x12\x16\n" +
-	"\x06vector\x18\x01 \x01(\fR\x06vectorBEZCgithub.com/engram-memory-server/engram/sdk-go/gen/engramv1;engramv1b\x06proto3"
+	"\x06vector\x18\x01 \x01(\fR\x06vector\"u\n" +
+	"\x0eDuplicateGroup\x12\x17\n" +
+	"\akeep_id\x18\x01 \x01(\tR\x06keepId\x12#\n" +
+	"\rduplicate_ids\x18\x02 \x03(\tR\fduplicateIds\x12%\n" +
+	"\x0emin_similarity\x18\x03 \x01(\x02R\rminSimilarity\"\x82\x02\n" +
+	"\vMemoryEvent\x12\x16\n" +
+	"\x06cursor\x18\x01 \x01(\tR\x06cursor\x12.\n" +
+	"\x04type\x18\x02 \x01(\x0e2\x1a.engram.v1.MemoryEventTypeR\x04type\x12\x19\n" +
+	"\bagent_id\x18\x03 \x01(\tR\aagentId\x12\x1b\n" +
+	"\tmemory_id\x18\x04 \x01(\tR\bmemoryId\x12.\n" +
+	"\x04time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x18\n" +
+	"\aversion\x18\x06 \x01(\x05R\aversion\x12)\n" +
+	"\x06memory\x18\a \x01(\v2\x11.engram.v1.MemoryR\x06memoryBEZCgithub.com/engram-memory-server/engram/sdk-go/gen/engramv1;engramv1b\x06proto3"
 
 var (
 	file_engram_v1_messages_proto_rawDescOnce sync.Once
@@ -1429,7 +1639,7 @@ func file_engram_v1_messages_proto_rawDescGZIP() []byte {
 	return file_engram_v1_messages_proto_rawDescData
 }
 
-var file_engram_v1_messages_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_engram_v1_messages_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_engram_v1_messages_proto_goTypes = []any{
 	(*Memory)(nil),                // 0: engram.v1.Memory
 	(*RecalledMemory)(nil),        // 1: engram.v1.RecalledMemory
@@ -1442,48 +1652,54 @@ var file_engram_v1_messages_proto_goTypes = []any{
 	(*ServerLimits)(nil),          // 8: engram.v1.ServerLimits
 	(*ClusterNode)(nil),           // 9: engram.v1.ClusterNode
 	(*Embedding)(nil),             // 10: engram.v1.Embedding
-	nil,                           // 11: engram.v1.Agent.MemoryTypeCountsEntry
-	(MemoryType)(0),               // 12: engram.v1.MemoryType
-	(*structpb.Struct)(nil),       // 13: google.protobuf.Struct
-	(*timestamppb.Timestamp)(nil), // 14: google.protobuf.Timestamp
-	(ApiKeyRole)(0),               // 15: engram.v1.ApiKeyRole
+	(*DuplicateGroup)(nil),        // 11: engram.v1.DuplicateGroup
+	(*MemoryEvent)(nil),           // 12: engram.v1.MemoryEvent
+	nil,                           // 13: engram.v1.Agent.MemoryTypeCountsEntry
+	(MemoryType)(0),               // 14: engram.v1.MemoryType
+	(*structpb.Struct)(nil),       // 15: google.protobuf.Struct
+	(*timestamppb.Timestamp)(nil), // 16: google.protobuf.Timestamp
+	(ApiKeyRole)(0),               // 17: engram.v1.ApiKeyRole
+	(MemoryEventType)(0),          // 18: engram.v1.MemoryEventType
 }
 var file_engram_v1_messages_proto_depIdxs = []int32{
-	12, // 0: engram.v1.Memory.memory_type:type_name -> engram.v1.MemoryType
-	13, // 1: engram.v1.Memory.metadata:type_name -> google.protobuf.Struct
-	14, // 2: engram.v1.Memory.event_time:type_name -> google.protobuf.Timestamp
-	14, // 3: engram.v1.Memory.created_at:type_name -> google.protobuf.Timestamp
-	14, // 4: engram.v1.Memory.updated_at:type_name -> google.protobuf.Timestamp
-	14, // 5: engram.v1.Memory.expires_at:type_name -> google.protobuf.Timestamp
-	14, // 6: engram.v1.Memory.last_accessed_at:type_name -> google.protobuf.Timestamp
-	12, // 7: engram.v1.RecalledMemory.memory_type:type_name -> engram.v1.MemoryType
-	13, // 8: engram.v1.RecalledMemory.metadata:type_name -> google.protobuf.Struct
-	14, // 9: engram.v1.RecalledMemory.event_time:type_name -> google.protobuf.Timestamp
-	14, // 10: engram.v1.RecalledMemory.created_at:type_name -> google.protobuf.Timestamp
-	14, // 11: engram.v1.RecalledMemory.updated_at:type_name -> google.protobuf.Timestamp
-	14, // 12: engram.v1.RecalledMemory.expires_at:type_name -> google.protobuf.Timestamp
-	14, // 13: engram.v1.RecalledMemory.last_accessed_at:type_name -> google.protobuf.Timestamp
+	14, // 0: engram.v1.Memory.memory_type:type_name -> engram.v1.MemoryType
+	15, // 1: engram.v1.Memory.metadata:type_name -> google.protobuf.Struct
+	16, // 2: engram.v1.Memory.event_time:type_name -> google.protobuf.Timestamp
+	16, // 3: engram.v1.Memory.created_at:type_name -> google.protobuf.Timestamp
+	16, // 4: engram.v1.Memory.updated_at:type_name -> google.protobuf.Timestamp
+	16, // 5: engram.v1.Memory.expires_at:type_name -> google.protobuf.Timestamp
+	16, // 6: engram.v1.Memory.last_accessed_at:type_name -> google.protobuf.Timestamp
+	14, // 7: engram.v1.RecalledMemory.memory_type:type_name -> engram.v1.MemoryType
+	15, // 8: engram.v1.RecalledMemory.metadata:type_name -> google.protobuf.Struct
+	16, // 9: engram.v1.RecalledMemory.event_time:type_name -> google.protobuf.Timestamp
+	16, // 10: engram.v1.RecalledMemory.created_at:type_name -> google.protobuf.Timestamp
+	16, // 11: engram.v1.RecalledMemory.updated_at:type_name -> google.protobuf.Timestamp
+	16, // 12: engram.v1.RecalledMemory.expires_at:type_name -> google.protobuf.Timestamp
+	16, // 13: engram.v1.RecalledMemory.last_accessed_at:type_name -> google.protobuf.Timestamp
 	2,  // 14: engram.v1.RecalledMemory.explanation:type_name -> engram.v1.ScoreExplanation
-	14, // 15: engram.v1.TimeRange.start_time:type_name -> google.protobuf.Timestamp
-	14, // 16: engram.v1.TimeRange.end_time:type_name -> google.protobuf.Timestamp
-	12, // 17: engram.v1.MemoryFilter.memory_types:type_name -> engram.v1.MemoryType
+	16, // 15: engram.v1.TimeRange.start_time:type_name -> google.protobuf.Timestamp
+	16, // 16: engram.v1.TimeRange.end_time:type_name -> google.protobuf.Timestamp
+	14, // 17: engram.v1.MemoryFilter.memory_types:type_name -> engram.v1.MemoryType
 	3,  // 18: engram.v1.MemoryFilter.event_time:type_name -> engram.v1.TimeRange
 	3,  // 19: engram.v1.MemoryFilter.created_time:type_name -> engram.v1.TimeRange
-	13, // 20: engram.v1.MemoryFilter.metadata_equals:type_name -> google.protobuf.Struct
-	14, // 21: engram.v1.MemoryLink.created_at:type_name -> google.protobuf.Timestamp
-	14, // 22: engram.v1.Agent.created_at:type_name -> google.protobuf.Timestamp
-	14, // 23: engram.v1.Agent.last_activity_at:type_name -> google.protobuf.Timestamp
-	11, // 24: engram.v1.Agent.memory_type_counts:type_name -> engram.v1.Agent.MemoryTypeCountsEntry
-	15, // 25: engram.v1.ApiKey.role:type_name -> engram.v1.ApiKeyRole
-	14, // 26: engram.v1.ApiKey.created_at:type_name -> google.protobuf.Timestamp
-	14, // 27: engram.v1.ApiKey.expires_at:type_name -> google.protobuf.Timestamp
-	14, // 28: engram.v1.ApiKey.revoked_at:type_name -> google.protobuf.Timestamp
-	14, // 29: engram.v1.ApiKey.last_used_at:type_name -> google.protobuf.Timestamp
-	30, // [30:30] is the sub-list for method output_type
-	30, // [30:30] is the sub-list for method input_type
-	30, // [30:30] is the sub-list for extension type_name
-	30, // [30:30] is the sub-list for extension extendee
-	0,  // [0:30] is the sub-list for field type_name
+	15, // 20: engram.v1.MemoryFilter.metadata_equals:type_name -> google.protobuf.Struct
+	16, // 21: engram.v1.MemoryLink.created_at:type_name -> google.protobuf.Timestamp
+	16, // 22: engram.v1.Agent.created_at:type_name -> google.protobuf.Timestamp
+	16, // 23: engram.v1.Agent.last_activity_at:type_name -> google.protobuf.Timestamp
+	13, // 24: engram.v1.Agent.memory_type_counts:type_name -> engram.v1.Agent.MemoryTypeCountsEntry
+	17, // 25: engram.v1.ApiKey.role:type_name -> engram.v1.ApiKeyRole
+	16, // 26: engram.v1.ApiKey.created_at:type_name -> google.protobuf.Timestamp
+	16, // 27: engram.v1.ApiKey.expires_at:type_name -> google.protobuf.Timestamp
+	16, // 28: engram.v1.ApiKey.revoked_at:type_name -> google.protobuf.Timestamp
+	16, // 29: engram.v1.ApiKey.last_used_at:type_name -> google.protobuf.Timestamp
+	18, // 30: engram.v1.MemoryEvent.type:type_name -> engram.v1.MemoryEventType
+	16, // 31: engram.v1.MemoryEvent.time:type_name -> google.protobuf.Timestamp
+	0,  // 32: engram.v1.MemoryEvent.memory:type_name -> engram.v1.Memory
+	33, // [33:33] is the sub-list for method output_type
+	33, // [33:33] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_engram_v1_messages_proto_init() }
@@ -1499,7 +1715,7 @@ func file_engram_v1_messages_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_engram_v1_messages_proto_rawDesc), len(file_engram_v1_messages_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   12,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -50,9 +50,17 @@ type StoreMemoryRequest struct {
 	// Optional client-chosen id, unique within the agent (another agent may use the same id).
 	// Storing the same id and content again returns the existing memory (safe retries); the same
 	// id with other content fails with ALREADY_EXISTS.
-	Id            string `protobuf:"bytes,11,opt,name=id,proto3" json:"id,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Id string `protobuf:"bytes,11,opt,name=id,proto3" json:"id,omitempty"`
+	// Optional upsert key (see `Memory.key`): when the agent has a memory with this key, it is
+	// replaced by this one (same id, a new version, the old one in its history). Exclusive with `id`.
+	Key string `protobuf:"bytes,12,opt,name=key,proto3" json:"key,omitempty"`
+	// What to do when the agent already holds the same memory; unset: the server's default.
+	DuplicatePolicy DuplicatePolicy `protobuf:"varint,13,opt,name=duplicate_policy,json=duplicatePolicy,proto3,enum=engram.v1.DuplicatePolicy" json:"duplicate_policy,omitempty"`
+	// The cosine similarity from which `DUPLICATE_POLICY_NEAR` merges, from 0.5 to 1; unset: the
+	// server's `duplicate_threshold` (default 0.95).
+	DuplicateThreshold *float32 `protobuf:"fixed32,14,opt,name=duplicate_threshold,json=duplicateThreshold,proto3,oneof" json:"duplicate_threshold,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *StoreMemoryRequest) Reset() {
@@ -162,13 +170,36 @@ func (x *StoreMemoryRequest) GetId() string {
 	return ""
 }
 
+func (x *StoreMemoryRequest) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *StoreMemoryRequest) GetDuplicatePolicy() DuplicatePolicy {
+	if x != nil {
+		return x.DuplicatePolicy
+	}
+	return DuplicatePolicy_DUPLICATE_POLICY_UNSPECIFIED
+}
+
+func (x *StoreMemoryRequest) GetDuplicateThreshold() float32 {
+	if x != nil && x.DuplicateThreshold != nil {
+		return *x.DuplicateThreshold
+	}
+	return 0
+}
+
 // Response of MemoryService.StoreMemory.
 type StoreMemoryResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The stored memory.
 	Memory *Memory `protobuf:"bytes,1,opt,name=memory,proto3" json:"memory,omitempty"`
-	// False when a client-supplied id already existed with the same content (an idempotent retry).
-	Created       bool `protobuf:"varint,2,opt,name=created,proto3" json:"created,omitempty"`
+	// True when a new memory was stored (`outcome` is `STORE_OUTCOME_CREATED`).
+	Created bool `protobuf:"varint,2,opt,name=created,proto3" json:"created,omitempty"`
+	// What the store did: created, unchanged (a retry), merged into a duplicate, or replaced by key.
+	Outcome       StoreOutcome `protobuf:"varint,3,opt,name=outcome,proto3,enum=engram.v1.StoreOutcome" json:"outcome,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -215,6 +246,13 @@ func (x *StoreMemoryResponse) GetCreated() bool {
 		return x.Created
 	}
 	return false
+}
+
+func (x *StoreMemoryResponse) GetOutcome() StoreOutcome {
+	if x != nil {
+		return x.Outcome
+	}
+	return StoreOutcome_STORE_OUTCOME_UNSPECIFIED
 }
 
 // Request of MemoryService.BatchStoreMemories.
@@ -269,8 +307,10 @@ type BatchStoreMemoriesResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The stored memories, in request order.
 	Memories []*Memory `protobuf:"bytes,1,rep,name=memories,proto3" json:"memories,omitempty"`
-	// How many were newly created (the rest were idempotent retries).
-	CreatedCount  int32 `protobuf:"varint,2,opt,name=created_count,json=createdCount,proto3" json:"created_count,omitempty"`
+	// How many were newly created (the rest were retries, merged duplicates or replaced by key).
+	CreatedCount int32 `protobuf:"varint,2,opt,name=created_count,json=createdCount,proto3" json:"created_count,omitempty"`
+	// What each store did, in request order.
+	Outcomes      []StoreOutcome `protobuf:"varint,3,rep,packed,name=outcomes,proto3,enum=engram.v1.StoreOutcome" json:"outcomes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -317,6 +357,13 @@ func (x *BatchStoreMemoriesResponse) GetCreatedCount() int32 {
 		return x.CreatedCount
 	}
 	return 0
+}
+
+func (x *BatchStoreMemoriesResponse) GetOutcomes() []StoreOutcome {
+	if x != nil {
+		return x.Outcomes
+	}
+	return nil
 }
 
 // Request of MemoryService.GetMemory.
@@ -1194,6 +1241,249 @@ func (x *ForgetMemoriesResponse) GetDryRun() bool {
 	return false
 }
 
+// Request of MemoryService.ConsolidateMemories.
+type ConsolidateMemoriesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Required. The agent whose memories to consolidate.
+	AgentId string `protobuf:"bytes,1,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	// List the groups without merging anything.
+	DryRun bool `protobuf:"varint,2,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	// The cosine similarity from which two memories are duplicates, from 0.5 to 1; unset: the
+	// server's `duplicate_threshold` (default 0.95).
+	SimilarityThreshold *float32 `protobuf:"fixed32,3,opt,name=similarity_threshold,json=similarityThreshold,proto3,oneof" json:"similarity_threshold,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
+}
+
+func (x *ConsolidateMemoriesRequest) Reset() {
+	*x = ConsolidateMemoriesRequest{}
+	mi := &file_engram_v1_request_response_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConsolidateMemoriesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConsolidateMemoriesRequest) ProtoMessage() {}
+
+func (x *ConsolidateMemoriesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_engram_v1_request_response_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConsolidateMemoriesRequest.ProtoReflect.Descriptor instead.
+func (*ConsolidateMemoriesRequest) Descriptor() ([]byte, []int) {
+	return file_engram_v1_request_response_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *ConsolidateMemoriesRequest) GetAgentId() string {
+	if x != nil {
+		return x.AgentId
+	}
+	return ""
+}
+
+func (x *ConsolidateMemoriesRequest) GetDryRun() bool {
+	if x != nil {
+		return x.DryRun
+	}
+	return false
+}
+
+func (x *ConsolidateMemoriesRequest) GetSimilarityThreshold() float32 {
+	if x != nil && x.SimilarityThreshold != nil {
+		return *x.SimilarityThreshold
+	}
+	return 0
+}
+
+// Response of MemoryService.ConsolidateMemories.
+type ConsolidateMemoriesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The groups found (on a dry run) or merged.
+	Groups []*DuplicateGroup `protobuf:"bytes,1,rep,name=groups,proto3" json:"groups,omitempty"`
+	// How many memories were merged into another and deleted (0 on a dry run).
+	MergedCount int32 `protobuf:"varint,2,opt,name=merged_count,json=mergedCount,proto3" json:"merged_count,omitempty"`
+	// Echo of the request's `dry_run`.
+	DryRun        bool `protobuf:"varint,3,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConsolidateMemoriesResponse) Reset() {
+	*x = ConsolidateMemoriesResponse{}
+	mi := &file_engram_v1_request_response_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConsolidateMemoriesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConsolidateMemoriesResponse) ProtoMessage() {}
+
+func (x *ConsolidateMemoriesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_engram_v1_request_response_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConsolidateMemoriesResponse.ProtoReflect.Descriptor instead.
+func (*ConsolidateMemoriesResponse) Descriptor() ([]byte, []int) {
+	return file_engram_v1_request_response_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *ConsolidateMemoriesResponse) GetGroups() []*DuplicateGroup {
+	if x != nil {
+		return x.Groups
+	}
+	return nil
+}
+
+func (x *ConsolidateMemoriesResponse) GetMergedCount() int32 {
+	if x != nil {
+		return x.MergedCount
+	}
+	return 0
+}
+
+func (x *ConsolidateMemoriesResponse) GetDryRun() bool {
+	if x != nil {
+		return x.DryRun
+	}
+	return false
+}
+
+// Request of MemoryService.WatchMemories.
+type WatchMemoriesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The agent whose changes to stream. Empty: every agent the key may access.
+	AgentId string `protobuf:"bytes,1,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	// Resume after this cursor (a `MemoryEvent.cursor` or `WatchMemoriesResponse.cursor`). Empty:
+	// changes from now on. `0`: every change the server still retains (`event_retention`). A
+	// cursor older than the retained changes is OUT_OF_RANGE: resynchronise with ExportMemories.
+	StartAfter    string `protobuf:"bytes,2,opt,name=start_after,json=startAfter,proto3" json:"start_after,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchMemoriesRequest) Reset() {
+	*x = WatchMemoriesRequest{}
+	mi := &file_engram_v1_request_response_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchMemoriesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchMemoriesRequest) ProtoMessage() {}
+
+func (x *WatchMemoriesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_engram_v1_request_response_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchMemoriesRequest.ProtoReflect.Descriptor instead.
+func (*WatchMemoriesRequest) Descriptor() ([]byte, []int) {
+	return file_engram_v1_request_response_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *WatchMemoriesRequest) GetAgentId() string {
+	if x != nil {
+		return x.AgentId
+	}
+	return ""
+}
+
+func (x *WatchMemoriesRequest) GetStartAfter() string {
+	if x != nil {
+		return x.StartAfter
+	}
+	return ""
+}
+
+// Response of MemoryService.WatchMemories: changes in order, or a heartbeat (no events) at least
+// every 15 seconds while nothing changes.
+type WatchMemoriesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The changes, oldest first. Each is delivered once.
+	Events []*MemoryEvent `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	// Resume after this cursor to continue exactly here (it also moves past changes of agents
+	// this watch does not show).
+	Cursor        string `protobuf:"bytes,2,opt,name=cursor,proto3" json:"cursor,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchMemoriesResponse) Reset() {
+	*x = WatchMemoriesResponse{}
+	mi := &file_engram_v1_request_response_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchMemoriesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchMemoriesResponse) ProtoMessage() {}
+
+func (x *WatchMemoriesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_engram_v1_request_response_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchMemoriesResponse.ProtoReflect.Descriptor instead.
+func (*WatchMemoriesResponse) Descriptor() ([]byte, []int) {
+	return file_engram_v1_request_response_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *WatchMemoriesResponse) GetEvents() []*MemoryEvent {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+func (x *WatchMemoriesResponse) GetCursor() string {
+	if x != nil {
+		return x.Cursor
+	}
+	return ""
+}
+
 // Request of MemoryService.GetMemoryHistory.
 type GetMemoryHistoryRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1208,7 +1498,7 @@ type GetMemoryHistoryRequest struct {
 
 func (x *GetMemoryHistoryRequest) Reset() {
 	*x = GetMemoryHistoryRequest{}
-	mi := &file_engram_v1_request_response_proto_msgTypes[18]
+	mi := &file_engram_v1_request_response_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1220,7 +1510,7 @@ func (x *GetMemoryHistoryRequest) String() string {
 func (*GetMemoryHistoryRequest) ProtoMessage() {}
 
 func (x *GetMemoryHistoryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engram_v1_request_response_proto_msgTypes[18]
+	mi := &file_engram_v1_request_response_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1233,7 +1523,7 @@ func (x *GetMemoryHistoryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMemoryHistoryRequest.ProtoReflect.Descriptor instead.
 func (*GetMemoryHistoryRequest) Descriptor() ([]byte, []int) {
-	return file_engram_v1_request_response_proto_rawDescGZIP(), []int{18}
+	return file_engram_v1_request_response_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *GetMemoryHistoryRequest) GetId() string {
@@ -1261,7 +1551,7 @@ type GetMemoryHistoryResponse struct {
 
 func (x *GetMemoryHistoryResponse) Reset() {
 	*x = GetMemoryHistoryResponse{}
-	mi := &file_engram_v1_request_response_proto_msgTypes[19]
+	mi := &file_engram_v1_request_response_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1273,7 +1563,7 @@ func (x *GetMemoryHistoryResponse) String() string {
 func (*GetMemoryHistoryResponse) ProtoMessage() {}
 
 func (x *GetMemoryHistoryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engram_v1_request_response_proto_msgTypes[19]
+	mi := &file_engram_v1_request_response_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1286,7 +1576,7 @@ func (x *GetMemoryHistoryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMemoryHistoryResponse.ProtoReflect.Descriptor instead.
 func (*GetMemoryHistoryResponse) Descriptor() ([]byte, []int) {
-	return file_engram_v1_request_response_proto_rawDescGZIP(), []int{19}
+	return file_engram_v1_request_response_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *GetMemoryHistoryResponse) GetVersions() []*Memory {
@@ -1315,7 +1605,7 @@ type LinkMemoriesRequest struct {
 
 func (x *LinkMemoriesRequest) Reset() {
 	*x = LinkMemoriesRequest{}
-	mi := &file_engram_v1_request_response_proto_msgTypes[20]
+	mi := &file_engram_v1_request_response_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1327,7 +1617,7 @@ func (x *LinkMemoriesRequest) String() string {
 func (*LinkMemoriesRequest) ProtoMessage() {}
 
 func (x *LinkMemoriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engram_v1_request_response_proto_msgTypes[20]
+	mi := &file_engram_v1_request_response_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1340,7 +1630,7 @@ func (x *LinkMemoriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LinkMemoriesRequest.ProtoReflect.Descriptor instead.
 func (*LinkMemoriesRequest) Descriptor() ([]byte, []int) {
-	return file_engram_v1_request_response_proto_rawDescGZIP(), []int{20}
+	return file_engram_v1_request_response_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *LinkMemoriesRequest) GetAgentId() string {
@@ -1389,7 +1679,7 @@ type LinkMemoriesResponse struct {
 
 func (x *LinkMemoriesResponse) Reset() {
 	*x = LinkMemoriesResponse{}
-	mi := &file_engram_v1_request_response_proto_msgTypes[21]
+	mi := &file_engram_v1_request_response_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1401,7 +1691,7 @@ func (x *LinkMemoriesResponse) String() string {
 func (*LinkMemoriesResponse) ProtoMessage() {}
 
 func (x *LinkMemoriesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engram_v1_request_response_proto_msgTypes[21]
+	mi := &file_engram_v1_request_response_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1414,7 +1704,7 @@ func (x *LinkMemoriesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LinkMemoriesResponse.ProtoReflect.Descriptor instead.
 func (*LinkMemoriesResponse) Descriptor() ([]byte, []int) {
-	return file_engram_v1_request_response_proto_rawDescGZIP(), []int{21}
+	return file_engram_v1_request_response_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *LinkMemoriesResponse) GetLink() *MemoryLink {
@@ -1441,7 +1731,7 @@ type UnlinkMemoriesRequest struct {
 
 func (x *UnlinkMemoriesRequest) Reset() {
 	*x = UnlinkMemoriesRequest{}
-	mi := &file_engram_v1_request_response_proto_msgTypes[22]
+	mi := &file_engram_v1_request_response_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1453,7 +1743,7 @@ func (x *UnlinkMemoriesRequest) String() string {
 func (*UnlinkMemoriesRequest) ProtoMessage() {}
 
 func (x *UnlinkMemoriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engram_v1_request_response_proto_msgTypes[22]
+	mi := &file_engram_v1_request_response_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1466,7 +1756,7 @@ func (x *UnlinkMemoriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnlinkMemoriesRequest.ProtoReflect.Descriptor instead.
 func (*UnlinkMemoriesRequest) Descriptor() ([]byte, []int) {
-	return file_engram_v1_request_response_proto_rawDescGZIP(), []int{22}
+	return file_engram_v1_request_response_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *UnlinkMemoriesRequest) GetAgentId() string {
@@ -1508,7 +1798,7 @@ type UnlinkMemoriesResponse struct {
 
 func (x *UnlinkMemoriesResponse) Reset() {
 	*x = UnlinkMemoriesResponse{}
-	mi := &file_engram_v1_request_response_proto_msgTypes[23]
+	mi := &file_engram_v1_request_response_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1520,7 +1810,7 @@ func (x *UnlinkMemoriesResponse) String() string {
 func (*UnlinkMemoriesResponse) ProtoMessage() {}
 
 func (x *UnlinkMemoriesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engram_v1_request_response_proto_msgTypes[23]
+	mi := &file_engram_v1_request_response_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1533,7 +1823,7 @@ func (x *UnlinkMemoriesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnlinkMemoriesResponse.ProtoReflect.Descriptor instead.
 func (*UnlinkMemoriesResponse) Descriptor() ([]byte, []int) {
-	return file_engram_v1_request_response_proto_rawDescGZIP(), []int{23}
+	return file_engram_v1_request_response_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *UnlinkMemoriesResponse) GetRemovedCount() int32 {
@@ -1562,7 +1852,7 @@ type GetMemoryGraphRequest struct {
 
 func (x *GetMemoryGraphRequest) Reset() {
 	*x = GetMemoryGraphRequest{}
-	mi := &file_engram_v1_request_response_proto_msgTypes[24]
+	mi := &file_engram_v1_request_response_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1574,7 +1864,7 @@ func (x *GetMemoryGraphRequest) String() string {
 func (*GetMemoryGraphRequest) ProtoMessage() {}
 
 func (x *GetMemoryGraphRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engram_v1_request_response_proto_msgTypes[24]
+	mi := &file_engram_v1_request_response_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1587,7 +1877,7 @@ func (x *GetMemoryGraphRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMemoryGraphRequest.ProtoReflect.Descriptor instead.
 func (*GetMemoryGraphRequest) Descriptor() ([]byte, []int) {
-	return file_engram_v1_request_response_proto_rawDescGZIP(), []int{24}
+	return file_engram_v1_request_response_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *GetMemoryGraphRequest) GetAgentId() string {
@@ -1638,7 +1928,7 @@ type GetMemoryGraphResponse struct {
 
 func (x *GetMemoryGraphResponse) Reset() {
 	*x = GetMemoryGraphResponse{}
-	mi := &file_engram_v1_request_response_proto_msgTypes[25]
+	mi := &file_engram_v1_request_response_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1650,7 +1940,7 @@ func (x *GetMemoryGraphResponse) String() string {
 func (*GetMemoryGraphResponse) ProtoMessage() {}
 
 func (x *GetMemoryGraphResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engram_v1_request_response_proto_msgTypes[25]
+	mi := &file_engram_v1_request_response_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1663,7 +1953,7 @@ func (x *GetMemoryGraphResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMemoryGraphResponse.ProtoReflect.Descriptor instead.
 func (*GetMemoryGraphResponse) Descriptor() ([]byte, []int) {
-	return file_engram_v1_request_response_proto_rawDescGZIP(), []int{25}
+	return file_engram_v1_request_response_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *GetMemoryGraphResponse) GetMemories() []*Memory {
@@ -1693,7 +1983,7 @@ type ExportMemoriesRequest struct {
 
 func (x *ExportMemoriesRequest) Reset() {
 	*x = ExportMemoriesRequest{}
-	mi := &file_engram_v1_request_response_proto_msgTypes[26]
+	mi := &file_engram_v1_request_response_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1705,7 +1995,7 @@ func (x *ExportMemoriesRequest) String() string {
 func (*ExportMemoriesRequest) ProtoMessage() {}
 
 func (x *ExportMemoriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engram_v1_request_response_proto_msgTypes[26]
+	mi := &file_engram_v1_request_response_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1718,7 +2008,7 @@ func (x *ExportMemoriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportMemoriesRequest.ProtoReflect.Descriptor instead.
 func (*ExportMemoriesRequest) Descriptor() ([]byte, []int) {
-	return file_engram_v1_request_response_proto_rawDescGZIP(), []int{26}
+	return file_engram_v1_request_response_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ExportMemoriesRequest) GetAgentId() string {
@@ -1746,7 +2036,7 @@ type ExportMemoriesResponse struct {
 
 func (x *ExportMemoriesResponse) Reset() {
 	*x = ExportMemoriesResponse{}
-	mi := &file_engram_v1_request_response_proto_msgTypes[27]
+	mi := &file_engram_v1_request_response_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1758,7 +2048,7 @@ func (x *ExportMemoriesResponse) String() string {
 func (*ExportMemoriesResponse) ProtoMessage() {}
 
 func (x *ExportMemoriesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engram_v1_request_response_proto_msgTypes[27]
+	mi := &file_engram_v1_request_response_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1771,7 +2061,7 @@ func (x *ExportMemoriesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportMemoriesResponse.ProtoReflect.Descriptor instead.
 func (*ExportMemoriesResponse) Descriptor() ([]byte, []int) {
-	return file_engram_v1_request_response_proto_rawDescGZIP(), []int{27}
+	return file_engram_v1_request_response_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ExportMemoriesResponse) GetMemory() *Memory {
@@ -1796,7 +2086,7 @@ type ImportMemoriesRequest struct {
 
 func (x *ImportMemoriesRequest) Reset() {
 	*x = ImportMemoriesRequest{}
-	mi := &file_engram_v1_request_response_proto_msgTypes[28]
+	mi := &file_engram_v1_request_response_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1808,7 +2098,7 @@ func (x *ImportMemoriesRequest) String() string {
 func (*ImportMemoriesRequest) ProtoMessage() {}
 
 func (x *ImportMemoriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engram_v1_request_response_proto_msgTypes[28]
+	mi := &file_engram_v1_request_response_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1821,7 +2111,7 @@ func (x *ImportMemoriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportMemoriesRequest.ProtoReflect.Descriptor instead.
 func (*ImportMemoriesRequest) Descriptor() ([]byte, []int) {
-	return file_engram_v1_request_response_proto_rawDescGZIP(), []int{28}
+	return file_engram_v1_request_response_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ImportMemoriesRequest) GetMemory() *Memory {
@@ -1851,7 +2141,7 @@ type ImportMemoriesResponse struct {
 
 func (x *ImportMemoriesResponse) Reset() {
 	*x = ImportMemoriesResponse{}
-	mi := &file_engram_v1_request_response_proto_msgTypes[29]
+	mi := &file_engram_v1_request_response_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1863,7 +2153,7 @@ func (x *ImportMemoriesResponse) String() string {
 func (*ImportMemoriesResponse) ProtoMessage() {}
 
 func (x *ImportMemoriesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engram_v1_request_response_proto_msgTypes[29]
+	mi := &file_engram_v1_request_response_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1876,7 +2166,7 @@ func (x *ImportMemoriesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportMemoriesResponse.ProtoReflect.Descriptor instead.
 func (*ImportMemoriesResponse) Descriptor() ([]byte, []int) {
-	return file_engram_v1_request_response_proto_rawDescGZIP(), []int{29}
+	return file_engram_v1_request_response_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ImportMemoriesResponse) GetImportedCount() int32 {
@@ -1906,7 +2196,7 @@ type ListAgentsRequest struct {
 
 func (x *ListAgentsRequest) Reset() {
 	*x = ListAgentsRequest{}
-	mi := &file_engram_v1_request_response_proto_msgTypes[30]
+	mi := &file_engram_v1_request_response_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1918,7 +2208,7 @@ func (x *ListAgentsRequest) String() string {
 func (*ListAgentsRequest) ProtoMessage() {}
 
 func (x *ListAgentsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engram_v1_request_response_proto_msgTypes[30]
+	mi := &file_engram_v1_request_response_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1931,7 +2221,7 @@ func (x *ListAgentsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAgentsRequest.ProtoReflect.Descriptor instead.
 func (*ListAgentsRequest) Descriptor() ([]byte, []int) {
-	return file_engram_v1_request_response_proto_rawDescGZIP(), []int{30}
+	return file_engram_v1_request_response_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ListAgentsRequest) GetPageSize() int32 {
@@ -1963,7 +2253,7 @@ type ListAgentsResponse struct {
 
 func (x *ListAgentsResponse) Reset() {
 	*x = ListAgentsResponse{}
-	mi := &file_engram_v1_request_response_proto_msgTypes[31]
+	mi := &file_engram_v1_request_response_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1975,7 +2265,7 @@ func (x *ListAgentsResponse) String() string {
 func (*ListAgentsResponse) ProtoMessage() {}
 
 func (x *ListAgentsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engram_v1_request_response_proto_msgTypes[31]
+	mi := &file_engram_v1_request_response_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1988,7 +2278,7 @@ func (x *ListAgentsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAgentsResponse.ProtoReflect.Descriptor instead.
 func (*ListAgentsResponse) Descriptor() ([]byte, []int) {
-	return file_engram_v1_request_response_proto_rawDescGZIP(), []int{31}
+	return file_engram_v1_request_response_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ListAgentsResponse) GetAgents() []*Agent {
@@ -2023,7 +2313,7 @@ type GetAgentRequest struct {
 
 func (x *GetAgentRequest) Reset() {
 	*x = GetAgentRequest{}
-	mi := &file_engram_v1_request_response_proto_msgTypes[32]
+	mi := &file_engram_v1_request_response_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2035,7 +2325,7 @@ func (x *GetAgentRequest) String() string {
 func (*GetAgentRequest) ProtoMessage() {}
 
 func (x *GetAgentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engram_v1_request_response_proto_msgTypes[32]
+	mi := &file_engram_v1_request_response_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2048,7 +2338,7 @@ func (x *GetAgentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAgentRequest.ProtoReflect.Descriptor instead.
 func (*GetAgentRequest) Descriptor() ([]byte, []int) {
-	return file_engram_v1_request_response_proto_rawDescGZIP(), []int{32}
+	return file_engram_v1_request_response_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *GetAgentRequest) GetAgentId() string {
@@ -2069,7 +2359,7 @@ type GetAgentResponse struct {
 
 func (x *GetAgentResponse) Reset() {
 	*x = GetAgentResponse{}
-	mi := &file_engram_v1_request_response_proto_msgTypes[33]
+	mi := &file_engram_v1_request_response_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2081,7 +2371,7 @@ func (x *GetAgentResponse) String() string {
 func (*GetAgentResponse) ProtoMessage() {}
 
 func (x *GetAgentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engram_v1_request_response_proto_msgTypes[33]
+	mi := &file_engram_v1_request_response_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2094,7 +2384,7 @@ func (x *GetAgentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAgentResponse.ProtoReflect.Descriptor instead.
 func (*GetAgentResponse) Descriptor() ([]byte, []int) {
-	return file_engram_v1_request_response_proto_rawDescGZIP(), []int{33}
+	return file_engram_v1_request_response_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *GetAgentResponse) GetAgent() *Agent {
@@ -2115,7 +2405,7 @@ type DeleteAgentRequest struct {
 
 func (x *DeleteAgentRequest) Reset() {
 	*x = DeleteAgentRequest{}
-	mi := &file_engram_v1_request_response_proto_msgTypes[34]
+	mi := &file_engram_v1_request_response_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2127,7 +2417,7 @@ func (x *DeleteAgentRequest) String() string {
 func (*DeleteAgentRequest) ProtoMessage() {}
 
 func (x *DeleteAgentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engram_v1_request_response_proto_msgTypes[34]
+	mi := &file_engram_v1_request_response_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2140,7 +2430,7 @@ func (x *DeleteAgentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteAgentRequest.ProtoReflect.Descriptor instead.
 func (*DeleteAgentRequest) Descriptor() ([]byte, []int) {
-	return file_engram_v1_request_response_proto_rawDescGZIP(), []int{34}
+	return file_engram_v1_request_response_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *DeleteAgentRequest) GetAgentId() string {
@@ -2161,7 +2451,7 @@ type DeleteAgentResponse struct {
 
 func (x *DeleteAgentResponse) Reset() {
 	*x = DeleteAgentResponse{}
-	mi := &file_engram_v1_request_response_proto_msgTypes[35]
+	mi := &file_engram_v1_request_response_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2173,7 +2463,7 @@ func (x *DeleteAgentResponse) String() string {
 func (*DeleteAgentResponse) ProtoMessage() {}
 
 func (x *DeleteAgentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engram_v1_request_response_proto_msgTypes[35]
+	mi := &file_engram_v1_request_response_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2186,7 +2476,7 @@ func (x *DeleteAgentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteAgentResponse.ProtoReflect.Descriptor instead.
 func (*DeleteAgentResponse) Descriptor() ([]byte, []int) {
-	return file_engram_v1_request_response_proto_rawDescGZIP(), []int{35}
+	return file_engram_v1_request_response_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *DeleteAgentResponse) GetDeletedMemoryCount() int32 {
@@ -2205,7 +2495,7 @@ type HealthRequest struct {
 
 func (x *HealthRequest) Reset() {
 	*x = HealthRequest{}
-	mi := &file_engram_v1_request_response_proto_msgTypes[36]
+	mi := &file_engram_v1_request_response_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2217,7 +2507,7 @@ func (x *HealthRequest) String() string {
 func (*HealthRequest) ProtoMessage() {}
 
 func (x *HealthRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engram_v1_request_response_proto_msgTypes[36]
+	mi := &file_engram_v1_request_response_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2230,7 +2520,7 @@ func (x *HealthRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthRequest.ProtoReflect.Descriptor instead.
 func (*HealthRequest) Descriptor() ([]byte, []int) {
-	return file_engram_v1_request_response_proto_rawDescGZIP(), []int{36}
+	return file_engram_v1_request_response_proto_rawDescGZIP(), []int{40}
 }
 
 // Response of AdminService.Health.
@@ -2246,7 +2536,7 @@ type HealthResponse struct {
 
 func (x *HealthResponse) Reset() {
 	*x = HealthResponse{}
-	mi := &file_engram_v1_request_response_proto_msgTypes[37]
+	mi := &file_engram_v1_request_response_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2258,7 +2548,7 @@ func (x *HealthResponse) String() string {
 func (*HealthResponse) ProtoMessage() {}
 
 func (x *HealthResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engram_v1_request_response_proto_msgTypes[37]
+	mi := &file_engram_v1_request_response_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2271,7 +2561,7 @@ func (x *HealthResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthResponse.ProtoReflect.Descriptor instead.
 func (*HealthResponse) Descriptor() ([]byte, []int) {
-	return file_engram_v1_request_response_proto_rawDescGZIP(), []int{37}
+	return file_engram_v1_request_response_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *HealthResponse) GetStatus() string {
@@ -2297,7 +2587,7 @@ type GetServerInfoRequest struct {
 
 func (x *GetServerInfoRequest) Reset() {
 	*x = GetServerInfoRequest{}
-	mi := &file_engram_v1_request_response_proto_msgTypes[38]
+	mi := &file_engram_v1_request_response_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2309,7 +2599,7 @@ func (x *GetServerInfoRequest) String() string {
 func (*GetServerInfoRequest) ProtoMessage() {}
 
 func (x *GetServerInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engram_v1_request_response_proto_msgTypes[38]
+	mi := &file_engram_v1_request_response_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2322,7 +2612,7 @@ func (x *GetServerInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetServerInfoRequest.ProtoReflect.Descriptor instead.
 func (*GetServerInfoRequest) Descriptor() ([]byte, []int) {
-	return file_engram_v1_request_response_proto_rawDescGZIP(), []int{38}
+	return file_engram_v1_request_response_proto_rawDescGZIP(), []int{42}
 }
 
 // Response of AdminService.GetServerInfo.
@@ -2346,7 +2636,7 @@ type GetServerInfoResponse struct {
 
 func (x *GetServerInfoResponse) Reset() {
 	*x = GetServerInfoResponse{}
-	mi := &file_engram_v1_request_response_proto_msgTypes[39]
+	mi := &file_engram_v1_request_response_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2358,7 +2648,7 @@ func (x *GetServerInfoResponse) String() string {
 func (*GetServerInfoResponse) ProtoMessage() {}
 
 func (x *GetServerInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engram_v1_request_response_proto_msgTypes[39]
+	mi := &file_engram_v1_request_response_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2371,7 +2661,7 @@ func (x *GetServerInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetServerInfoResponse.ProtoReflect.Descriptor instead.
 func (*GetServerInfoResponse) Descriptor() ([]byte, []int) {
-	return file_engram_v1_request_response_proto_rawDescGZIP(), []int{39}
+	return file_engram_v1_request_response_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *GetServerInfoResponse) GetVersion() string {
@@ -2425,7 +2715,7 @@ type GetStatsRequest struct {
 
 func (x *GetStatsRequest) Reset() {
 	*x = GetStatsRequest{}
-	mi := &file_engram_v1_request_response_proto_msgTypes[40]
+	mi := &file_engram_v1_request_response_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2437,7 +2727,7 @@ func (x *GetStatsRequest) String() string {
 func (*GetStatsRequest) ProtoMessage() {}
 
 func (x *GetStatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engram_v1_request_response_proto_msgTypes[40]
+	mi := &file_engram_v1_request_response_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2450,7 +2740,7 @@ func (x *GetStatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStatsRequest.ProtoReflect.Descriptor instead.
 func (*GetStatsRequest) Descriptor() ([]byte, []int) {
-	return file_engram_v1_request_response_proto_rawDescGZIP(), []int{40}
+	return file_engram_v1_request_response_proto_rawDescGZIP(), []int{44}
 }
 
 // Response of AdminService.GetStats.
@@ -2480,7 +2770,7 @@ type GetStatsResponse struct {
 
 func (x *GetStatsResponse) Reset() {
 	*x = GetStatsResponse{}
-	mi := &file_engram_v1_request_response_proto_msgTypes[41]
+	mi := &file_engram_v1_request_response_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2492,7 +2782,7 @@ func (x *GetStatsResponse) String() string {
 func (*GetStatsResponse) ProtoMessage() {}
 
 func (x *GetStatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engram_v1_request_response_proto_msgTypes[41]
+	mi := &file_engram_v1_request_response_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2505,7 +2795,7 @@ func (x *GetStatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStatsResponse.ProtoReflect.Descriptor instead.
 func (*GetStatsResponse) Descriptor() ([]byte, []int) {
-	return file_engram_v1_request_response_proto_rawDescGZIP(), []int{41}
+	return file_engram_v1_request_response_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *GetStatsResponse) GetAgentCount() int32 {
@@ -2590,7 +2880,7 @@ type CreateApiKeyRequest struct {
 
 func (x *CreateApiKeyRequest) Reset() {
 	*x = CreateApiKeyRequest{}
-	mi := &file_engram_v1_request_response_proto_msgTypes[42]
+	mi := &file_engram_v1_request_response_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2602,7 +2892,7 @@ func (x *CreateApiKeyRequest) String() string {
 func (*CreateApiKeyRequest) ProtoMessage() {}
 
 func (x *CreateApiKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engram_v1_request_response_proto_msgTypes[42]
+	mi := &file_engram_v1_request_response_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2615,7 +2905,7 @@ func (x *CreateApiKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateApiKeyRequest.ProtoReflect.Descriptor instead.
 func (*CreateApiKeyRequest) Descriptor() ([]byte, []int) {
-	return file_engram_v1_request_response_proto_rawDescGZIP(), []int{42}
+	return file_engram_v1_request_response_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *CreateApiKeyRequest) GetName() string {
@@ -2666,7 +2956,7 @@ type CreateApiKeyResponse struct {
 
 func (x *CreateApiKeyResponse) Reset() {
 	*x = CreateApiKeyResponse{}
-	mi := &file_engram_v1_request_response_proto_msgTypes[43]
+	mi := &file_engram_v1_request_response_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2678,7 +2968,7 @@ func (x *CreateApiKeyResponse) String() string {
 func (*CreateApiKeyResponse) ProtoMessage() {}
 
 func (x *CreateApiKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engram_v1_request_response_proto_msgTypes[43]
+	mi := &file_engram_v1_request_response_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2691,7 +2981,7 @@ func (x *CreateApiKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateApiKeyResponse.ProtoReflect.Descriptor instead.
 func (*CreateApiKeyResponse) Descriptor() ([]byte, []int) {
-	return file_engram_v1_request_response_proto_rawDescGZIP(), []int{43}
+	return file_engram_v1_request_response_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *CreateApiKeyResponse) GetApiKey() *ApiKey {
@@ -2719,7 +3009,7 @@ type ListApiKeysRequest struct {
 
 func (x *ListApiKeysRequest) Reset() {
 	*x = ListApiKeysRequest{}
-	mi := &file_engram_v1_request_response_proto_msgTypes[44]
+	mi := &file_engram_v1_request_response_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2731,7 +3021,7 @@ func (x *ListApiKeysRequest) String() string {
 func (*ListApiKeysRequest) ProtoMessage() {}
 
 func (x *ListApiKeysRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engram_v1_request_response_proto_msgTypes[44]
+	mi := &file_engram_v1_request_response_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2744,7 +3034,7 @@ func (x *ListApiKeysRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListApiKeysRequest.ProtoReflect.Descriptor instead.
 func (*ListApiKeysRequest) Descriptor() ([]byte, []int) {
-	return file_engram_v1_request_response_proto_rawDescGZIP(), []int{44}
+	return file_engram_v1_request_response_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *ListApiKeysRequest) GetIncludeRevoked() bool {
@@ -2765,7 +3055,7 @@ type ListApiKeysResponse struct {
 
 func (x *ListApiKeysResponse) Reset() {
 	*x = ListApiKeysResponse{}
-	mi := &file_engram_v1_request_response_proto_msgTypes[45]
+	mi := &file_engram_v1_request_response_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2777,7 +3067,7 @@ func (x *ListApiKeysResponse) String() string {
 func (*ListApiKeysResponse) ProtoMessage() {}
 
 func (x *ListApiKeysResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engram_v1_request_response_proto_msgTypes[45]
+	mi := &file_engram_v1_request_response_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2790,7 +3080,7 @@ func (x *ListApiKeysResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListApiKeysResponse.ProtoReflect.Descriptor instead.
 func (*ListApiKeysResponse) Descriptor() ([]byte, []int) {
-	return file_engram_v1_request_response_proto_rawDescGZIP(), []int{45}
+	return file_engram_v1_request_response_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *ListApiKeysResponse) GetApiKeys() []*ApiKey {
@@ -2811,7 +3101,7 @@ type RevokeApiKeyRequest struct {
 
 func (x *RevokeApiKeyRequest) Reset() {
 	*x = RevokeApiKeyRequest{}
-	mi := &file_engram_v1_request_response_proto_msgTypes[46]
+	mi := &file_engram_v1_request_response_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2823,7 +3113,7 @@ func (x *RevokeApiKeyRequest) String() string {
 func (*RevokeApiKeyRequest) ProtoMessage() {}
 
 func (x *RevokeApiKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engram_v1_request_response_proto_msgTypes[46]
+	mi := &file_engram_v1_request_response_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2836,7 +3126,7 @@ func (x *RevokeApiKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeApiKeyRequest.ProtoReflect.Descriptor instead.
 func (*RevokeApiKeyRequest) Descriptor() ([]byte, []int) {
-	return file_engram_v1_request_response_proto_rawDescGZIP(), []int{46}
+	return file_engram_v1_request_response_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *RevokeApiKeyRequest) GetId() string {
@@ -2857,7 +3147,7 @@ type RevokeApiKeyResponse struct {
 
 func (x *RevokeApiKeyResponse) Reset() {
 	*x = RevokeApiKeyResponse{}
-	mi := &file_engram_v1_request_response_proto_msgTypes[47]
+	mi := &file_engram_v1_request_response_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2869,7 +3159,7 @@ func (x *RevokeApiKeyResponse) String() string {
 func (*RevokeApiKeyResponse) ProtoMessage() {}
 
 func (x *RevokeApiKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engram_v1_request_response_proto_msgTypes[47]
+	mi := &file_engram_v1_request_response_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2882,7 +3172,7 @@ func (x *RevokeApiKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeApiKeyResponse.ProtoReflect.Descriptor instead.
 func (*RevokeApiKeyResponse) Descriptor() ([]byte, []int) {
-	return file_engram_v1_request_response_proto_rawDescGZIP(), []int{47}
+	return file_engram_v1_request_response_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *RevokeApiKeyResponse) GetApiKey() *ApiKey {
@@ -2901,7 +3191,7 @@ type GetClusterStatusRequest struct {
 
 func (x *GetClusterStatusRequest) Reset() {
 	*x = GetClusterStatusRequest{}
-	mi := &file_engram_v1_request_response_proto_msgTypes[48]
+	mi := &file_engram_v1_request_response_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2913,7 +3203,7 @@ func (x *GetClusterStatusRequest) String() string {
 func (*GetClusterStatusRequest) ProtoMessage() {}
 
 func (x *GetClusterStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engram_v1_request_response_proto_msgTypes[48]
+	mi := &file_engram_v1_request_response_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2926,7 +3216,7 @@ func (x *GetClusterStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetClusterStatusRequest.ProtoReflect.Descriptor instead.
 func (*GetClusterStatusRequest) Descriptor() ([]byte, []int) {
-	return file_engram_v1_request_response_proto_rawDescGZIP(), []int{48}
+	return file_engram_v1_request_response_proto_rawDescGZIP(), []int{52}
 }
 
 // Response of AdminService.GetClusterStatus.
@@ -2946,7 +3236,7 @@ type GetClusterStatusResponse struct {
 
 func (x *GetClusterStatusResponse) Reset() {
 	*x = GetClusterStatusResponse{}
-	mi := &file_engram_v1_request_response_proto_msgTypes[49]
+	mi := &file_engram_v1_request_response_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2958,7 +3248,7 @@ func (x *GetClusterStatusResponse) String() string {
 func (*GetClusterStatusResponse) ProtoMessage() {}
 
 func (x *GetClusterStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engram_v1_request_response_proto_msgTypes[49]
+	mi := &file_engram_v1_request_response_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2971,7 +3261,7 @@ func (x *GetClusterStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetClusterStatusResponse.ProtoReflect.Descriptor instead.
 func (*GetClusterStatusResponse) Descriptor() ([]byte, []int) {
-	return file_engram_v1_request_response_proto_rawDescGZIP(), []int{49}
+	return file_engram_v1_request_response_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *GetClusterStatusResponse) GetNodeCount() int32 {
@@ -3016,7 +3306,7 @@ type EmbedRequest struct {
 
 func (x *EmbedRequest) Reset() {
 	*x = EmbedRequest{}
-	mi := &file_engram_v1_request_response_proto_msgTypes[50]
+	mi := &file_engram_v1_request_response_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3028,7 +3318,7 @@ func (x *EmbedRequest) String() string {
 func (*EmbedRequest) ProtoMessage() {}
 
 func (x *EmbedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engram_v1_request_response_proto_msgTypes[50]
+	mi := &file_engram_v1_request_response_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3041,7 +3331,7 @@ func (x *EmbedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EmbedRequest.ProtoReflect.Descriptor instead.
 func (*EmbedRequest) Descriptor() ([]byte, []int) {
-	return file_engram_v1_request_response_proto_rawDescGZIP(), []int{50}
+	return file_engram_v1_request_response_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *EmbedRequest) GetTexts() []string {
@@ -3073,7 +3363,7 @@ type EmbedResponse struct {
 
 func (x *EmbedResponse) Reset() {
 	*x = EmbedResponse{}
-	mi := &file_engram_v1_request_response_proto_msgTypes[51]
+	mi := &file_engram_v1_request_response_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3085,7 +3375,7 @@ func (x *EmbedResponse) String() string {
 func (*EmbedResponse) ProtoMessage() {}
 
 func (x *EmbedResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engram_v1_request_response_proto_msgTypes[51]
+	mi := &file_engram_v1_request_response_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3098,7 +3388,7 @@ func (x *EmbedResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EmbedResponse.ProtoReflect.Descriptor instead.
 func (*EmbedResponse) Descriptor() ([]byte, []int) {
-	return file_engram_v1_request_response_proto_rawDescGZIP(), []int{51}
+	return file_engram_v1_request_response_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *EmbedResponse) GetEmbeddings() []*Embedding {
@@ -3126,7 +3416,7 @@ var File_engram_v1_request_response_proto protoreflect.FileDescriptor
 
 const file_engram_v1_request_response_proto_rawDesc = "" +
 	"\n" +
-	" engram/v1/request_response.proto\x12\tengram.v1\x1a\x15engram/v1/enums.proto\x1a\x18engram/v1/messages.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc4\x03\n" +
+	" engram/v1/request_response.proto\x12\tengram.v1\x1a\x15engram/v1/enums.proto\x1a\x18engram/v1/messages.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xeb\x04\n" +
 	"\x12StoreMemoryRequest\x12\x19\n" +
 	"\bagent_id\x18\x01 \x01(\tR\aagentId\x12\x18\n" +
 	"\acontent\x18\x02 \x01(\tR\acontent\x126\n" +
@@ -3146,16 +3436,22 @@ const file_engram_v1_request_response_proto_rawDesc = "" +
 	"\n" +
 	"expires_at\x18\n" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12\x0e\n" +
-	"\x02id\x18\v \x01(\tR\x02idB\r\n" +
-	"\v_importance\"Z\n" +
+	"\x02id\x18\v \x01(\tR\x02id\x12\x10\n" +
+	"\x03key\x18\f \x01(\tR\x03key\x12E\n" +
+	"\x10duplicate_policy\x18\r \x01(\x0e2\x1a.engram.v1.DuplicatePolicyR\x0fduplicatePolicy\x124\n" +
+	"\x13duplicate_threshold\x18\x0e \x01(\x02H\x01R\x12duplicateThreshold\x88\x01\x01B\r\n" +
+	"\v_importanceB\x16\n" +
+	"\x14_duplicate_threshold\"\x8d\x01\n" +
 	"\x13StoreMemoryResponse\x12)\n" +
 	"\x06memory\x18\x01 \x01(\v2\x11.engram.v1.MemoryR\x06memory\x12\x18\n" +
-	"\acreated\x18\x02 \x01(\bR\acreated\"V\n" +
+	"\acreated\x18\x02 \x01(\bR\acreated\x121\n" +
+	"\aoutcome\x18\x03 \x01(\x0e2\x17.engram.v1.StoreOutcomeR\aoutcome\"V\n" +
 	"\x19BatchStoreMemoriesRequest\x129\n" +
-	"\brequests\x18\x01 \x03(\v2\x1d.engram.v1.StoreMemoryRequestR\brequests\"p\n" +
+	"\brequests\x18\x01 \x03(\v2\x1d.engram.v1.StoreMemoryRequestR\brequests\"\xa5\x01\n" +
 	"\x1aBatchStoreMemoriesResponse\x12-\n" +
 	"\bmemories\x18\x01 \x03(\v2\x11.engram.v1.MemoryR\bmemories\x12#\n" +
-	"\rcreated_count\x18\x02 \x01(\x05R\fcreatedCount\"=\n" +
+	"\rcreated_count\x18\x02 \x01(\x05R\fcreatedCount\x123\n" +
+	"\boutcomes\x18\x03 \x03(\x0e2\x17.engram.v1.StoreOutcomeR\boutcomes\"=\n" +
 	"\x10GetMemoryRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x19\n" +
 	"\bagent_id\x18\x02 \x01(\tR\aagentId\">\n" +
@@ -3213,7 +3509,23 @@ const file_engram_v1_request_response_proto_rawDesc = "" +
 	"\rmatched_count\x18\x01 \x01(\x05R\fmatchedCount\x12#\n" +
 	"\rdeleted_count\x18\x02 \x01(\x05R\fdeletedCount\x12\x10\n" +
 	"\x03ids\x18\x03 \x03(\tR\x03ids\x12\x17\n" +
-	"\adry_run\x18\x04 \x01(\bR\x06dryRun\"D\n" +
+	"\adry_run\x18\x04 \x01(\bR\x06dryRun\"\xa1\x01\n" +
+	"\x1aConsolidateMemoriesRequest\x12\x19\n" +
+	"\bagent_id\x18\x01 \x01(\tR\aagentId\x12\x17\n" +
+	"\adry_run\x18\x02 \x01(\bR\x06dryRun\x126\n" +
+	"\x14similarity_threshold\x18\x03 \x01(\x02H\x00R\x13similarityThreshold\x88\x01\x01B\x17\n" +
+	"\x15_similarity_threshold\"\x8c\x01\n" +
+	"\x1bConsolidateMemoriesResponse\x121\n" +
+	"\x06groups\x18\x01 \x03(\v2\x19.engram.v1.DuplicateGroupR\x06groups\x12!\n" +
+	"\fmerged_count\x18\x02 \x01(\x05R\vmergedCount\x12\x17\n" +
+	"\adry_run\x18\x03 \x01(\bR\x06dryRun\"R\n" +
+	"\x14WatchMemoriesRequest\x12\x19\n" +
+	"\bagent_id\x18\x01 \x01(\tR\aagentId\x12\x1f\n" +
+	"\vstart_after\x18\x02 \x01(\tR\n" +
+	"startAfter\"_\n" +
+	"\x15WatchMemoriesResponse\x12.\n" +
+	"\x06events\x18\x01 \x03(\v2\x16.engram.v1.MemoryEventR\x06events\x12\x16\n" +
+	"\x06cursor\x18\x02 \x01(\tR\x06cursor\"D\n" +
 	"\x17GetMemoryHistoryRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x19\n" +
 	"\bagent_id\x18\x02 \x01(\tR\aagentId\"I\n" +
@@ -3349,119 +3661,132 @@ func file_engram_v1_request_response_proto_rawDescGZIP() []byte {
 	return file_engram_v1_request_response_proto_rawDescData
 }
 
-var file_engram_v1_request_response_proto_msgTypes = make([]protoimpl.MessageInfo, 52)
+var file_engram_v1_request_response_proto_msgTypes = make([]protoimpl.MessageInfo, 56)
 var file_engram_v1_request_response_proto_goTypes = []any{
-	(*StoreMemoryRequest)(nil),         // 0: engram.v1.StoreMemoryRequest
-	(*StoreMemoryResponse)(nil),        // 1: engram.v1.StoreMemoryResponse
-	(*BatchStoreMemoriesRequest)(nil),  // 2: engram.v1.BatchStoreMemoriesRequest
-	(*BatchStoreMemoriesResponse)(nil), // 3: engram.v1.BatchStoreMemoriesResponse
-	(*GetMemoryRequest)(nil),           // 4: engram.v1.GetMemoryRequest
-	(*GetMemoryResponse)(nil),          // 5: engram.v1.GetMemoryResponse
-	(*UpdateMemoryRequest)(nil),        // 6: engram.v1.UpdateMemoryRequest
-	(*UpdateMemoryResponse)(nil),       // 7: engram.v1.UpdateMemoryResponse
-	(*DeleteMemoryRequest)(nil),        // 8: engram.v1.DeleteMemoryRequest
-	(*DeleteMemoryResponse)(nil),       // 9: engram.v1.DeleteMemoryResponse
-	(*ListMemoriesRequest)(nil),        // 10: engram.v1.ListMemoriesRequest
-	(*ListMemoriesResponse)(nil),       // 11: engram.v1.ListMemoriesResponse
-	(*RecallRequest)(nil),              // 12: engram.v1.RecallRequest
-	(*RecallResponse)(nil),             // 13: engram.v1.RecallResponse
-	(*BatchRecallRequest)(nil),         // 14: engram.v1.BatchRecallRequest
-	(*BatchRecallResponse)(nil),        // 15: engram.v1.BatchRecallResponse
-	(*ForgetMemoriesRequest)(nil),      // 16: engram.v1.ForgetMemoriesRequest
-	(*ForgetMemoriesResponse)(nil),     // 17: engram.v1.ForgetMemoriesResponse
-	(*GetMemoryHistoryRequest)(nil),    // 18: engram.v1.GetMemoryHistoryRequest
-	(*GetMemoryHistoryResponse)(nil),   // 19: engram.v1.GetMemoryHistoryResponse
-	(*LinkMemoriesRequest)(nil),        // 20: engram.v1.LinkMemoriesRequest
-	(*LinkMemoriesResponse)(nil),       // 21: engram.v1.LinkMemoriesResponse
-	(*UnlinkMemoriesRequest)(nil),      // 22: engram.v1.UnlinkMemoriesRequest
-	(*UnlinkMemoriesResponse)(nil),     // 23: engram.v1.UnlinkMemoriesResponse
-	(*GetMemoryGraphRequest)(nil),      // 24: engram.v1.GetMemoryGraphRequest
-	(*GetMemoryGraphResponse)(nil),     // 25: engram.v1.GetMemoryGraphResponse
-	(*ExportMemoriesRequest)(nil),      // 26: engram.v1.ExportMemoriesRequest
-	(*ExportMemoriesResponse)(nil),     // 27: engram.v1.ExportMemoriesResponse
-	(*ImportMemoriesRequest)(nil),      // 28: engram.v1.ImportMemoriesRequest
-	(*ImportMemoriesResponse)(nil),     // 29: engram.v1.ImportMemoriesResponse
-	(*ListAgentsRequest)(nil),          // 30: engram.v1.ListAgentsRequest
-	(*ListAgentsResponse)(nil),         // 31: engram.v1.ListAgentsResponse
-	(*GetAgentRequest)(nil),            // 32: engram.v1.GetAgentRequest
-	(*GetAgentResponse)(nil),           // 33: engram.v1.GetAgentResponse
-	(*DeleteAgentRequest)(nil),         // 34: engram.v1.DeleteAgentRequest
-	(*DeleteAgentResponse)(nil),        // 35: engram.v1.DeleteAgentResponse
-	(*HealthRequest)(nil),              // 36: engram.v1.HealthRequest
-	(*HealthResponse)(nil),             // 37: engram.v1.HealthResponse
-	(*GetServerInfoRequest)(nil),       // 38: engram.v1.GetServerInfoRequest
-	(*GetServerInfoResponse)(nil),      // 39: engram.v1.GetServerInfoResponse
-	(*GetStatsRequest)(nil),            // 40: engram.v1.GetStatsRequest
-	(*GetStatsResponse)(nil),           // 41: engram.v1.GetStatsResponse
-	(*CreateApiKeyRequest)(nil),        // 42: engram.v1.CreateApiKeyRequest
-	(*CreateApiKeyResponse)(nil),       // 43: engram.v1.CreateApiKeyResponse
-	(*ListApiKeysRequest)(nil),         // 44: engram.v1.ListApiKeysRequest
-	(*ListApiKeysResponse)(nil),        // 45: engram.v1.ListApiKeysResponse
-	(*RevokeApiKeyRequest)(nil),        // 46: engram.v1.RevokeApiKeyRequest
-	(*RevokeApiKeyResponse)(nil),       // 47: engram.v1.RevokeApiKeyResponse
-	(*GetClusterStatusRequest)(nil),    // 48: engram.v1.GetClusterStatusRequest
-	(*GetClusterStatusResponse)(nil),   // 49: engram.v1.GetClusterStatusResponse
-	(*EmbedRequest)(nil),               // 50: engram.v1.EmbedRequest
-	(*EmbedResponse)(nil),              // 51: engram.v1.EmbedResponse
-	(MemoryType)(0),                    // 52: engram.v1.MemoryType
-	(*structpb.Struct)(nil),            // 53: google.protobuf.Struct
-	(*timestamppb.Timestamp)(nil),      // 54: google.protobuf.Timestamp
-	(*Memory)(nil),                     // 55: engram.v1.Memory
-	(*fieldmaskpb.FieldMask)(nil),      // 56: google.protobuf.FieldMask
-	(*MemoryFilter)(nil),               // 57: engram.v1.MemoryFilter
-	(RecallMode)(0),                    // 58: engram.v1.RecallMode
-	(*RecalledMemory)(nil),             // 59: engram.v1.RecalledMemory
-	(*MemoryLink)(nil),                 // 60: engram.v1.MemoryLink
-	(*Agent)(nil),                      // 61: engram.v1.Agent
-	(*ServerLimits)(nil),               // 62: engram.v1.ServerLimits
-	(ApiKeyRole)(0),                    // 63: engram.v1.ApiKeyRole
-	(*ApiKey)(nil),                     // 64: engram.v1.ApiKey
-	(*ClusterNode)(nil),                // 65: engram.v1.ClusterNode
-	(EmbeddingInputType)(0),            // 66: engram.v1.EmbeddingInputType
-	(*Embedding)(nil),                  // 67: engram.v1.Embedding
+	(*StoreMemoryRequest)(nil),          // 0: engram.v1.StoreMemoryRequest
+	(*StoreMemoryResponse)(nil),         // 1: engram.v1.StoreMemoryResponse
+	(*BatchStoreMemoriesRequest)(nil),   // 2: engram.v1.BatchStoreMemoriesRequest
+	(*BatchStoreMemoriesResponse)(nil),  // 3: engram.v1.BatchStoreMemoriesResponse
+	(*GetMemoryRequest)(nil),            // 4: engram.v1.GetMemoryRequest
+	(*GetMemoryResponse)(nil),           // 5: engram.v1.GetMemoryResponse
+	(*UpdateMemoryRequest)(nil),         // 6: engram.v1.UpdateMemoryRequest
+	(*UpdateMemoryResponse)(nil),        // 7: engram.v1.UpdateMemoryResponse
+	(*DeleteMemoryRequest)(nil),         // 8: engram.v1.DeleteMemoryRequest
+	(*DeleteMemoryResponse)(nil),        // 9: engram.v1.DeleteMemoryResponse
+	(*ListMemoriesRequest)(nil),         // 10: engram.v1.ListMemoriesRequest
+	(*ListMemoriesResponse)(nil),        // 11: engram.v1.ListMemoriesResponse
+	(*RecallRequest)(nil),               // 12: engram.v1.RecallRequest
+	(*RecallResponse)(nil),              // 13: engram.v1.RecallResponse
+	(*BatchRecallRequest)(nil),          // 14: engram.v1.BatchRecallRequest
+	(*BatchRecallResponse)(nil),         // 15: engram.v1.BatchRecallResponse
+	(*ForgetMemoriesRequest)(nil),       // 16: engram.v1.ForgetMemoriesRequest
+	(*ForgetMemoriesResponse)(nil),      // 17: engram.v1.ForgetMemoriesResponse
+	(*ConsolidateMemoriesRequest)(nil),  // 18: engram.v1.ConsolidateMemoriesRequest
+	(*ConsolidateMemoriesResponse)(nil), // 19: engram.v1.ConsolidateMemoriesResponse
+	(*WatchMemoriesRequest)(nil),        // 20: engram.v1.WatchMemoriesRequest
+	(*WatchMemoriesResponse)(nil),       // 21: engram.v1.WatchMemoriesResponse
+	(*GetMemoryHistoryRequest)(nil),     // 22: engram.v1.GetMemoryHistoryRequest
+	(*GetMemoryHistoryResponse)(nil),    // 23: engram.v1.GetMemoryHistoryResponse
+	(*LinkMemoriesRequest)(nil),         // 24: engram.v1.LinkMemoriesRequest
+	(*LinkMemoriesResponse)(nil),        // 25: engram.v1.LinkMemoriesResponse
+	(*UnlinkMemoriesRequest)(nil),       // 26: engram.v1.UnlinkMemoriesRequest
+	(*UnlinkMemoriesResponse)(nil),      // 27: engram.v1.UnlinkMemoriesResponse
+	(*GetMemoryGraphRequest)(nil),       // 28: engram.v1.GetMemoryGraphRequest
+	(*GetMemoryGraphResponse)(nil),      // 29: engram.v1.GetMemoryGraphResponse
+	(*ExportMemoriesRequest)(nil),       // 30: engram.v1.ExportMemoriesRequest
+	(*ExportMemoriesResponse)(nil),      // 31: engram.v1.ExportMemoriesResponse
+	(*ImportMemoriesRequest)(nil),       // 32: engram.v1.ImportMemoriesRequest
+	(*ImportMemoriesResponse)(nil),      // 33: engram.v1.ImportMemoriesResponse
+	(*ListAgentsRequest)(nil),           // 34: engram.v1.ListAgentsRequest
+	(*ListAgentsResponse)(nil),          // 35: engram.v1.ListAgentsResponse
+	(*GetAgentRequest)(nil),             // 36: engram.v1.GetAgentRequest
+	(*GetAgentResponse)(nil),            // 37: engram.v1.GetAgentResponse
+	(*DeleteAgentRequest)(nil),          // 38: engram.v1.DeleteAgentRequest
+	(*DeleteAgentResponse)(nil),         // 39: engram.v1.DeleteAgentResponse
+	(*HealthRequest)(nil),               // 40: engram.v1.HealthRequest
+	(*HealthResponse)(nil),              // 41: engram.v1.HealthResponse
+	(*GetServerInfoRequest)(nil),        // 42: engram.v1.GetServerInfoRequest
+	(*GetServerInfoResponse)(nil),       // 43: engram.v1.GetServerInfoResponse
+	(*GetStatsRequest)(nil),             // 44: engram.v1.GetStatsRequest
+	(*GetStatsResponse)(nil),            // 45: engram.v1.GetStatsResponse
+	(*CreateApiKeyRequest)(nil),         // 46: engram.v1.CreateApiKeyRequest
+	(*CreateApiKeyResponse)(nil),        // 47: engram.v1.CreateApiKeyResponse
+	(*ListApiKeysRequest)(nil),          // 48: engram.v1.ListApiKeysRequest
+	(*ListApiKeysResponse)(nil),         // 49: engram.v1.ListApiKeysResponse
+	(*RevokeApiKeyRequest)(nil),         // 50: engram.v1.RevokeApiKeyRequest
+	(*RevokeApiKeyResponse)(nil),        // 51: engram.v1.RevokeApiKeyResponse
+	(*GetClusterStatusRequest)(nil),     // 52: engram.v1.GetClusterStatusRequest
+	(*GetClusterStatusResponse)(nil),    // 53: engram.v1.GetClusterStatusResponse
+	(*EmbedRequest)(nil),                // 54: engram.v1.EmbedRequest
+	(*EmbedResponse)(nil),               // 55: engram.v1.EmbedResponse
+	(MemoryType)(0),                     // 56: engram.v1.MemoryType
+	(*structpb.Struct)(nil),             // 57: google.protobuf.Struct
+	(*timestamppb.Timestamp)(nil),       // 58: google.protobuf.Timestamp
+	(DuplicatePolicy)(0),                // 59: engram.v1.DuplicatePolicy
+	(*Memory)(nil),                      // 60: engram.v1.Memory
+	(StoreOutcome)(0),                   // 61: engram.v1.StoreOutcome
+	(*fieldmaskpb.FieldMask)(nil),       // 62: google.protobuf.FieldMask
+	(*MemoryFilter)(nil),                // 63: engram.v1.MemoryFilter
+	(RecallMode)(0),                     // 64: engram.v1.RecallMode
+	(*RecalledMemory)(nil),              // 65: engram.v1.RecalledMemory
+	(*DuplicateGroup)(nil),              // 66: engram.v1.DuplicateGroup
+	(*MemoryEvent)(nil),                 // 67: engram.v1.MemoryEvent
+	(*MemoryLink)(nil),                  // 68: engram.v1.MemoryLink
+	(*Agent)(nil),                       // 69: engram.v1.Agent
+	(*ServerLimits)(nil),                // 70: engram.v1.ServerLimits
+	(ApiKeyRole)(0),                     // 71: engram.v1.ApiKeyRole
+	(*ApiKey)(nil),                      // 72: engram.v1.ApiKey
+	(*ClusterNode)(nil),                 // 73: engram.v1.ClusterNode
+	(EmbeddingInputType)(0),             // 74: engram.v1.EmbeddingInputType
+	(*Embedding)(nil),                   // 75: engram.v1.Embedding
 }
 var file_engram_v1_request_response_proto_depIdxs = []int32{
-	52, // 0: engram.v1.StoreMemoryRequest.memory_type:type_name -> engram.v1.MemoryType
-	53, // 1: engram.v1.StoreMemoryRequest.metadata:type_name -> google.protobuf.Struct
-	54, // 2: engram.v1.StoreMemoryRequest.event_time:type_name -> google.protobuf.Timestamp
-	54, // 3: engram.v1.StoreMemoryRequest.expires_at:type_name -> google.protobuf.Timestamp
-	55, // 4: engram.v1.StoreMemoryResponse.memory:type_name -> engram.v1.Memory
-	0,  // 5: engram.v1.BatchStoreMemoriesRequest.requests:type_name -> engram.v1.StoreMemoryRequest
-	55, // 6: engram.v1.BatchStoreMemoriesResponse.memories:type_name -> engram.v1.Memory
-	55, // 7: engram.v1.GetMemoryResponse.memory:type_name -> engram.v1.Memory
-	55, // 8: engram.v1.UpdateMemoryRequest.memory:type_name -> engram.v1.Memory
-	56, // 9: engram.v1.UpdateMemoryRequest.update_mask:type_name -> google.protobuf.FieldMask
-	55, // 10: engram.v1.UpdateMemoryResponse.memory:type_name -> engram.v1.Memory
-	57, // 11: engram.v1.ListMemoriesRequest.filter:type_name -> engram.v1.MemoryFilter
-	55, // 12: engram.v1.ListMemoriesResponse.memories:type_name -> engram.v1.Memory
-	57, // 13: engram.v1.RecallRequest.filter:type_name -> engram.v1.MemoryFilter
-	58, // 14: engram.v1.RecallRequest.mode:type_name -> engram.v1.RecallMode
-	59, // 15: engram.v1.RecallResponse.memories:type_name -> engram.v1.RecalledMemory
-	12, // 16: engram.v1.BatchRecallRequest.requests:type_name -> engram.v1.RecallRequest
-	13, // 17: engram.v1.BatchRecallResponse.responses:type_name -> engram.v1.RecallResponse
-	57, // 18: engram.v1.ForgetMemoriesRequest.filter:type_name -> engram.v1.MemoryFilter
-	55, // 19: engram.v1.GetMemoryHistoryResponse.versions:type_name -> engram.v1.Memory
-	60, // 20: engram.v1.LinkMemoriesResponse.link:type_name -> engram.v1.MemoryLink
-	55, // 21: engram.v1.GetMemoryGraphResponse.memories:type_name -> engram.v1.Memory
-	60, // 22: engram.v1.GetMemoryGraphResponse.links:type_name -> engram.v1.MemoryLink
-	57, // 23: engram.v1.ExportMemoriesRequest.filter:type_name -> engram.v1.MemoryFilter
-	55, // 24: engram.v1.ExportMemoriesResponse.memory:type_name -> engram.v1.Memory
-	55, // 25: engram.v1.ImportMemoriesRequest.memory:type_name -> engram.v1.Memory
-	61, // 26: engram.v1.ListAgentsResponse.agents:type_name -> engram.v1.Agent
-	61, // 27: engram.v1.GetAgentResponse.agent:type_name -> engram.v1.Agent
-	62, // 28: engram.v1.GetServerInfoResponse.limits:type_name -> engram.v1.ServerLimits
-	63, // 29: engram.v1.CreateApiKeyRequest.role:type_name -> engram.v1.ApiKeyRole
-	64, // 30: engram.v1.CreateApiKeyResponse.api_key:type_name -> engram.v1.ApiKey
-	64, // 31: engram.v1.ListApiKeysResponse.api_keys:type_name -> engram.v1.ApiKey
-	64, // 32: engram.v1.RevokeApiKeyResponse.api_key:type_name -> engram.v1.ApiKey
-	65, // 33: engram.v1.GetClusterStatusResponse.nodes:type_name -> engram.v1.ClusterNode
-	66, // 34: engram.v1.EmbedRequest.input_type:type_name -> engram.v1.EmbeddingInputType
-	67, // 35: engram.v1.EmbedResponse.embeddings:type_name -> engram.v1.Embedding
-	36, // [36:36] is the sub-list for method output_type
-	36, // [36:36] is the sub-list for method input_type
-	36, // [36:36] is the sub-list for extension type_name
-	36, // [36:36] is the sub-list for extension extendee
-	0,  // [0:36] is the sub-list for field type_name
+	56, // 0: engram.v1.StoreMemoryRequest.memory_type:type_name -> engram.v1.MemoryType
+	57, // 1: engram.v1.StoreMemoryRequest.metadata:type_name -> google.protobuf.Struct
+	58, // 2: engram.v1.StoreMemoryRequest.event_time:type_name -> google.protobuf.Timestamp
+	58, // 3: engram.v1.StoreMemoryRequest.expires_at:type_name -> google.protobuf.Timestamp
+	59, // 4: engram.v1.StoreMemoryRequest.duplicate_policy:type_name -> engram.v1.DuplicatePolicy
+	60, // 5: engram.v1.StoreMemoryResponse.memory:type_name -> engram.v1.Memory
+	61, // 6: engram.v1.StoreMemoryResponse.outcome:type_name -> engram.v1.StoreOutcome
+	0,  // 7: engram.v1.BatchStoreMemoriesRequest.requests:type_name -> engram.v1.StoreMemoryRequest
+	60, // 8: engram.v1.BatchStoreMemoriesResponse.memories:type_name -> engram.v1.Memory
+	61, // 9: engram.v1.BatchStoreMemoriesResponse.outcomes:type_name -> engram.v1.StoreOutcome
+	60, // 10: engram.v1.GetMemoryResponse.memory:type_name -> engram.v1.Memory
+	60, // 11: engram.v1.UpdateMemoryRequest.memory:type_name -> engram.v1.Memory
+	62, // 12: engram.v1.UpdateMemoryRequest.update_mask:type_name -> google.protobuf.FieldMask
+	60, // 13: engram.v1.UpdateMemoryResponse.memory:type_name -> engram.v1.Memory
+	63, // 14: engram.v1.ListMemoriesRequest.filter:type_name -> engram.v1.MemoryFilter
+	60, // 15: engram.v1.ListMemoriesResponse.memories:type_name -> engram.v1.Memory
+	63, // 16: engram.v1.RecallRequest.filter:type_name -> engram.v1.MemoryFilter
+	64, // 17: engram.v1.RecallRequest.mode:type_name -> engram.v1.RecallMode
+	65, // 18: engram.v1.RecallResponse.memories:type_name -> engram.v1.RecalledMemory
+	12, // 19: engram.v1.BatchRecallRequest.requests:type_name -> engram.v1.RecallRequest
+	13, // 20: engram.v1.BatchRecallResponse.responses:type_name -> engram.v1.RecallResponse
+	63, // 21: engram.v1.ForgetMemoriesRequest.filter:type_name -> engram.v1.MemoryFilter
+	66, // 22: engram.v1.ConsolidateMemoriesResponse.groups:type_name -> engram.v1.DuplicateGroup
+	67, // 23: engram.v1.WatchMemoriesResponse.events:type_name -> engram.v1.MemoryEvent
+	60, // 24: engram.v1.GetMemoryHistoryResponse.versions:type_name -> engram.v1.Memory
+	68, // 25: engram.v1.LinkMemoriesResponse.link:type_name -> engram.v1.MemoryLink
+	60, // 26: engram.v1.GetMemoryGraphResponse.memories:type_name -> engram.v1.Memory
+	68, // 27: engram.v1.GetMemoryGraphResponse.links:type_name -> engram.v1.MemoryLink
+	63, // 28: engram.v1.ExportMemoriesRequest.filter:type_name -> engram.v1.MemoryFilter
+	60, // 29: engram.v1.ExportMemoriesResponse.memory:type_name -> engram.v1.Memory
+	60, // 30: engram.v1.ImportMemoriesRequest.memory:type_name -> engram.v1.Memory
+	69, // 31: engram.v1.ListAgentsResponse.agents:type_name -> engram.v1.Agent
+	69, // 32: engram.v1.GetAgentResponse.agent:type_name -> engram.v1.Agent
+	70, // 33: engram.v1.GetServerInfoResponse.limits:type_name -> engram.v1.ServerLimits
+	71, // 34: engram.v1.CreateApiKeyRequest.role:type_name -> engram.v1.ApiKeyRole
+	72, // 35: engram.v1.CreateApiKeyResponse.api_key:type_name -> engram.v1.ApiKey
+	72, // 36: engram.v1.ListApiKeysResponse.api_keys:type_name -> engram.v1.ApiKey
+	72, // 37: engram.v1.RevokeApiKeyResponse.api_key:type_name -> engram.v1.ApiKey
+	73, // 38: engram.v1.GetClusterStatusResponse.nodes:type_name -> engram.v1.ClusterNode
+	74, // 39: engram.v1.EmbedRequest.input_type:type_name -> engram.v1.EmbeddingInputType
+	75, // 40: engram.v1.EmbedResponse.embeddings:type_name -> engram.v1.Embedding
+	41, // [41:41] is the sub-list for method output_type
+	41, // [41:41] is the sub-list for method input_type
+	41, // [41:41] is the sub-list for extension type_name
+	41, // [41:41] is the sub-list for extension extendee
+	0,  // [0:41] is the sub-list for field type_name
 }
 
 func init() { file_engram_v1_request_response_proto_init() }
@@ -3472,14 +3797,15 @@ func file_engram_v1_request_response_proto_init() {
 	file_engram_v1_enums_proto_init()
 	file_engram_v1_messages_proto_init()
 	file_engram_v1_request_response_proto_msgTypes[0].OneofWrappers = []any{}
-	file_engram_v1_request_response_proto_msgTypes[20].OneofWrappers = []any{}
+	file_engram_v1_request_response_proto_msgTypes[18].OneofWrappers = []any{}
+	file_engram_v1_request_response_proto_msgTypes[24].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_engram_v1_request_response_proto_rawDesc), len(file_engram_v1_request_response_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   52,
+			NumMessages:   56,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

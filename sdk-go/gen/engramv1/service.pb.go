@@ -25,7 +25,7 @@ var File_engram_v1_service_proto protoreflect.FileDescriptor
 
 const file_engram_v1_service_proto_rawDesc = "" +
 	"\n" +
-	"\x17engram/v1/service.proto\x12\tengram.v1\x1a engram/v1/request_response.proto\x1a\x1cgoogle/api/annotations.proto2\x96\x0f\n" +
+	"\x17engram/v1/service.proto\x12\tengram.v1\x1a engram/v1/request_response.proto\x1a\x1cgoogle/api/annotations.proto2\x94\x11\n" +
 	"\rMemoryService\x12|\n" +
 	"\vStoreMemory\x12\x1d.engram.v1.StoreMemoryRequest\x1a\x1e.engram.v1.StoreMemoryResponse\".\x82\xd3\xe4\x93\x02(:\x01*Z\x15:\x01*\"\x10/v1/memory/store\"\f/v1/memories\x12\x85\x01\n" +
 	"\x12BatchStoreMemories\x12$.engram.v1.BatchStoreMemoriesRequest\x1a%.engram.v1.BatchStoreMemoriesResponse\"\"\x82\xd3\xe4\x93\x02\x1c:\x01*\"\x17/v1/memories:batchStore\x12x\n" +
@@ -40,7 +40,9 @@ const file_engram_v1_service_proto_rawDesc = "" +
 	"\fLinkMemories\x12\x1e.engram.v1.LinkMemoriesRequest\x1a\x1f.engram.v1.LinkMemoriesResponse\")\x82\xd3\xe4\x93\x02#:\x01*\"\x1e/v1/memories/{source_id}/links\x12\x89\x01\n" +
 	"\x0eUnlinkMemories\x12 .engram.v1.UnlinkMemoriesRequest\x1a!.engram.v1.UnlinkMemoriesResponse\"2\x82\xd3\xe4\x93\x02,**/v1/memories/{source_id}/links/{target_id}\x12v\n" +
 	"\x0eGetMemoryGraph\x12 .engram.v1.GetMemoryGraphRequest\x1a!.engram.v1.GetMemoryGraphResponse\"\x1f\x82\xd3\xe4\x93\x02\x19\x12\x17/v1/memories/{id}/graph\x12w\n" +
-	"\x0eExportMemories\x12 .engram.v1.ExportMemoriesRequest\x1a!.engram.v1.ExportMemoriesResponse\"\x1e\x82\xd3\xe4\x93\x02\x18:\x01*\"\x13/v1/memories:export0\x01\x12w\n" +
+	"\x0eExportMemories\x12 .engram.v1.ExportMemoriesRequest\x1a!.engram.v1.ExportMemoriesResponse\"\x1e\x82\xd3\xe4\x93\x02\x18:\x01*\"\x13/v1/memories:export0\x01\x12\x89\x01\n" +
+	"\x13ConsolidateMemories\x12%.engram.v1.ConsolidateMemoriesRequest\x1a&.engram.v1.ConsolidateMemoriesResponse\"#\x82\xd3\xe4\x93\x02\x1d:\x01*\"\x18/v1/memories:consolidate\x12p\n" +
+	"\rWatchMemories\x12\x1f.engram.v1.WatchMemoriesRequest\x1a .engram.v1.WatchMemoriesResponse\"\x1a\x82\xd3\xe4\x93\x02\x14\x12\x12/v1/memories:watch0\x01\x12w\n" +
 	"\x0eImportMemories\x12 .engram.v1.ImportMemoriesRequest\x1a!.engram.v1.ImportMemoriesResponse\"\x1e\x82\xd3\xe4\x93\x02\x18:\x01*\"\x13/v1/memories:import(\x012\xbe\x02\n" +
 	"\fAgentService\x12]\n" +
 	"\n" +
@@ -63,58 +65,62 @@ const file_engram_v1_service_proto_rawDesc = "" +
 	"\x05Embed\x12\x17.engram.v1.EmbedRequest\x1a\x18.engram.v1.EmbedResponse\"\x19\x82\xd3\xe4\x93\x02\x13:\x01*\"\x0e/v1/embeddingsBEZCgithub.com/engram-memory-server/engram/sdk-go/gen/engramv1;engramv1b\x06proto3"
 
 var file_engram_v1_service_proto_goTypes = []any{
-	(*StoreMemoryRequest)(nil),         // 0: engram.v1.StoreMemoryRequest
-	(*BatchStoreMemoriesRequest)(nil),  // 1: engram.v1.BatchStoreMemoriesRequest
-	(*GetMemoryRequest)(nil),           // 2: engram.v1.GetMemoryRequest
-	(*UpdateMemoryRequest)(nil),        // 3: engram.v1.UpdateMemoryRequest
-	(*DeleteMemoryRequest)(nil),        // 4: engram.v1.DeleteMemoryRequest
-	(*ListMemoriesRequest)(nil),        // 5: engram.v1.ListMemoriesRequest
-	(*RecallRequest)(nil),              // 6: engram.v1.RecallRequest
-	(*BatchRecallRequest)(nil),         // 7: engram.v1.BatchRecallRequest
-	(*ForgetMemoriesRequest)(nil),      // 8: engram.v1.ForgetMemoriesRequest
-	(*GetMemoryHistoryRequest)(nil),    // 9: engram.v1.GetMemoryHistoryRequest
-	(*LinkMemoriesRequest)(nil),        // 10: engram.v1.LinkMemoriesRequest
-	(*UnlinkMemoriesRequest)(nil),      // 11: engram.v1.UnlinkMemoriesRequest
-	(*GetMemoryGraphRequest)(nil),      // 12: engram.v1.GetMemoryGraphRequest
-	(*ExportMemoriesRequest)(nil),      // 13: engram.v1.ExportMemoriesRequest
-	(*ImportMemoriesRequest)(nil),      // 14: engram.v1.ImportMemoriesRequest
-	(*ListAgentsRequest)(nil),          // 15: engram.v1.ListAgentsRequest
-	(*GetAgentRequest)(nil),            // 16: engram.v1.GetAgentRequest
-	(*DeleteAgentRequest)(nil),         // 17: engram.v1.DeleteAgentRequest
-	(*HealthRequest)(nil),              // 18: engram.v1.HealthRequest
-	(*GetServerInfoRequest)(nil),       // 19: engram.v1.GetServerInfoRequest
-	(*GetStatsRequest)(nil),            // 20: engram.v1.GetStatsRequest
-	(*CreateApiKeyRequest)(nil),        // 21: engram.v1.CreateApiKeyRequest
-	(*ListApiKeysRequest)(nil),         // 22: engram.v1.ListApiKeysRequest
-	(*RevokeApiKeyRequest)(nil),        // 23: engram.v1.RevokeApiKeyRequest
-	(*GetClusterStatusRequest)(nil),    // 24: engram.v1.GetClusterStatusRequest
-	(*EmbedRequest)(nil),               // 25: engram.v1.EmbedRequest
-	(*StoreMemoryResponse)(nil),        // 26: engram.v1.StoreMemoryResponse
-	(*BatchStoreMemoriesResponse)(nil), // 27: engram.v1.BatchStoreMemoriesResponse
-	(*GetMemoryResponse)(nil),          // 28: engram.v1.GetMemoryResponse
-	(*UpdateMemoryResponse)(nil),       // 29: engram.v1.UpdateMemoryResponse
-	(*DeleteMemoryResponse)(nil),       // 30: engram.v1.DeleteMemoryResponse
-	(*ListMemoriesResponse)(nil),       // 31: engram.v1.ListMemoriesResponse
-	(*RecallResponse)(nil),             // 32: engram.v1.RecallResponse
-	(*BatchRecallResponse)(nil),        // 33: engram.v1.BatchRecallResponse
-	(*ForgetMemoriesResponse)(nil),     // 34: engram.v1.ForgetMemoriesResponse
-	(*GetMemoryHistoryResponse)(nil),   // 35: engram.v1.GetMemoryHistoryResponse
-	(*LinkMemoriesResponse)(nil),       // 36: engram.v1.LinkMemoriesResponse
-	(*UnlinkMemoriesResponse)(nil),     // 37: engram.v1.UnlinkMemoriesResponse
-	(*GetMemoryGraphResponse)(nil),     // 38: engram.v1.GetMemoryGraphResponse
-	(*ExportMemoriesResponse)(nil),     // 39: engram.v1.ExportMemoriesResponse
-	(*ImportMemoriesResponse)(nil),     // 40: engram.v1.ImportMemoriesResponse
-	(*ListAgentsResponse)(nil),         // 41: engram.v1.ListAgentsResponse
-	(*GetAgentResponse)(nil),           // 42: engram.v1.GetAgentResponse
-	(*DeleteAgentResponse)(nil),        // 43: engram.v1.DeleteAgentResponse
-	(*HealthResponse)(nil),             // 44: engram.v1.HealthResponse
-	(*GetServerInfoResponse)(nil),      // 45: engram.v1.GetServerInfoResponse
-	(*GetStatsResponse)(nil),           // 46: engram.v1.GetStatsResponse
-	(*CreateApiKeyResponse)(nil),       // 47: engram.v1.CreateApiKeyResponse
-	(*ListApiKeysResponse)(nil),        // 48: engram.v1.ListApiKeysResponse
-	(*RevokeApiKeyResponse)(nil),       // 49: engram.v1.RevokeApiKeyResponse
-	(*GetClusterStatusResponse)(nil),   // 50: engram.v1.GetClusterStatusResponse
-	(*EmbedResponse)(nil),              // 51: engram.v1.EmbedResponse
+	(*StoreMemoryRequest)(nil),          // 0: engram.v1.StoreMemoryRequest
+	(*BatchStoreMemoriesRequest)(nil),   // 1: engram.v1.BatchStoreMemoriesRequest
+	(*GetMemoryRequest)(nil),            // 2: engram.v1.GetMemoryRequest
+	(*UpdateMemoryRequest)(nil),         // 3: engram.v1.UpdateMemoryRequest
+	(*DeleteMemoryRequest)(nil),         // 4: engram.v1.DeleteMemoryRequest
+	(*ListMemoriesRequest)(nil),         // 5: engram.v1.ListMemoriesRequest
+	(*RecallRequest)(nil),               // 6: engram.v1.RecallRequest
+	(*BatchRecallRequest)(nil),          // 7: engram.v1.BatchRecallRequest
+	(*ForgetMemoriesRequest)(nil),       // 8: engram.v1.ForgetMemoriesRequest
+	(*GetMemoryHistoryRequest)(nil),     // 9: engram.v1.GetMemoryHistoryRequest
+	(*LinkMemoriesRequest)(nil),         // 10: engram.v1.LinkMemoriesRequest
+	(*UnlinkMemoriesRequest)(nil),       // 11: engram.v1.UnlinkMemoriesRequest
+	(*GetMemoryGraphRequest)(nil),       // 12: engram.v1.GetMemoryGraphRequest
+	(*ExportMemoriesRequest)(nil),       // 13: engram.v1.ExportMemoriesRequest
+	(*ConsolidateMemoriesRequest)(nil),  // 14: engram.v1.ConsolidateMemoriesRequest
+	(*WatchMemoriesRequest)(nil),        // 15: engram.v1.WatchMemoriesRequest
+	(*ImportMemoriesRequest)(nil),       // 16: engram.v1.ImportMemoriesRequest
+	(*ListAgentsRequest)(nil),           // 17: engram.v1.ListAgentsRequest
+	(*GetAgentRequest)(nil),             // 18: engram.v1.GetAgentRequest
+	(*DeleteAgentRequest)(nil),          // 19: engram.v1.DeleteAgentRequest
+	(*HealthRequest)(nil),               // 20: engram.v1.HealthRequest
+	(*GetServerInfoRequest)(nil),        // 21: engram.v1.GetServerInfoRequest
+	(*GetStatsRequest)(nil),             // 22: engram.v1.GetStatsRequest
+	(*CreateApiKeyRequest)(nil),         // 23: engram.v1.CreateApiKeyRequest
+	(*ListApiKeysRequest)(nil),          // 24: engram.v1.ListApiKeysRequest
+	(*RevokeApiKeyRequest)(nil),         // 25: engram.v1.RevokeApiKeyRequest
+	(*GetClusterStatusRequest)(nil),     // 26: engram.v1.GetClusterStatusRequest
+	(*EmbedRequest)(nil),                // 27: engram.v1.EmbedRequest
+	(*StoreMemoryResponse)(nil),         // 28: engram.v1.StoreMemoryResponse
+	(*BatchStoreMemoriesResponse)(nil),  // 29: engram.v1.BatchStoreMemoriesResponse
+	(*GetMemoryResponse)(nil),           // 30: engram.v1.GetMemoryResponse
+	(*UpdateMemoryResponse)(nil),        // 31: engram.v1.UpdateMemoryResponse
+	(*DeleteMemoryResponse)(nil),        // 32: engram.v1.DeleteMemoryResponse
+	(*ListMemoriesResponse)(nil),        // 33: engram.v1.ListMemoriesResponse
+	(*RecallResponse)(nil),              // 34: engram.v1.RecallResponse
+	(*BatchRecallResponse)(nil),         // 35: engram.v1.BatchRecallResponse
+	(*ForgetMemoriesResponse)(nil),      // 36: engram.v1.ForgetMemoriesResponse
+	(*GetMemoryHistoryResponse)(nil),    // 37: engram.v1.GetMemoryHistoryResponse
+	(*LinkMemoriesResponse)(nil),        // 38: engram.v1.LinkMemoriesResponse
+	(*UnlinkMemoriesResponse)(nil),      // 39: engram.v1.UnlinkMemoriesResponse
+	(*GetMemoryGraphResponse)(nil),      // 40: engram.v1.GetMemoryGraphResponse
+	(*ExportMemoriesResponse)(nil),      // 41: engram.v1.ExportMemoriesResponse
+	(*ConsolidateMemoriesResponse)(nil), // 42: engram.v1.ConsolidateMemoriesResponse
+	(*WatchMemoriesResponse)(nil),       // 43: engram.v1.WatchMemoriesResponse
+	(*ImportMemoriesResponse)(nil),      // 44: engram.v1.ImportMemoriesResponse
+	(*ListAgentsResponse)(nil),          // 45: engram.v1.ListAgentsResponse
+	(*GetAgentResponse)(nil),            // 46: engram.v1.GetAgentResponse
+	(*DeleteAgentResponse)(nil),         // 47: engram.v1.DeleteAgentResponse
+	(*HealthResponse)(nil),              // 48: engram.v1.HealthResponse
+	(*GetServerInfoResponse)(nil),       // 49: engram.v1.GetServerInfoResponse
+	(*GetStatsResponse)(nil),            // 50: engram.v1.GetStatsResponse
+	(*CreateApiKeyResponse)(nil),        // 51: engram.v1.CreateApiKeyResponse
+	(*ListApiKeysResponse)(nil),         // 52: engram.v1.ListApiKeysResponse
+	(*RevokeApiKeyResponse)(nil),        // 53: engram.v1.RevokeApiKeyResponse
+	(*GetClusterStatusResponse)(nil),    // 54: engram.v1.GetClusterStatusResponse
+	(*EmbedResponse)(nil),               // 55: engram.v1.EmbedResponse
 }
 var file_engram_v1_service_proto_depIdxs = []int32{
 	0,  // 0: engram.v1.MemoryService.StoreMemory:input_type -> engram.v1.StoreMemoryRequest
@@ -131,46 +137,50 @@ var file_engram_v1_service_proto_depIdxs = []int32{
 	11, // 11: engram.v1.MemoryService.UnlinkMemories:input_type -> engram.v1.UnlinkMemoriesRequest
 	12, // 12: engram.v1.MemoryService.GetMemoryGraph:input_type -> engram.v1.GetMemoryGraphRequest
 	13, // 13: engram.v1.MemoryService.ExportMemories:input_type -> engram.v1.ExportMemoriesRequest
-	14, // 14: engram.v1.MemoryService.ImportMemories:input_type -> engram.v1.ImportMemoriesRequest
-	15, // 15: engram.v1.AgentService.ListAgents:input_type -> engram.v1.ListAgentsRequest
-	16, // 16: engram.v1.AgentService.GetAgent:input_type -> engram.v1.GetAgentRequest
-	17, // 17: engram.v1.AgentService.DeleteAgent:input_type -> engram.v1.DeleteAgentRequest
-	18, // 18: engram.v1.AdminService.Health:input_type -> engram.v1.HealthRequest
-	19, // 19: engram.v1.AdminService.GetServerInfo:input_type -> engram.v1.GetServerInfoRequest
-	20, // 20: engram.v1.AdminService.GetStats:input_type -> engram.v1.GetStatsRequest
-	21, // 21: engram.v1.AdminService.CreateApiKey:input_type -> engram.v1.CreateApiKeyRequest
-	22, // 22: engram.v1.AdminService.ListApiKeys:input_type -> engram.v1.ListApiKeysRequest
-	23, // 23: engram.v1.AdminService.RevokeApiKey:input_type -> engram.v1.RevokeApiKeyRequest
-	24, // 24: engram.v1.AdminService.GetClusterStatus:input_type -> engram.v1.GetClusterStatusRequest
-	25, // 25: engram.v1.EmbeddingService.Embed:input_type -> engram.v1.EmbedRequest
-	26, // 26: engram.v1.MemoryService.StoreMemory:output_type -> engram.v1.StoreMemoryResponse
-	27, // 27: engram.v1.MemoryService.BatchStoreMemories:output_type -> engram.v1.BatchStoreMemoriesResponse
-	28, // 28: engram.v1.MemoryService.GetMemory:output_type -> engram.v1.GetMemoryResponse
-	29, // 29: engram.v1.MemoryService.UpdateMemory:output_type -> engram.v1.UpdateMemoryResponse
-	30, // 30: engram.v1.MemoryService.DeleteMemory:output_type -> engram.v1.DeleteMemoryResponse
-	31, // 31: engram.v1.MemoryService.ListMemories:output_type -> engram.v1.ListMemoriesResponse
-	32, // 32: engram.v1.MemoryService.Recall:output_type -> engram.v1.RecallResponse
-	33, // 33: engram.v1.MemoryService.BatchRecall:output_type -> engram.v1.BatchRecallResponse
-	34, // 34: engram.v1.MemoryService.ForgetMemories:output_type -> engram.v1.ForgetMemoriesResponse
-	35, // 35: engram.v1.MemoryService.GetMemoryHistory:output_type -> engram.v1.GetMemoryHistoryResponse
-	36, // 36: engram.v1.MemoryService.LinkMemories:output_type -> engram.v1.LinkMemoriesResponse
-	37, // 37: engram.v1.MemoryService.UnlinkMemories:output_type -> engram.v1.UnlinkMemoriesResponse
-	38, // 38: engram.v1.MemoryService.GetMemoryGraph:output_type -> engram.v1.GetMemoryGraphResponse
-	39, // 39: engram.v1.MemoryService.ExportMemories:output_type -> engram.v1.ExportMemoriesResponse
-	40, // 40: engram.v1.MemoryService.ImportMemories:output_type -> engram.v1.ImportMemoriesResponse
-	41, // 41: engram.v1.AgentService.ListAgents:output_type -> engram.v1.ListAgentsResponse
-	42, // 42: engram.v1.AgentService.GetAgent:output_type -> engram.v1.GetAgentResponse
-	43, // 43: engram.v1.AgentService.DeleteAgent:output_type -> engram.v1.DeleteAgentResponse
-	44, // 44: engram.v1.AdminService.Health:output_type -> engram.v1.HealthResponse
-	45, // 45: engram.v1.AdminService.GetServerInfo:output_type -> engram.v1.GetServerInfoResponse
-	46, // 46: engram.v1.AdminService.GetStats:output_type -> engram.v1.GetStatsResponse
-	47, // 47: engram.v1.AdminService.CreateApiKey:output_type -> engram.v1.CreateApiKeyResponse
-	48, // 48: engram.v1.AdminService.ListApiKeys:output_type -> engram.v1.ListApiKeysResponse
-	49, // 49: engram.v1.AdminService.RevokeApiKey:output_type -> engram.v1.RevokeApiKeyResponse
-	50, // 50: engram.v1.AdminService.GetClusterStatus:output_type -> engram.v1.GetClusterStatusResponse
-	51, // 51: engram.v1.EmbeddingService.Embed:output_type -> engram.v1.EmbedResponse
-	26, // [26:52] is the sub-list for method output_type
-	0,  // [0:26] is the sub-list for method input_type
+	14, // 14: engram.v1.MemoryService.ConsolidateMemories:input_type -> engram.v1.ConsolidateMemoriesRequest
+	15, // 15: engram.v1.MemoryService.WatchMemories:input_type -> engram.v1.WatchMemoriesRequest
+	16, // 16: engram.v1.MemoryService.ImportMemories:input_type -> engram.v1.ImportMemoriesRequest
+	17, // 17: engram.v1.AgentService.ListAgents:input_type -> engram.v1.ListAgentsRequest
+	18, // 18: engram.v1.AgentService.GetAgent:input_type -> engram.v1.GetAgentRequest
+	19, // 19: engram.v1.AgentService.DeleteAgent:input_type -> engram.v1.DeleteAgentRequest
+	20, // 20: engram.v1.AdminService.Health:input_type -> engram.v1.HealthRequest
+	21, // 21: engram.v1.AdminService.GetServerInfo:input_type -> engram.v1.GetServerInfoRequest
+	22, // 22: engram.v1.AdminService.GetStats:input_type -> engram.v1.GetStatsRequest
+	23, // 23: engram.v1.AdminService.CreateApiKey:input_type -> engram.v1.CreateApiKeyRequest
+	24, // 24: engram.v1.AdminService.ListApiKeys:input_type -> engram.v1.ListApiKeysRequest
+	25, // 25: engram.v1.AdminService.RevokeApiKey:input_type -> engram.v1.RevokeApiKeyRequest
+	26, // 26: engram.v1.AdminService.GetClusterStatus:input_type -> engram.v1.GetClusterStatusRequest
+	27, // 27: engram.v1.EmbeddingService.Embed:input_type -> engram.v1.EmbedRequest
+	28, // 28: engram.v1.MemoryService.StoreMemory:output_type -> engram.v1.StoreMemoryResponse
+	29, // 29: engram.v1.MemoryService.BatchStoreMemories:output_type -> engram.v1.BatchStoreMemoriesResponse
+	30, // 30: engram.v1.MemoryService.GetMemory:output_type -> engram.v1.GetMemoryResponse
+	31, // 31: engram.v1.MemoryService.UpdateMemory:output_type -> engram.v1.UpdateMemoryResponse
+	32, // 32: engram.v1.MemoryService.DeleteMemory:output_type -> engram.v1.DeleteMemoryResponse
+	33, // 33: engram.v1.MemoryService.ListMemories:output_type -> engram.v1.ListMemoriesResponse
+	34, // 34: engram.v1.MemoryService.Recall:output_type -> engram.v1.RecallResponse
+	35, // 35: engram.v1.MemoryService.BatchRecall:output_type -> engram.v1.BatchRecallResponse
+	36, // 36: engram.v1.MemoryService.ForgetMemories:output_type -> engram.v1.ForgetMemoriesResponse
+	37, // 37: engram.v1.MemoryService.GetMemoryHistory:output_type -> engram.v1.GetMemoryHistoryResponse
+	38, // 38: engram.v1.MemoryService.LinkMemories:output_type -> engram.v1.LinkMemoriesResponse
+	39, // 39: engram.v1.MemoryService.UnlinkMemories:output_type -> engram.v1.UnlinkMemoriesResponse
+	40, // 40: engram.v1.MemoryService.GetMemoryGraph:output_type -> engram.v1.GetMemoryGraphResponse
+	41, // 41: engram.v1.MemoryService.ExportMemories:output_type -> engram.v1.ExportMemoriesResponse
+	42, // 42: engram.v1.MemoryService.ConsolidateMemories:output_type -> engram.v1.ConsolidateMemoriesResponse
+	43, // 43: engram.v1.MemoryService.WatchMemories:output_type -> engram.v1.WatchMemoriesResponse
+	44, // 44: engram.v1.MemoryService.ImportMemories:output_type -> engram.v1.ImportMemoriesResponse
+	45, // 45: engram.v1.AgentService.ListAgents:output_type -> engram.v1.ListAgentsResponse
+	46, // 46: engram.v1.AgentService.GetAgent:output_type -> engram.v1.GetAgentResponse
+	47, // 47: engram.v1.AgentService.DeleteAgent:output_type -> engram.v1.DeleteAgentResponse
+	48, // 48: engram.v1.AdminService.Health:output_type -> engram.v1.HealthResponse
+	49, // 49: engram.v1.AdminService.GetServerInfo:output_type -> engram.v1.GetServerInfoResponse
+	50, // 50: engram.v1.AdminService.GetStats:output_type -> engram.v1.GetStatsResponse
+	51, // 51: engram.v1.AdminService.CreateApiKey:output_type -> engram.v1.CreateApiKeyResponse
+	52, // 52: engram.v1.AdminService.ListApiKeys:output_type -> engram.v1.ListApiKeysResponse
+	53, // 53: engram.v1.AdminService.RevokeApiKey:output_type -> engram.v1.RevokeApiKeyResponse
+	54, // 54: engram.v1.AdminService.GetClusterStatus:output_type -> engram.v1.GetClusterStatusResponse
+	55, // 55: engram.v1.EmbeddingService.Embed:output_type -> engram.v1.EmbedResponse
+	28, // [28:56] is the sub-list for method output_type
+	0,  // [0:28] is the sub-list for method input_type
 	0,  // [0:0] is the sub-list for extension type_name
 	0,  // [0:0] is the sub-list for extension extendee
 	0,  // [0:0] is the sub-list for field type_name

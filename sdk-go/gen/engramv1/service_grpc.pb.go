@@ -19,21 +19,23 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	MemoryService_StoreMemory_FullMethodName        = "/engram.v1.MemoryService/StoreMemory"
-	MemoryService_BatchStoreMemories_FullMethodName = "/engram.v1.MemoryService/BatchStoreMemories"
-	MemoryService_GetMemory_FullMethodName          = "/engram.v1.MemoryService/GetMemory"
-	MemoryService_UpdateMemory_FullMethodName       = "/engram.v1.MemoryService/UpdateMemory"
-	MemoryService_DeleteMemory_FullMethodName       = "/engram.v1.MemoryService/DeleteMemory"
-	MemoryService_ListMemories_FullMethodName       = "/engram.v1.MemoryService/ListMemories"
-	MemoryService_Recall_FullMethodName             = "/engram.v1.MemoryService/Recall"
-	MemoryService_BatchRecall_FullMethodName        = "/engram.v1.MemoryService/BatchRecall"
-	MemoryService_ForgetMemories_FullMethodName     = "/engram.v1.MemoryService/ForgetMemories"
-	MemoryService_GetMemoryHistory_FullMethodName   = "/engram.v1.MemoryService/GetMemoryHistory"
-	MemoryService_LinkMemories_FullMethodName       = "/engram.v1.MemoryService/LinkMemories"
-	MemoryService_UnlinkMemories_FullMethodName     = "/engram.v1.MemoryService/UnlinkMemories"
-	MemoryService_GetMemoryGraph_FullMethodName     = "/engram.v1.MemoryService/GetMemoryGraph"
-	MemoryService_ExportMemories_FullMethodName     = "/engram.v1.MemoryService/ExportMemories"
-	MemoryService_ImportMemories_FullMethodName     = "/engram.v1.MemoryService/ImportMemories"
+	MemoryService_StoreMemory_FullMethodName         = "/engram.v1.MemoryService/StoreMemory"
+	MemoryService_BatchStoreMemories_FullMethodName  = "/engram.v1.MemoryService/BatchStoreMemories"
+	MemoryService_GetMemory_FullMethodName           = "/engram.v1.MemoryService/GetMemory"
+	MemoryService_UpdateMemory_FullMethodName        = "/engram.v1.MemoryService/UpdateMemory"
+	MemoryService_DeleteMemory_FullMethodName        = "/engram.v1.MemoryService/DeleteMemory"
+	MemoryService_ListMemories_FullMethodName        = "/engram.v1.MemoryService/ListMemories"
+	MemoryService_Recall_FullMethodName              = "/engram.v1.MemoryService/Recall"
+	MemoryService_BatchRecall_FullMethodName         = "/engram.v1.MemoryService/BatchRecall"
+	MemoryService_ForgetMemories_FullMethodName      = "/engram.v1.MemoryService/ForgetMemories"
+	MemoryService_GetMemoryHistory_FullMethodName    = "/engram.v1.MemoryService/GetMemoryHistory"
+	MemoryService_LinkMemories_FullMethodName        = "/engram.v1.MemoryService/LinkMemories"
+	MemoryService_UnlinkMemories_FullMethodName      = "/engram.v1.MemoryService/UnlinkMemories"
+	MemoryService_GetMemoryGraph_FullMethodName      = "/engram.v1.MemoryService/GetMemoryGraph"
+	MemoryService_ExportMemories_FullMethodName      = "/engram.v1.MemoryService/ExportMemories"
+	MemoryService_ConsolidateMemories_FullMethodName = "/engram.v1.MemoryService/ConsolidateMemories"
+	MemoryService_WatchMemories_FullMethodName       = "/engram.v1.MemoryService/WatchMemories"
+	MemoryService_ImportMemories_FullMethodName      = "/engram.v1.MemoryService/ImportMemories"
 )
 
 // MemoryServiceClient is the client API for MemoryService service.
@@ -74,6 +76,13 @@ type MemoryServiceClient interface {
 	// Streams every memory of an agent, with all fields, for backup or migration.
 	// Over REST the stream is newline-delimited JSON.
 	ExportMemories(ctx context.Context, in *ExportMemoriesRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ExportMemoriesResponse], error)
+	// Finds near-duplicate memories of an agent and merges each group into one memory (the others'
+	// records stay in its history, their links move to it). A dry run only lists the groups.
+	ConsolidateMemories(ctx context.Context, in *ConsolidateMemoriesRequest, opts ...grpc.CallOption) (*ConsolidateMemoriesResponse, error)
+	// Streams changes to memories (created, updated, deleted, expired) in order, from a resumable
+	// cursor. Over REST the stream is Server-Sent Events (`Accept: text/event-stream`, resumable
+	// with `Last-Event-ID`) or newline-delimited JSON.
+	WatchMemories(ctx context.Context, in *WatchMemoriesRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchMemoriesResponse], error)
 	// Imports memories as exported, keeping ids, times and versions; idempotent by id.
 	// Over REST the request body is newline-delimited JSON, one ImportMemoriesRequest per line.
 	ImportMemories(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[ImportMemoriesRequest, ImportMemoriesResponse], error)
@@ -236,9 +245,38 @@ func (c *memoryServiceClient) ExportMemories(ctx context.Context, in *ExportMemo
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type MemoryService_ExportMemoriesClient = grpc.ServerStreamingClient[ExportMemoriesResponse]
 
+func (c *memoryServiceClient) ConsolidateMemories(ctx context.Context, in *ConsolidateMemoriesRequest, opts ...grpc.CallOption) (*ConsolidateMemoriesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ConsolidateMemoriesResponse)
+	err := c.cc.Invoke(ctx, MemoryService_ConsolidateMemories_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *memoryServiceClient) WatchMemories(ctx context.Context, in *WatchMemoriesRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchMemoriesResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &MemoryService_ServiceDesc.Streams[1], MemoryService_WatchMemories_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WatchMemoriesRequest, WatchMemoriesResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type MemoryService_WatchMemoriesClient = grpc.ServerStreamingClient[WatchMemoriesResponse]
+
 func (c *memoryServiceClient) ImportMemories(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[ImportMemoriesRequest, ImportMemoriesResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &MemoryService_ServiceDesc.Streams[1], MemoryService_ImportMemories_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &MemoryService_ServiceDesc.Streams[2], MemoryService_ImportMemories_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -287,6 +325,13 @@ type MemoryServiceServer interface {
 	// Streams every memory of an agent, with all fields, for backup or migration.
 	// Over REST the stream is newline-delimited JSON.
 	ExportMemories(*ExportMemoriesRequest, grpc.ServerStreamingServer[ExportMemoriesResponse]) error
+	// Finds near-duplicate memories of an agent and merges each group into one memory (the others'
+	// records stay in its history, their links move to it). A dry run only lists the groups.
+	ConsolidateMemories(context.Context, *ConsolidateMemoriesRequest) (*ConsolidateMemoriesResponse, error)
+	// Streams changes to memories (created, updated, deleted, expired) in order, from a resumable
+	// cursor. Over REST the stream is Server-Sent Events (`Accept: text/event-stream`, resumable
+	// with `Last-Event-ID`) or newline-delimited JSON.
+	WatchMemories(*WatchMemoriesRequest, grpc.ServerStreamingServer[WatchMemoriesResponse]) error
 	// Imports memories as exported, keeping ids, times and versions; idempotent by id.
 	// Over REST the request body is newline-delimited JSON, one ImportMemoriesRequest per line.
 	ImportMemories(grpc.ClientStreamingServer[ImportMemoriesRequest, ImportMemoriesResponse]) error
@@ -341,6 +386,12 @@ func (UnimplementedMemoryServiceServer) GetMemoryGraph(context.Context, *GetMemo
 }
 func (UnimplementedMemoryServiceServer) ExportMemories(*ExportMemoriesRequest, grpc.ServerStreamingServer[ExportMemoriesResponse]) error {
 	return status.Error(codes.Unimplemented, "method ExportMemories not implemented")
+}
+func (UnimplementedMemoryServiceServer) ConsolidateMemories(context.Context, *ConsolidateMemoriesRequest) (*ConsolidateMemoriesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ConsolidateMemories not implemented")
+}
+func (UnimplementedMemoryServiceServer) WatchMemories(*WatchMemoriesRequest, grpc.ServerStreamingServer[WatchMemoriesResponse]) error {
+	return status.Error(codes.Unimplemented, "method WatchMemories not implemented")
 }
 func (UnimplementedMemoryServiceServer) ImportMemories(grpc.ClientStreamingServer[ImportMemoriesRequest, ImportMemoriesResponse]) error {
 	return status.Error(codes.Unimplemented, "method ImportMemories not implemented")
@@ -611,6 +662,35 @@ func _MemoryService_ExportMemories_Handler(srv interface{}, stream grpc.ServerSt
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type MemoryService_ExportMemoriesServer = grpc.ServerStreamingServer[ExportMemoriesResponse]
 
+func _MemoryService_ConsolidateMemories_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ConsolidateMemoriesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MemoryServiceServer).ConsolidateMemories(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MemoryService_ConsolidateMemories_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MemoryServiceServer).ConsolidateMemories(ctx, req.(*ConsolidateMemoriesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _MemoryService_WatchMemories_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(WatchMemoriesRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(MemoryServiceServer).WatchMemories(m, &grpc.GenericServerStream[WatchMemoriesRequest, WatchMemoriesResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type MemoryService_WatchMemoriesServer = grpc.ServerStreamingServer[WatchMemoriesResponse]
+
 func _MemoryService_ImportMemories_Handler(srv interface{}, stream grpc.ServerStream) error {
 	return srv.(MemoryServiceServer).ImportMemories(&grpc.GenericServerStream[ImportMemoriesRequest, ImportMemoriesResponse]{ServerStream: stream})
 }
@@ -677,11 +757,20 @@ var MemoryService_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "GetMemoryGraph",
 			Handler:    _MemoryService_GetMemoryGraph_Handler,
 		},
+		{
+			MethodName: "ConsolidateMemories",
+			Handler:    _MemoryService_ConsolidateMemories_Handler,
+		},
 	},
 	Streams: []grpc.StreamDesc{
 		{
 			StreamName:    "ExportMemories",
 			Handler:       _MemoryService_ExportMemories_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "WatchMemories",
+			Handler:       _MemoryService_WatchMemories_Handler,
 			ServerStreams: true,
 		},
 		{

@@ -178,6 +178,30 @@ RPCS: tuple[RpcSpec, ...] = (
     ),
     RpcSpec(
         service='MemoryService',
+        name='ConsolidateMemories',
+        request='ConsolidateMemoriesRequest',
+        response='ConsolidateMemoriesResponse',
+        client_streaming=False,
+        server_streaming=False,
+        http_method='POST',
+        http_path='/v1/memories:consolidate',
+        http_body='*',
+        doc="Finds near-duplicate memories of an agent and merges each group into one memory (the others'\nrecords stay in its history, their links move to it). A dry run only lists the groups.",
+    ),
+    RpcSpec(
+        service='MemoryService',
+        name='WatchMemories',
+        request='WatchMemoriesRequest',
+        response='WatchMemoriesResponse',
+        client_streaming=False,
+        server_streaming=True,
+        http_method='GET',
+        http_path='/v1/memories:watch',
+        http_body='',
+        doc='Streams changes to memories (created, updated, deleted, expired) in order, from a resumable\ncursor. Over REST the stream is Server-Sent Events (`Accept: text/event-stream`, resumable\nwith `Last-Event-ID`) or newline-delimited JSON.',
+    ),
+    RpcSpec(
+        service='MemoryService',
         name='ImportMemories',
         request='ImportMemoriesRequest',
         response='ImportMemoriesResponse',
@@ -329,12 +353,15 @@ MESSAGE_DOCS: dict[str, str] = {'Agent': 'An agent: the namespace that owns memo
  'BatchStoreMemoriesRequest': 'Request of MemoryService.BatchStoreMemories.',
  'BatchStoreMemoriesResponse': 'Response of MemoryService.BatchStoreMemories.',
  'ClusterNode': 'One node of a cluster. A single server is a cluster of one.',
+ 'ConsolidateMemoriesRequest': 'Request of MemoryService.ConsolidateMemories.',
+ 'ConsolidateMemoriesResponse': 'Response of MemoryService.ConsolidateMemories.',
  'CreateApiKeyRequest': 'Request of AdminService.CreateApiKey.',
  'CreateApiKeyResponse': 'Response of AdminService.CreateApiKey.',
  'DeleteAgentRequest': 'Request of AgentService.DeleteAgent.',
  'DeleteAgentResponse': 'Response of AgentService.DeleteAgent.',
  'DeleteMemoryRequest': 'Request of MemoryService.DeleteMemory.',
  'DeleteMemoryResponse': 'Response of MemoryService.DeleteMemory.',
+ 'DuplicateGroup': 'Near-duplicate memories of one agent, found by ConsolidateMemories.',
  'EmbedRequest': 'Request of EmbeddingService.Embed.',
  'EmbedResponse': 'Response of EmbeddingService.Embed.',
  'Embedding': 'One embedding vector.',
@@ -370,6 +397,7 @@ MESSAGE_DOCS: dict[str, str] = {'Agent': 'An agent: the namespace that owns memo
  'ListMemoriesResponse': 'Response of MemoryService.ListMemories.',
  'Memory': 'A memory: one thing an agent learned, stored with its embedding and searchable by '
            'recall.',
+ 'MemoryEvent': 'One change to a memory, in the order the server made them.',
  'MemoryFilter': 'Conditions a memory must meet. Conditions combine with AND; an empty filter '
                  'matches everything.',
  'MemoryLink': 'A directed, typed knowledge-graph link between two memories of one agent.',
@@ -388,7 +416,11 @@ MESSAGE_DOCS: dict[str, str] = {'Agent': 'An agent: the namespace that owns memo
  'UnlinkMemoriesRequest': 'Request of MemoryService.UnlinkMemories.',
  'UnlinkMemoriesResponse': 'Response of MemoryService.UnlinkMemories.',
  'UpdateMemoryRequest': 'Request of MemoryService.UpdateMemory.',
- 'UpdateMemoryResponse': 'Response of MemoryService.UpdateMemory.'}
+ 'UpdateMemoryResponse': 'Response of MemoryService.UpdateMemory.',
+ 'WatchMemoriesRequest': 'Request of MemoryService.WatchMemories.',
+ 'WatchMemoriesResponse': 'Response of MemoryService.WatchMemories: changes in order, or a '
+                          'heartbeat (no events) at least\n'
+                          'every 15 seconds while nothing changes.'}
 
 FIELD_DOCS: dict[str, dict[str, str]] = {'Agent': {'agent_id': 'The agent id.',
            'bytes_stored': 'Bytes of memory content and metadata stored, before compression and '
@@ -417,12 +449,24 @@ FIELD_DOCS: dict[str, dict[str, str]] = {'Agent': {'agent_id': 'The agent id.',
                                            '(every\n'
                                            '`agent_id` the same). Stored all or nothing.'},
  'BatchStoreMemoriesResponse': {'created_count': 'How many were newly created (the rest were '
-                                                 'idempotent retries).',
-                                'memories': 'The stored memories, in request order.'},
+                                                 'retries, merged duplicates or replaced by key).',
+                                'memories': 'The stored memories, in request order.',
+                                'outcomes': 'What each store did, in request order.'},
  'ClusterNode': {'address': 'Address clients reach it at.',
                  'healthy': 'Whether the node is serving.',
                  'node_id': 'Node id.',
                  'role': 'Role in replication, `leader` for a single node.'},
+ 'ConsolidateMemoriesRequest': {'agent_id': 'Required. The agent whose memories to consolidate.',
+                                'dry_run': 'List the groups without merging anything.',
+                                'similarity_threshold': 'The cosine similarity from which two '
+                                                        'memories are duplicates, from 0.5 to 1; '
+                                                        'unset: the\n'
+                                                        "server's `duplicate_threshold` (default "
+                                                        '0.95).'},
+ 'ConsolidateMemoriesResponse': {'dry_run': "Echo of the request's `dry_run`.",
+                                 'groups': 'The groups found (on a dry run) or merged.',
+                                 'merged_count': 'How many memories were merged into another and '
+                                                 'deleted (0 on a dry run).'},
  'CreateApiKeyRequest': {'agent_id_prefix': 'When not empty, the key may only touch agents whose '
                                             'id starts with this.',
                          'agent_ids': 'When not empty, the key may only touch these agents.',
@@ -440,6 +484,11 @@ FIELD_DOCS: dict[str, dict[str, str]] = {'Agent': {'agent_id': 'The agent id.',
                                      'them hold is INVALID_ARGUMENT.',
                          'id': 'Required. The memory id.'},
  'DeleteMemoryResponse': {'id': 'The id of the deleted memory.'},
+ 'DuplicateGroup': {'duplicate_ids': 'The duplicates, most important first.',
+                    'keep_id': 'The memory the others are (or would be) merged into: the most '
+                               'important, then the oldest.',
+                    'min_similarity': 'The lowest cosine similarity between the kept memory and a '
+                                      'duplicate.'},
  'EmbedRequest': {'input_type': 'Whether the texts are documents or queries.',
                   'texts': 'Required. The texts to embed, 1 to `ServerLimits.max_batch_size`, each '
                            'at most\n'
@@ -561,6 +610,11 @@ FIELD_DOCS: dict[str, dict[str, str]] = {'Agent': {'agent_id': 'The agent id.',
                   '1 to 128 characters of `[A-Za-z0-9._:-]`.',
             'importance': 'How much the memory matters, from 0 (trivial) to 1 (critical). Defaults '
                           'to 0.5.',
+            'key': 'Optional client key, unique within the agent: 1 to 256 characters of '
+                   '`[A-Za-z0-9._:/@+=-]`.\n'
+                   'Storing with a key the agent already uses replaces that memory (an upsert); '
+                   'frameworks use\n'
+                   'it for their own keys. Empty: none.',
             'last_accessed_at': 'When recall last returned the memory. Output only.',
             'memory_type': 'The kind of memory.',
             'metadata': 'Arbitrary JSON metadata, at most 16 KiB encoded.',
@@ -568,9 +622,21 @@ FIELD_DOCS: dict[str, dict[str, str]] = {'Agent': {'agent_id': 'The agent id.',
             'tags': 'Free-form labels, each 1 to 128 characters; at most 64 per memory.',
             'updated_at': 'When the memory last changed. Output only.',
             'version': 'Version number, 1 on store and incremented by every update. Output only.'},
+ 'MemoryEvent': {'agent_id': 'The agent of the memory.',
+                 'cursor': "The event's position: resume a watch after it with "
+                           '`WatchMemoriesRequest.start_after`.\n'
+                           'Opaque; positions increase but are not contiguous.',
+                 'memory': 'The memory after the change, for `CREATED` and `UPDATED`; unset '
+                           'otherwise.',
+                 'memory_id': "The memory's id.",
+                 'time': 'When the change was made.',
+                 'type': 'What happened.',
+                 'version': "The memory's version after the change; for a deletion or expiry, its "
+                            'last version.'},
  'MemoryFilter': {'created_time': 'Match memories whose `created_at` falls in this range.',
                   'event_time': 'Match memories whose `event_time` falls in this range.',
                   'ids': 'Match only these memory ids.',
+                  'keys': 'Match only memories with these keys (`Memory.key`).',
                   'memory_types': 'Match any of these memory types.',
                   'metadata_equals': 'Match memories whose metadata has each of these top-level '
                                      'keys with an equal value.',
@@ -611,6 +677,7 @@ FIELD_DOCS: dict[str, dict[str, str]] = {'Agent': {'agent_id': 'The agent id.',
                     'explanation': 'The parts of the score, when the request asked to `explain`.',
                     'id': 'See `Memory.id`.',
                     'importance': 'See `Memory.importance`.',
+                    'key': 'See `Memory.key`.',
                     'keyword_score': 'BM25 score of the query against the memory (0 when it was '
                                      'not a keyword candidate).',
                     'last_accessed_at': 'See `Memory.last_accessed_at`.',
@@ -646,6 +713,12 @@ FIELD_DOCS: dict[str, dict[str, str]] = {'Agent': {'agent_id': 'The agent id.',
                   'max_top_k': 'Largest recall `top_k`.'},
  'StoreMemoryRequest': {'agent_id': 'Required. The agent that owns the memory.',
                         'content': 'Required. The text to remember.',
+                        'duplicate_policy': 'What to do when the agent already holds the same '
+                                            "memory; unset: the server's default.",
+                        'duplicate_threshold': 'The cosine similarity from which '
+                                               '`DUPLICATE_POLICY_NEAR` merges, from 0.5 to 1; '
+                                               'unset: the\n'
+                                               "server's `duplicate_threshold` (default 0.95).",
                         'event_time': 'When the remembered thing happened; defaults to now.',
                         'expires_at': 'When the memory expires. Exclusive with `ttl_seconds`.',
                         'id': 'Optional client-chosen id, unique within the agent (another agent '
@@ -654,15 +727,21 @@ FIELD_DOCS: dict[str, dict[str, str]] = {'Agent': {'agent_id': 'The agent id.',
                               '(safe retries); the same\n'
                               'id with other content fails with ALREADY_EXISTS.',
                         'importance': 'From 0 to 1; defaults to 0.5 when unset.',
+                        'key': 'Optional upsert key (see `Memory.key`): when the agent has a '
+                               'memory with this key, it is\n'
+                               'replaced by this one (same id, a new version, the old one in its '
+                               'history). Exclusive with `id`.',
                         'memory_type': 'The kind of memory; defaults to episodic.',
                         'metadata': 'Arbitrary JSON metadata.',
                         'session_id': 'Conversation or task run the memory belongs to.',
                         'tags': 'Labels to filter by.',
                         'ttl_seconds': 'Seconds until the memory expires; 0 or unset means never. '
                                        'Exclusive with `expires_at`.'},
- 'StoreMemoryResponse': {'created': 'False when a client-supplied id already existed with the same '
-                                    'content (an idempotent retry).',
-                         'memory': 'The stored memory.'},
+ 'StoreMemoryResponse': {'created': 'True when a new memory was stored (`outcome` is '
+                                    '`STORE_OUTCOME_CREATED`).',
+                         'memory': 'The stored memory.',
+                         'outcome': 'What the store did: created, unchanged (a retry), merged into '
+                                    'a duplicate, or replaced by key.'},
  'TimeRange': {'end_time': 'Exclusive upper bound.', 'start_time': 'Inclusive lower bound.'},
  'UnlinkMemoriesRequest': {'agent_id': 'Required. The agent both memories belong to.',
                            'relation': 'Remove only links with this relation; empty removes every '
@@ -684,7 +763,19 @@ FIELD_DOCS: dict[str, dict[str, str]] = {'Agent': {'agent_id': 'The agent id.',
                                         'every field set to a non-default value\n'
                                         'is updated (over REST: every field present in the JSON '
                                         'body).'},
- 'UpdateMemoryResponse': {'memory': 'The memory after the update, with its version incremented.'}}
+ 'UpdateMemoryResponse': {'memory': 'The memory after the update, with its version incremented.'},
+ 'WatchMemoriesRequest': {'agent_id': 'The agent whose changes to stream. Empty: every agent the '
+                                      'key may access.',
+                          'start_after': 'Resume after this cursor (a `MemoryEvent.cursor` or '
+                                         '`WatchMemoriesResponse.cursor`). Empty:\n'
+                                         'changes from now on. `0`: every change the server still '
+                                         'retains (`event_retention`). A\n'
+                                         'cursor older than the retained changes is OUT_OF_RANGE: '
+                                         'resynchronise with ExportMemories.'},
+ 'WatchMemoriesResponse': {'cursor': 'Resume after this cursor to continue exactly here (it also '
+                                     'moves past changes of agents\n'
+                                     'this watch does not show).',
+                           'events': 'The changes, oldest first. Each is delivered once.'}}
 
 ENUM_DOCS: dict[str, str] = {'ApiKeyRole': 'What an API key may do.',
  'ApiKeyRole.API_KEY_ROLE_ADMIN': 'Everything, including AdminService and keys.',
@@ -693,11 +784,33 @@ ENUM_DOCS: dict[str, str] = {'ApiKeyRole': 'What an API key may do.',
  'ApiKeyRole.API_KEY_ROLE_READ_WRITE': "Read and write memories and agents within the key's agent "
                                        'scope.',
  'ApiKeyRole.API_KEY_ROLE_UNSPECIFIED': 'Not set. Rejected on input.',
+ 'DuplicatePolicy': 'What a store does when the agent already holds the same memory.',
+ 'DuplicatePolicy.DUPLICATE_POLICY_EXACT': 'A memory whose content is the same text (ignoring '
+                                           'case, Unicode width forms, runs of\n'
+                                           'whitespace and trailing punctuation) is merged into '
+                                           'the existing one.',
+ 'DuplicatePolicy.DUPLICATE_POLICY_NEAR': 'Also merge a memory whose embedding is within '
+                                          '`duplicate_threshold` (cosine) of an existing\n'
+                                          'one. Catches rephrasings, and also near pairs with a '
+                                          'changed detail ("expires in March" /\n'
+                                          '"expires in April"): the newer text wins, the older '
+                                          "stays in the memory's history.",
+ 'DuplicatePolicy.DUPLICATE_POLICY_OFF': 'Always store a new memory.',
+ 'DuplicatePolicy.DUPLICATE_POLICY_UNSPECIFIED': "Not set: the server's `duplicate_policy` setting "
+                                                 '(default `DUPLICATE_POLICY_EXACT`).',
  'EmbeddingInputType': 'What the text given to Embed will be used as; some models embed queries '
                        'and documents differently.',
  'EmbeddingInputType.EMBEDDING_INPUT_TYPE_DOCUMENT': 'Text to be stored and searched.',
  'EmbeddingInputType.EMBEDDING_INPUT_TYPE_QUERY': 'Text to search with.',
  'EmbeddingInputType.EMBEDDING_INPUT_TYPE_UNSPECIFIED': 'Not set: `EMBEDDING_INPUT_TYPE_DOCUMENT`.',
+ 'MemoryEventType': 'What happened to a memory, in a change stream.',
+ 'MemoryEventType.MEMORY_EVENT_TYPE_CREATED': 'Stored (or imported).',
+ 'MemoryEventType.MEMORY_EVENT_TYPE_DELETED': 'Deleted (by id, by a forget, by a consolidation '
+                                              'merging it, or with its agent).',
+ 'MemoryEventType.MEMORY_EVENT_TYPE_EXPIRED': 'Removed because its expiry time passed.',
+ 'MemoryEventType.MEMORY_EVENT_TYPE_UNSPECIFIED': 'Not set; never sent.',
+ 'MemoryEventType.MEMORY_EVENT_TYPE_UPDATED': 'A new version: an update, a merged duplicate, an '
+                                              'upsert by key, a consolidation.',
  'MemoryType': 'The kind of a memory, after the cognitive-science taxonomy agents commonly use.',
  'MemoryType.MEMORY_TYPE_EPISODIC': 'Something that happened: a conversation turn, an observation, '
                                     'an event.',
@@ -714,4 +827,16 @@ ENUM_DOCS: dict[str, str] = {'ApiKeyRole': 'What an API key may do.',
                                   'adjusted by importance and recency.',
  'RecallMode.RECALL_MODE_KEYWORD': 'BM25 keyword scoring only: exact names, ids and error codes.',
  'RecallMode.RECALL_MODE_UNSPECIFIED': 'Not set: `RECALL_MODE_HYBRID`.',
- 'RecallMode.RECALL_MODE_VECTOR': 'Semantic similarity of embeddings only.'}
+ 'RecallMode.RECALL_MODE_VECTOR': 'Semantic similarity of embeddings only.',
+ 'StoreOutcome': 'What a store did.',
+ 'StoreOutcome.STORE_OUTCOME_CREATED': 'A new memory was stored.',
+ 'StoreOutcome.STORE_OUTCOME_MERGED': 'A duplicate of an existing memory (`DuplicatePolicy`): that '
+                                      'memory was updated instead: the\n'
+                                      'new text, the higher importance, the union of tags, '
+                                      'metadata merged, access count plus one,\n'
+                                      'a new version.',
+ 'StoreOutcome.STORE_OUTCOME_REPLACED': 'The agent already had a memory with this `key`: it was '
+                                        'replaced (a new version).',
+ 'StoreOutcome.STORE_OUTCOME_UNCHANGED': 'The client-supplied id already held the same content: '
+                                         'nothing changed (a safe retry).',
+ 'StoreOutcome.STORE_OUTCOME_UNSPECIFIED': 'Not set; never returned.'}

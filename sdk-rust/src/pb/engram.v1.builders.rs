@@ -42,6 +42,51 @@ impl BatchStoreMemoriesRequest {
     }
 }
 
+impl ConsolidateMemoriesRequest {
+    /// Builds the message from its required fields:
+    ///
+    /// * `agent_id`: The agent whose memories to consolidate.
+    ///
+    /// Set the other fields with the `with_*` methods.
+    pub fn new(agent_id: impl Into<String>) -> Self {
+        Self {
+            agent_id: agent_id.into(),
+            ..Default::default()
+        }
+    }
+
+    /// List the groups without merging anything.
+    pub fn with_dry_run(mut self, dry_run: bool) -> Self {
+        self.dry_run = dry_run;
+        self
+    }
+
+    /// The cosine similarity from which two memories are duplicates, from 0.5 to 1; unset: the
+    /// server's `duplicate_threshold` (default 0.95).
+    pub fn with_similarity_threshold(mut self, similarity_threshold: f32) -> Self {
+        self.similarity_threshold = Some(similarity_threshold);
+        self
+    }
+}
+
+impl From<&str> for ConsolidateMemoriesRequest {
+    fn from(v: &str) -> Self {
+        Self::new(v)
+    }
+}
+
+impl From<String> for ConsolidateMemoriesRequest {
+    fn from(v: String) -> Self {
+        Self::new(v)
+    }
+}
+
+impl From<&String> for ConsolidateMemoriesRequest {
+    fn from(v: &String) -> Self {
+        Self::new(v)
+    }
+}
+
 impl CreateApiKeyRequest {
     /// Builds the message from its required fields:
     ///
@@ -624,6 +669,18 @@ impl MemoryFilter {
         self.ids.push(id.into());
         self
     }
+
+    /// Match only memories with these keys (`Memory.key`).
+    pub fn with_keys(mut self, keys: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.keys = keys.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Adds one value to `keys` (see [`with_keys`](Self::with_keys)).
+    pub fn with_key(mut self, key: impl Into<String>) -> Self {
+        self.keys.push(key.into());
+        self
+    }
 }
 
 impl RecallRequest {
@@ -795,6 +852,26 @@ impl StoreMemoryRequest {
         self.id = id.into();
         self
     }
+
+    /// Optional upsert key (see `Memory.key`): when the agent has a memory with this key, it is
+    /// replaced by this one (same id, a new version, the old one in its history). Exclusive with `id`.
+    pub fn with_key(mut self, key: impl Into<String>) -> Self {
+        self.key = key.into();
+        self
+    }
+
+    /// What to do when the agent already holds the same memory; unset: the server's default.
+    pub fn with_duplicate_policy(mut self, duplicate_policy: DuplicatePolicy) -> Self {
+        self.duplicate_policy = duplicate_policy as i32;
+        self
+    }
+
+    /// The cosine similarity from which `DUPLICATE_POLICY_NEAR` merges, from 0.5 to 1; unset: the
+    /// server's `duplicate_threshold` (default 0.95).
+    pub fn with_duplicate_threshold(mut self, duplicate_threshold: f32) -> Self {
+        self.duplicate_threshold = Some(duplicate_threshold);
+        self
+    }
 }
 
 impl TimeRange {
@@ -840,6 +917,27 @@ impl UnlinkMemoriesRequest {
     /// Remove only links with this relation; empty removes every relation between the two.
     pub fn with_relation(mut self, relation: impl Into<String>) -> Self {
         self.relation = relation.into();
+        self
+    }
+}
+
+impl WatchMemoriesRequest {
+    /// An empty message: set its fields with the `with_*` methods.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The agent whose changes to stream. Empty: every agent the key may access.
+    pub fn with_agent_id(mut self, agent_id: impl Into<String>) -> Self {
+        self.agent_id = agent_id.into();
+        self
+    }
+
+    /// Resume after this cursor (a `MemoryEvent.cursor` or `WatchMemoriesResponse.cursor`). Empty:
+    /// changes from now on. `0`: every change the server still retains (`event_retention`). A
+    /// cursor older than the retained changes is OUT_OF_RANGE: resynchronise with ExportMemories.
+    pub fn with_start_after(mut self, start_after: impl Into<String>) -> Self {
+        self.start_after = start_after.into();
         self
     }
 }

@@ -150,6 +150,130 @@ impl EmbeddingInputType {
         }
     }
 }
+/// What a store does when the agent already holds the same memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
+#[repr(i32)]
+pub enum DuplicatePolicy {
+    /// Not set: the server's `duplicate_policy` setting (default `DUPLICATE_POLICY_EXACT`).
+    Unspecified = 0,
+    /// Always store a new memory.
+    Off = 1,
+    /// A memory whose content is the same text (ignoring case, Unicode width forms, runs of
+    /// whitespace and trailing punctuation) is merged into the existing one.
+    Exact = 2,
+    /// Also merge a memory whose embedding is within `duplicate_threshold` (cosine) of an existing
+    /// one. Catches rephrasings, and also near pairs with a changed detail ("expires in March" /
+    /// "expires in April"): the newer text wins, the older stays in the memory's history.
+    Near = 3,
+}
+impl DuplicatePolicy {
+    /// String value of the enum field names used in the ProtoBuf definition.
+    ///
+    /// The values are not transformed in any way and thus are considered stable
+    /// (if the ProtoBuf definition does not change) and safe for programmatic use.
+    pub fn as_str_name(&self) -> &'static str {
+        match self {
+            Self::Unspecified => "DUPLICATE_POLICY_UNSPECIFIED",
+            Self::Off => "DUPLICATE_POLICY_OFF",
+            Self::Exact => "DUPLICATE_POLICY_EXACT",
+            Self::Near => "DUPLICATE_POLICY_NEAR",
+        }
+    }
+    /// Creates an enum from field names used in the ProtoBuf definition.
+    pub fn from_str_name(value: &str) -> ::core::option::Option<Self> {
+        match value {
+            "DUPLICATE_POLICY_UNSPECIFIED" => Some(Self::Unspecified),
+            "DUPLICATE_POLICY_OFF" => Some(Self::Off),
+            "DUPLICATE_POLICY_EXACT" => Some(Self::Exact),
+            "DUPLICATE_POLICY_NEAR" => Some(Self::Near),
+            _ => None,
+        }
+    }
+}
+/// What a store did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
+#[repr(i32)]
+pub enum StoreOutcome {
+    /// Not set; never returned.
+    Unspecified = 0,
+    /// A new memory was stored.
+    Created = 1,
+    /// The client-supplied id already held the same content: nothing changed (a safe retry).
+    Unchanged = 2,
+    /// A duplicate of an existing memory (`DuplicatePolicy`): that memory was updated instead: the
+    /// new text, the higher importance, the union of tags, metadata merged, access count plus one,
+    /// a new version.
+    Merged = 3,
+    /// The agent already had a memory with this `key`: it was replaced (a new version).
+    Replaced = 4,
+}
+impl StoreOutcome {
+    /// String value of the enum field names used in the ProtoBuf definition.
+    ///
+    /// The values are not transformed in any way and thus are considered stable
+    /// (if the ProtoBuf definition does not change) and safe for programmatic use.
+    pub fn as_str_name(&self) -> &'static str {
+        match self {
+            Self::Unspecified => "STORE_OUTCOME_UNSPECIFIED",
+            Self::Created => "STORE_OUTCOME_CREATED",
+            Self::Unchanged => "STORE_OUTCOME_UNCHANGED",
+            Self::Merged => "STORE_OUTCOME_MERGED",
+            Self::Replaced => "STORE_OUTCOME_REPLACED",
+        }
+    }
+    /// Creates an enum from field names used in the ProtoBuf definition.
+    pub fn from_str_name(value: &str) -> ::core::option::Option<Self> {
+        match value {
+            "STORE_OUTCOME_UNSPECIFIED" => Some(Self::Unspecified),
+            "STORE_OUTCOME_CREATED" => Some(Self::Created),
+            "STORE_OUTCOME_UNCHANGED" => Some(Self::Unchanged),
+            "STORE_OUTCOME_MERGED" => Some(Self::Merged),
+            "STORE_OUTCOME_REPLACED" => Some(Self::Replaced),
+            _ => None,
+        }
+    }
+}
+/// What happened to a memory, in a change stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
+#[repr(i32)]
+pub enum MemoryEventType {
+    /// Not set; never sent.
+    Unspecified = 0,
+    /// Stored (or imported).
+    Created = 1,
+    /// A new version: an update, a merged duplicate, an upsert by key, a consolidation.
+    Updated = 2,
+    /// Deleted (by id, by a forget, by a consolidation merging it, or with its agent).
+    Deleted = 3,
+    /// Removed because its expiry time passed.
+    Expired = 4,
+}
+impl MemoryEventType {
+    /// String value of the enum field names used in the ProtoBuf definition.
+    ///
+    /// The values are not transformed in any way and thus are considered stable
+    /// (if the ProtoBuf definition does not change) and safe for programmatic use.
+    pub fn as_str_name(&self) -> &'static str {
+        match self {
+            Self::Unspecified => "MEMORY_EVENT_TYPE_UNSPECIFIED",
+            Self::Created => "MEMORY_EVENT_TYPE_CREATED",
+            Self::Updated => "MEMORY_EVENT_TYPE_UPDATED",
+            Self::Deleted => "MEMORY_EVENT_TYPE_DELETED",
+            Self::Expired => "MEMORY_EVENT_TYPE_EXPIRED",
+        }
+    }
+    /// Creates an enum from field names used in the ProtoBuf definition.
+    pub fn from_str_name(value: &str) -> ::core::option::Option<Self> {
+        match value {
+            "MEMORY_EVENT_TYPE_UNSPECIFIED" => Some(Self::Unspecified),
+            "MEMORY_EVENT_TYPE_CREATED" => Some(Self::Created),
+            "MEMORY_EVENT_TYPE_UPDATED" => Some(Self::Updated),
+            "MEMORY_EVENT_TYPE_DELETED" => Some(Self::Deleted),
+            "MEMORY_EVENT_TYPE_EXPIRED" => Some(Self::Expired),
+            _ => None,
+        }
+    }
+}
 /// A memory: one thing an agent learned, stored with its embedding and searchable by recall.
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct Memory {
@@ -202,6 +326,11 @@ pub struct Memory {
     /// The embedding model that produced the memory's vector. Output only.
     #[prost(string, tag = "16")]
     pub embedding_model: ::prost::alloc::string::String,
+    /// Optional client key, unique within the agent: 1 to 256 characters of `\[A-Za-z0-9._:/@+=-\]`.
+    /// Storing with a key the agent already uses replaces that memory (an upsert); frameworks use
+    /// it for their own keys. Empty: none.
+    #[prost(string, tag = "17")]
+    pub key: ::prost::alloc::string::String,
 }
 /// A memory returned by recall: every field of the memory plus how well it matched.
 /// Field numbers 1 to 16 are the same as in `Memory`.
@@ -255,6 +384,9 @@ pub struct RecalledMemory {
     /// See `Memory.embedding_model`.
     #[prost(string, tag = "16")]
     pub embedding_model: ::prost::alloc::string::String,
+    /// See `Memory.key`.
+    #[prost(string, tag = "17")]
+    pub key: ::prost::alloc::string::String,
     /// Final relevance score after fusion and importance/recency adjustment; results are sorted by it.
     #[prost(float, tag = "20")]
     pub score: f32,
@@ -339,6 +471,9 @@ pub struct MemoryFilter {
     /// Match only these memory ids.
     #[prost(string, repeated, tag = "9")]
     pub ids: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    /// Match only memories with these keys (`Memory.key`).
+    #[prost(string, repeated, tag = "10")]
+    pub keys: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
 }
 /// A directed, typed knowledge-graph link between two memories of one agent.
 #[derive(Clone, PartialEq, ::prost::Message)]
@@ -475,6 +610,45 @@ pub struct Embedding {
     #[prost(bytes = "vec", tag = "1")]
     pub vector: ::prost::alloc::vec::Vec<u8>,
 }
+/// Near-duplicate memories of one agent, found by ConsolidateMemories.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct DuplicateGroup {
+    /// The memory the others are (or would be) merged into: the most important, then the oldest.
+    #[prost(string, tag = "1")]
+    pub keep_id: ::prost::alloc::string::String,
+    /// The duplicates, most important first.
+    #[prost(string, repeated, tag = "2")]
+    pub duplicate_ids: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    /// The lowest cosine similarity between the kept memory and a duplicate.
+    #[prost(float, tag = "3")]
+    pub min_similarity: f32,
+}
+/// One change to a memory, in the order the server made them.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct MemoryEvent {
+    /// The event's position: resume a watch after it with `WatchMemoriesRequest.start_after`.
+    /// Opaque; positions increase but are not contiguous.
+    #[prost(string, tag = "1")]
+    pub cursor: ::prost::alloc::string::String,
+    /// What happened.
+    #[prost(enumeration = "MemoryEventType", tag = "2")]
+    pub r#type: i32,
+    /// The agent of the memory.
+    #[prost(string, tag = "3")]
+    pub agent_id: ::prost::alloc::string::String,
+    /// The memory's id.
+    #[prost(string, tag = "4")]
+    pub memory_id: ::prost::alloc::string::String,
+    /// When the change was made.
+    #[prost(message, optional, tag = "5")]
+    pub time: ::core::option::Option<::pbjson_types::Timestamp>,
+    /// The memory's version after the change; for a deletion or expiry, its last version.
+    #[prost(int32, tag = "6")]
+    pub version: i32,
+    /// The memory after the change, for `CREATED` and `UPDATED`; unset otherwise.
+    #[prost(message, optional, tag = "7")]
+    pub memory: ::core::option::Option<Memory>,
+}
 /// Request of MemoryService.StoreMemory.
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct StoreMemoryRequest {
@@ -513,6 +687,17 @@ pub struct StoreMemoryRequest {
     /// id with other content fails with ALREADY_EXISTS.
     #[prost(string, tag = "11")]
     pub id: ::prost::alloc::string::String,
+    /// Optional upsert key (see `Memory.key`): when the agent has a memory with this key, it is
+    /// replaced by this one (same id, a new version, the old one in its history). Exclusive with `id`.
+    #[prost(string, tag = "12")]
+    pub key: ::prost::alloc::string::String,
+    /// What to do when the agent already holds the same memory; unset: the server's default.
+    #[prost(enumeration = "DuplicatePolicy", tag = "13")]
+    pub duplicate_policy: i32,
+    /// The cosine similarity from which `DUPLICATE_POLICY_NEAR` merges, from 0.5 to 1; unset: the
+    /// server's `duplicate_threshold` (default 0.95).
+    #[prost(float, optional, tag = "14")]
+    pub duplicate_threshold: ::core::option::Option<f32>,
 }
 /// Response of MemoryService.StoreMemory.
 #[derive(Clone, PartialEq, ::prost::Message)]
@@ -520,9 +705,12 @@ pub struct StoreMemoryResponse {
     /// The stored memory.
     #[prost(message, optional, tag = "1")]
     pub memory: ::core::option::Option<Memory>,
-    /// False when a client-supplied id already existed with the same content (an idempotent retry).
+    /// True when a new memory was stored (`outcome` is `STORE_OUTCOME_CREATED`).
     #[prost(bool, tag = "2")]
     pub created: bool,
+    /// What the store did: created, unchanged (a retry), merged into a duplicate, or replaced by key.
+    #[prost(enumeration = "StoreOutcome", tag = "3")]
+    pub outcome: i32,
 }
 /// Request of MemoryService.BatchStoreMemories.
 #[derive(Clone, PartialEq, ::prost::Message)]
@@ -538,9 +726,12 @@ pub struct BatchStoreMemoriesResponse {
     /// The stored memories, in request order.
     #[prost(message, repeated, tag = "1")]
     pub memories: ::prost::alloc::vec::Vec<Memory>,
-    /// How many were newly created (the rest were idempotent retries).
+    /// How many were newly created (the rest were retries, merged duplicates or replaced by key).
     #[prost(int32, tag = "2")]
     pub created_count: i32,
+    /// What each store did, in request order.
+    #[prost(enumeration = "StoreOutcome", repeated, tag = "3")]
+    pub outcomes: ::prost::alloc::vec::Vec<i32>,
 }
 /// Request of MemoryService.GetMemory.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -720,6 +911,57 @@ pub struct ForgetMemoriesResponse {
     /// Echo of the request's `dry_run`.
     #[prost(bool, tag = "4")]
     pub dry_run: bool,
+}
+/// Request of MemoryService.ConsolidateMemories.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ConsolidateMemoriesRequest {
+    /// Required. The agent whose memories to consolidate.
+    #[prost(string, tag = "1")]
+    pub agent_id: ::prost::alloc::string::String,
+    /// List the groups without merging anything.
+    #[prost(bool, tag = "2")]
+    pub dry_run: bool,
+    /// The cosine similarity from which two memories are duplicates, from 0.5 to 1; unset: the
+    /// server's `duplicate_threshold` (default 0.95).
+    #[prost(float, optional, tag = "3")]
+    pub similarity_threshold: ::core::option::Option<f32>,
+}
+/// Response of MemoryService.ConsolidateMemories.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ConsolidateMemoriesResponse {
+    /// The groups found (on a dry run) or merged.
+    #[prost(message, repeated, tag = "1")]
+    pub groups: ::prost::alloc::vec::Vec<DuplicateGroup>,
+    /// How many memories were merged into another and deleted (0 on a dry run).
+    #[prost(int32, tag = "2")]
+    pub merged_count: i32,
+    /// Echo of the request's `dry_run`.
+    #[prost(bool, tag = "3")]
+    pub dry_run: bool,
+}
+/// Request of MemoryService.WatchMemories.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct WatchMemoriesRequest {
+    /// The agent whose changes to stream. Empty: every agent the key may access.
+    #[prost(string, tag = "1")]
+    pub agent_id: ::prost::alloc::string::String,
+    /// Resume after this cursor (a `MemoryEvent.cursor` or `WatchMemoriesResponse.cursor`). Empty:
+    /// changes from now on. `0`: every change the server still retains (`event_retention`). A
+    /// cursor older than the retained changes is OUT_OF_RANGE: resynchronise with ExportMemories.
+    #[prost(string, tag = "2")]
+    pub start_after: ::prost::alloc::string::String,
+}
+/// Response of MemoryService.WatchMemories: changes in order, or a heartbeat (no events) at least
+/// every 15 seconds while nothing changes.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct WatchMemoriesResponse {
+    /// The changes, oldest first. Each is delivered once.
+    #[prost(message, repeated, tag = "1")]
+    pub events: ::prost::alloc::vec::Vec<MemoryEvent>,
+    /// Resume after this cursor to continue exactly here (it also moves past changes of agents
+    /// this watch does not show).
+    #[prost(string, tag = "2")]
+    pub cursor: ::prost::alloc::string::String,
 }
 /// Request of MemoryService.GetMemoryHistory.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -1399,6 +1641,48 @@ pub mod memory_service_client {
             let mut req = request.into_request();
             req.extensions_mut()
                 .insert(GrpcMethod::new("engram.v1.MemoryService", "ExportMemories"));
+            self.inner.server_streaming(req, path, codec).await
+        }
+        /// Finds near-duplicate memories of an agent and merges each group into one memory (the others'
+        /// records stay in its history, their links move to it). A dry run only lists the groups.
+        pub async fn consolidate_memories(
+            &mut self,
+            request: impl tonic::IntoRequest<super::ConsolidateMemoriesRequest>,
+        ) -> std::result::Result<tonic::Response<super::ConsolidateMemoriesResponse>, tonic::Status>
+        {
+            self.inner.ready().await.map_err(|e| {
+                tonic::Status::unknown(format!("Service was not ready: {}", e.into()))
+            })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/engram.v1.MemoryService/ConsolidateMemories",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut().insert(GrpcMethod::new(
+                "engram.v1.MemoryService",
+                "ConsolidateMemories",
+            ));
+            self.inner.unary(req, path, codec).await
+        }
+        /// Streams changes to memories (created, updated, deleted, expired) in order, from a resumable
+        /// cursor. Over REST the stream is Server-Sent Events (`Accept: text/event-stream`, resumable
+        /// with `Last-Event-ID`) or newline-delimited JSON.
+        pub async fn watch_memories(
+            &mut self,
+            request: impl tonic::IntoRequest<super::WatchMemoriesRequest>,
+        ) -> std::result::Result<
+            tonic::Response<tonic::codec::Streaming<super::WatchMemoriesResponse>>,
+            tonic::Status,
+        > {
+            self.inner.ready().await.map_err(|e| {
+                tonic::Status::unknown(format!("Service was not ready: {}", e.into()))
+            })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path =
+                http::uri::PathAndQuery::from_static("/engram.v1.MemoryService/WatchMemories");
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("engram.v1.MemoryService", "WatchMemories"));
             self.inner.server_streaming(req, path, codec).await
         }
         /// Imports memories as exported, keeping ids, times and versions; idempotent by id.

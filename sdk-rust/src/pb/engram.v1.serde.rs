@@ -862,6 +862,9 @@ impl serde::Serialize for BatchStoreMemoriesResponse {
         if self.created_count != 0 {
             len += 1;
         }
+        if !self.outcomes.is_empty() {
+            len += 1;
+        }
         let mut struct_ser =
             serializer.serialize_struct("engram.v1.BatchStoreMemoriesResponse", len)?;
         if !self.memories.is_empty() {
@@ -869,6 +872,18 @@ impl serde::Serialize for BatchStoreMemoriesResponse {
         }
         if self.created_count != 0 {
             struct_ser.serialize_field("created_count", &self.created_count)?;
+        }
+        if !self.outcomes.is_empty() {
+            let v = self
+                .outcomes
+                .iter()
+                .cloned()
+                .map(|v| {
+                    StoreOutcome::try_from(v)
+                        .map_err(|_| serde::ser::Error::custom(format!("Invalid variant {}", v)))
+                })
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            struct_ser.serialize_field("outcomes", &v)?;
         }
         struct_ser.end()
     }
@@ -879,12 +894,13 @@ impl<'de> serde::Deserialize<'de> for BatchStoreMemoriesResponse {
     where
         D: serde::Deserializer<'de>,
     {
-        const FIELDS: &[&str] = &["memories", "created_count", "createdCount"];
+        const FIELDS: &[&str] = &["memories", "created_count", "createdCount", "outcomes"];
 
         #[allow(clippy::enum_variant_names)]
         enum GeneratedField {
             Memories,
             CreatedCount,
+            Outcomes,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -911,6 +927,7 @@ impl<'de> serde::Deserialize<'de> for BatchStoreMemoriesResponse {
                         match value {
                             "memories" => Ok(GeneratedField::Memories),
                             "createdCount" | "created_count" => Ok(GeneratedField::CreatedCount),
+                            "outcomes" => Ok(GeneratedField::Outcomes),
                             _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
                         }
                     }
@@ -935,6 +952,7 @@ impl<'de> serde::Deserialize<'de> for BatchStoreMemoriesResponse {
             {
                 let mut memories__ = None;
                 let mut created_count__ = None;
+                let mut outcomes__ = None;
                 while let Some(k) = map_.next_key()? {
                     match k {
                         GeneratedField::Memories => {
@@ -952,11 +970,23 @@ impl<'de> serde::Deserialize<'de> for BatchStoreMemoriesResponse {
                                     .0,
                             );
                         }
+                        GeneratedField::Outcomes => {
+                            if outcomes__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("outcomes"));
+                            }
+                            outcomes__ = Some(
+                                map_.next_value::<Vec<StoreOutcome>>()?
+                                    .into_iter()
+                                    .map(|x| x as i32)
+                                    .collect(),
+                            );
+                        }
                     }
                 }
                 Ok(BatchStoreMemoriesResponse {
                     memories: memories__.unwrap_or_default(),
                     created_count: created_count__.unwrap_or_default(),
+                    outcomes: outcomes__.unwrap_or_default(),
                 })
             }
         }
@@ -1105,6 +1135,286 @@ impl<'de> serde::Deserialize<'de> for ClusterNode {
             }
         }
         deserializer.deserialize_struct("engram.v1.ClusterNode", FIELDS, GeneratedVisitor)
+    }
+}
+impl serde::Serialize for ConsolidateMemoriesRequest {
+    #[allow(deprecated)]
+    fn serialize<S>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error>
+    where
+        S: serde::Serializer,
+    {
+        use serde::ser::SerializeStruct;
+        let mut len = 0;
+        if !self.agent_id.is_empty() {
+            len += 1;
+        }
+        if self.dry_run {
+            len += 1;
+        }
+        if self.similarity_threshold.is_some() {
+            len += 1;
+        }
+        let mut struct_ser =
+            serializer.serialize_struct("engram.v1.ConsolidateMemoriesRequest", len)?;
+        if !self.agent_id.is_empty() {
+            struct_ser.serialize_field("agent_id", &self.agent_id)?;
+        }
+        if self.dry_run {
+            struct_ser.serialize_field("dry_run", &self.dry_run)?;
+        }
+        if let Some(v) = self.similarity_threshold.as_ref() {
+            struct_ser.serialize_field("similarity_threshold", v)?;
+        }
+        struct_ser.end()
+    }
+}
+impl<'de> serde::Deserialize<'de> for ConsolidateMemoriesRequest {
+    #[allow(deprecated)]
+    fn deserialize<D>(deserializer: D) -> std::result::Result<Self, D::Error>
+    where
+        D: serde::Deserializer<'de>,
+    {
+        const FIELDS: &[&str] = &[
+            "agent_id",
+            "agentId",
+            "dry_run",
+            "dryRun",
+            "similarity_threshold",
+            "similarityThreshold",
+        ];
+
+        #[allow(clippy::enum_variant_names)]
+        enum GeneratedField {
+            AgentId,
+            DryRun,
+            SimilarityThreshold,
+        }
+        impl<'de> serde::Deserialize<'de> for GeneratedField {
+            fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
+            where
+                D: serde::Deserializer<'de>,
+            {
+                struct GeneratedVisitor;
+
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
+                    type Value = GeneratedField;
+
+                    fn expecting(
+                        &self,
+                        formatter: &mut std::fmt::Formatter<'_>,
+                    ) -> std::fmt::Result {
+                        write!(formatter, "expected one of: {:?}", &FIELDS)
+                    }
+
+                    #[allow(unused_variables)]
+                    fn visit_str<E>(self, value: &str) -> std::result::Result<GeneratedField, E>
+                    where
+                        E: serde::de::Error,
+                    {
+                        match value {
+                            "agentId" | "agent_id" => Ok(GeneratedField::AgentId),
+                            "dryRun" | "dry_run" => Ok(GeneratedField::DryRun),
+                            "similarityThreshold" | "similarity_threshold" => {
+                                Ok(GeneratedField::SimilarityThreshold)
+                            }
+                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                        }
+                    }
+                }
+                deserializer.deserialize_identifier(GeneratedVisitor)
+            }
+        }
+        struct GeneratedVisitor;
+        impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+            type Value = ConsolidateMemoriesRequest;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                formatter.write_str("struct engram.v1.ConsolidateMemoriesRequest")
+            }
+
+            fn visit_map<V>(
+                self,
+                mut map_: V,
+            ) -> std::result::Result<ConsolidateMemoriesRequest, V::Error>
+            where
+                V: serde::de::MapAccess<'de>,
+            {
+                let mut agent_id__ = None;
+                let mut dry_run__ = None;
+                let mut similarity_threshold__ = None;
+                while let Some(k) = map_.next_key()? {
+                    match k {
+                        GeneratedField::AgentId => {
+                            if agent_id__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("agentId"));
+                            }
+                            agent_id__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::DryRun => {
+                            if dry_run__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("dryRun"));
+                            }
+                            dry_run__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::SimilarityThreshold => {
+                            if similarity_threshold__.is_some() {
+                                return Err(serde::de::Error::duplicate_field(
+                                    "similarityThreshold",
+                                ));
+                            }
+                            similarity_threshold__ =
+                                map_.next_value::<::std::option::Option<::pbjson::private::NumberDeserialize<_>>>()?.map(|x| x.0)
+                            ;
+                        }
+                    }
+                }
+                Ok(ConsolidateMemoriesRequest {
+                    agent_id: agent_id__.unwrap_or_default(),
+                    dry_run: dry_run__.unwrap_or_default(),
+                    similarity_threshold: similarity_threshold__,
+                })
+            }
+        }
+        deserializer.deserialize_struct(
+            "engram.v1.ConsolidateMemoriesRequest",
+            FIELDS,
+            GeneratedVisitor,
+        )
+    }
+}
+impl serde::Serialize for ConsolidateMemoriesResponse {
+    #[allow(deprecated)]
+    fn serialize<S>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error>
+    where
+        S: serde::Serializer,
+    {
+        use serde::ser::SerializeStruct;
+        let mut len = 0;
+        if !self.groups.is_empty() {
+            len += 1;
+        }
+        if self.merged_count != 0 {
+            len += 1;
+        }
+        if self.dry_run {
+            len += 1;
+        }
+        let mut struct_ser =
+            serializer.serialize_struct("engram.v1.ConsolidateMemoriesResponse", len)?;
+        if !self.groups.is_empty() {
+            struct_ser.serialize_field("groups", &self.groups)?;
+        }
+        if self.merged_count != 0 {
+            struct_ser.serialize_field("merged_count", &self.merged_count)?;
+        }
+        if self.dry_run {
+            struct_ser.serialize_field("dry_run", &self.dry_run)?;
+        }
+        struct_ser.end()
+    }
+}
+impl<'de> serde::Deserialize<'de> for ConsolidateMemoriesResponse {
+    #[allow(deprecated)]
+    fn deserialize<D>(deserializer: D) -> std::result::Result<Self, D::Error>
+    where
+        D: serde::Deserializer<'de>,
+    {
+        const FIELDS: &[&str] = &["groups", "merged_count", "mergedCount", "dry_run", "dryRun"];
+
+        #[allow(clippy::enum_variant_names)]
+        enum GeneratedField {
+            Groups,
+            MergedCount,
+            DryRun,
+        }
+        impl<'de> serde::Deserialize<'de> for GeneratedField {
+            fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
+            where
+                D: serde::Deserializer<'de>,
+            {
+                struct GeneratedVisitor;
+
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
+                    type Value = GeneratedField;
+
+                    fn expecting(
+                        &self,
+                        formatter: &mut std::fmt::Formatter<'_>,
+                    ) -> std::fmt::Result {
+                        write!(formatter, "expected one of: {:?}", &FIELDS)
+                    }
+
+                    #[allow(unused_variables)]
+                    fn visit_str<E>(self, value: &str) -> std::result::Result<GeneratedField, E>
+                    where
+                        E: serde::de::Error,
+                    {
+                        match value {
+                            "groups" => Ok(GeneratedField::Groups),
+                            "mergedCount" | "merged_count" => Ok(GeneratedField::MergedCount),
+                            "dryRun" | "dry_run" => Ok(GeneratedField::DryRun),
+                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                        }
+                    }
+                }
+                deserializer.deserialize_identifier(GeneratedVisitor)
+            }
+        }
+        struct GeneratedVisitor;
+        impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+            type Value = ConsolidateMemoriesResponse;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                formatter.write_str("struct engram.v1.ConsolidateMemoriesResponse")
+            }
+
+            fn visit_map<V>(
+                self,
+                mut map_: V,
+            ) -> std::result::Result<ConsolidateMemoriesResponse, V::Error>
+            where
+                V: serde::de::MapAccess<'de>,
+            {
+                let mut groups__ = None;
+                let mut merged_count__ = None;
+                let mut dry_run__ = None;
+                while let Some(k) = map_.next_key()? {
+                    match k {
+                        GeneratedField::Groups => {
+                            if groups__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("groups"));
+                            }
+                            groups__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::MergedCount => {
+                            if merged_count__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("mergedCount"));
+                            }
+                            merged_count__ = Some(
+                                map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?
+                                    .0,
+                            );
+                        }
+                        GeneratedField::DryRun => {
+                            if dry_run__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("dryRun"));
+                            }
+                            dry_run__ = Some(map_.next_value()?);
+                        }
+                    }
+                }
+                Ok(ConsolidateMemoriesResponse {
+                    groups: groups__.unwrap_or_default(),
+                    merged_count: merged_count__.unwrap_or_default(),
+                    dry_run: dry_run__.unwrap_or_default(),
+                })
+            }
+        }
+        deserializer.deserialize_struct(
+            "engram.v1.ConsolidateMemoriesResponse",
+            FIELDS,
+            GeneratedVisitor,
+        )
     }
 }
 impl serde::Serialize for CreateApiKeyRequest {
@@ -1787,6 +2097,217 @@ impl<'de> serde::Deserialize<'de> for DeleteMemoryResponse {
             }
         }
         deserializer.deserialize_struct("engram.v1.DeleteMemoryResponse", FIELDS, GeneratedVisitor)
+    }
+}
+impl serde::Serialize for DuplicateGroup {
+    #[allow(deprecated)]
+    fn serialize<S>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error>
+    where
+        S: serde::Serializer,
+    {
+        use serde::ser::SerializeStruct;
+        let mut len = 0;
+        if !self.keep_id.is_empty() {
+            len += 1;
+        }
+        if !self.duplicate_ids.is_empty() {
+            len += 1;
+        }
+        if self.min_similarity != 0. {
+            len += 1;
+        }
+        let mut struct_ser = serializer.serialize_struct("engram.v1.DuplicateGroup", len)?;
+        if !self.keep_id.is_empty() {
+            struct_ser.serialize_field("keep_id", &self.keep_id)?;
+        }
+        if !self.duplicate_ids.is_empty() {
+            struct_ser.serialize_field("duplicate_ids", &self.duplicate_ids)?;
+        }
+        if self.min_similarity != 0. {
+            struct_ser.serialize_field("min_similarity", &self.min_similarity)?;
+        }
+        struct_ser.end()
+    }
+}
+impl<'de> serde::Deserialize<'de> for DuplicateGroup {
+    #[allow(deprecated)]
+    fn deserialize<D>(deserializer: D) -> std::result::Result<Self, D::Error>
+    where
+        D: serde::Deserializer<'de>,
+    {
+        const FIELDS: &[&str] = &[
+            "keep_id",
+            "keepId",
+            "duplicate_ids",
+            "duplicateIds",
+            "min_similarity",
+            "minSimilarity",
+        ];
+
+        #[allow(clippy::enum_variant_names)]
+        enum GeneratedField {
+            KeepId,
+            DuplicateIds,
+            MinSimilarity,
+        }
+        impl<'de> serde::Deserialize<'de> for GeneratedField {
+            fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
+            where
+                D: serde::Deserializer<'de>,
+            {
+                struct GeneratedVisitor;
+
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
+                    type Value = GeneratedField;
+
+                    fn expecting(
+                        &self,
+                        formatter: &mut std::fmt::Formatter<'_>,
+                    ) -> std::fmt::Result {
+                        write!(formatter, "expected one of: {:?}", &FIELDS)
+                    }
+
+                    #[allow(unused_variables)]
+                    fn visit_str<E>(self, value: &str) -> std::result::Result<GeneratedField, E>
+                    where
+                        E: serde::de::Error,
+                    {
+                        match value {
+                            "keepId" | "keep_id" => Ok(GeneratedField::KeepId),
+                            "duplicateIds" | "duplicate_ids" => Ok(GeneratedField::DuplicateIds),
+                            "minSimilarity" | "min_similarity" => Ok(GeneratedField::MinSimilarity),
+                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                        }
+                    }
+                }
+                deserializer.deserialize_identifier(GeneratedVisitor)
+            }
+        }
+        struct GeneratedVisitor;
+        impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+            type Value = DuplicateGroup;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                formatter.write_str("struct engram.v1.DuplicateGroup")
+            }
+
+            fn visit_map<V>(self, mut map_: V) -> std::result::Result<DuplicateGroup, V::Error>
+            where
+                V: serde::de::MapAccess<'de>,
+            {
+                let mut keep_id__ = None;
+                let mut duplicate_ids__ = None;
+                let mut min_similarity__ = None;
+                while let Some(k) = map_.next_key()? {
+                    match k {
+                        GeneratedField::KeepId => {
+                            if keep_id__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("keepId"));
+                            }
+                            keep_id__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::DuplicateIds => {
+                            if duplicate_ids__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("duplicateIds"));
+                            }
+                            duplicate_ids__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::MinSimilarity => {
+                            if min_similarity__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("minSimilarity"));
+                            }
+                            min_similarity__ = Some(
+                                map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?
+                                    .0,
+                            );
+                        }
+                    }
+                }
+                Ok(DuplicateGroup {
+                    keep_id: keep_id__.unwrap_or_default(),
+                    duplicate_ids: duplicate_ids__.unwrap_or_default(),
+                    min_similarity: min_similarity__.unwrap_or_default(),
+                })
+            }
+        }
+        deserializer.deserialize_struct("engram.v1.DuplicateGroup", FIELDS, GeneratedVisitor)
+    }
+}
+impl serde::Serialize for DuplicatePolicy {
+    #[allow(deprecated)]
+    fn serialize<S>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error>
+    where
+        S: serde::Serializer,
+    {
+        let variant = match self {
+            Self::Unspecified => "DUPLICATE_POLICY_UNSPECIFIED",
+            Self::Off => "DUPLICATE_POLICY_OFF",
+            Self::Exact => "DUPLICATE_POLICY_EXACT",
+            Self::Near => "DUPLICATE_POLICY_NEAR",
+        };
+        serializer.serialize_str(variant)
+    }
+}
+impl<'de> serde::Deserialize<'de> for DuplicatePolicy {
+    #[allow(deprecated)]
+    fn deserialize<D>(deserializer: D) -> std::result::Result<Self, D::Error>
+    where
+        D: serde::Deserializer<'de>,
+    {
+        const FIELDS: &[&str] = &[
+            "DUPLICATE_POLICY_UNSPECIFIED",
+            "DUPLICATE_POLICY_OFF",
+            "DUPLICATE_POLICY_EXACT",
+            "DUPLICATE_POLICY_NEAR",
+        ];
+
+        struct GeneratedVisitor;
+
+        impl serde::de::Visitor<'_> for GeneratedVisitor {
+            type Value = DuplicatePolicy;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(formatter, "expected one of: {:?}", &FIELDS)
+            }
+
+            fn visit_i64<E>(self, v: i64) -> std::result::Result<Self::Value, E>
+            where
+                E: serde::de::Error,
+            {
+                i32::try_from(v)
+                    .ok()
+                    .and_then(|x| x.try_into().ok())
+                    .ok_or_else(|| {
+                        serde::de::Error::invalid_value(serde::de::Unexpected::Signed(v), &self)
+                    })
+            }
+
+            fn visit_u64<E>(self, v: u64) -> std::result::Result<Self::Value, E>
+            where
+                E: serde::de::Error,
+            {
+                i32::try_from(v)
+                    .ok()
+                    .and_then(|x| x.try_into().ok())
+                    .ok_or_else(|| {
+                        serde::de::Error::invalid_value(serde::de::Unexpected::Unsigned(v), &self)
+                    })
+            }
+
+            fn visit_str<E>(self, value: &str) -> std::result::Result<Self::Value, E>
+            where
+                E: serde::de::Error,
+            {
+                match value {
+                    "DUPLICATE_POLICY_UNSPECIFIED" => Ok(DuplicatePolicy::Unspecified),
+                    "DUPLICATE_POLICY_OFF" => Ok(DuplicatePolicy::Off),
+                    "DUPLICATE_POLICY_EXACT" => Ok(DuplicatePolicy::Exact),
+                    "DUPLICATE_POLICY_NEAR" => Ok(DuplicatePolicy::Near),
+                    _ => Err(serde::de::Error::unknown_variant(value, FIELDS)),
+                }
+            }
+        }
+        deserializer.deserialize_any(GeneratedVisitor)
     }
 }
 impl serde::Serialize for EmbedRequest {
@@ -5945,6 +6466,9 @@ impl serde::Serialize for Memory {
         if !self.embedding_model.is_empty() {
             len += 1;
         }
+        if !self.key.is_empty() {
+            len += 1;
+        }
         let mut struct_ser = serializer.serialize_struct("engram.v1.Memory", len)?;
         if !self.id.is_empty() {
             struct_ser.serialize_field("id", &self.id)?;
@@ -5997,6 +6521,9 @@ impl serde::Serialize for Memory {
         if !self.embedding_model.is_empty() {
             struct_ser.serialize_field("embedding_model", &self.embedding_model)?;
         }
+        if !self.key.is_empty() {
+            struct_ser.serialize_field("key", &self.key)?;
+        }
         struct_ser.end()
     }
 }
@@ -6033,6 +6560,7 @@ impl<'de> serde::Deserialize<'de> for Memory {
             "version",
             "embedding_model",
             "embeddingModel",
+            "key",
         ];
 
         #[allow(clippy::enum_variant_names)]
@@ -6053,6 +6581,7 @@ impl<'de> serde::Deserialize<'de> for Memory {
             LastAccessedAt,
             Version,
             EmbeddingModel,
+            Key,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -6097,6 +6626,7 @@ impl<'de> serde::Deserialize<'de> for Memory {
                             "embeddingModel" | "embedding_model" => {
                                 Ok(GeneratedField::EmbeddingModel)
                             }
+                            "key" => Ok(GeneratedField::Key),
                             _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
                         }
                     }
@@ -6132,6 +6662,7 @@ impl<'de> serde::Deserialize<'de> for Memory {
                 let mut last_accessed_at__ = None;
                 let mut version__ = None;
                 let mut embedding_model__ = None;
+                let mut key__ = None;
                 while let Some(k) = map_.next_key()? {
                     match k {
                         GeneratedField::Id => {
@@ -6239,6 +6770,12 @@ impl<'de> serde::Deserialize<'de> for Memory {
                             }
                             embedding_model__ = Some(map_.next_value()?);
                         }
+                        GeneratedField::Key => {
+                            if key__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("key"));
+                            }
+                            key__ = Some(map_.next_value()?);
+                        }
                     }
                 }
                 Ok(Memory {
@@ -6258,10 +6795,295 @@ impl<'de> serde::Deserialize<'de> for Memory {
                     last_accessed_at: last_accessed_at__,
                     version: version__.unwrap_or_default(),
                     embedding_model: embedding_model__.unwrap_or_default(),
+                    key: key__.unwrap_or_default(),
                 })
             }
         }
         deserializer.deserialize_struct("engram.v1.Memory", FIELDS, GeneratedVisitor)
+    }
+}
+impl serde::Serialize for MemoryEvent {
+    #[allow(deprecated)]
+    fn serialize<S>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error>
+    where
+        S: serde::Serializer,
+    {
+        use serde::ser::SerializeStruct;
+        let mut len = 0;
+        if !self.cursor.is_empty() {
+            len += 1;
+        }
+        if self.r#type != 0 {
+            len += 1;
+        }
+        if !self.agent_id.is_empty() {
+            len += 1;
+        }
+        if !self.memory_id.is_empty() {
+            len += 1;
+        }
+        if self.time.is_some() {
+            len += 1;
+        }
+        if self.version != 0 {
+            len += 1;
+        }
+        if self.memory.is_some() {
+            len += 1;
+        }
+        let mut struct_ser = serializer.serialize_struct("engram.v1.MemoryEvent", len)?;
+        if !self.cursor.is_empty() {
+            struct_ser.serialize_field("cursor", &self.cursor)?;
+        }
+        if self.r#type != 0 {
+            let v = MemoryEventType::try_from(self.r#type).map_err(|_| {
+                serde::ser::Error::custom(format!("Invalid variant {}", self.r#type))
+            })?;
+            struct_ser.serialize_field("type", &v)?;
+        }
+        if !self.agent_id.is_empty() {
+            struct_ser.serialize_field("agent_id", &self.agent_id)?;
+        }
+        if !self.memory_id.is_empty() {
+            struct_ser.serialize_field("memory_id", &self.memory_id)?;
+        }
+        if let Some(v) = self.time.as_ref() {
+            struct_ser.serialize_field("time", v)?;
+        }
+        if self.version != 0 {
+            struct_ser.serialize_field("version", &self.version)?;
+        }
+        if let Some(v) = self.memory.as_ref() {
+            struct_ser.serialize_field("memory", v)?;
+        }
+        struct_ser.end()
+    }
+}
+impl<'de> serde::Deserialize<'de> for MemoryEvent {
+    #[allow(deprecated)]
+    fn deserialize<D>(deserializer: D) -> std::result::Result<Self, D::Error>
+    where
+        D: serde::Deserializer<'de>,
+    {
+        const FIELDS: &[&str] = &[
+            "cursor",
+            "type",
+            "agent_id",
+            "agentId",
+            "memory_id",
+            "memoryId",
+            "time",
+            "version",
+            "memory",
+        ];
+
+        #[allow(clippy::enum_variant_names)]
+        enum GeneratedField {
+            Cursor,
+            Type,
+            AgentId,
+            MemoryId,
+            Time,
+            Version,
+            Memory,
+        }
+        impl<'de> serde::Deserialize<'de> for GeneratedField {
+            fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
+            where
+                D: serde::Deserializer<'de>,
+            {
+                struct GeneratedVisitor;
+
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
+                    type Value = GeneratedField;
+
+                    fn expecting(
+                        &self,
+                        formatter: &mut std::fmt::Formatter<'_>,
+                    ) -> std::fmt::Result {
+                        write!(formatter, "expected one of: {:?}", &FIELDS)
+                    }
+
+                    #[allow(unused_variables)]
+                    fn visit_str<E>(self, value: &str) -> std::result::Result<GeneratedField, E>
+                    where
+                        E: serde::de::Error,
+                    {
+                        match value {
+                            "cursor" => Ok(GeneratedField::Cursor),
+                            "type" => Ok(GeneratedField::Type),
+                            "agentId" | "agent_id" => Ok(GeneratedField::AgentId),
+                            "memoryId" | "memory_id" => Ok(GeneratedField::MemoryId),
+                            "time" => Ok(GeneratedField::Time),
+                            "version" => Ok(GeneratedField::Version),
+                            "memory" => Ok(GeneratedField::Memory),
+                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                        }
+                    }
+                }
+                deserializer.deserialize_identifier(GeneratedVisitor)
+            }
+        }
+        struct GeneratedVisitor;
+        impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+            type Value = MemoryEvent;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                formatter.write_str("struct engram.v1.MemoryEvent")
+            }
+
+            fn visit_map<V>(self, mut map_: V) -> std::result::Result<MemoryEvent, V::Error>
+            where
+                V: serde::de::MapAccess<'de>,
+            {
+                let mut cursor__ = None;
+                let mut r#type__ = None;
+                let mut agent_id__ = None;
+                let mut memory_id__ = None;
+                let mut time__ = None;
+                let mut version__ = None;
+                let mut memory__ = None;
+                while let Some(k) = map_.next_key()? {
+                    match k {
+                        GeneratedField::Cursor => {
+                            if cursor__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("cursor"));
+                            }
+                            cursor__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::Type => {
+                            if r#type__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("type"));
+                            }
+                            r#type__ = Some(map_.next_value::<MemoryEventType>()? as i32);
+                        }
+                        GeneratedField::AgentId => {
+                            if agent_id__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("agentId"));
+                            }
+                            agent_id__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::MemoryId => {
+                            if memory_id__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("memoryId"));
+                            }
+                            memory_id__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::Time => {
+                            if time__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("time"));
+                            }
+                            time__ = map_.next_value()?;
+                        }
+                        GeneratedField::Version => {
+                            if version__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("version"));
+                            }
+                            version__ = Some(
+                                map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?
+                                    .0,
+                            );
+                        }
+                        GeneratedField::Memory => {
+                            if memory__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("memory"));
+                            }
+                            memory__ = map_.next_value()?;
+                        }
+                    }
+                }
+                Ok(MemoryEvent {
+                    cursor: cursor__.unwrap_or_default(),
+                    r#type: r#type__.unwrap_or_default(),
+                    agent_id: agent_id__.unwrap_or_default(),
+                    memory_id: memory_id__.unwrap_or_default(),
+                    time: time__,
+                    version: version__.unwrap_or_default(),
+                    memory: memory__,
+                })
+            }
+        }
+        deserializer.deserialize_struct("engram.v1.MemoryEvent", FIELDS, GeneratedVisitor)
+    }
+}
+impl serde::Serialize for MemoryEventType {
+    #[allow(deprecated)]
+    fn serialize<S>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error>
+    where
+        S: serde::Serializer,
+    {
+        let variant = match self {
+            Self::Unspecified => "MEMORY_EVENT_TYPE_UNSPECIFIED",
+            Self::Created => "MEMORY_EVENT_TYPE_CREATED",
+            Self::Updated => "MEMORY_EVENT_TYPE_UPDATED",
+            Self::Deleted => "MEMORY_EVENT_TYPE_DELETED",
+            Self::Expired => "MEMORY_EVENT_TYPE_EXPIRED",
+        };
+        serializer.serialize_str(variant)
+    }
+}
+impl<'de> serde::Deserialize<'de> for MemoryEventType {
+    #[allow(deprecated)]
+    fn deserialize<D>(deserializer: D) -> std::result::Result<Self, D::Error>
+    where
+        D: serde::Deserializer<'de>,
+    {
+        const FIELDS: &[&str] = &[
+            "MEMORY_EVENT_TYPE_UNSPECIFIED",
+            "MEMORY_EVENT_TYPE_CREATED",
+            "MEMORY_EVENT_TYPE_UPDATED",
+            "MEMORY_EVENT_TYPE_DELETED",
+            "MEMORY_EVENT_TYPE_EXPIRED",
+        ];
+
+        struct GeneratedVisitor;
+
+        impl serde::de::Visitor<'_> for GeneratedVisitor {
+            type Value = MemoryEventType;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(formatter, "expected one of: {:?}", &FIELDS)
+            }
+
+            fn visit_i64<E>(self, v: i64) -> std::result::Result<Self::Value, E>
+            where
+                E: serde::de::Error,
+            {
+                i32::try_from(v)
+                    .ok()
+                    .and_then(|x| x.try_into().ok())
+                    .ok_or_else(|| {
+                        serde::de::Error::invalid_value(serde::de::Unexpected::Signed(v), &self)
+                    })
+            }
+
+            fn visit_u64<E>(self, v: u64) -> std::result::Result<Self::Value, E>
+            where
+                E: serde::de::Error,
+            {
+                i32::try_from(v)
+                    .ok()
+                    .and_then(|x| x.try_into().ok())
+                    .ok_or_else(|| {
+                        serde::de::Error::invalid_value(serde::de::Unexpected::Unsigned(v), &self)
+                    })
+            }
+
+            fn visit_str<E>(self, value: &str) -> std::result::Result<Self::Value, E>
+            where
+                E: serde::de::Error,
+            {
+                match value {
+                    "MEMORY_EVENT_TYPE_UNSPECIFIED" => Ok(MemoryEventType::Unspecified),
+                    "MEMORY_EVENT_TYPE_CREATED" => Ok(MemoryEventType::Created),
+                    "MEMORY_EVENT_TYPE_UPDATED" => Ok(MemoryEventType::Updated),
+                    "MEMORY_EVENT_TYPE_DELETED" => Ok(MemoryEventType::Deleted),
+                    "MEMORY_EVENT_TYPE_EXPIRED" => Ok(MemoryEventType::Expired),
+                    _ => Err(serde::de::Error::unknown_variant(value, FIELDS)),
+                }
+            }
+        }
+        deserializer.deserialize_any(GeneratedVisitor)
     }
 }
 impl serde::Serialize for MemoryFilter {
@@ -6297,6 +7119,9 @@ impl serde::Serialize for MemoryFilter {
             len += 1;
         }
         if !self.ids.is_empty() {
+            len += 1;
+        }
+        if !self.keys.is_empty() {
             len += 1;
         }
         let mut struct_ser = serializer.serialize_struct("engram.v1.MemoryFilter", len)?;
@@ -6336,6 +7161,9 @@ impl serde::Serialize for MemoryFilter {
         if !self.ids.is_empty() {
             struct_ser.serialize_field("ids", &self.ids)?;
         }
+        if !self.keys.is_empty() {
+            struct_ser.serialize_field("keys", &self.keys)?;
+        }
         struct_ser.end()
     }
 }
@@ -6363,6 +7191,7 @@ impl<'de> serde::Deserialize<'de> for MemoryFilter {
             "metadata_equals",
             "metadataEquals",
             "ids",
+            "keys",
         ];
 
         #[allow(clippy::enum_variant_names)]
@@ -6376,6 +7205,7 @@ impl<'de> serde::Deserialize<'de> for MemoryFilter {
             MinImportance,
             MetadataEquals,
             Ids,
+            Keys,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -6411,6 +7241,7 @@ impl<'de> serde::Deserialize<'de> for MemoryFilter {
                                 Ok(GeneratedField::MetadataEquals)
                             }
                             "ids" => Ok(GeneratedField::Ids),
+                            "keys" => Ok(GeneratedField::Keys),
                             _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
                         }
                     }
@@ -6439,6 +7270,7 @@ impl<'de> serde::Deserialize<'de> for MemoryFilter {
                 let mut min_importance__ = None;
                 let mut metadata_equals__ = None;
                 let mut ids__ = None;
+                let mut keys__ = None;
                 while let Some(k) = map_.next_key()? {
                     match k {
                         GeneratedField::MemoryTypes => {
@@ -6502,6 +7334,12 @@ impl<'de> serde::Deserialize<'de> for MemoryFilter {
                             }
                             ids__ = Some(map_.next_value()?);
                         }
+                        GeneratedField::Keys => {
+                            if keys__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("keys"));
+                            }
+                            keys__ = Some(map_.next_value()?);
+                        }
                     }
                 }
                 Ok(MemoryFilter {
@@ -6514,6 +7352,7 @@ impl<'de> serde::Deserialize<'de> for MemoryFilter {
                     min_importance: min_importance__,
                     metadata_equals: metadata_equals__,
                     ids: ids__.unwrap_or_default(),
+                    keys: keys__.unwrap_or_default(),
                 })
             }
         }
@@ -7276,6 +8115,9 @@ impl serde::Serialize for RecalledMemory {
         if !self.embedding_model.is_empty() {
             len += 1;
         }
+        if !self.key.is_empty() {
+            len += 1;
+        }
         if self.score != 0. {
             len += 1;
         }
@@ -7343,6 +8185,9 @@ impl serde::Serialize for RecalledMemory {
         if !self.embedding_model.is_empty() {
             struct_ser.serialize_field("embedding_model", &self.embedding_model)?;
         }
+        if !self.key.is_empty() {
+            struct_ser.serialize_field("key", &self.key)?;
+        }
         if self.score != 0. {
             struct_ser.serialize_field("score", &self.score)?;
         }
@@ -7394,6 +8239,7 @@ impl<'de> serde::Deserialize<'de> for RecalledMemory {
             "version",
             "embedding_model",
             "embeddingModel",
+            "key",
             "score",
             "vector_score",
             "vectorScore",
@@ -7421,6 +8267,7 @@ impl<'de> serde::Deserialize<'de> for RecalledMemory {
             LastAccessedAt,
             Version,
             EmbeddingModel,
+            Key,
             Score,
             VectorScore,
             KeywordScore,
@@ -7470,6 +8317,7 @@ impl<'de> serde::Deserialize<'de> for RecalledMemory {
                             "embeddingModel" | "embedding_model" => {
                                 Ok(GeneratedField::EmbeddingModel)
                             }
+                            "key" => Ok(GeneratedField::Key),
                             "score" => Ok(GeneratedField::Score),
                             "vectorScore" | "vector_score" => Ok(GeneratedField::VectorScore),
                             "keywordScore" | "keyword_score" => Ok(GeneratedField::KeywordScore),
@@ -7510,6 +8358,7 @@ impl<'de> serde::Deserialize<'de> for RecalledMemory {
                 let mut last_accessed_at__ = None;
                 let mut version__ = None;
                 let mut embedding_model__ = None;
+                let mut key__ = None;
                 let mut score__ = None;
                 let mut vector_score__ = None;
                 let mut keyword_score__ = None;
@@ -7622,6 +8471,12 @@ impl<'de> serde::Deserialize<'de> for RecalledMemory {
                             }
                             embedding_model__ = Some(map_.next_value()?);
                         }
+                        GeneratedField::Key => {
+                            if key__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("key"));
+                            }
+                            key__ = Some(map_.next_value()?);
+                        }
                         GeneratedField::Score => {
                             if score__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("score"));
@@ -7680,6 +8535,7 @@ impl<'de> serde::Deserialize<'de> for RecalledMemory {
                     last_accessed_at: last_accessed_at__,
                     version: version__.unwrap_or_default(),
                     embedding_model: embedding_model__.unwrap_or_default(),
+                    key: key__.unwrap_or_default(),
                     score: score__.unwrap_or_default(),
                     vector_score: vector_score__.unwrap_or_default(),
                     keyword_score: keyword_score__.unwrap_or_default(),
@@ -8442,6 +9298,15 @@ impl serde::Serialize for StoreMemoryRequest {
         if !self.id.is_empty() {
             len += 1;
         }
+        if !self.key.is_empty() {
+            len += 1;
+        }
+        if self.duplicate_policy != 0 {
+            len += 1;
+        }
+        if self.duplicate_threshold.is_some() {
+            len += 1;
+        }
         let mut struct_ser = serializer.serialize_struct("engram.v1.StoreMemoryRequest", len)?;
         if !self.agent_id.is_empty() {
             struct_ser.serialize_field("agent_id", &self.agent_id)?;
@@ -8484,6 +9349,18 @@ impl serde::Serialize for StoreMemoryRequest {
         if !self.id.is_empty() {
             struct_ser.serialize_field("id", &self.id)?;
         }
+        if !self.key.is_empty() {
+            struct_ser.serialize_field("key", &self.key)?;
+        }
+        if self.duplicate_policy != 0 {
+            let v = DuplicatePolicy::try_from(self.duplicate_policy).map_err(|_| {
+                serde::ser::Error::custom(format!("Invalid variant {}", self.duplicate_policy))
+            })?;
+            struct_ser.serialize_field("duplicate_policy", &v)?;
+        }
+        if let Some(v) = self.duplicate_threshold.as_ref() {
+            struct_ser.serialize_field("duplicate_threshold", v)?;
+        }
         struct_ser.end()
     }
 }
@@ -8511,6 +9388,11 @@ impl<'de> serde::Deserialize<'de> for StoreMemoryRequest {
             "expires_at",
             "expiresAt",
             "id",
+            "key",
+            "duplicate_policy",
+            "duplicatePolicy",
+            "duplicate_threshold",
+            "duplicateThreshold",
         ];
 
         #[allow(clippy::enum_variant_names)]
@@ -8526,6 +9408,9 @@ impl<'de> serde::Deserialize<'de> for StoreMemoryRequest {
             TtlSeconds,
             ExpiresAt,
             Id,
+            Key,
+            DuplicatePolicy,
+            DuplicateThreshold,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -8561,6 +9446,13 @@ impl<'de> serde::Deserialize<'de> for StoreMemoryRequest {
                             "ttlSeconds" | "ttl_seconds" => Ok(GeneratedField::TtlSeconds),
                             "expiresAt" | "expires_at" => Ok(GeneratedField::ExpiresAt),
                             "id" => Ok(GeneratedField::Id),
+                            "key" => Ok(GeneratedField::Key),
+                            "duplicatePolicy" | "duplicate_policy" => {
+                                Ok(GeneratedField::DuplicatePolicy)
+                            }
+                            "duplicateThreshold" | "duplicate_threshold" => {
+                                Ok(GeneratedField::DuplicateThreshold)
+                            }
                             _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
                         }
                     }
@@ -8591,6 +9483,9 @@ impl<'de> serde::Deserialize<'de> for StoreMemoryRequest {
                 let mut ttl_seconds__ = None;
                 let mut expires_at__ = None;
                 let mut id__ = None;
+                let mut key__ = None;
+                let mut duplicate_policy__ = None;
+                let mut duplicate_threshold__ = None;
                 while let Some(k) = map_.next_key()? {
                     match k {
                         GeneratedField::AgentId => {
@@ -8664,6 +9559,28 @@ impl<'de> serde::Deserialize<'de> for StoreMemoryRequest {
                             }
                             id__ = Some(map_.next_value()?);
                         }
+                        GeneratedField::Key => {
+                            if key__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("key"));
+                            }
+                            key__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::DuplicatePolicy => {
+                            if duplicate_policy__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("duplicatePolicy"));
+                            }
+                            duplicate_policy__ = Some(map_.next_value::<DuplicatePolicy>()? as i32);
+                        }
+                        GeneratedField::DuplicateThreshold => {
+                            if duplicate_threshold__.is_some() {
+                                return Err(serde::de::Error::duplicate_field(
+                                    "duplicateThreshold",
+                                ));
+                            }
+                            duplicate_threshold__ =
+                                map_.next_value::<::std::option::Option<::pbjson::private::NumberDeserialize<_>>>()?.map(|x| x.0)
+                            ;
+                        }
                     }
                 }
                 Ok(StoreMemoryRequest {
@@ -8678,6 +9595,9 @@ impl<'de> serde::Deserialize<'de> for StoreMemoryRequest {
                     ttl_seconds: ttl_seconds__.unwrap_or_default(),
                     expires_at: expires_at__,
                     id: id__.unwrap_or_default(),
+                    key: key__.unwrap_or_default(),
+                    duplicate_policy: duplicate_policy__.unwrap_or_default(),
+                    duplicate_threshold: duplicate_threshold__,
                 })
             }
         }
@@ -8698,12 +9618,21 @@ impl serde::Serialize for StoreMemoryResponse {
         if self.created {
             len += 1;
         }
+        if self.outcome != 0 {
+            len += 1;
+        }
         let mut struct_ser = serializer.serialize_struct("engram.v1.StoreMemoryResponse", len)?;
         if let Some(v) = self.memory.as_ref() {
             struct_ser.serialize_field("memory", v)?;
         }
         if self.created {
             struct_ser.serialize_field("created", &self.created)?;
+        }
+        if self.outcome != 0 {
+            let v = StoreOutcome::try_from(self.outcome).map_err(|_| {
+                serde::ser::Error::custom(format!("Invalid variant {}", self.outcome))
+            })?;
+            struct_ser.serialize_field("outcome", &v)?;
         }
         struct_ser.end()
     }
@@ -8714,12 +9643,13 @@ impl<'de> serde::Deserialize<'de> for StoreMemoryResponse {
     where
         D: serde::Deserializer<'de>,
     {
-        const FIELDS: &[&str] = &["memory", "created"];
+        const FIELDS: &[&str] = &["memory", "created", "outcome"];
 
         #[allow(clippy::enum_variant_names)]
         enum GeneratedField {
             Memory,
             Created,
+            Outcome,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -8746,6 +9676,7 @@ impl<'de> serde::Deserialize<'de> for StoreMemoryResponse {
                         match value {
                             "memory" => Ok(GeneratedField::Memory),
                             "created" => Ok(GeneratedField::Created),
+                            "outcome" => Ok(GeneratedField::Outcome),
                             _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
                         }
                     }
@@ -8767,6 +9698,7 @@ impl<'de> serde::Deserialize<'de> for StoreMemoryResponse {
             {
                 let mut memory__ = None;
                 let mut created__ = None;
+                let mut outcome__ = None;
                 while let Some(k) = map_.next_key()? {
                     match k {
                         GeneratedField::Memory => {
@@ -8781,15 +9713,102 @@ impl<'de> serde::Deserialize<'de> for StoreMemoryResponse {
                             }
                             created__ = Some(map_.next_value()?);
                         }
+                        GeneratedField::Outcome => {
+                            if outcome__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("outcome"));
+                            }
+                            outcome__ = Some(map_.next_value::<StoreOutcome>()? as i32);
+                        }
                     }
                 }
                 Ok(StoreMemoryResponse {
                     memory: memory__,
                     created: created__.unwrap_or_default(),
+                    outcome: outcome__.unwrap_or_default(),
                 })
             }
         }
         deserializer.deserialize_struct("engram.v1.StoreMemoryResponse", FIELDS, GeneratedVisitor)
+    }
+}
+impl serde::Serialize for StoreOutcome {
+    #[allow(deprecated)]
+    fn serialize<S>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error>
+    where
+        S: serde::Serializer,
+    {
+        let variant = match self {
+            Self::Unspecified => "STORE_OUTCOME_UNSPECIFIED",
+            Self::Created => "STORE_OUTCOME_CREATED",
+            Self::Unchanged => "STORE_OUTCOME_UNCHANGED",
+            Self::Merged => "STORE_OUTCOME_MERGED",
+            Self::Replaced => "STORE_OUTCOME_REPLACED",
+        };
+        serializer.serialize_str(variant)
+    }
+}
+impl<'de> serde::Deserialize<'de> for StoreOutcome {
+    #[allow(deprecated)]
+    fn deserialize<D>(deserializer: D) -> std::result::Result<Self, D::Error>
+    where
+        D: serde::Deserializer<'de>,
+    {
+        const FIELDS: &[&str] = &[
+            "STORE_OUTCOME_UNSPECIFIED",
+            "STORE_OUTCOME_CREATED",
+            "STORE_OUTCOME_UNCHANGED",
+            "STORE_OUTCOME_MERGED",
+            "STORE_OUTCOME_REPLACED",
+        ];
+
+        struct GeneratedVisitor;
+
+        impl serde::de::Visitor<'_> for GeneratedVisitor {
+            type Value = StoreOutcome;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(formatter, "expected one of: {:?}", &FIELDS)
+            }
+
+            fn visit_i64<E>(self, v: i64) -> std::result::Result<Self::Value, E>
+            where
+                E: serde::de::Error,
+            {
+                i32::try_from(v)
+                    .ok()
+                    .and_then(|x| x.try_into().ok())
+                    .ok_or_else(|| {
+                        serde::de::Error::invalid_value(serde::de::Unexpected::Signed(v), &self)
+                    })
+            }
+
+            fn visit_u64<E>(self, v: u64) -> std::result::Result<Self::Value, E>
+            where
+                E: serde::de::Error,
+            {
+                i32::try_from(v)
+                    .ok()
+                    .and_then(|x| x.try_into().ok())
+                    .ok_or_else(|| {
+                        serde::de::Error::invalid_value(serde::de::Unexpected::Unsigned(v), &self)
+                    })
+            }
+
+            fn visit_str<E>(self, value: &str) -> std::result::Result<Self::Value, E>
+            where
+                E: serde::de::Error,
+            {
+                match value {
+                    "STORE_OUTCOME_UNSPECIFIED" => Ok(StoreOutcome::Unspecified),
+                    "STORE_OUTCOME_CREATED" => Ok(StoreOutcome::Created),
+                    "STORE_OUTCOME_UNCHANGED" => Ok(StoreOutcome::Unchanged),
+                    "STORE_OUTCOME_MERGED" => Ok(StoreOutcome::Merged),
+                    "STORE_OUTCOME_REPLACED" => Ok(StoreOutcome::Replaced),
+                    _ => Err(serde::de::Error::unknown_variant(value, FIELDS)),
+                }
+            }
+        }
+        deserializer.deserialize_any(GeneratedVisitor)
     }
 }
 impl serde::Serialize for TimeRange {
@@ -9401,5 +10420,227 @@ impl<'de> serde::Deserialize<'de> for UpdateMemoryResponse {
             }
         }
         deserializer.deserialize_struct("engram.v1.UpdateMemoryResponse", FIELDS, GeneratedVisitor)
+    }
+}
+impl serde::Serialize for WatchMemoriesRequest {
+    #[allow(deprecated)]
+    fn serialize<S>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error>
+    where
+        S: serde::Serializer,
+    {
+        use serde::ser::SerializeStruct;
+        let mut len = 0;
+        if !self.agent_id.is_empty() {
+            len += 1;
+        }
+        if !self.start_after.is_empty() {
+            len += 1;
+        }
+        let mut struct_ser = serializer.serialize_struct("engram.v1.WatchMemoriesRequest", len)?;
+        if !self.agent_id.is_empty() {
+            struct_ser.serialize_field("agent_id", &self.agent_id)?;
+        }
+        if !self.start_after.is_empty() {
+            struct_ser.serialize_field("start_after", &self.start_after)?;
+        }
+        struct_ser.end()
+    }
+}
+impl<'de> serde::Deserialize<'de> for WatchMemoriesRequest {
+    #[allow(deprecated)]
+    fn deserialize<D>(deserializer: D) -> std::result::Result<Self, D::Error>
+    where
+        D: serde::Deserializer<'de>,
+    {
+        const FIELDS: &[&str] = &["agent_id", "agentId", "start_after", "startAfter"];
+
+        #[allow(clippy::enum_variant_names)]
+        enum GeneratedField {
+            AgentId,
+            StartAfter,
+        }
+        impl<'de> serde::Deserialize<'de> for GeneratedField {
+            fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
+            where
+                D: serde::Deserializer<'de>,
+            {
+                struct GeneratedVisitor;
+
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
+                    type Value = GeneratedField;
+
+                    fn expecting(
+                        &self,
+                        formatter: &mut std::fmt::Formatter<'_>,
+                    ) -> std::fmt::Result {
+                        write!(formatter, "expected one of: {:?}", &FIELDS)
+                    }
+
+                    #[allow(unused_variables)]
+                    fn visit_str<E>(self, value: &str) -> std::result::Result<GeneratedField, E>
+                    where
+                        E: serde::de::Error,
+                    {
+                        match value {
+                            "agentId" | "agent_id" => Ok(GeneratedField::AgentId),
+                            "startAfter" | "start_after" => Ok(GeneratedField::StartAfter),
+                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                        }
+                    }
+                }
+                deserializer.deserialize_identifier(GeneratedVisitor)
+            }
+        }
+        struct GeneratedVisitor;
+        impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+            type Value = WatchMemoriesRequest;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                formatter.write_str("struct engram.v1.WatchMemoriesRequest")
+            }
+
+            fn visit_map<V>(
+                self,
+                mut map_: V,
+            ) -> std::result::Result<WatchMemoriesRequest, V::Error>
+            where
+                V: serde::de::MapAccess<'de>,
+            {
+                let mut agent_id__ = None;
+                let mut start_after__ = None;
+                while let Some(k) = map_.next_key()? {
+                    match k {
+                        GeneratedField::AgentId => {
+                            if agent_id__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("agentId"));
+                            }
+                            agent_id__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::StartAfter => {
+                            if start_after__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("startAfter"));
+                            }
+                            start_after__ = Some(map_.next_value()?);
+                        }
+                    }
+                }
+                Ok(WatchMemoriesRequest {
+                    agent_id: agent_id__.unwrap_or_default(),
+                    start_after: start_after__.unwrap_or_default(),
+                })
+            }
+        }
+        deserializer.deserialize_struct("engram.v1.WatchMemoriesRequest", FIELDS, GeneratedVisitor)
+    }
+}
+impl serde::Serialize for WatchMemoriesResponse {
+    #[allow(deprecated)]
+    fn serialize<S>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error>
+    where
+        S: serde::Serializer,
+    {
+        use serde::ser::SerializeStruct;
+        let mut len = 0;
+        if !self.events.is_empty() {
+            len += 1;
+        }
+        if !self.cursor.is_empty() {
+            len += 1;
+        }
+        let mut struct_ser = serializer.serialize_struct("engram.v1.WatchMemoriesResponse", len)?;
+        if !self.events.is_empty() {
+            struct_ser.serialize_field("events", &self.events)?;
+        }
+        if !self.cursor.is_empty() {
+            struct_ser.serialize_field("cursor", &self.cursor)?;
+        }
+        struct_ser.end()
+    }
+}
+impl<'de> serde::Deserialize<'de> for WatchMemoriesResponse {
+    #[allow(deprecated)]
+    fn deserialize<D>(deserializer: D) -> std::result::Result<Self, D::Error>
+    where
+        D: serde::Deserializer<'de>,
+    {
+        const FIELDS: &[&str] = &["events", "cursor"];
+
+        #[allow(clippy::enum_variant_names)]
+        enum GeneratedField {
+            Events,
+            Cursor,
+        }
+        impl<'de> serde::Deserialize<'de> for GeneratedField {
+            fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
+            where
+                D: serde::Deserializer<'de>,
+            {
+                struct GeneratedVisitor;
+
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
+                    type Value = GeneratedField;
+
+                    fn expecting(
+                        &self,
+                        formatter: &mut std::fmt::Formatter<'_>,
+                    ) -> std::fmt::Result {
+                        write!(formatter, "expected one of: {:?}", &FIELDS)
+                    }
+
+                    #[allow(unused_variables)]
+                    fn visit_str<E>(self, value: &str) -> std::result::Result<GeneratedField, E>
+                    where
+                        E: serde::de::Error,
+                    {
+                        match value {
+                            "events" => Ok(GeneratedField::Events),
+                            "cursor" => Ok(GeneratedField::Cursor),
+                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                        }
+                    }
+                }
+                deserializer.deserialize_identifier(GeneratedVisitor)
+            }
+        }
+        struct GeneratedVisitor;
+        impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+            type Value = WatchMemoriesResponse;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                formatter.write_str("struct engram.v1.WatchMemoriesResponse")
+            }
+
+            fn visit_map<V>(
+                self,
+                mut map_: V,
+            ) -> std::result::Result<WatchMemoriesResponse, V::Error>
+            where
+                V: serde::de::MapAccess<'de>,
+            {
+                let mut events__ = None;
+                let mut cursor__ = None;
+                while let Some(k) = map_.next_key()? {
+                    match k {
+                        GeneratedField::Events => {
+                            if events__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("events"));
+                            }
+                            events__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::Cursor => {
+                            if cursor__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("cursor"));
+                            }
+                            cursor__ = Some(map_.next_value()?);
+                        }
+                    }
+                }
+                Ok(WatchMemoriesResponse {
+                    events: events__.unwrap_or_default(),
+                    cursor: cursor__.unwrap_or_default(),
+                })
+            }
+        }
+        deserializer.deserialize_struct("engram.v1.WatchMemoriesResponse", FIELDS, GeneratedVisitor)
     }
 }

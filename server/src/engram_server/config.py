@@ -68,6 +68,11 @@ class Config:
     contextual_embedding_weight: float = 0.5
     speaker_embedding_weight: float = 0.5
     access_flush_seconds: float = 10.0
+    maintenance_interval: float = 30.0
+    duplicate_policy: str = "exact"
+    duplicate_threshold: float = 0.95
+    event_retention: float = 7 * 86400.0
+    max_retained_events: int = 1_000_000
     log_level: str = "info"
     access_log: bool = True
     shutdown_timeout: float = 10.0
@@ -137,6 +142,14 @@ class Config:
             )
         if not 0 <= self.drain_delay <= 3600 or not 0 < self.shutdown_timeout <= 3600:
             raise ValueError("--drain-delay must be 0..3600 and --shutdown-timeout above 0 and at most 3600 seconds")
+        if self.duplicate_policy not in ("off", "exact", "near"):
+            raise ValueError(f"--duplicate-policy must be off, exact or near, got {self.duplicate_policy}")
+        if not 0.5 <= self.duplicate_threshold <= 1.0:
+            raise ValueError(f"--duplicate-threshold must be between 0.5 and 1, got {self.duplicate_threshold}")
+        if not 0 <= self.event_retention <= 10 * 365 * 86400:
+            raise ValueError(f"--event-retention must be 0 (off) to 315360000 seconds, got {self.event_retention}")
+        if not 0.05 <= self.maintenance_interval <= 86400:
+            raise ValueError(f"--maintenance-interval must be between 0.05 and 86400, got {self.maintenance_interval}")
         if not 0.05 <= self.access_flush_seconds <= 3600:
             raise ValueError(f"--access-flush-seconds must be between 0.05 and 3600, got {self.access_flush_seconds}")
         for name in ("http1_idle_timeout", "http2_idle_timeout", "header_timeout", "body_timeout"):
@@ -167,6 +180,9 @@ class Config:
             contextual_embedding_weight=self.contextual_embedding_weight,
             speaker_embedding_weight=self.speaker_embedding_weight,
             access_flush_seconds=self.access_flush_seconds,
+            background_interval_seconds=self.maintenance_interval,
+            event_retention_seconds=self.event_retention,
+            max_retained_events=self.max_retained_events,
         )
 
     def redacted(self) -> dict[str, Any]:
@@ -285,6 +301,32 @@ OPTIONS: list[Option] = [
         "Most seconds between writes of access counts and last-access times into the records (and "
         "at shutdown); recall returns them live meanwhile. A crash loses at most this much of them.",
     ),
+    Option(
+        "maintenance_interval",
+        "float",
+        "Seconds between background maintenance rounds: expired memories are removed (and their EXPIRED "
+        "changes logged), indexes sealed, catalogues snapshotted, old changes dropped.",
+    ),
+    Option(
+        "duplicate_policy",
+        "str",
+        "What a store that names no duplicate policy does with a duplicate of a live memory of its agent: "
+        "off (store it), exact (merge the same text, ignoring case, whitespace and trailing punctuation) or "
+        "near (also merge a text whose embedding is within --duplicate-threshold).",
+    ),
+    Option(
+        "duplicate_threshold",
+        "float",
+        "Cosine similarity (0.5 to 1) from which the near policy, and ConsolidateMemories, take two "
+        "memories for duplicates when the request names none.",
+    ),
+    Option(
+        "event_retention",
+        "float",
+        "Seconds the change stream (WatchMemories) keeps changes for watchers to resume from; 0 turns the "
+        "change stream off (nothing is logged).",
+    ),
+    Option("max_retained_events", "int", "Most changes the change stream keeps (the oldest are dropped first)."),
     Option("log_level", "str", "Log level: debug, info, warning, error."),
     Option("access_log", "bool", "Log one JSON line per request."),
     Option(

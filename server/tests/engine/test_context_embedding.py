@@ -10,8 +10,8 @@ from conftest import FakeEmbedder, open_engine
 from engram_server.engine import codec
 from engram_server.engine.context_embedding import contextual_vectors, mix
 from engram_server.engine.engine import Engine
-from engram_server.engine.storage import CF_VECTORS
 from engram_server.engine.models import NewMemory, RecallMode, RecallQuery
+from engram_server.engine.storage import CF_VECTORS
 
 EMB = FakeEmbedder(dim=512)  # wide enough that unrelated texts hardly collide
 

@@ -11,8 +11,8 @@ import pytest
 from engram_server.engine.config import EngineConfig
 from engram_server.engine.engine import Engine
 from engram_server.engine.errors import InvalidArgument
-from engram_server.engine.storage import CF_META
 from engram_server.engine.models import NewMemory, RecallQuery
+from engram_server.engine.storage import CF_META
 
 KEY = bytes.fromhex(secrets.token_hex(32))
 

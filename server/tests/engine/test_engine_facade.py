@@ -18,6 +18,7 @@ from engram_server.engine.models import (
     NewMemory,
     RecallMode,
     RecallQuery,
+    StoreOutcome,
     TimeRange,
 )
 from engram_server.engine.storage import CF_RECORDS, COLUMN_FAMILIES
@@ -25,13 +26,13 @@ from engram_server.engine.storage import CF_RECORDS, COLUMN_FAMILIES
 
 def test_store_get_idempotent_ids(engine: Engine) -> None:
     m, created = engine.store(NewMemory("a", "hello world", id="client-1", tags=["t"], metadata={"x": [1, 2]}))
-    assert created and m.id == "client-1" and m.embedding_model == "fake-bow-64"
+    assert created is StoreOutcome.CREATED and m.id == "client-1" and m.embedding_model == "fake-bow-64"
     again, created = engine.store(NewMemory("a", "hello world", id="client-1"))
-    assert not created and again.id == "client-1"
+    assert created is StoreOutcome.UNCHANGED and again.id == "client-1"
     with pytest.raises(AlreadyExists):
         engine.store(NewMemory("a", "different", id="client-1"))
     other, created = engine.store(NewMemory("b", "another agent's own", id="client-1"))  # ids are per agent
-    assert created and other.agent_id == "b"
+    assert created is StoreOutcome.CREATED and other.agent_id == "b"
     got = engine.get("a", "client-1")
     assert got.metadata == {"x": [1, 2]} and got.tags == ["t"] and got.event_time == got.created_at
     assert engine.owners("client-1") == ["a", "b"] and engine.owners("nope") == []

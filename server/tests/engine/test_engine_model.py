@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from conftest import open_engine
 from engram_server.engine.errors import NotFound
-from engram_server.engine.models import MemoryFilter, MemoryPatch, NewMemory, RecallQuery
+from engram_server.engine.models import MemoryFilter, MemoryPatch, NewMemory, RecallQuery, StoreOutcome
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, invariant, rule
@@ -58,7 +58,7 @@ class EngineModel(RuleBasedStateMachine):
     @rule(target=memories, agent=st.sampled_from(AGENTS), content=texts, tags=tag_sets)
     def store(self, agent: str, content: str, tags: list[str]) -> str:
         m, created = self.engine.store(NewMemory(agent, content, tags=list(tags)))
-        assert created and m.content == content and m.version == 1
+        assert created is StoreOutcome.CREATED and m.content == content and m.version == 1
         self.model[m.id] = Expected(agent, content, sorted(tags), 1)
         self.owner[m.id] = agent
         return m.id

@@ -15,7 +15,7 @@ from conftest import KEY, FakeEmbedder, make_config
 from engram_server.engine import migrations
 from engram_server.engine.crypto import Cipher
 from engram_server.engine.engine import Engine
-from engram_server.engine.models import NewMemory, RecallMode, RecallQuery
+from engram_server.engine.models import NewMemory, RecallMode, RecallQuery, StoreOutcome
 from engram_server.engine.storage import COLUMN_FAMILIES, SCHEMA_VERSION, Storage
 
 FIXTURE = Path(__file__).parent / "data" / "v1-datadir.tar.gz"
@@ -51,7 +51,7 @@ def test_a_schema_1_directory_is_migrated_and_reads_back(v1_dir: Path) -> None:
     expected = _expected(v1_dir)
     eng = _open(v1_dir)
     try:
-        assert eng.storage.schema_version() == SCHEMA_VERSION == 2
+        assert eng.storage.schema_version() == SCHEMA_VERSION == 3
         for agent, memories in expected.items():
             assert eng.list_memories(agent, page_size=100).total_size == len(memories)
             for mid, content in memories.items():
@@ -65,7 +65,7 @@ def test_a_schema_1_directory_is_migrated_and_reads_back(v1_dir: Path) -> None:
         assert hits.memories[0].memory.id == "late-1"
         # ids are per agent now: another agent may take an id the first one holds
         _, created = eng.store(_new("user@example.com", "client-0"))
-        assert created and sorted(eng.owners("client-0")) == ["plain-agent", "user@example.com"]
+        assert created is StoreOutcome.CREATED and sorted(eng.owners("client-0")) == ["plain-agent", "user@example.com"]
     finally:
         eng.close()
     _assert_no_identifier_in_keys(v1_dir, expected)

@@ -20,7 +20,9 @@ from engram_server.engine.vector_index import SNAPSHOT_VERSION, _Segment
 def entries() -> list[Entry]:
     return [
         Entry("m1", 1.5, 2.5, 1.0, 0.9, "semantic", 0.0, (), "", frozenset(), 120, 0, 0.0, 1),
-        Entry("m2", 3.0, 3.0, 2.0, 0.1, "episodic", 99.5, ("a", "b"), "s1", frozenset({7, 9}), 64, 3, 4.0, 2),
+        Entry(
+            "m2", 3.0, 3.0, 2.0, 0.1, "episodic", 99.5, ("a", "b"), "s1", frozenset({7, 9}), 64, 3, 4.0, 2, "k2", -42
+        ),
     ]
 
 
@@ -32,11 +34,12 @@ def test_catalogue_snapshot_round_trip() -> None:
     assert all(type(getattr(e, f)) is type(getattr(o, f)) for e, o in pairs for f in _FIELDS)
 
 
-def test_catalogue_snapshot_version_1_loads() -> None:
-    old = pickle.dumps({"v": 1, "seq": 5, "rows": [e.as_tuple() for e in entries()]})
-    back = load_snapshot(old)
-    assert back is not None and back.seq == 5
-    assert [e.as_tuple() for e in back.entries] == [e.as_tuple() for e in entries()]
+def test_catalogue_snapshots_before_version_3_are_rebuilt() -> None:
+    """Versions 1 and 2 lack upsert keys and content hashes: the loader ignores them, and the
+    agent's catalogue is rebuilt from its records (test_catalogue_rebuilt_from_records_has_keys)."""
+    rows = [e.as_tuple()[:14] for e in entries()]
+    assert load_snapshot(pickle.dumps({"v": 1, "seq": 5, "rows": rows})) is None
+    assert load_snapshot(pickle.dumps({"v": 2, "seq": 5, "cols": {}})) is None
 
 
 def test_catalogue_snapshot_unknown_version_is_ignored() -> None:

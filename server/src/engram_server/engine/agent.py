@@ -54,6 +54,9 @@ class AgentState:
     adj: dict[str, set[LinkKey]] = field(default_factory=dict)
     pending: dict[str, tuple[object, Memory | None]] = field(default_factory=dict)
     claimed: set[str] = field(default_factory=set)  # ids whose store is under way (writes.py)
+    claimed_keys: set[str] = field(default_factory=set)  # upsert keys whose store is under way
+    by_key: dict[str, str] = field(default_factory=dict)  # upsert key -> memory id
+    by_content: dict[int, str] = field(default_factory=dict)  # content hash -> a memory id
     seq: int = 0  # last journal sequence number written
     cat_seq: int = 0  # journal seq covered by the persisted catalogue snapshot
     idx_seq: int = 0  # journal seq covered by the persisted index snapshots
@@ -74,7 +77,9 @@ class AgentState:
         old = self.entries.get(e.id)
         if old is not None:
             self._uncount(old)
+            self._unindex(old)
         self.entries[e.id] = e
+        self._index(e)
         self.sessions.put(e, old)
         self.bytes += e.size
         self.type_counts[e.mtype] = self.type_counts.get(e.mtype, 0) + 1
@@ -91,13 +96,27 @@ class AgentState:
         for e in entries:
             if e.session:
                 self.sessions.put(e, None)
+            self._index(e)
 
     def drop_entry(self, mid: str) -> Entry | None:
         old = self.entries.pop(mid, None)
         if old is not None:
             self._uncount(old)
+            self._unindex(old)
             self.sessions.remove(old)
         return old
+
+    def _index(self, e: Entry) -> None:
+        """The key and content lookups of writes.py (upserts, duplicate detection)."""
+        if e.key:
+            self.by_key[e.key] = e.id
+        self.by_content.setdefault(e.content_h, e.id)
+
+    def _unindex(self, e: Entry) -> None:
+        if e.key and self.by_key.get(e.key) == e.id:
+            del self.by_key[e.key]
+        if self.by_content.get(e.content_h) == e.id:
+            del self.by_content[e.content_h]  # another memory with that text is merely not found
 
     def _uncount(self, e: Entry) -> None:
         self.bytes -= e.size

@@ -13,18 +13,21 @@ from . import codec
 from .agent import AgentState
 from .agent_store import AgentStore, now
 from .catalogue import Entry, compile_filter
-from .models import DuplicateGroup, Link, Memory, MemoryFilter
+from .events import EventLog
+from .models import DuplicateGroup, EventType, Link, Memory, MemoryFilter
 from .storage import CF_HISTORY, CF_LINKS, CF_RECORDS, CF_VECTORS
 from .writes import Writes
 
 IMPORT_CHUNK = 64  # records embedded and written per batch
+CANDIDATE_MARGIN = 0.15  # consolidation: stored vectors propose groups this far below the threshold
 EXPORT_CHUNK = 256  # records read per hold of the agent lock
 
 
 class Bulk:
-    def __init__(self, agents: AgentStore, writes: Writes) -> None:
+    def __init__(self, agents: AgentStore, writes: Writes, events: EventLog) -> None:
         self._agents = agents
         self._writes = writes
+        self._events = events
 
     def export(self, agent_id: str, flt: MemoryFilter) -> Iterator[Memory]:
         """Every live memory of the agent matching flt (all fields), in id order."""
@@ -70,7 +73,12 @@ class Bulk:
 
     # --- consolidation -----------------------------------------------------------------------
     def consolidate(self, agent_id: str, similarity_threshold: float, dry_run: bool = True) -> list[DuplicateGroup]:
-        """Find near-duplicates; unless dry_run, merge each group into its keeper (history kept)."""
+        """Find near-duplicates; unless dry_run, merge each group into its keeper (history kept).
+
+        Two passes, as for NEAR duplicates at store time (writes.py): the stored vectors (which
+        carry session context) propose groups at a lower threshold; the texts of the proposed
+        memories are embedded again and their own vectors decide. Texts equal once normalised
+        (catalogue.normalise_content) count as similarity 1."""
         agents = self._agents
         st = agents.get(agent_id)
         t = time.time()
@@ -81,10 +89,22 @@ class Bulk:
         ids = [i for i in ids if i in vecs]
         if len(ids) < 2:
             return []
-        mat = np.stack([vecs[i] for i in ids])
         # Keeper: most important, then the oldest (the one others most likely refer to).
         rank = {e.id: (-e.importance, e.created_at, e.id) for e in live}
-        groups = find_duplicate_groups(ids, mat, similarity_threshold, key=lambda mid: rank[mid])
+        hashes = {e.id: e.content_h for e in live}
+        floor = max(0.0, similarity_threshold - CANDIDATE_MARGIN)
+        proposed = find_duplicate_groups(ids, np.stack([vecs[i] for i in ids]), floor, key=lambda mid: rank[mid])
+        members = sorted({mid for g in proposed for mid in (g.keep_id, *g.duplicate_ids)}, key=lambda mid: rank[mid])
+        if len(members) < 2:
+            return []
+        with st.lock:
+            found = agents.read_many(st, members)
+        members = [mid for mid in members if mid in found]
+        own = np.asarray(self._writes.embed([found[mid].content for mid in members]), dtype=np.float32)
+        h = np.array([hashes[mid] for mid in members], dtype=np.int64)
+        groups = find_duplicate_groups(
+            members, own, similarity_threshold, key=lambda mid: rank[mid], same=h[:, None] == h[None, :]
+        )
         if dry_run:
             return groups
         return [g for g in groups if self._merge(st, g)]
@@ -122,6 +142,7 @@ class Bulk:
                 b.put(CF_HISTORY, st.keys.merged(keeper.id, d.id), codec.memory_to_bytes(d))
             body = codec.memory_to_bytes(new)
             b.put(CF_RECORDS, st.keys.record(keeper.id), body)
+            self._events.add(b, st.qa, EventType.UPDATED, new.agent_id, new.id, new.version, new, t)
             relinks: list[Link] = []
             dup_ids = {d.id for d in dups}
             for d in dups:
@@ -146,10 +167,11 @@ class Bulk:
 
 
 def find_duplicate_groups(
-    ids: list[str], mat: np.ndarray, threshold: float, key: Callable[[str], Any]
+    ids: list[str], mat: np.ndarray, threshold: float, key: Callable[[str], Any], same: np.ndarray | None = None
 ) -> list[DuplicateGroup]:
     """Greedy grouping: the best keeper candidate first takes every unassigned memory with
-    cosine >= threshold to it. Row blocks keep memory at O(block * n)."""
+    cosine >= threshold to it. Row blocks keep memory at O(block * n). `same`: a boolean n x n
+    matrix of pairs that are duplicates whatever their cosine (similarity 1)."""
     order = sorted(range(len(ids)), key=lambda i: key(ids[i]))
     assigned = np.zeros(len(ids), dtype=bool)
     groups: list[DuplicateGroup] = []
@@ -157,6 +179,8 @@ def find_duplicate_groups(
     for start in range(0, len(order), block):
         rows = order[start : start + block]
         sims = mat[rows] @ mat.T
+        if same is not None:
+            sims = np.where(same[rows], np.float32(1.0), sims)
         for r, i in enumerate(rows):
             if assigned[i]:
                 continue

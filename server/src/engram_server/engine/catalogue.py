@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import pickle
+import re
 import sys
+import unicodedata
 from array import array
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -18,8 +20,24 @@ from .codec import canonical_json
 from .errors import InvalidArgument
 from .models import Memory, MemoryFilter, MemoryType, TimeRange
 
-CATALOGUE_VERSION = 2
+CATALOGUE_VERSION = 3
 _TYPES = {t.value: t for t in MemoryType}
+_SPACE = re.compile(r"\s+")
+_TRAILING = ".!?;:,\u2026\u3002\uff01\uff1f \t\n"
+
+
+def normalise_content(text: str) -> str:
+    """The text two memories must share to be exact duplicates: Unicode compatibility forms
+    folded (NFKC), case folded, runs of whitespace as one space, trailing punctuation dropped."""
+    t = _SPACE.sub(" ", unicodedata.normalize("NFKC", text).casefold()).strip()
+    return t.rstrip(_TRAILING)
+
+
+def content_hash(text: str) -> int:
+    """64-bit hash of the normalised content (exact duplicate detection; collisions are checked)."""
+    return int.from_bytes(
+        hashlib.blake2b(normalise_content(text).encode(), digest_size=8).digest(), "little", signed=True
+    )
 
 
 def meta_hash(key: str, value: Any) -> int:
@@ -32,11 +50,13 @@ class Entry:
 
     __slots__ = (
         "access_count",
+        "content_h",
         "created_at",
         "event_time",
         "expires_at",
         "id",
         "importance",
+        "key",
         "last_accessed_at",
         "meta_h",
         "mtype",
@@ -63,6 +83,8 @@ class Entry:
         access_count: int,
         last_accessed_at: float,
         version: int,
+        key: str = "",
+        content_h: int = 0,
     ) -> None:
         self.id = id
         self.created_at = created_at
@@ -78,6 +100,8 @@ class Entry:
         self.access_count = access_count
         self.last_accessed_at = last_accessed_at  # 0.0 = never
         self.version = version
+        self.key = key  # client upsert key; "" = none
+        self.content_h = content_h  # content_hash(content): exact duplicate detection
 
     @classmethod
     def of(cls, m: Memory, size: int) -> Entry:
@@ -96,6 +120,8 @@ class Entry:
             m.access_count,
             m.last_accessed_at or 0.0,
             m.version,
+            sys.intern(m.key),
+            content_hash(m.content),
         )
 
     def live(self, now: float) -> bool:
@@ -108,7 +134,7 @@ class Entry:
 # Constructor order (the snapshot stores rows in it); __slots__ order is not relied upon.
 _FIELDS = (
     "id", "created_at", "updated_at", "event_time", "importance", "mtype", "expires_at",
-    "tags", "session", "meta_h", "size", "access_count", "last_accessed_at", "version",
+    "tags", "session", "meta_h", "size", "access_count", "last_accessed_at", "version", "key", "content_h",
 )  # fmt: skip
 
 Predicate = Callable[[Entry], bool]
@@ -163,6 +189,9 @@ def compile_filter(f: MemoryFilter | None) -> Predicate | None:
     if f.ids:
         idset = frozenset(f.ids)
         conds.append(lambda e: e.id in idset)
+    if f.keys:
+        keyset = frozenset(f.keys)
+        conds.append(lambda e: e.key in keyset)
     if len(conds) == 1:
         return conds[0]
     return lambda e: all(c(e) for c in conds)
@@ -181,6 +210,7 @@ def filter_fingerprint(f: MemoryFilter | None) -> str:
         "mi": f.min_importance,
         "m": canonical_json(f.metadata_equals, "filter.metadata_equals"),
         "i": sorted(f.ids),
+        "k": sorted(f.keys),
     }
     return canonical_json(d)
 
@@ -196,7 +226,7 @@ class CatalogueSnapshot:
 # builds and one constructor call per entry; version 1 (a pickled tuple per entry) spent most of
 # an agent's load unpickling 1.5 million small objects.
 _FLOAT_FIELDS = ("created_at", "updated_at", "event_time", "importance", "expires_at", "last_accessed_at")
-_INT_FIELDS = ("size", "access_count", "version")
+_INT_FIELDS = ("size", "access_count", "version", "content_h")
 _EMPTY_META: frozenset[int] = frozenset()
 
 
@@ -210,6 +240,7 @@ def dump_snapshot(seq: int, entries: Iterable[Entry]) -> bytes:
     cols["id"] = [e.id for e in rows]
     cols["mtype"] = [e.mtype for e in rows]  # a few distinct, interned objects: pickled once each
     cols["session"] = [e.session for e in rows]
+    cols["key"] = [e.key for e in rows]
     cols["tags"] = [e.tags or None for e in rows]
     cols["meta_h"] = [e.meta_h or None for e in rows]
     return pickle.dumps({"v": CATALOGUE_VERSION, "seq": seq, "cols": cols}, protocol=pickle.HIGHEST_PROTOCOL)
@@ -217,10 +248,8 @@ def dump_snapshot(seq: int, entries: Iterable[Entry]) -> bytes:
 
 def load_snapshot(data: bytes | bytearray) -> CatalogueSnapshot | None:
     d = pickle.loads(data)  # our own encrypted, authenticated blob
-    if d.get("v") == 1:
-        return _load_rows(d)
     if d.get("v") != CATALOGUE_VERSION:
-        return None
+        return None  # versions 1 and 2 lack keys and content hashes: the agent's records rebuild it
     c = d["cols"]
     intern = sys.intern
     num: dict[str, list[Any]] = {f: array("d", c[f]).tolist() for f in _FLOAT_FIELDS}
@@ -244,19 +273,8 @@ def load_snapshot(data: bytes | bytearray) -> CatalogueSnapshot | None:
             num["access_count"],
             num["last_accessed_at"],
             num["version"],
+            map(intern, c["key"]),
+            num["content_h"],
         )
     )
     return CatalogueSnapshot(int(d["seq"]), entries)
-
-
-def _load_rows(d: dict[str, Any]) -> CatalogueSnapshot:
-    """Version 1: one tuple per entry in _FIELDS order."""
-    intern = sys.intern
-    out = []
-    for r in d["rows"]:
-        e = Entry(*r)
-        e.id = intern(e.id)
-        e.mtype = intern(e.mtype)
-        e.session = intern(e.session)
-        out.append(e)
-    return CatalogueSnapshot(int(d["seq"]), out)

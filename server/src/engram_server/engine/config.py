@@ -43,5 +43,9 @@ class EngineConfig:
     # Re-embed every memory at open when the data dir's vectors come from another model
     # (otherwise opening refuses with FailedPrecondition).
     reembed_on_model_change: bool = False
+    # The change stream (events.py): how long changes are kept for watchers to resume from, and
+    # at most how many. 0 seconds: no change stream (nothing is logged).
+    event_retention_seconds: float = 7 * 86400.0
+    max_retained_events: int = 1_000_000
     model_cache_dir: Path | None = None  # float32 / int8 model build cache; None → $XDG_CACHE_HOME/engram
     numba_cache_dir: Path | None = None  # for the index build worker

@@ -11,16 +11,18 @@ from .access import AccessTracker
 from .agent import AgentState
 from .agent_store import AgentStore
 from .errors import InvalidArgument
-from .models import AgentInfo
+from .events import EventLog
+from .models import AgentInfo, EventType
 from .storage import CF_HISTORY, CF_ID_INDEX, CF_JOURNAL, CF_LINKS, CF_META, CF_RECORDS, CF_SNAPSHOTS, CF_VECTORS, Batch
 
 AGENT_RECORDS = b"agent/"  # the meta key prefix of agent records
 
 
 class Directory:
-    def __init__(self, agents: AgentStore, access: AccessTracker) -> None:
+    def __init__(self, agents: AgentStore, access: AccessTracker, events: EventLog) -> None:
         self._agents = agents
         self._access = access
+        self._events = events
 
     def infos(self) -> list[AgentInfo]:
         """Every agent, by id; loaded agents from memory (newer than their stored record)."""
@@ -64,7 +66,13 @@ class Directory:
         st = agents.existing(agent_id)
         with st.maint_lock, st.lock:  # no index maintenance may write snapshots meanwhile
             ids = list(st.entries)
-            fut = agents.storage.write_async(self._erase_batch(st, ids))
+            b = self._erase_batch(st, ids)
+            # Its earlier changes leave the change log (they carry its memories); what watchers
+            # get is one deletion per memory.
+            self._events.purge_agent(b, st.qa)
+            versions = [(mid, st.entries[mid].version) for mid in ids]
+            self._events.add_many(b, st.qa, EventType.DELETED, agent_id, versions, time.time())
+            fut = agents.storage.write_async(b)
             st.deleted = True
             agents.evict(st)
         fut.result()

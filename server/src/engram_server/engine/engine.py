@@ -3,7 +3,8 @@
 It opens a data directory and composes the parts, each a module with one job:
 
     agent_store  the agents in memory; commits (group-committed, synced) and reads
-    writes       store, update, delete, forget
+    writes       store (upserts, duplicates), update, delete, forget
+    events       the change log (WatchMemories)
     reads        by id, versions, pages
     recall       the recall pipeline
     graph        links and traversal
@@ -20,10 +21,11 @@ with requests it has validated (service/validation.py). Errors are `engine.error
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -38,6 +40,8 @@ from .crypto import Cipher, resolve_or_create_key
 from .directory import AGENT_RECORDS, Directory
 from .embedding import family_of
 from .errors import FailedPrecondition
+from .events import EventLog
+from .events import agent_suffix as event_suffix
 from .graph import Graph
 from .index_worker import IndexBuilder
 from .key_store import ApiKeyStore
@@ -49,6 +53,7 @@ from .models import (
     ApiKeyRecord,
     DuplicateGroup,
     EngineStats,
+    EventPage,
     ForgetResult,
     Link,
     ListPage,
@@ -59,6 +64,7 @@ from .models import (
     NewMemory,
     RecallQuery,
     RecallResult,
+    StoreOutcome,
 )
 from .reads import Reads
 from .recall import Recall
@@ -84,14 +90,17 @@ class Engine:
         self._agents = AgentStore(storage, keyspace, self._embedder, self._get_builder, config.seal_threshold)
         self._agents.recipe = self.recipe
         self._access = AccessTracker(self._agents)
-        self._writes = Writes(self._agents, self._embedder, config)
+        self._events = EventLog(storage, config.event_retention_seconds, config.max_retained_events)
+        self._writes = Writes(self._agents, self._embedder, config, self._events)
         self._reads = Reads(self._agents)
         self._recall = Recall(self._agents, self._embedder, self._access, config)
         self._graph = Graph(self._agents)
-        self._bulk = Bulk(self._agents, self._writes)
-        self._directory = Directory(self._agents, self._access)
+        self._bulk = Bulk(self._agents, self._writes, self._events)
+        self._directory = Directory(self._agents, self._access, self._events)
         self._keys = ApiKeyStore(storage)
-        self._maintenance = Maintenance(self._agents, self._writes, self._access, self._embedder, config)
+        self._maintenance = Maintenance(
+            self._agents, self._writes, self._access, self._embedder, config, self._events
+        )
 
     # --- lifecycle ---------------------------------------------------------------------------
     @classmethod
@@ -253,11 +262,13 @@ class Engine:
         return self._builder
 
     # --- memories ----------------------------------------------------------------------------
-    def store(self, item: NewMemory) -> tuple[Memory, bool]:
-        """Store one memory: (memory, created); see store_batch."""
+    def store(self, item: NewMemory) -> tuple[Memory, StoreOutcome]:
+        """Store one memory: (memory as stored, what the store did); see store_batch."""
         return self._writes.store_batch([item])[0]
 
-    def store_batch(self, items: list[NewMemory]) -> list[tuple[Memory, bool]]:
+    def store_batch(self, items: list[NewMemory]) -> list[tuple[Memory, StoreOutcome]]:
+        """Store memories of one agent, all or nothing (writes.Writes.store_batch: upserts by key,
+        retries by id, duplicates merged under each item's policy)."""
         return self._writes.store_batch(items)
 
     def update(self, agent_id: str, memory_id: str, patch: MemoryPatch) -> Memory:
@@ -319,6 +330,35 @@ class Engine:
         self, agent_id: str, similarity_threshold: float = 0.95, dry_run: bool = True
     ) -> list[DuplicateGroup]:
         return self._bulk.consolidate(agent_id, similarity_threshold, dry_run)
+
+    # --- the change stream -------------------------------------------------------------------
+    @property
+    def events_enabled(self) -> bool:
+        return self._events.enabled
+
+    @property
+    def event_position(self) -> int:
+        """The position of the last durable change: a watch from "now" starts after it."""
+        return self._events.position
+
+    def check_event_cursor(self, after: int) -> None:
+        """OutOfRange when changes after `after` are no longer retained."""
+        self._events.check_cursor(after)
+
+    def read_events(
+        self, after: int, limit: int, agent_id: str = "", allow: Callable[[str], bool] | None = None
+    ) -> EventPage:
+        """Changes after `after`, oldest first: of one agent, or of those `allow` accepts."""
+        suffix = event_suffix(self._agents.keyspace.agent(agent_id).qa) if agent_id else None
+        return self._events.read(after, limit, suffix, allow)
+
+    def add_event_listener(self, listener: Callable[[int], None]) -> None:
+        """listener(position) is called (on the commit thread) whenever changes become durable."""
+        self.storage.event_listeners.append(listener)
+
+    def remove_event_listener(self, listener: Callable[[int], None]) -> None:
+        with contextlib.suppress(ValueError):
+            self.storage.event_listeners.remove(listener)
 
     # --- agents ------------------------------------------------------------------------------
     def list_agents(self, page_size: int = 100, page_token: str = "") -> tuple[list[AgentInfo], str, int]:

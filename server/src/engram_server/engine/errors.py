@@ -44,3 +44,15 @@ class WrongEncryptionKey(EngineError):
     """The configured key does not open this data directory. Raised at start-up only."""
 
     code = "FAILED_PRECONDITION"
+
+
+class OutOfRange(EngineError):
+    """A position past what is kept (a change-stream cursor older than the retained changes)."""
+
+    code = "OUT_OF_RANGE"
+
+
+class Aborted(EngineError):
+    """A concurrent change got there first; the call may be retried as it is."""
+
+    code = "ABORTED"

@@ -23,7 +23,9 @@ from .agent_store import AgentStore
 from .config import EngineConfig
 from .context_embedding import contextualise, mix
 from .directory import AGENT_RECORDS
+from .events import EventLog
 from .lazy_embedder import LazyEmbedder, TextEmbedder
+from .models import EventType
 from .storage import CF_JOURNAL, CF_META, CF_RECORDS, CF_SNAPSHOTS, CF_VECTORS, Batch
 from .writes import META_EMBEDDING, Writes
 
@@ -36,9 +38,16 @@ REEMBED_CHUNK = 128
 
 class Maintenance:
     def __init__(
-        self, agents: AgentStore, writes: Writes, access: AccessTracker, embedder: LazyEmbedder, config: EngineConfig
+        self,
+        agents: AgentStore,
+        writes: Writes,
+        access: AccessTracker,
+        embedder: LazyEmbedder,
+        config: EngineConfig,
+        events: EventLog,
     ) -> None:
         self._agents = agents
+        self._events = events
         self._storage = agents.storage
         self._writes = writes
         self._access = access
@@ -89,6 +98,9 @@ class Maintenance:
         Safe to call any time (tests call it directly)."""
         self._access.flush()
         purged = self.purge_expired()
+        dropped = self._events.prune()
+        if dropped:
+            log.info("dropped %d changes past the change stream's retention", dropped)
         for st in self._agents.loaded():
             if self._stop.is_set():
                 return
@@ -115,7 +127,7 @@ class Maintenance:
                 if not ids:
                     st.min_expires = min((e.expires_at for e in st.entries.values() if e.expires_at), default=0.0)
                     continue
-                fut, token = self._writes.delete_locked(st, ids)
+                fut, token = self._writes.delete_locked(st, ids, EventType.EXPIRED)
                 st.min_expires = min((e.expires_at for e in st.entries.values() if e.expires_at), default=0.0)
             self._agents.wait(st, fut, token, ids)
             total += len(ids)

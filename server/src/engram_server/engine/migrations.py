@@ -5,6 +5,11 @@ Version 1 → 2: identifiers out of the keys (keyspace.py). Version 1 wrote agen
 id index (memory id → agent). Version 2 writes keyed-hash tokens instead, and the id index holds
 one entry per (id, agent): ids are per agent.
 
+Version 2 → 3: the change stream's column family (`events`, created empty when the directory
+opens) and two fields a record may carry (`key`); catalogue snapshots of version 2 are rebuilt
+from the records when each agent first loads. Nothing is moved: the step only records the version,
+so that an older server refuses the directory instead of misreading it.
+
 The migration moves every key of version 1 to its version-2 key. A value is sealed with its key
 as associated data, so each moved value is opened and sealed again for its new key (`Cipher.rekey`,
 nothing is decompressed). Each batch puts the new keys and deletes the old ones atomically, and
@@ -64,6 +69,8 @@ def prepare(storage: Storage) -> Keyspace:
         moved = _v1_to_v2(storage, keyspace)
         storage.set_schema_version(2)
         log.info("migration to schema 2 done: %d values moved", moved)
+    if version < 3:
+        storage.set_schema_version(3)
     return keyspace
 
 

@@ -18,6 +18,21 @@ class MemoryType(enum.StrEnum):
     WORKING = "working"
 
 
+class DuplicatePolicy(enum.StrEnum):
+    """What a store does when the agent already holds the same memory (writes.py)."""
+
+    OFF = "off"
+    EXACT = "exact"  # the same text, normalised (catalogue.content_hash)
+    NEAR = "near"  # or an embedding within the threshold
+
+
+class StoreOutcome(enum.StrEnum):
+    CREATED = "created"
+    UNCHANGED = "unchanged"  # a client-supplied id already held the same content (a retry)
+    MERGED = "merged"  # a duplicate: the existing memory was updated instead
+    REPLACED = "replaced"  # the agent's memory with the same key was replaced
+
+
 class RecallMode(enum.StrEnum):
     HYBRID = "hybrid"
     VECTOR = "vector"
@@ -42,6 +57,7 @@ class Memory:
     last_accessed_at: float | None = None
     version: int = 1
     embedding_model: str = ""
+    key: str = ""  # client upsert key, unique within the agent; "" = none
 
 
 @dataclass
@@ -59,6 +75,9 @@ class NewMemory:
     session_id: str = ""
     event_time: float | None = None  # None: the time of the store
     expires_at: float | None = None
+    key: str = ""  # upsert: replaces the agent's memory with this key (exclusive with id)
+    duplicate_policy: DuplicatePolicy = DuplicatePolicy.OFF
+    duplicate_threshold: float = 0.95  # cosine, for DuplicatePolicy.NEAR
 
 
 @dataclass
@@ -94,6 +113,7 @@ class MemoryFilter:
     min_importance: float | None = None
     metadata_equals: dict[str, Any] = field(default_factory=dict)
     ids: list[str] = field(default_factory=list)
+    keys: list[str] = field(default_factory=list)
 
     def is_empty(self) -> bool:
         return not (
@@ -106,6 +126,7 @@ class MemoryFilter:
             or self.min_importance is not None
             or self.metadata_equals
             or self.ids
+            or self.keys
         )
 
 
@@ -229,3 +250,32 @@ class DuplicateGroup:
     keep_id: str
     duplicate_ids: list[str]
     similarity: float
+
+
+class EventType(enum.StrEnum):
+    CREATED = "created"
+    UPDATED = "updated"
+    DELETED = "deleted"
+    EXPIRED = "expired"
+
+
+@dataclass
+class MemoryEvent:
+    """One change in the change log (events.py)."""
+
+    position: int
+    type: EventType
+    agent_id: str
+    memory_id: str
+    time: float
+    version: int
+    memory: Memory | None = None  # for CREATED and UPDATED
+
+
+@dataclass
+class EventPage:
+    """What a read of the change log found: the events a watcher may see, and the position up to
+    which the log was read (past events of other agents too)."""
+
+    events: list[MemoryEvent]
+    position: int

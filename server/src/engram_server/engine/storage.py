@@ -6,6 +6,8 @@
 * Every acknowledged write is in the WAL and fsynced. Concurrent writers enqueue their batch and
   wait on a future; one writer thread merges everything queued into one synced WriteBatch, so
   N concurrent callers cost about one fsync instead of N.
+* Change events (events.py) ride in the batch of the change they describe; their positions are
+  assigned when the batch is enqueued, under one lock, so positions follow commit order.
 * Opening: an existing directory is first opened read-only to verify the key check value; a wrong
   key raises WrongEncryptionKey before anything is written.
 * rocksdict keeps the DB lock while any column-family object, iterator or checkpoint is alive, so
@@ -19,7 +21,7 @@ import gc
 import logging
 import queue
 import threading
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +54,7 @@ CF_HISTORY = "history"
 CF_API_KEYS = "api_keys"
 CF_ID_INDEX = "id_index"
 CF_JOURNAL = "journal"  # per-agent change log since the last catalogue snapshot (ids only)
+CF_EVENTS = "events"  # the change stream (events.py): position + agent token -> sealed event
 COLUMN_FAMILIES = (
     CF_RECORDS,
     CF_VECTORS,
@@ -62,10 +65,11 @@ COLUMN_FAMILIES = (
     CF_API_KEYS,
     CF_ID_INDEX,
     CF_JOURNAL,
+    CF_EVENTS,
 )
 
 # The layout of keys and values; engine/migrations.py brings older data directories up to it.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 KEY_CHECK = b"key_check"
 KEY_SCHEMA = b"schema_version"
 KEY_ROTATION = b"key_rotation"  # present while `engram-server rotate-key` is under way (rotation.py)
@@ -99,6 +103,8 @@ class Batch:
     cipher: Cipher
     ops: list[tuple[int, str, bytes, bytes]] = field(default_factory=list)  # (op, cf, key, value/end)
     nbytes: int = 0
+    # Change events (events.py): (key suffix, plaintext); keyed by position when enqueued.
+    events: list[tuple[bytes, bytes]] = field(default_factory=list)
 
     PUT, DELETE, RANGE = 0, 1, 2
 
@@ -121,12 +127,26 @@ class Batch:
         self.ops.append((self.RANGE, cf, prefix, prefix_end(prefix)))
         self.nbytes += 2 * len(prefix)
 
+    def add_event(self, key_suffix: bytes, plaintext: bytes) -> None:
+        self.events.append((key_suffix, plaintext))
+
     def extend(self, other: Batch) -> None:
         self.ops.extend(other.ops)
         self.nbytes += other.nbytes
+        self.events.extend(other.events)
 
     def __len__(self) -> int:
         return len(self.ops)
+
+
+def event_key(position: int, suffix: bytes) -> bytes:
+    """An event's key: its position (8 bytes, big-endian: key order is position order), then the
+    suffix (the agent's token prefix, so a scan can skip other agents' events unopened)."""
+    return position.to_bytes(8, "big") + suffix
+
+
+def event_position_of(key: bytes) -> int:
+    return int.from_bytes(key[:8], "big")
 
 
 def prefix_end(prefix: bytes) -> bytes:
@@ -233,6 +253,10 @@ class Storage:
         self._no_fill = ReadOptions()
         self._no_fill.fill_cache(False)  # type: ignore[call-arg]  # the stub omits the flag
         self._wopts.sync = True
+        self._event_lock = threading.Lock()
+        self.event_position = 0  # the last position given to an event
+        self.durable_event_position = 0  # the last position known written
+        self.event_listeners: list[Callable[[int], None]] = []  # called with durable positions
 
     # --- open / close --------------------------------------------------------------------------
     @classmethod
@@ -263,6 +287,8 @@ class Storage:
             s._cfs[name] = s._db.get_column_family(name)
             s._handles[name] = s._db.get_column_family_handle(name)
         s._committer = _GroupCommitter(s)
+        last = s.last_key(CF_EVENTS, b"")
+        s.event_position = s.durable_event_position = event_position_of(last) if last is not None else 0
         try:
             if not existing or s.get_raw(CF_META, KEY_CHECK) is None:
                 s._verify_key_check_absent_or_ok()
@@ -476,9 +502,31 @@ class Storage:
         self.write_async(batch).result()
 
     def write_async(self, batch: Batch) -> Future[None]:
-        if self._committer is None:
+        committer = self._committer
+        if committer is None:
             raise EngineError("storage is closed")
-        return self._committer.submit(batch)
+        if not batch.events:
+            return committer.submit(batch)
+        with self._event_lock:  # positions in enqueue order, which is commit order
+            for suffix, plaintext in batch.events:
+                self.event_position += 1
+                batch.put(CF_EVENTS, event_key(self.event_position, suffix), plaintext)
+            batch.events = []
+            last = self.event_position
+            fut = committer.submit(batch)
+        fut.add_done_callback(lambda f: self._events_written(last) if f.exception() is None else None)
+        return fut
+
+    def _events_written(self, position: int) -> None:
+        with self._event_lock:
+            if position <= self.durable_event_position:
+                return
+            self.durable_event_position = position
+        for listener in list(self.event_listeners):
+            try:
+                listener(position)
+            except Exception:
+                log.exception("a change-stream listener failed")
 
     def _write_now(self, batches: list[Batch]) -> None:
         assert self._db is not None

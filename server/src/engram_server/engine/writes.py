@@ -1,54 +1,304 @@
-"""The write path: store, update, delete, forget.
+"""The write path: store (with upserts and duplicate merging), update, delete, forget.
 
-Store: embed (no lock held) → under the agent's lock build one batch (record, vector, id
-index, history, journal, agent record), enqueue it and apply it to the catalogue and the
-indexes → release the lock → wait until the batch is synced (agent_store.py).
-The service layer validates every request before it reaches this module.
+Store: plan each item under the agent's lock (claim its id or key) → embed (no lock held) →
+under the lock build one batch (record, vector, id index, history, change events, journal, agent
+record), enqueue it and apply it to the catalogue and the indexes → release the lock → wait until
+the batch is synced (agent_store.py). Every change logs its event in the batch that makes it
+(events.py). The service layer validates every request before it reaches this module.
+
+Duplicates: under DuplicatePolicy.EXACT a new memory whose normalised text (catalogue.
+normalise_content) equals a live memory's is merged into it; under NEAR, also one whose vector is
+within the threshold. A merge keeps the existing id and makes a new version: the newer text (a
+re-stated fact may have changed detail), the higher importance, the union of tags, metadata with
+the newer values winning, the access count plus one; the old version goes to history.
 """
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import Future
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from . import codec
 from .agent import AgentState
 from .agent_store import AgentStore, now
-from .catalogue import Entry, compile_filter
+from .catalogue import Entry, compile_filter, content_hash, normalise_content
 from .config import EngineConfig
 from .context_embedding import SpeakerVectors, contextualise
-from .errors import AlreadyExists, NotFound
+from .errors import Aborted, AlreadyExists, NotFound
+from .events import EventLog
 from .ids import new_id
 from .keyword_index import keyword_document
 from .lazy_embedder import LazyEmbedder
-from .models import ForgetResult, Memory, MemoryFilter, MemoryPatch, NewMemory
+from .models import (
+    DuplicatePolicy,
+    EventType,
+    ForgetResult,
+    Memory,
+    MemoryFilter,
+    MemoryPatch,
+    NewMemory,
+    StoreOutcome,
+)
 from .storage import CF_HISTORY, CF_ID_INDEX, CF_LINKS, CF_META, CF_RECORDS, CF_VECTORS
 
 META_EMBEDDING = b"embedding"
 FORGET_IDS_SHOWN = 1000  # ids a forget (or its dry run) lists
+# NEAR duplicates: the vector index's nearest few are candidates when their (contextual) vector is
+# within this margin below the threshold; their own texts' vectors decide.
+NEAR_CANDIDATES = 4
+NEAR_CANDIDATE_MARGIN = 0.15
+
+
+@dataclass
+class _Plan:
+    """What one store does (Writes.store_batch)."""
+
+    item: NewMemory
+    memory: Memory  # the new record; after the write, the memory as stored
+    outcome: StoreOutcome
+    target: str = ""  # the existing memory it replaces or merges into
+
+
+def _merged(cur: Memory, new: Memory, t: float) -> Memory:
+    """A duplicate `new` folded into `cur` (same id, a new version)."""
+    out = replace(cur, tags=list(cur.tags), metadata={**cur.metadata, **new.metadata})
+    out.content = new.content
+    out.importance = max(cur.importance, new.importance)
+    out.tags += [x for x in new.tags if x not in out.tags]
+    # Whichever lives longer: None (never) outlives any time.
+    out.expires_at = None if cur.expires_at is None or new.expires_at is None else max(cur.expires_at, new.expires_at)
+    out.access_count = cur.access_count + 1
+    out.last_accessed_at = t
+    out.version = cur.version + 1
+    out.updated_at = t
+    return out
+
+
+def _replaced(cur: Memory, new: Memory, t: float) -> Memory:
+    """An upsert: every field from `new`, identity and counters from `cur`."""
+    return replace(
+        new,
+        id=cur.id,
+        created_at=cur.created_at,
+        updated_at=t,
+        access_count=cur.access_count,
+        last_accessed_at=cur.last_accessed_at,
+        version=cur.version + 1,
+    )
 
 
 class Writes:
-    def __init__(self, agents: AgentStore, embedder: LazyEmbedder, config: EngineConfig) -> None:
+    def __init__(self, agents: AgentStore, embedder: LazyEmbedder, config: EngineConfig, events: EventLog) -> None:
         self._agents = agents
         self._storage = agents.storage
         self._embedder = embedder
         self._config = config
+        self._events = events
         self.speakers = SpeakerVectors()  # speaker names' vectors (context_embedding.py)
         self._keyspace = agents.keyspace
 
     # --- store -------------------------------------------------------------------------------
-    def store_batch(self, items: list[NewMemory]) -> list[tuple[Memory, bool]]:
-        """Store memories of one agent in one synced batch, all or nothing. Returns (memory,
-        created) per item: created is False when a client-supplied id already held the same
-        content (an idempotent retry); the same id with other content is AlreadyExists."""
+    def store_batch(self, items: list[NewMemory]) -> list[tuple[Memory, StoreOutcome]]:
+        """Store memories of one agent in one synced batch, all or nothing. Per item:
+
+        * a `key` the agent already uses: that memory is replaced (REPLACED);
+        * a client-supplied `id` the agent holds: the same content is a retry (UNCHANGED), other
+          content is AlreadyExists;
+        * otherwise, under the item's duplicate policy, the same text (EXACT) or a vector within
+          the threshold (NEAR) of a live memory merges into it (MERGED);
+        * else a new memory (CREATED).
+
+        A store with an `id` or a `key` is never merged as a duplicate: the caller named the memory."""
         if not items:
             return []
         t = now()
-        mems = [self._new_record(it, t) for it in items]
-        return self.store_records(mems)
+        st = self._agents.get(items[0].agent_id)
+        plans: list[_Plan] = []
+        claimed_ids: list[str] = []
+        claimed_keys: list[str] = []
+        try:
+            with st.lock:
+                self._agents.check_alive(st)
+                for it in items:
+                    plans.append(self._plan(st, it, self._new_record(it, t), claimed_ids, claimed_keys))
+            todo = [p for p in plans if p.outcome is not StoreOutcome.UNCHANGED]
+            if todo:
+                vecs = self.embed([p.memory.content for p in todo])
+                near = self._near_candidates(st, todo, vecs)
+                self._write_plans(st, todo, vecs, near, t)
+        finally:
+            if claimed_ids or claimed_keys:
+                with st.lock:
+                    st.claimed.difference_update(claimed_ids)
+                    st.claimed_keys.difference_update(claimed_keys)
+        return [(p.memory, p.outcome) for p in plans]
+
+    def _plan(self, st: AgentState, it: NewMemory, m: Memory, claimed_ids: list[str], claimed_keys: list[str]) -> _Plan:
+        """What a store will do, decided under st.lock; its id or key is claimed until it is written."""
+        if it.key:
+            if it.key in st.claimed_keys:
+                raise Aborted(f"another store with key {it.key!r} is under way for this agent; retry")
+            st.claimed_keys.add(it.key)
+            claimed_keys.append(it.key)
+            target = st.by_key.get(it.key)
+            if target is not None:
+                m.id = target
+                return _Plan(it, m, StoreOutcome.REPLACED, target)
+            return _Plan(it, m, StoreOutcome.CREATED)
+        if it.id:
+            if m.id not in st.entries and m.id not in st.pending and m.id not in st.claimed:
+                st.claimed.add(m.id)
+                claimed_ids.append(m.id)
+                return _Plan(it, m, StoreOutcome.CREATED)
+            existing = None if m.id in st.claimed else self._agents.read(st, m.id)
+            if existing is not None and existing.content == m.content:
+                return _Plan(it, existing, StoreOutcome.UNCHANGED)
+            raise AlreadyExists(f"memory {m.id} already exists with different content")
+        return _Plan(it, m, StoreOutcome.CREATED)
+
+    def _near_candidates(self, st: AgentState, plans: list[_Plan], vecs: np.ndarray) -> dict[int, tuple[str, float]]:
+        """For each new memory under the NEAR policy, the live memory closest to it, when within
+        its threshold. The index holds contextual vectors (a session memory's carries its
+        predecessor's), so its nearest few are candidates only: their texts are embedded again and
+        compared with the new text's own vector."""
+        asks = [
+            i
+            for i, p in enumerate(plans)
+            if p.outcome is StoreOutcome.CREATED
+            and not p.item.id
+            and not p.item.key
+            and p.item.duplicate_policy is DuplicatePolicy.NEAR
+        ]
+        if not asks or st.vindex is None:
+            return {}
+        t = time.time()
+        entries = st.entries
+
+        def live(mid: str) -> bool:
+            e = entries.get(mid)
+            return e is not None and e.live(t)
+
+        cands: dict[int, list[str]] = {}
+        for i in asks:
+            floor = plans[i].item.duplicate_threshold - NEAR_CANDIDATE_MARGIN
+            hits = st.vindex.search(vecs[i], NEAR_CANDIDATES, live)
+            cands[i] = [mid for mid, score in hits if score >= floor]
+        wanted = sorted({mid for ids in cands.values() for mid in ids})
+        if not wanted:
+            return {}
+        with st.lock:
+            found = self._agents.read_many(st, wanted)
+        ids = [mid for mid in wanted if mid in found]
+        if not ids:
+            return {}
+        own = dict(zip(ids, self.embed([found[mid].content for mid in ids]), strict=True))
+        out: dict[int, tuple[str, float]] = {}
+        for i, mids in cands.items():
+            best = max(
+                ((mid, float(own[mid] @ vecs[i])) for mid in mids if mid in own), key=lambda x: x[1], default=None
+            )
+            if best is not None and best[1] >= plans[i].item.duplicate_threshold:
+                out[i] = best
+        return out
+
+    def _write_plans(
+        self, st: AgentState, plans: list[_Plan], vecs: np.ndarray, near: dict[int, tuple[str, float]], t: float
+    ) -> None:
+        """Write every plan in one batch (under st.lock), then wait for it to be synced."""
+        agents = self._agents
+        model_id = self._embedder.model_id
+        w = self._config.contextual_embedding_weight
+        b = self._storage.batch()
+        token = object()
+        touched: list[str] = []
+        new_ids: list[str] = []
+        new_vecs: list[np.ndarray] = []
+        upd_ids: list[str] = []
+        upd_vecs: list[np.ndarray] = []
+        kw_ids: list[str] = []
+        kw_docs: list[str] = []
+        with st.lock:
+            agents.check_alive(st)
+            if self._storage.get(CF_META, META_EMBEDDING) is None:
+                b.put(CF_META, META_EMBEDDING, codec.dumps({"model_id": model_id, "dim": int(vecs.shape[1])}))
+            creates = [i for i, p in enumerate(plans) if p.outcome is StoreOutcome.CREATED]
+            ctx = contextualise(st, [plans[i].memory for i in creates], vecs[creates], w) if creates else vecs[:0]
+            ctx_of = dict(zip(creates, ctx, strict=True))
+            for i, p in enumerate(plans):
+                if p.outcome is StoreOutcome.CREATED:
+                    target = self._duplicate_of(st, p, near.get(i), t)
+                    if target is not None:
+                        p.outcome, p.target = StoreOutcome.MERGED, target
+                cur = agents.read(st, p.target) if p.target else None
+                if p.outcome is StoreOutcome.REPLACED and cur is None:  # deleted meanwhile: a new one
+                    p.outcome, p.target = StoreOutcome.CREATED, ""
+                if p.outcome is StoreOutcome.CREATED:
+                    m = p.memory
+                    m.embedding_model = model_id
+                    body = codec.memory_to_bytes(m)
+                    k = st.keys.record(m.id)
+                    b.put(CF_RECORDS, k, body)
+                    b.put(CF_VECTORS, k, codec.vector_to_bytes(model_id, ctx_of[i]), compress=False)
+                    b.put(CF_ID_INDEX, self._keyspace.id_entry(m.id, st.qa), m.agent_id.encode())
+                    self._events.add(b, st.qa, EventType.CREATED, m.agent_id, m.id, m.version, m, t)
+                    st.put_entry(Entry.of(m, len(body)))
+                    st.pending[m.id] = (token, m)
+                    new_ids.append(m.id)
+                    new_vecs.append(ctx_of[i])
+                    kw_ids.append(m.id)
+                    kw_docs.append(keyword_document(m.content, m.event_time))
+                    touched.append(m.id)
+                    continue
+                assert cur is not None
+                out = _replaced(cur, p.memory, t) if p.outcome is StoreOutcome.REPLACED else _merged(cur, p.memory, t)
+                out.embedding_model = model_id
+                b.put(CF_HISTORY, st.keys.history(cur.id, cur.version), codec.memory_to_bytes(cur))
+                body = codec.memory_to_bytes(out)
+                b.put(CF_RECORDS, st.keys.record(cur.id), body)
+                if out.content != cur.content or out.session_id != cur.session_id:
+                    v = contextualise(st, [out], vecs[i : i + 1], w)[0]
+                    b.put(CF_VECTORS, st.keys.record(cur.id), codec.vector_to_bytes(model_id, v), compress=False)
+                    upd_ids.append(cur.id)
+                    upd_vecs.append(v)
+                if out.content != cur.content or out.event_time != cur.event_time:
+                    kw_ids.append(cur.id)
+                    kw_docs.append(keyword_document(out.content, out.event_time))
+                self._events.add(b, st.qa, EventType.UPDATED, out.agent_id, out.id, out.version, out, t)
+                st.put_entry(Entry.of(out, len(body)))
+                st.pending[cur.id] = (token, out)
+                p.memory = out
+                touched.append(cur.id)
+            fut = agents.commit(st, b, touched)
+            assert st.vindex is not None and st.kindex is not None
+            if new_ids:
+                st.vindex.add(new_ids, np.stack(new_vecs))
+            if upd_ids:
+                st.vindex.add(upd_ids, np.stack(upd_vecs))
+            if kw_ids:
+                st.kindex.add(kw_ids, kw_docs)
+        agents.wait(st, fut, token, touched)
+
+    def _duplicate_of(self, st: AgentState, p: _Plan, near: tuple[str, float] | None, t: float) -> str | None:
+        """The live memory a new one duplicates under its policy, or None (caller holds st.lock).
+        Checked here, under the lock that writes it, so two racing stores of one text make one
+        memory."""
+        it = p.item
+        if it.id or it.key or it.duplicate_policy is DuplicatePolicy.OFF:
+            return None
+        cid = st.by_content.get(content_hash(p.memory.content))
+        if cid is not None and cid != p.memory.id:
+            e = st.entries.get(cid)
+            cur = self._agents.read(st, cid) if e is not None and e.live(t) else None
+            if cur is not None and normalise_content(cur.content) == normalise_content(p.memory.content):
+                return cid
+        if near is not None:
+            e = st.entries.get(near[0])
+            if e is not None and e.live(t):
+                return near[0]
+        return None
 
     def _new_record(self, item: NewMemory, t: float) -> Memory:
         return Memory(
@@ -65,11 +315,13 @@ class Writes:
             updated_at=t,
             expires_at=item.expires_at,
             embedding_model=self._embedder.model_id,
+            key=item.key,
         )
 
     def store_records(self, mems: list[Memory], skip_existing: bool = False) -> list[tuple[Memory, bool]]:
-        """Store full records of one agent (times kept). skip_existing: an id the agent holds is
-        left as it is and reported as not created (imports)."""
+        """Store full records of one agent (times kept; imports). skip_existing: an id the agent
+        holds is left as it is and reported as not created. No duplicate detection: an import
+        restores what was exported."""
         agents = self._agents
         st = agents.get(mems[0].agent_id)
         results: list[tuple[Memory, bool] | None] = [None] * len(mems)
@@ -81,6 +333,8 @@ class Writes:
                 agents.check_alive(st)
                 for i, m in enumerate(mems):
                     if m.id not in st.entries and m.id not in st.pending and m.id not in st.claimed:
+                        if m.key and st.by_key.get(m.key, m.id) != m.id:
+                            raise AlreadyExists(f"memory {m.id}: the agent already has a memory with key {m.key!r}")
                         st.claimed.add(m.id)
                         claimed.append(m.id)
                         continue
@@ -127,6 +381,7 @@ class Writes:
                 b.put(CF_RECORDS, k, body)
                 b.put(CF_VECTORS, k, codec.vector_to_bytes(model_id, v), compress=False)
                 b.put(CF_ID_INDEX, self._keyspace.id_entry(m.id, st.qa), m.agent_id.encode())
+                self._events.add(b, st.qa, EventType.CREATED, m.agent_id, m.id, m.version, m)
             for m, size in zip(mems, sizes, strict=True):
                 st.put_entry(Entry.of(m, size))
                 st.pending[m.id] = (token, m)
@@ -167,6 +422,7 @@ class Writes:
                     codec.vector_to_bytes(self._embedder.model_id, vec[0]),
                     compress=False,
                 )
+            self._events.add(b, st.qa, EventType.UPDATED, agent_id, memory_id, new.version, new, t)
             st.put_entry(Entry.of(new, len(body)))
             st.pending[memory_id] = (token, new)
             fut = agents.commit(st, b, [memory_id])
@@ -214,11 +470,17 @@ class Writes:
         agents.wait(st, fut, token, [memory_id])
         return cur
 
-    def delete_locked(self, st: AgentState, ids: list[str]) -> tuple[Future[None], object]:
-        """Delete ids of st (caller holds st.lock, then waits on the future with the token)."""
+    def delete_locked(
+        self, st: AgentState, ids: list[str], why: EventType = EventType.DELETED
+    ) -> tuple[Future[None], object]:
+        """Delete ids of st (caller holds st.lock, then waits on the future with the token).
+        `why`: the change event logged for each (DELETED, or EXPIRED for the expiry purge)."""
         b = self._storage.batch()
         token = object()
+        t = now()
         for mid in ids:
+            e = st.entries.get(mid)
+            self._events.add(b, st.qa, why, st.agent_id, mid, e.version if e is not None else 0, None, t)
             k = st.keys.record(mid)
             b.delete(CF_RECORDS, k)
             b.delete(CF_VECTORS, k)

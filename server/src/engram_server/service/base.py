@@ -33,6 +33,8 @@ ACCESS: dict[str, str] = {
     "GetMemoryHistory": "read",
     "GetMemoryGraph": "read",
     "ExportMemories": "read",
+    "WatchMemories": "read",
+    "ConsolidateMemories": "read",  # a dry run reads; a merge needs write (memory_service.py)
     "ListAgents": "read",
     "GetAgent": "read",
     "GetServerInfo": "read",

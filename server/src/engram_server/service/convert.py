@@ -36,6 +36,23 @@ RECALL_MODE_TO_ENGINE = {
     pb.RECALL_MODE_VECTOR: m.RecallMode.VECTOR,
     pb.RECALL_MODE_KEYWORD: m.RecallMode.KEYWORD,
 }
+DUPLICATE_POLICY_TO_ENGINE = {
+    pb.DUPLICATE_POLICY_OFF: m.DuplicatePolicy.OFF,
+    pb.DUPLICATE_POLICY_EXACT: m.DuplicatePolicy.EXACT,
+    pb.DUPLICATE_POLICY_NEAR: m.DuplicatePolicy.NEAR,
+}
+STORE_OUTCOME_TO_PB = {
+    m.StoreOutcome.CREATED: pb.STORE_OUTCOME_CREATED,
+    m.StoreOutcome.UNCHANGED: pb.STORE_OUTCOME_UNCHANGED,
+    m.StoreOutcome.MERGED: pb.STORE_OUTCOME_MERGED,
+    m.StoreOutcome.REPLACED: pb.STORE_OUTCOME_REPLACED,
+}
+EVENT_TYPE_TO_PB = {
+    m.EventType.CREATED: pb.MEMORY_EVENT_TYPE_CREATED,
+    m.EventType.UPDATED: pb.MEMORY_EVENT_TYPE_UPDATED,
+    m.EventType.DELETED: pb.MEMORY_EVENT_TYPE_DELETED,
+    m.EventType.EXPIRED: pb.MEMORY_EVENT_TYPE_EXPIRED,
+}
 ROLE_TO_ENGINE = {
     pb.API_KEY_ROLE_ADMIN: "admin",
     pb.API_KEY_ROLE_READ_WRITE: "read_write",
@@ -109,6 +126,7 @@ def fill_memory(out: pb.Memory | pb.RecalledMemory, mem: m.Memory) -> None:
         set_ts(out.last_accessed_at, mem.last_accessed_at)
     out.version = _int32(mem.version)
     out.embedding_model = mem.embedding_model
+    out.key = mem.key
 
 
 def memory_to_pb(mem: m.Memory) -> pb.Memory:
@@ -137,11 +155,15 @@ def memory_from_pb(msg: pb.Memory, model_id: str) -> m.Memory:
         last_accessed_at=optional_ts(msg, "last_accessed_at"),
         version=msg.version or 1,
         embedding_model=model_id,
+        key=msg.key,
     )
 
 
-def new_memory_from_pb(req: pb.StoreMemoryRequest, now: float) -> m.NewMemory:
-    """A validated StoreMemoryRequest as the engine's input; a TTL becomes an expiry time."""
+def new_memory_from_pb(
+    req: pb.StoreMemoryRequest, now: float, default_policy: m.DuplicatePolicy, default_threshold: float
+) -> m.NewMemory:
+    """A validated StoreMemoryRequest as the engine's input; a TTL becomes an expiry time, and an
+    unset duplicate policy or threshold the server's defaults."""
     expires = optional_ts(req, "expires_at")
     if req.ttl_seconds:
         expires = now + req.ttl_seconds
@@ -156,7 +178,21 @@ def new_memory_from_pb(req: pb.StoreMemoryRequest, now: float) -> m.NewMemory:
         session_id=req.session_id,
         event_time=optional_ts(req, "event_time"),
         expires_at=expires,
+        key=req.key,
+        duplicate_policy=DUPLICATE_POLICY_TO_ENGINE.get(req.duplicate_policy, default_policy),
+        duplicate_threshold=req.duplicate_threshold if req.HasField("duplicate_threshold") else default_threshold,
     )
+
+
+def fill_event(out: pb.MemoryEvent, ev: m.MemoryEvent) -> None:
+    out.cursor = str(ev.position)
+    out.type = EVENT_TYPE_TO_PB[ev.type]
+    out.agent_id = ev.agent_id
+    out.memory_id = ev.memory_id
+    set_ts(out.time, ev.time)
+    out.version = _int32(ev.version)
+    if ev.memory is not None:
+        fill_memory(out.memory, ev.memory)
 
 
 def recall_result_to_pb(res: m.RecallResult) -> pb.RecallResponse:
@@ -201,6 +237,7 @@ def filter_from_pb(f: pb.MemoryFilter) -> m.MemoryFilter:
         min_importance=f.min_importance if f.HasField("min_importance") else None,
         metadata_equals=struct_to_dict(f.metadata_equals) if f.HasField("metadata_equals") else {},
         ids=list(f.ids),
+        keys=list(f.keys),
     )
 
 

@@ -1,9 +1,11 @@
-"""MemoryService: store, recall and manage memories."""
+"""MemoryService: store, recall and manage memories; consolidate them; watch their changes."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 
 from .. import pb
 from ..engine import models as m
@@ -15,18 +17,25 @@ from .base import CallContext, ServiceBase
 UPDATABLE = ("content", "memory_type", "importance", "tags", "metadata", "session_id", "event_time", "expires_at")
 EXPORT_CHUNK = 64
 IMPORT_CHUNK = 128
+WATCH_BATCH = 256  # most events in one WatchMemoriesResponse
+WATCH_HEARTBEAT_SECONDS = 15.0  # a response (maybe empty) at least this often
+WATCH_STOP_CHECK_SECONDS = 1.0  # how soon a watch ends once the server is stopping
 
 
 class MemoryService(ServiceBase):
     # --- store ----------------------------------------------------------------------------
+    def _new_memory(self, req: pb.StoreMemoryRequest, now: float) -> m.NewMemory:
+        policy = m.DuplicatePolicy(self.config.duplicate_policy)
+        return cv.new_memory_from_pb(req, now, policy, self.config.duplicate_threshold)
+
     async def store_memory(self, req: pb.StoreMemoryRequest, ctx: CallContext) -> pb.StoreMemoryResponse:
         now = time.time()
         v.store_request(req, self.config, now)
         ctx.who.require_agent(req.agent_id)
         ctx.note_agent(req.agent_id)
-        ((mem, created),) = await self.run(self.engine.store_batch, [cv.new_memory_from_pb(req, now)])
+        ((mem, outcome),) = await self.run(self.engine.store_batch, [self._new_memory(req, now)])
         self.metrics.stored(1)
-        out = pb.StoreMemoryResponse(created=created)
+        out = pb.StoreMemoryResponse(created=outcome is m.StoreOutcome.CREATED, outcome=cv.STORE_OUTCOME_TO_PB[outcome])
         cv.fill_memory(out.memory, mem)
         return out
 
@@ -37,6 +46,7 @@ class MemoryService(ServiceBase):
         now = time.time()
         first = req.requests[0].agent_id
         seen: set[str] = set()
+        seen_keys: set[str] = set()
         for i, item in enumerate(req.requests):
             v.store_request(item, self.config, now, f"requests[{i}].")
             if item.agent_id != first:
@@ -45,13 +55,20 @@ class MemoryService(ServiceBase):
                 if item.id in seen:
                     raise invalid(f"requests[{i}].id", f"id {item.id} appears twice in the batch")
                 seen.add(item.id)
+            if item.key:
+                if item.key in seen_keys:
+                    raise invalid(f"requests[{i}].key", f"key {item.key!r} appears twice in the batch")
+                seen_keys.add(item.key)
         ctx.who.require_agent(first)
         ctx.note_agent(first)
-        results = await self.run(self.engine.store_batch, [cv.new_memory_from_pb(r, now) for r in req.requests])
+        results = await self.run(self.engine.store_batch, [self._new_memory(r, now) for r in req.requests])
         self.metrics.stored(len(results))
-        out = pb.BatchStoreMemoriesResponse(created_count=sum(1 for _, created in results if created))
-        for mem, _ in results:
+        out = pb.BatchStoreMemoriesResponse(
+            created_count=sum(1 for _, outcome in results if outcome is m.StoreOutcome.CREATED)
+        )
+        for mem, outcome in results:
             cv.fill_memory(out.memories.add(), mem)
+            out.outcomes.append(cv.STORE_OUTCOME_TO_PB[outcome])
         return out
 
     # --- by id ----------------------------------------------------------------------------
@@ -252,6 +269,97 @@ class MemoryService(ServiceBase):
         for link in g.links:
             cv.fill_link(out.links.add(), link)
         return out
+
+    # --- duplicates -----------------------------------------------------------------------
+    async def consolidate_memories(
+        self, req: pb.ConsolidateMemoriesRequest, ctx: CallContext
+    ) -> pb.ConsolidateMemoriesResponse:
+        v.agent_id(req.agent_id)
+        threshold = self.config.duplicate_threshold
+        if req.HasField("similarity_threshold"):
+            v.similarity_threshold(req.similarity_threshold, "similarity_threshold")
+            threshold = req.similarity_threshold
+        ctx.who.require_agent(req.agent_id)
+        if not req.dry_run:
+            ctx.who.require("write")  # a dry run only reads
+        ctx.note_agent(req.agent_id)
+        groups = await self.run(self.engine.consolidate, req.agent_id, threshold, req.dry_run)
+        out = pb.ConsolidateMemoriesResponse(dry_run=req.dry_run)
+        for g in groups:
+            og = out.groups.add(keep_id=g.keep_id, min_similarity=g.similarity)
+            og.duplicate_ids.extend(g.duplicate_ids)
+        if not req.dry_run:
+            out.merged_count = sum(len(g.duplicate_ids) for g in groups)
+        return out
+
+    # --- the change stream ------------------------------------------------------------------
+    async def watch_memories(
+        self, req: pb.WatchMemoriesRequest, ctx: CallContext
+    ) -> AsyncIterator[pb.WatchMemoriesResponse]:
+        """Changes after the request's cursor, in order, then each as it becomes durable; an empty
+        response (a heartbeat with the cursor) at least every WATCH_HEARTBEAT_SECONDS. Ends when
+        the server stops (the client resumes from its cursor, on this server or another)."""
+        if not self.engine.events_enabled:
+            raise RpcError("FAILED_PRECONDITION", "the change stream is off on this server (event_retention = 0)")
+        who = ctx.who
+        allow: Callable[[str], bool] | None = None
+        if req.agent_id:
+            v.agent_id(req.agent_id)
+            who.require_agent(req.agent_id)
+            ctx.note_agent(req.agent_id)
+        elif who.pinned:
+            allow = who.may_access_agent  # only the agents the key may access
+        now_position = self.engine.event_position
+        if not req.start_after:
+            after = now_position
+        else:
+            if not req.start_after.isdigit() or len(req.start_after) > 19:
+                raise invalid("start_after", "must be a cursor this server returned (digits)")
+            after = int(req.start_after)
+            if after > now_position:
+                raise invalid("start_after", f"cursor {after} is ahead of this server's changes ({now_position})")
+            await self.run(self.engine.check_event_cursor, after)
+
+        loop = asyncio.get_running_loop()
+        wake = asyncio.Event()
+
+        def on_durable(_position: int) -> None:
+            loop.call_soon_threadsafe(wake.set)
+
+        engine = self.engine
+
+        async def stream() -> AsyncIterator[pb.WatchMemoriesResponse]:
+            cursor = after
+            engine.add_event_listener(on_durable)
+            try:
+                last_sent = loop.time()
+                while not self.state.stopping:
+                    wake.clear()
+                    page = await self.run(engine.read_events, cursor, WATCH_BATCH, req.agent_id, allow)
+                    moved = page.position != cursor
+                    cursor = page.position
+                    if page.events:
+                        out = pb.WatchMemoriesResponse(cursor=str(cursor))
+                        for ev in page.events:
+                            cv.fill_event(out.events.add(), ev)
+                        yield out
+                        last_sent = loop.time()
+                        continue
+                    if moved:  # past other agents' changes: read on
+                        continue
+                    idle = loop.time() - last_sent
+                    if idle >= WATCH_HEARTBEAT_SECONDS:
+                        yield pb.WatchMemoriesResponse(cursor=str(cursor))
+                        last_sent = loop.time()
+                        continue
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(
+                            wake.wait(), min(WATCH_HEARTBEAT_SECONDS - idle, WATCH_STOP_CHECK_SECONDS)
+                        )
+            finally:
+                engine.remove_event_listener(on_durable)
+
+        return stream()
 
     # --- bulk -----------------------------------------------------------------------------
     async def export_memories(

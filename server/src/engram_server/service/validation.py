@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from typing import Any
 
 from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
@@ -27,6 +28,8 @@ ORDER_FIELDS = ("created_at", "updated_at", "importance", "event_time")
 ORDER_BY = {f"{f} {d}" for f in ORDER_FIELDS for d in ("asc", "desc")}
 MAX_SESSION_ID_CHARS = 256
 MAX_NAME_CHARS = 128
+MAX_KEY_BYTES = 512  # an upsert key (Memory.key)
+MIN_SIMILARITY_THRESHOLD = 0.5  # duplicate and consolidation thresholds
 # A client's clock may run a little ahead of the server's: times that must lie in the past
 # (an imported memory's creation) may be this far in the future.
 CLOCK_SKEW_SECONDS = 300.0
@@ -133,6 +136,22 @@ def enum_value(enum: EnumTypeWrapper, value: int, name: str) -> None:
         raise invalid(name, f"unknown value {value}; expected one of {', '.join(enum.keys())}")
 
 
+def memory_key(value: str, name: str = "key") -> None:
+    """An upsert key: any text without control characters, 1 to MAX_KEY_BYTES UTF-8 bytes."""
+    if not value:
+        return
+    n = len(value.encode("utf-8"))
+    if n > MAX_KEY_BYTES:
+        raise invalid(name, f"is {n} UTF-8 bytes; the limit is {MAX_KEY_BYTES}")
+    if any(unicodedata.category(c) == "Cc" for c in value):
+        raise invalid(name, "must not contain control characters")
+
+
+def similarity_threshold(value: float, name: str) -> None:
+    if math.isnan(value) or not MIN_SIMILARITY_THRESHOLD <= value <= 1.0:
+        raise invalid(name, f"must be between {MIN_SIMILARITY_THRESHOLD} and 1")
+
+
 def session_id(value: str, name: str = "session_id") -> None:
     if len(value) > MAX_SESSION_ID_CHARS:
         raise invalid(name, f"is longer than {MAX_SESSION_ID_CHARS} characters")
@@ -168,6 +187,12 @@ def store_request(req: pb.StoreMemoryRequest, cfg: Config, now: float, prefix: s
     agent_id(req.agent_id, prefix + "agent_id")
     content(req.content, cfg, prefix + "content")
     memory_id(req.id, prefix + "id", required=False)
+    memory_key(req.key, prefix + "key")
+    if req.key and req.id:
+        raise invalid(prefix + "key", "key and id are exclusive: a key names the memory to replace")
+    enum_value(pb.DuplicatePolicy, req.duplicate_policy, prefix + "duplicate_policy")
+    if req.HasField("duplicate_threshold"):
+        similarity_threshold(req.duplicate_threshold, prefix + "duplicate_threshold")
     enum_value(pb.MemoryType, req.memory_type, prefix + "memory_type")
     if req.HasField("importance"):
         unit_interval(req.importance, prefix + "importance")
@@ -193,6 +218,7 @@ def imported_memory(mem: pb.Memory, cfg: Config, now: float, prefix: str) -> Non
     tags(mem.tags, cfg, prefix + "tags")
     metadata(mem.metadata, cfg, prefix + "metadata")
     session_id(mem.session_id, prefix + "session_id")
+    memory_key(mem.key, prefix + "key")
     optional_timestamp(mem, "event_time", prefix + "event_time")
     optional_timestamp(mem, "expires_at", prefix + "expires_at")
     created = optional_timestamp(mem, "created_at", prefix + "created_at")
@@ -217,6 +243,12 @@ def memory_filter(f: pb.MemoryFilter, cfg: Config, name: str = "filter") -> None
         unit_interval(f.min_importance, f"{name}.min_importance")
     if len(f.ids) > cfg.max_page_size:
         raise invalid(f"{name}.ids", f"has more than {cfg.max_page_size} ids")
+    if len(f.keys) > cfg.max_page_size:
+        raise invalid(f"{name}.keys", f"has more than {cfg.max_page_size} keys")
+    for i, k in enumerate(f.keys):
+        if not k:
+            raise invalid(f"{name}.keys[{i}]", "must not be empty")
+        memory_key(k, f"{name}.keys[{i}]")
     metadata(f.metadata_equals, cfg, f"{name}.metadata_equals")
     for rng in ("event_time", "created_time"):
         if not f.HasField(rng):

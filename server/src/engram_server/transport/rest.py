@@ -19,6 +19,7 @@ Errors: the HTTP status of the gRPC code and `{"code", "message", "details"}`.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import re
@@ -43,6 +44,14 @@ if TYPE_CHECKING:
 
 JSON_CT = (b"content-type", b"application/json")
 NDJSON_CT = (b"content-type", b"application/x-ndjson")
+SSE_HEADERS = [
+    (b"content-type", b"text/event-stream"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),  # nginx: pass each event on at once
+]
+# A server stream's headers go out with its first message, or after this long without one (a
+# watch may wait minutes for a change: the client learns at once that the call was accepted).
+STREAM_HEADERS_AFTER = 0.2
 
 
 @dataclass
@@ -150,9 +159,14 @@ class RestTransport:
                 await self._client_stream(route, params, scope, receive, send, ctx)
                 return
             data = await self._request_dict(route, params, scope, receive)
+            sse = "text/event-stream" in (_header(scope, b"accept") or "")
+            resume = _header(scope, b"last-event-id")
+            if resume and "start_after" in json_codec.descriptor_of(method.request_cls).fields_by_name:
+                # An EventSource reconnecting sends the id of the last event it received.
+                data.setdefault("start_after", resume)
             req = json_codec.parse(method.request_cls, data)
             if info.server_streaming:
-                await self._server_stream(method, req, ctx, send)
+                await self._server_stream(method, req, ctx, send, receive, sse)
                 return
             resp = await method.handler(req, ctx)
             status = 200
@@ -264,23 +278,78 @@ class RestTransport:
                     node[fd.name] = v
 
     # --- streaming ------------------------------------------------------------------------
-    async def _server_stream(self, method: Method, req: ProtoMessage, ctx: CallContext, send: Send) -> None:
+    async def _server_stream(
+        self, method: Method, req: ProtoMessage, ctx: CallContext, send: Send, receive: _TrackedReceive, sse: bool
+    ) -> None:
+        """NDJSON (one message per line), or Server-Sent Events when the client accepts
+        text/event-stream (`id:` the message's cursor when it has one, `data:` the message; an
+        error as `event: error`). An error before anything was sent is a plain HTTP error; after,
+        it is the stream's last line or event. The call is cancelled when the client goes away."""
         stream = await method.handler(req, ctx)
         it = stream.__aiter__()
+        headers = SSE_HEADERS if sse else [NDJSON_CT]
+        started = False
+
+        async def start() -> None:
+            nonlocal started
+            if not started:
+                started = True
+                await send({"type": "http.response.start", "status": 200, "headers": headers})
+
+        def frame(item: ProtoMessage) -> bytes:
+            body = self._json(item)
+            if not sse:
+                return body + b"\n"
+            cursor = getattr(item, "cursor", "")
+            return (b"id: " + cursor.encode() + b"\n" if cursor else b"") + b"data: " + body + b"\n\n"
+
+        task = asyncio.current_task()
+        gone = False
+
+        async def watch_disconnect() -> None:
+            nonlocal gone
+            while True:
+                msg = await receive()
+                if msg["type"] == "http.disconnect":
+                    gone = True
+                    if task is not None:
+                        task.cancel()
+                    return
+
+        watcher = asyncio.get_running_loop().create_task(watch_disconnect())
         try:
-            first = await it.__anext__()
-        except StopAsyncIteration:
-            first = None
-        await send({"type": "http.response.start", "status": 200, "headers": [NDJSON_CT]})
-        try:
+            first_task = asyncio.ensure_future(it.__anext__())
+            done, _ = await asyncio.wait({first_task}, timeout=STREAM_HEADERS_AFTER)
+            if not done:
+                await start()
+            try:
+                first = await first_task
+            except StopAsyncIteration:
+                first = None
+            await start()
             if first is not None:
-                await send({"type": "http.response.body", "body": self._json(first) + b"\n", "more_body": True})
+                await send({"type": "http.response.body", "body": frame(first), "more_body": True})
                 async for item in it:
-                    await send({"type": "http.response.body", "body": self._json(item) + b"\n", "more_body": True})
+                    await send({"type": "http.response.body", "body": frame(item), "more_body": True})
         except RpcError as err:
-            line = json.dumps({"error": err.to_json()}).encode() + b"\n"
+            if not started:
+                raise
+            if sse:
+                line = b"event: error\ndata: " + json.dumps(err.to_json()).encode() + b"\n\n"
+            else:
+                line = json.dumps({"error": err.to_json()}).encode() + b"\n"
             await send({"type": "http.response.body", "body": line, "more_body": False})
             raise _Logged(err.code) from None
+        except asyncio.CancelledError:
+            if not gone:
+                raise
+            if task is not None:
+                task.uncancel()
+            raise _Logged("CANCELLED") from None  # nobody to answer
+        finally:
+            watcher.cancel()
+            with contextlib.suppress(Exception):
+                await it.aclose()
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     def _json(self, msg: ProtoMessage) -> bytes:

@@ -9,7 +9,7 @@ import { enumDesc, fileDesc } from "@bufbuild/protobuf/codegenv2";
  * Describes the file engram/v1/enums.proto.
  */
 export const file_engram_v1_enums: GenFile = /*@__PURE__*/
-  fileDesc("ChVlbmdyYW0vdjEvZW51bXMucHJvdG8SCWVuZ3JhbS52MSqSAQoKTWVtb3J5VHlwZRIbChdNRU1PUllfVFlQRV9VTlNQRUNJRklFRBAAEhgKFE1FTU9SWV9UWVBFX0VQSVNPRElDEAESGAoUTUVNT1JZX1RZUEVfU0VNQU5USUMQAhIaChZNRU1PUllfVFlQRV9QUk9DRURVUkFMEAMSFwoTTUVNT1JZX1RZUEVfV09SS0lORxAEKnIKClJlY2FsbE1vZGUSGwoXUkVDQUxMX01PREVfVU5TUEVDSUZJRUQQABIWChJSRUNBTExfTU9ERV9IWUJSSUQQARIWChJSRUNBTExfTU9ERV9WRUNUT1IQAhIXChNSRUNBTExfTU9ERV9LRVlXT1JEEAMqewoKQXBpS2V5Um9sZRIcChhBUElfS0VZX1JPTEVfVU5TUEVDSUZJRUQQABIWChJBUElfS0VZX1JPTEVfQURNSU4QARIbChdBUElfS0VZX1JPTEVfUkVBRF9XUklURRACEhoKFkFQSV9LRVlfUk9MRV9SRUFEX09OTFkQAyp9ChJFbWJlZGRpbmdJbnB1dFR5cGUSJAogRU1CRURESU5HX0lOUFVUX1RZUEVfVU5TUEVDSUZJRUQQABIhCh1FTUJFRERJTkdfSU5QVVRfVFlQRV9ET0NVTUVOVBABEh4KGkVNQkVERElOR19JTlBVVF9UWVBFX1FVRVJZEAJCRVpDZ2l0aHViLmNvbS9lbmdyYW0tbWVtb3J5LXNlcnZlci9lbmdyYW0vc2RrLWdvL2dlbi9lbmdyYW12MTtlbmdyYW12MWIGcHJvdG8z");
+  fileDesc("ChVlbmdyYW0vdjEvZW51bXMucHJvdG8SCWVuZ3JhbS52MSqSAQoKTWVtb3J5VHlwZRIbChdNRU1PUllfVFlQRV9VTlNQRUNJRklFRBAAEhgKFE1FTU9SWV9UWVBFX0VQSVNPRElDEAESGAoUTUVNT1JZX1RZUEVfU0VNQU5USUMQAhIaChZNRU1PUllfVFlQRV9QUk9DRURVUkFMEAMSFwoTTUVNT1JZX1RZUEVfV09SS0lORxAEKnIKClJlY2FsbE1vZGUSGwoXUkVDQUxMX01PREVfVU5TUEVDSUZJRUQQABIWChJSRUNBTExfTU9ERV9IWUJSSUQQARIWChJSRUNBTExfTU9ERV9WRUNUT1IQAhIXChNSRUNBTExfTU9ERV9LRVlXT1JEEAMqewoKQXBpS2V5Um9sZRIcChhBUElfS0VZX1JPTEVfVU5TUEVDSUZJRUQQABIWChJBUElfS0VZX1JPTEVfQURNSU4QARIbChdBUElfS0VZX1JPTEVfUkVBRF9XUklURRACEhoKFkFQSV9LRVlfUk9MRV9SRUFEX09OTFkQAyp9ChJFbWJlZGRpbmdJbnB1dFR5cGUSJAogRU1CRURESU5HX0lOUFVUX1RZUEVfVU5TUEVDSUZJRUQQABIhCh1FTUJFRERJTkdfSU5QVVRfVFlQRV9ET0NVTUVOVBABEh4KGkVNQkVERElOR19JTlBVVF9UWVBFX1FVRVJZEAIqhAEKD0R1cGxpY2F0ZVBvbGljeRIgChxEVVBMSUNBVEVfUE9MSUNZX1VOU1BFQ0lGSUVEEAASGAoURFVQTElDQVRFX1BPTElDWV9PRkYQARIaChZEVVBMSUNBVEVfUE9MSUNZX0VYQUNUEAISGQoVRFVQTElDQVRFX1BPTElDWV9ORUFSEAMqmwEKDFN0b3JlT3V0Y29tZRIdChlTVE9SRV9PVVRDT01FX1VOU1BFQ0lGSUVEEAASGQoVU1RPUkVfT1VUQ09NRV9DUkVBVEVEEAESGwoXU1RPUkVfT1VUQ09NRV9VTkNIQU5HRUQQAhIYChRTVE9SRV9PVVRDT01FX01FUkdFRBADEhoKFlNUT1JFX09VVENPTUVfUkVQTEFDRUQQBCqwAQoPTWVtb3J5RXZlbnRUeXBlEiEKHU1FTU9SWV9FVkVOVF9UWVBFX1VOU1BFQ0lGSUVEEAASHQoZTUVNT1JZX0VWRU5UX1RZUEVfQ1JFQVRFRBABEh0KGU1FTU9SWV9FVkVOVF9UWVBFX1VQREFURUQQAhIdChlNRU1PUllfRVZFTlRfVFlQRV9ERUxFVEVEEAMSHQoZTUVNT1JZX0VWRU5UX1RZUEVfRVhQSVJFRBAEQkVaQ2dpdGh1Yi5jb20vZW5ncmFtLW1lbW9yeS1zZXJ2ZXIvZW5ncmFtL3Nkay1nby9nZW4vZW5ncmFtdjE7ZW5ncmFtdjFiBnByb3RvMw");
 
 /**
  * The kind of a memory, after the cognitive-science taxonomy agents commonly use.
@@ -174,4 +174,146 @@ export enum EmbeddingInputType {
  */
 export const EmbeddingInputTypeSchema: GenEnum<EmbeddingInputType> = /*@__PURE__*/
   enumDesc(file_engram_v1_enums, 3);
+
+/**
+ * What a store does when the agent already holds the same memory.
+ *
+ * @generated from enum engram.v1.DuplicatePolicy
+ */
+export enum DuplicatePolicy {
+  /**
+   * Not set: the server's `duplicate_policy` setting (default `DUPLICATE_POLICY_EXACT`).
+   *
+   * @generated from enum value: DUPLICATE_POLICY_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Always store a new memory.
+   *
+   * @generated from enum value: DUPLICATE_POLICY_OFF = 1;
+   */
+  OFF = 1,
+
+  /**
+   * A memory whose content is the same text (ignoring case, Unicode width forms, runs of
+   * whitespace and trailing punctuation) is merged into the existing one.
+   *
+   * @generated from enum value: DUPLICATE_POLICY_EXACT = 2;
+   */
+  EXACT = 2,
+
+  /**
+   * Also merge a memory whose embedding is within `duplicate_threshold` (cosine) of an existing
+   * one. Catches rephrasings, and also near pairs with a changed detail ("expires in March" /
+   * "expires in April"): the newer text wins, the older stays in the memory's history.
+   *
+   * @generated from enum value: DUPLICATE_POLICY_NEAR = 3;
+   */
+  NEAR = 3,
+}
+
+/**
+ * Describes the enum engram.v1.DuplicatePolicy.
+ */
+export const DuplicatePolicySchema: GenEnum<DuplicatePolicy> = /*@__PURE__*/
+  enumDesc(file_engram_v1_enums, 4);
+
+/**
+ * What a store did.
+ *
+ * @generated from enum engram.v1.StoreOutcome
+ */
+export enum StoreOutcome {
+  /**
+   * Not set; never returned.
+   *
+   * @generated from enum value: STORE_OUTCOME_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * A new memory was stored.
+   *
+   * @generated from enum value: STORE_OUTCOME_CREATED = 1;
+   */
+  CREATED = 1,
+
+  /**
+   * The client-supplied id already held the same content: nothing changed (a safe retry).
+   *
+   * @generated from enum value: STORE_OUTCOME_UNCHANGED = 2;
+   */
+  UNCHANGED = 2,
+
+  /**
+   * A duplicate of an existing memory (`DuplicatePolicy`): that memory was updated instead: the
+   * new text, the higher importance, the union of tags, metadata merged, access count plus one,
+   * a new version.
+   *
+   * @generated from enum value: STORE_OUTCOME_MERGED = 3;
+   */
+  MERGED = 3,
+
+  /**
+   * The agent already had a memory with this `key`: it was replaced (a new version).
+   *
+   * @generated from enum value: STORE_OUTCOME_REPLACED = 4;
+   */
+  REPLACED = 4,
+}
+
+/**
+ * Describes the enum engram.v1.StoreOutcome.
+ */
+export const StoreOutcomeSchema: GenEnum<StoreOutcome> = /*@__PURE__*/
+  enumDesc(file_engram_v1_enums, 5);
+
+/**
+ * What happened to a memory, in a change stream.
+ *
+ * @generated from enum engram.v1.MemoryEventType
+ */
+export enum MemoryEventType {
+  /**
+   * Not set; never sent.
+   *
+   * @generated from enum value: MEMORY_EVENT_TYPE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Stored (or imported).
+   *
+   * @generated from enum value: MEMORY_EVENT_TYPE_CREATED = 1;
+   */
+  CREATED = 1,
+
+  /**
+   * A new version: an update, a merged duplicate, an upsert by key, a consolidation.
+   *
+   * @generated from enum value: MEMORY_EVENT_TYPE_UPDATED = 2;
+   */
+  UPDATED = 2,
+
+  /**
+   * Deleted (by id, by a forget, by a consolidation merging it, or with its agent).
+   *
+   * @generated from enum value: MEMORY_EVENT_TYPE_DELETED = 3;
+   */
+  DELETED = 3,
+
+  /**
+   * Removed because its expiry time passed.
+   *
+   * @generated from enum value: MEMORY_EVENT_TYPE_EXPIRED = 4;
+   */
+  EXPIRED = 4,
+}
+
+/**
+ * Describes the enum engram.v1.MemoryEventType.
+ */
+export const MemoryEventTypeSchema: GenEnum<MemoryEventType> = /*@__PURE__*/
+  enumDesc(file_engram_v1_enums, 6);
 

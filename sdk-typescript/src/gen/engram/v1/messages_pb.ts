@@ -4,7 +4,7 @@
 
 import type { GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
-import type { ApiKeyRole, MemoryType } from "./enums_pb.js";
+import type { ApiKeyRole, MemoryEventType, MemoryType } from "./enums_pb.js";
 import { file_engram_v1_enums } from "./enums_pb.js";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_struct, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
@@ -14,7 +14,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file engram/v1/messages.proto.
  */
 export const file_engram_v1_messages: GenFile = /*@__PURE__*/
-  fileDesc("ChhlbmdyYW0vdjEvbWVzc2FnZXMucHJvdG8SCWVuZ3JhbS52MSL6AwoGTWVtb3J5EgoKAmlkGAEgASgJEhAKCGFnZW50X2lkGAIgASgJEg8KB2NvbnRlbnQYAyABKAkSKgoLbWVtb3J5X3R5cGUYBCABKA4yFS5lbmdyYW0udjEuTWVtb3J5VHlwZRISCgppbXBvcnRhbmNlGAUgASgCEgwKBHRhZ3MYBiADKAkSKQoIbWV0YWRhdGEYByABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EhIKCnNlc3Npb25faWQYCCABKAkSLgoKZXZlbnRfdGltZRgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKY3JlYXRlZF9hdBgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKdXBkYXRlZF9hdBgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKZXhwaXJlc19hdBgMIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFAoMYWNjZXNzX2NvdW50GA0gASgFEjQKEGxhc3RfYWNjZXNzZWRfYXQYDiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB3ZlcnNpb24YDyABKAUSFwoPZW1iZWRkaW5nX21vZGVsGBAgASgJIoQFCg5SZWNhbGxlZE1lbW9yeRIKCgJpZBgBIAEoCRIQCghhZ2VudF9pZBgCIAEoCRIPCgdjb250ZW50GAMgASgJEioKC21lbW9yeV90eXBlGAQgASgOMhUuZW5ncmFtLnYxLk1lbW9yeVR5cGUSEgoKaW1wb3J0YW5jZRgFIAEoAhIMCgR0YWdzGAYgAygJEikKCG1ldGFkYXRhGAcgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBISCgpzZXNzaW9uX2lkGAggASgJEi4KCmV2ZW50X3RpbWUYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCmNyZWF0ZWRfYXQYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnVwZGF0ZWRfYXQYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCmV4cGlyZXNfYXQYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhQKDGFjY2Vzc19jb3VudBgNIAEoBRI0ChBsYXN0X2FjY2Vzc2VkX2F0GA4gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgd2ZXJzaW9uGA8gASgFEhcKD2VtYmVkZGluZ19tb2RlbBgQIAEoCRINCgVzY29yZRgUIAEoAhIUCgx2ZWN0b3Jfc2NvcmUYFSABKAISFQoNa2V5d29yZF9zY29yZRgWIAEoAhIwCgtleHBsYW5hdGlvbhgXIAEoCzIbLmVuZ3JhbS52MS5TY29yZUV4cGxhbmF0aW9uEhIKCmFzc29jaWF0ZWQYGCABKAgixwEKEFNjb3JlRXhwbGFuYXRpb24SFAoMdmVjdG9yX3Njb3JlGAEgASgCEhUKDWtleXdvcmRfc2NvcmUYAiABKAISEwoLdmVjdG9yX3JhbmsYAyABKAUSFAoMa2V5d29yZF9yYW5rGAQgASgFEhMKC2Z1c2VkX3Njb3JlGAUgASgCEhgKEGltcG9ydGFuY2VfYm9vc3QYBiABKAISFQoNcmVjZW5jeV9ib29zdBgHIAEoAhIVCg1jb250ZXh0X2Jvb3N0GAggASgCImkKCVRpbWVSYW5nZRIuCgpzdGFydF90aW1lGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghlbmRfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiuAIKDE1lbW9yeUZpbHRlchIrCgxtZW1vcnlfdHlwZXMYASADKA4yFS5lbmdyYW0udjEuTWVtb3J5VHlwZRIQCgh0YWdzX2FueRgCIAMoCRIQCgh0YWdzX2FsbBgDIAMoCRISCgpzZXNzaW9uX2lkGAQgASgJEigKCmV2ZW50X3RpbWUYBSABKAsyFC5lbmdyYW0udjEuVGltZVJhbmdlEioKDGNyZWF0ZWRfdGltZRgGIAEoCzIULmVuZ3JhbS52MS5UaW1lUmFuZ2USGwoObWluX2ltcG9ydGFuY2UYByABKAJIAIgBARIwCg9tZXRhZGF0YV9lcXVhbHMYCCABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EgsKA2lkcxgJIAMoCUIRCg9fbWluX2ltcG9ydGFuY2UilgEKCk1lbW9yeUxpbmsSEAoIYWdlbnRfaWQYASABKAkSEQoJc291cmNlX2lkGAIgASgJEhEKCXRhcmdldF9pZBgDIAEoCRIQCghyZWxhdGlvbhgEIAEoCRIOCgZ3ZWlnaHQYBSABKAISLgoKY3JlYXRlZF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAivAIKBUFnZW50EhAKCGFnZW50X2lkGAEgASgJEhQKDG1lbW9yeV9jb3VudBgCIAEoBRIUCgxieXRlc19zdG9yZWQYAyABKAMSEgoKbGlua19jb3VudBgEIAEoBRIuCgpjcmVhdGVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI0ChBsYXN0X2FjdGl2aXR5X2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBJCChJtZW1vcnlfdHlwZV9jb3VudHMYByADKAsyJi5lbmdyYW0udjEuQWdlbnQuTWVtb3J5VHlwZUNvdW50c0VudHJ5GjcKFU1lbW9yeVR5cGVDb3VudHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAU6AjgBIsUCCgZBcGlLZXkSCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRIOCgZwcmVmaXgYAyABKAkSIwoEcm9sZRgEIAEoDjIVLmVuZ3JhbS52MS5BcGlLZXlSb2xlEhEKCWFnZW50X2lkcxgFIAMoCRIXCg9hZ2VudF9pZF9wcmVmaXgYBiABKAkSLgoKY3JlYXRlZF9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKZXhwaXJlc19hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKcmV2b2tlZF9hdBgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMAoMbGFzdF91c2VkX2F0GAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCLtAQoMU2VydmVyTGltaXRzEhkKEW1heF9yZXF1ZXN0X2J5dGVzGAEgASgFEhkKEW1heF9jb250ZW50X2J5dGVzGAIgASgFEhoKEm1heF9tZXRhZGF0YV9ieXRlcxgDIAEoBRIQCghtYXhfdGFncxgEIAEoBRIWCg5tYXhfYmF0Y2hfc2l6ZRgFIAEoBRIRCgltYXhfdG9wX2sYBiABKAUSFQoNbWF4X3BhZ2Vfc2l6ZRgHIAEoBRIXCg9tYXhfZ3JhcGhfZGVwdGgYCCABKAUSHgoWbWF4X2NvbmN1cnJlbnRfc3RyZWFtcxgJIAEoBSJOCgtDbHVzdGVyTm9kZRIPCgdub2RlX2lkGAEgASgJEg8KB2FkZHJlc3MYAiABKAkSDwoHaGVhbHRoeRgDIAEoCBIMCgRyb2xlGAQgASgJIhsKCUVtYmVkZGluZxIOCgZ2ZWN0b3IYASABKAxCRVpDZ2l0aHViLmNvbS9lbmdyYW0tbWVtb3J5LXNlcnZlci9lbmdyYW0vc2RrLWdvL2dlbi9lbmdyYW12MTtlbmdyYW12MWIGcHJvdG8z", [file_engram_v1_enums, file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("ChhlbmdyYW0vdjEvbWVzc2FnZXMucHJvdG8SCWVuZ3JhbS52MSKHBAoGTWVtb3J5EgoKAmlkGAEgASgJEhAKCGFnZW50X2lkGAIgASgJEg8KB2NvbnRlbnQYAyABKAkSKgoLbWVtb3J5X3R5cGUYBCABKA4yFS5lbmdyYW0udjEuTWVtb3J5VHlwZRISCgppbXBvcnRhbmNlGAUgASgCEgwKBHRhZ3MYBiADKAkSKQoIbWV0YWRhdGEYByABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EhIKCnNlc3Npb25faWQYCCABKAkSLgoKZXZlbnRfdGltZRgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKY3JlYXRlZF9hdBgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKdXBkYXRlZF9hdBgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKZXhwaXJlc19hdBgMIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFAoMYWNjZXNzX2NvdW50GA0gASgFEjQKEGxhc3RfYWNjZXNzZWRfYXQYDiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB3ZlcnNpb24YDyABKAUSFwoPZW1iZWRkaW5nX21vZGVsGBAgASgJEgsKA2tleRgRIAEoCSKRBQoOUmVjYWxsZWRNZW1vcnkSCgoCaWQYASABKAkSEAoIYWdlbnRfaWQYAiABKAkSDwoHY29udGVudBgDIAEoCRIqCgttZW1vcnlfdHlwZRgEIAEoDjIVLmVuZ3JhbS52MS5NZW1vcnlUeXBlEhIKCmltcG9ydGFuY2UYBSABKAISDAoEdGFncxgGIAMoCRIpCghtZXRhZGF0YRgHIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSEgoKc2Vzc2lvbl9pZBgIIAEoCRIuCgpldmVudF90aW1lGAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpjcmVhdGVkX2F0GAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgp1cGRhdGVkX2F0GAsgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpleHBpcmVzX2F0GAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIUCgxhY2Nlc3NfY291bnQYDSABKAUSNAoQbGFzdF9hY2Nlc3NlZF9hdBgOIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHdmVyc2lvbhgPIAEoBRIXCg9lbWJlZGRpbmdfbW9kZWwYECABKAkSCwoDa2V5GBEgASgJEg0KBXNjb3JlGBQgASgCEhQKDHZlY3Rvcl9zY29yZRgVIAEoAhIVCg1rZXl3b3JkX3Njb3JlGBYgASgCEjAKC2V4cGxhbmF0aW9uGBcgASgLMhsuZW5ncmFtLnYxLlNjb3JlRXhwbGFuYXRpb24SEgoKYXNzb2NpYXRlZBgYIAEoCCLHAQoQU2NvcmVFeHBsYW5hdGlvbhIUCgx2ZWN0b3Jfc2NvcmUYASABKAISFQoNa2V5d29yZF9zY29yZRgCIAEoAhITCgt2ZWN0b3JfcmFuaxgDIAEoBRIUCgxrZXl3b3JkX3JhbmsYBCABKAUSEwoLZnVzZWRfc2NvcmUYBSABKAISGAoQaW1wb3J0YW5jZV9ib29zdBgGIAEoAhIVCg1yZWNlbmN5X2Jvb3N0GAcgASgCEhUKDWNvbnRleHRfYm9vc3QYCCABKAIiaQoJVGltZVJhbmdlEi4KCnN0YXJ0X3RpbWUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZF90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCLGAgoMTWVtb3J5RmlsdGVyEisKDG1lbW9yeV90eXBlcxgBIAMoDjIVLmVuZ3JhbS52MS5NZW1vcnlUeXBlEhAKCHRhZ3NfYW55GAIgAygJEhAKCHRhZ3NfYWxsGAMgAygJEhIKCnNlc3Npb25faWQYBCABKAkSKAoKZXZlbnRfdGltZRgFIAEoCzIULmVuZ3JhbS52MS5UaW1lUmFuZ2USKgoMY3JlYXRlZF90aW1lGAYgASgLMhQuZW5ncmFtLnYxLlRpbWVSYW5nZRIbCg5taW5faW1wb3J0YW5jZRgHIAEoAkgAiAEBEjAKD21ldGFkYXRhX2VxdWFscxgIIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSCwoDaWRzGAkgAygJEgwKBGtleXMYCiADKAlCEQoPX21pbl9pbXBvcnRhbmNlIpYBCgpNZW1vcnlMaW5rEhAKCGFnZW50X2lkGAEgASgJEhEKCXNvdXJjZV9pZBgCIAEoCRIRCgl0YXJnZXRfaWQYAyABKAkSEAoIcmVsYXRpb24YBCABKAkSDgoGd2VpZ2h0GAUgASgCEi4KCmNyZWF0ZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIrwCCgVBZ2VudBIQCghhZ2VudF9pZBgBIAEoCRIUCgxtZW1vcnlfY291bnQYAiABKAUSFAoMYnl0ZXNfc3RvcmVkGAMgASgDEhIKCmxpbmtfY291bnQYBCABKAUSLgoKY3JlYXRlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASNAoQbGFzdF9hY3Rpdml0eV9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASQgoSbWVtb3J5X3R5cGVfY291bnRzGAcgAygLMiYuZW5ncmFtLnYxLkFnZW50Lk1lbW9yeVR5cGVDb3VudHNFbnRyeRo3ChVNZW1vcnlUeXBlQ291bnRzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgFOgI4ASLFAgoGQXBpS2V5EgoKAmlkGAEgASgJEgwKBG5hbWUYAiABKAkSDgoGcHJlZml4GAMgASgJEiMKBHJvbGUYBCABKA4yFS5lbmdyYW0udjEuQXBpS2V5Um9sZRIRCglhZ2VudF9pZHMYBSADKAkSFwoPYWdlbnRfaWRfcHJlZml4GAYgASgJEi4KCmNyZWF0ZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCmV4cGlyZXNfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnJldm9rZWRfYXQYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjAKDGxhc3RfdXNlZF9hdBgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAi7QEKDFNlcnZlckxpbWl0cxIZChFtYXhfcmVxdWVzdF9ieXRlcxgBIAEoBRIZChFtYXhfY29udGVudF9ieXRlcxgCIAEoBRIaChJtYXhfbWV0YWRhdGFfYnl0ZXMYAyABKAUSEAoIbWF4X3RhZ3MYBCABKAUSFgoObWF4X2JhdGNoX3NpemUYBSABKAUSEQoJbWF4X3RvcF9rGAYgASgFEhUKDW1heF9wYWdlX3NpemUYByABKAUSFwoPbWF4X2dyYXBoX2RlcHRoGAggASgFEh4KFm1heF9jb25jdXJyZW50X3N0cmVhbXMYCSABKAUiTgoLQ2x1c3Rlck5vZGUSDwoHbm9kZV9pZBgBIAEoCRIPCgdhZGRyZXNzGAIgASgJEg8KB2hlYWx0aHkYAyABKAgSDAoEcm9sZRgEIAEoCSIbCglFbWJlZGRpbmcSDgoGdmVjdG9yGAEgASgMIlAKDkR1cGxpY2F0ZUdyb3VwEg8KB2tlZXBfaWQYASABKAkSFQoNZHVwbGljYXRlX2lkcxgCIAMoCRIWCg5taW5fc2ltaWxhcml0eRgDIAEoAiLKAQoLTWVtb3J5RXZlbnQSDgoGY3Vyc29yGAEgASgJEigKBHR5cGUYAiABKA4yGi5lbmdyYW0udjEuTWVtb3J5RXZlbnRUeXBlEhAKCGFnZW50X2lkGAMgASgJEhEKCW1lbW9yeV9pZBgEIAEoCRIoCgR0aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgd2ZXJzaW9uGAYgASgFEiEKBm1lbW9yeRgHIAEoCzIRLmVuZ3JhbS52MS5NZW1vcnlCRVpDZ2l0aHViLmNvbS9lbmdyYW0tbWVtb3J5LXNlcnZlci9lbmdyYW0vc2RrLWdvL2dlbi9lbmdyYW12MTtlbmdyYW12MWIGcHJvdG8z", [file_engram_v1_enums, file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * A memory: one thing an agent learned, stored with its embedding and searchable by recall.
@@ -134,6 +134,15 @@ export type Memory = Message<"engram.v1.Memory"> & {
    * @generated from field: string embedding_model = 16;
    */
   embeddingModel: string;
+
+  /**
+   * Optional client key, unique within the agent: 1 to 256 characters of `[A-Za-z0-9._:/@+=-]`.
+   * Storing with a key the agent already uses replaces that memory (an upsert); frameworks use
+   * it for their own keys. Empty: none.
+   *
+   * @generated from field: string key = 17;
+   */
+  key: string;
 };
 
 /**
@@ -261,6 +270,13 @@ export type RecalledMemory = Message<"engram.v1.RecalledMemory"> & {
    * @generated from field: string embedding_model = 16;
    */
   embeddingModel: string;
+
+  /**
+   * See `Memory.key`.
+   *
+   * @generated from field: string key = 17;
+   */
+  key: string;
 
   /**
    * Final relevance score after fusion and importance/recency adjustment; results are sorted by it.
@@ -471,6 +487,13 @@ export type MemoryFilter = Message<"engram.v1.MemoryFilter"> & {
    * @generated from field: repeated string ids = 9;
    */
   ids: string[];
+
+  /**
+   * Match only memories with these keys (`Memory.key`).
+   *
+   * @generated from field: repeated string keys = 10;
+   */
+  keys: string[];
 };
 
 /**
@@ -822,4 +845,103 @@ export type Embedding = Message<"engram.v1.Embedding"> & {
  */
 export const EmbeddingSchema: GenMessage<Embedding> = /*@__PURE__*/
   messageDesc(file_engram_v1_messages, 10);
+
+/**
+ * Near-duplicate memories of one agent, found by ConsolidateMemories.
+ *
+ * @generated from message engram.v1.DuplicateGroup
+ */
+export type DuplicateGroup = Message<"engram.v1.DuplicateGroup"> & {
+  /**
+   * The memory the others are (or would be) merged into: the most important, then the oldest.
+   *
+   * @generated from field: string keep_id = 1;
+   */
+  keepId: string;
+
+  /**
+   * The duplicates, most important first.
+   *
+   * @generated from field: repeated string duplicate_ids = 2;
+   */
+  duplicateIds: string[];
+
+  /**
+   * The lowest cosine similarity between the kept memory and a duplicate.
+   *
+   * @generated from field: float min_similarity = 3;
+   */
+  minSimilarity: number;
+};
+
+/**
+ * Describes the message engram.v1.DuplicateGroup.
+ * Use `create(DuplicateGroupSchema)` to create a new message.
+ */
+export const DuplicateGroupSchema: GenMessage<DuplicateGroup> = /*@__PURE__*/
+  messageDesc(file_engram_v1_messages, 11);
+
+/**
+ * One change to a memory, in the order the server made them.
+ *
+ * @generated from message engram.v1.MemoryEvent
+ */
+export type MemoryEvent = Message<"engram.v1.MemoryEvent"> & {
+  /**
+   * The event's position: resume a watch after it with `WatchMemoriesRequest.start_after`.
+   * Opaque; positions increase but are not contiguous.
+   *
+   * @generated from field: string cursor = 1;
+   */
+  cursor: string;
+
+  /**
+   * What happened.
+   *
+   * @generated from field: engram.v1.MemoryEventType type = 2;
+   */
+  type: MemoryEventType;
+
+  /**
+   * The agent of the memory.
+   *
+   * @generated from field: string agent_id = 3;
+   */
+  agentId: string;
+
+  /**
+   * The memory's id.
+   *
+   * @generated from field: string memory_id = 4;
+   */
+  memoryId: string;
+
+  /**
+   * When the change was made.
+   *
+   * @generated from field: google.protobuf.Timestamp time = 5;
+   */
+  time?: Timestamp | undefined;
+
+  /**
+   * The memory's version after the change; for a deletion or expiry, its last version.
+   *
+   * @generated from field: int32 version = 6;
+   */
+  version: number;
+
+  /**
+   * The memory after the change, for `CREATED` and `UPDATED`; unset otherwise.
+   *
+   * @generated from field: engram.v1.Memory memory = 7;
+   */
+  memory?: Memory | undefined;
+};
+
+/**
+ * Describes the message engram.v1.MemoryEvent.
+ * Use `create(MemoryEventSchema)` to create a new message.
+ */
+export const MemoryEventSchema: GenMessage<MemoryEvent> = /*@__PURE__*/
+  messageDesc(file_engram_v1_messages, 12);
 

@@ -4,9 +4,9 @@
 
 import type { GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
-import type { ApiKeyRole, EmbeddingInputType, MemoryType, RecallMode } from "./enums_pb.js";
+import type { ApiKeyRole, DuplicatePolicy, EmbeddingInputType, MemoryType, RecallMode, StoreOutcome } from "./enums_pb.js";
 import { file_engram_v1_enums } from "./enums_pb.js";
-import type { Agent, ApiKey, ClusterNode, Embedding, Memory, MemoryFilter, MemoryLink, RecalledMemory, ServerLimits } from "./messages_pb.js";
+import type { Agent, ApiKey, ClusterNode, DuplicateGroup, Embedding, Memory, MemoryEvent, MemoryFilter, MemoryLink, RecalledMemory, ServerLimits } from "./messages_pb.js";
 import { file_engram_v1_messages } from "./messages_pb.js";
 import type { FieldMask, Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_field_mask, file_google_protobuf_struct, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
@@ -16,7 +16,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file engram/v1/request_response.proto.
  */
 export const file_engram_v1_request_response: GenFile = /*@__PURE__*/
-  fileDesc("CiBlbmdyYW0vdjEvcmVxdWVzdF9yZXNwb25zZS5wcm90bxIJZW5ncmFtLnYxItkCChJTdG9yZU1lbW9yeVJlcXVlc3QSEAoIYWdlbnRfaWQYASABKAkSDwoHY29udGVudBgCIAEoCRIqCgttZW1vcnlfdHlwZRgDIAEoDjIVLmVuZ3JhbS52MS5NZW1vcnlUeXBlEhcKCmltcG9ydGFuY2UYBCABKAJIAIgBARIMCgR0YWdzGAUgAygJEikKCG1ldGFkYXRhGAYgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBISCgpzZXNzaW9uX2lkGAcgASgJEi4KCmV2ZW50X3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhMKC3R0bF9zZWNvbmRzGAkgASgDEi4KCmV4cGlyZXNfYXQYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEgoKAmlkGAsgASgJQg0KC19pbXBvcnRhbmNlIkkKE1N0b3JlTWVtb3J5UmVzcG9uc2USIQoGbWVtb3J5GAEgASgLMhEuZW5ncmFtLnYxLk1lbW9yeRIPCgdjcmVhdGVkGAIgASgIIkwKGUJhdGNoU3RvcmVNZW1vcmllc1JlcXVlc3QSLwoIcmVxdWVzdHMYASADKAsyHS5lbmdyYW0udjEuU3RvcmVNZW1vcnlSZXF1ZXN0IlgKGkJhdGNoU3RvcmVNZW1vcmllc1Jlc3BvbnNlEiMKCG1lbW9yaWVzGAEgAygLMhEuZW5ncmFtLnYxLk1lbW9yeRIVCg1jcmVhdGVkX2NvdW50GAIgASgFIjAKEEdldE1lbW9yeVJlcXVlc3QSCgoCaWQYASABKAkSEAoIYWdlbnRfaWQYAiABKAkiNgoRR2V0TWVtb3J5UmVzcG9uc2USIQoGbWVtb3J5GAEgASgLMhEuZW5ncmFtLnYxLk1lbW9yeSKQAQoTVXBkYXRlTWVtb3J5UmVxdWVzdBIhCgZtZW1vcnkYASABKAsyES5lbmdyYW0udjEuTWVtb3J5Ei8KC3VwZGF0ZV9tYXNrGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLkZpZWxkTWFzaxIQCghhZ2VudF9pZBgDIAEoCRITCgt0dGxfc2Vjb25kcxgEIAEoAyI5ChRVcGRhdGVNZW1vcnlSZXNwb25zZRIhCgZtZW1vcnkYASABKAsyES5lbmdyYW0udjEuTWVtb3J5IjMKE0RlbGV0ZU1lbW9yeVJlcXVlc3QSCgoCaWQYASABKAkSEAoIYWdlbnRfaWQYAiABKAkiIgoURGVsZXRlTWVtb3J5UmVzcG9uc2USCgoCaWQYASABKAkiiQEKE0xpc3RNZW1vcmllc1JlcXVlc3QSEAoIYWdlbnRfaWQYASABKAkSEQoJcGFnZV9zaXplGAIgASgFEhIKCnBhZ2VfdG9rZW4YAyABKAkSJwoGZmlsdGVyGAQgASgLMhcuZW5ncmFtLnYxLk1lbW9yeUZpbHRlchIQCghvcmRlcl9ieRgFIAEoCSJoChRMaXN0TWVtb3JpZXNSZXNwb25zZRIjCghtZW1vcmllcxgBIAMoCzIRLmVuZ3JhbS52MS5NZW1vcnkSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJEhIKCnRvdGFsX3NpemUYAyABKAUizQEKDVJlY2FsbFJlcXVlc3QSEAoIYWdlbnRfaWQYASABKAkSDQoFcXVlcnkYAiABKAkSDQoFdG9wX2sYAyABKAUSJwoGZmlsdGVyGAQgASgLMhcuZW5ncmFtLnYxLk1lbW9yeUZpbHRlchIjCgRtb2RlGAUgASgOMhUuZW5ncmFtLnYxLlJlY2FsbE1vZGUSDwoHZXhwbGFpbhgGIAEoCBIaChJpbmNsdWRlX2Fzc29jaWF0ZWQYByABKAgSEQoJbWluX3Njb3JlGAggASgCImMKDlJlY2FsbFJlc3BvbnNlEisKCG1lbW9yaWVzGAEgAygLMhkuZW5ncmFtLnYxLlJlY2FsbGVkTWVtb3J5EhMKC3RvdGFsX2ZvdW5kGAIgASgFEg8KB3Rvb2tfbXMYAyABKAIiQAoSQmF0Y2hSZWNhbGxSZXF1ZXN0EioKCHJlcXVlc3RzGAEgAygLMhguZW5ncmFtLnYxLlJlY2FsbFJlcXVlc3QiQwoTQmF0Y2hSZWNhbGxSZXNwb25zZRIsCglyZXNwb25zZXMYASADKAsyGS5lbmdyYW0udjEuUmVjYWxsUmVzcG9uc2UiYwoVRm9yZ2V0TWVtb3JpZXNSZXF1ZXN0EhAKCGFnZW50X2lkGAEgASgJEicKBmZpbHRlchgCIAEoCzIXLmVuZ3JhbS52MS5NZW1vcnlGaWx0ZXISDwoHZHJ5X3J1bhgDIAEoCCJkChZGb3JnZXRNZW1vcmllc1Jlc3BvbnNlEhUKDW1hdGNoZWRfY291bnQYASABKAUSFQoNZGVsZXRlZF9jb3VudBgCIAEoBRILCgNpZHMYAyADKAkSDwoHZHJ5X3J1bhgEIAEoCCI3ChdHZXRNZW1vcnlIaXN0b3J5UmVxdWVzdBIKCgJpZBgBIAEoCRIQCghhZ2VudF9pZBgCIAEoCSI/ChhHZXRNZW1vcnlIaXN0b3J5UmVzcG9uc2USIwoIdmVyc2lvbnMYASADKAsyES5lbmdyYW0udjEuTWVtb3J5In8KE0xpbmtNZW1vcmllc1JlcXVlc3QSEAoIYWdlbnRfaWQYASABKAkSEQoJc291cmNlX2lkGAIgASgJEhEKCXRhcmdldF9pZBgDIAEoCRIQCghyZWxhdGlvbhgEIAEoCRITCgZ3ZWlnaHQYBSABKAJIAIgBAUIJCgdfd2VpZ2h0IjsKFExpbmtNZW1vcmllc1Jlc3BvbnNlEiMKBGxpbmsYASABKAsyFS5lbmdyYW0udjEuTWVtb3J5TGluayJhChVVbmxpbmtNZW1vcmllc1JlcXVlc3QSEAoIYWdlbnRfaWQYASABKAkSEQoJc291cmNlX2lkGAIgASgJEhEKCXRhcmdldF9pZBgDIAEoCRIQCghyZWxhdGlvbhgEIAEoCSIvChZVbmxpbmtNZW1vcmllc1Jlc3BvbnNlEhUKDXJlbW92ZWRfY291bnQYASABKAUiagoVR2V0TWVtb3J5R3JhcGhSZXF1ZXN0EhAKCGFnZW50X2lkGAEgASgJEgoKAmlkGAIgASgJEg0KBWRlcHRoGAMgASgFEhEKCXJlbGF0aW9ucxgEIAMoCRIRCgltYXhfbm9kZXMYBSABKAUiYwoWR2V0TWVtb3J5R3JhcGhSZXNwb25zZRIjCghtZW1vcmllcxgBIAMoCzIRLmVuZ3JhbS52MS5NZW1vcnkSJAoFbGlua3MYAiADKAsyFS5lbmdyYW0udjEuTWVtb3J5TGluayJSChVFeHBvcnRNZW1vcmllc1JlcXVlc3QSEAoIYWdlbnRfaWQYASABKAkSJwoGZmlsdGVyGAIgASgLMhcuZW5ncmFtLnYxLk1lbW9yeUZpbHRlciI7ChZFeHBvcnRNZW1vcmllc1Jlc3BvbnNlEiEKBm1lbW9yeRgBIAEoCzIRLmVuZ3JhbS52MS5NZW1vcnkiTAoVSW1wb3J0TWVtb3JpZXNSZXF1ZXN0EiEKBm1lbW9yeRgBIAEoCzIRLmVuZ3JhbS52MS5NZW1vcnkSEAoIYWdlbnRfaWQYAiABKAkiRwoWSW1wb3J0TWVtb3JpZXNSZXNwb25zZRIWCg5pbXBvcnRlZF9jb3VudBgBIAEoBRIVCg1za2lwcGVkX2NvdW50GAIgASgFIjoKEUxpc3RBZ2VudHNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJImMKEkxpc3RBZ2VudHNSZXNwb25zZRIgCgZhZ2VudHMYASADKAsyEC5lbmdyYW0udjEuQWdlbnQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJEhIKCnRvdGFsX3NpemUYAyABKAUiIwoPR2V0QWdlbnRSZXF1ZXN0EhAKCGFnZW50X2lkGAEgASgJIjMKEEdldEFnZW50UmVzcG9uc2USHwoFYWdlbnQYASABKAsyEC5lbmdyYW0udjEuQWdlbnQiJgoSRGVsZXRlQWdlbnRSZXF1ZXN0EhAKCGFnZW50X2lkGAEgASgJIjMKE0RlbGV0ZUFnZW50UmVzcG9uc2USHAoUZGVsZXRlZF9tZW1vcnlfY291bnQYASABKAUiDwoNSGVhbHRoUmVxdWVzdCIxCg5IZWFsdGhSZXNwb25zZRIOCgZzdGF0dXMYASABKAkSDwoHdmVyc2lvbhgCIAEoCSIWChRHZXRTZXJ2ZXJJbmZvUmVxdWVzdCK0AQoVR2V0U2VydmVySW5mb1Jlc3BvbnNlEg8KB3ZlcnNpb24YASABKAkSEwoLYXBpX3ZlcnNpb24YAiABKAkSFwoPZW1iZWRkaW5nX21vZGVsGAMgASgJEhwKFGVtYmVkZGluZ19kaW1lbnNpb25zGAQgASgFEicKBmxpbWl0cxgFIAEoCzIXLmVuZ3JhbS52MS5TZXJ2ZXJMaW1pdHMSFQoNYXV0aF9yZXF1aXJlZBgGIAEoCCIRCg9HZXRTdGF0c1JlcXVlc3Qi7AEKEEdldFN0YXRzUmVzcG9uc2USEwoLYWdlbnRfY291bnQYASABKAUSFAoMbWVtb3J5X2NvdW50GAIgASgDEhIKCmxpbmtfY291bnQYAyABKAMSEgoKZGlza19ieXRlcxgEIAEoAxIaChJleGFjdF92ZWN0b3JfY291bnQYBSABKAMSHAoUaW5kZXhlZF92ZWN0b3JfY291bnQYBiABKAMSHAoUcGVuZGluZ19pbmRleF9idWlsZHMYByABKAUSFgoOdXB0aW1lX3NlY29uZHMYCCABKAESFQoNcmVxdWVzdF9jb3VudBgJIAEoAyKJAQoTQ3JlYXRlQXBpS2V5UmVxdWVzdBIMCgRuYW1lGAEgASgJEiMKBHJvbGUYAiABKA4yFS5lbmdyYW0udjEuQXBpS2V5Um9sZRIRCglhZ2VudF9pZHMYAyADKAkSFwoPYWdlbnRfaWRfcHJlZml4GAQgASgJEhMKC3R0bF9zZWNvbmRzGAUgASgDIkcKFENyZWF0ZUFwaUtleVJlc3BvbnNlEiIKB2FwaV9rZXkYASABKAsyES5lbmdyYW0udjEuQXBpS2V5EgsKA2tleRgCIAEoCSItChJMaXN0QXBpS2V5c1JlcXVlc3QSFwoPaW5jbHVkZV9yZXZva2VkGAEgASgIIjoKE0xpc3RBcGlLZXlzUmVzcG9uc2USIwoIYXBpX2tleXMYASADKAsyES5lbmdyYW0udjEuQXBpS2V5IiEKE1Jldm9rZUFwaUtleVJlcXVlc3QSCgoCaWQYASABKAkiOgoUUmV2b2tlQXBpS2V5UmVzcG9uc2USIgoHYXBpX2tleRgBIAEoCzIRLmVuZ3JhbS52MS5BcGlLZXkiGQoXR2V0Q2x1c3RlclN0YXR1c1JlcXVlc3QijQEKGEdldENsdXN0ZXJTdGF0dXNSZXNwb25zZRISCgpub2RlX2NvdW50GAEgASgFEhoKEmhlYWx0aHlfbm9kZV9jb3VudBgCIAEoBRIaChJyZXBsaWNhdGlvbl9mYWN0b3IYAyABKAUSJQoFbm9kZXMYBCADKAsyFi5lbmdyYW0udjEuQ2x1c3Rlck5vZGUiUAoMRW1iZWRSZXF1ZXN0Eg0KBXRleHRzGAEgAygJEjEKCmlucHV0X3R5cGUYAiABKA4yHS5lbmdyYW0udjEuRW1iZWRkaW5nSW5wdXRUeXBlIlwKDUVtYmVkUmVzcG9uc2USKAoKZW1iZWRkaW5ncxgBIAMoCzIULmVuZ3JhbS52MS5FbWJlZGRpbmcSDQoFbW9kZWwYAiABKAkSEgoKZGltZW5zaW9ucxgDIAEoBUJFWkNnaXRodWIuY29tL2VuZ3JhbS1tZW1vcnktc2VydmVyL2VuZ3JhbS9zZGstZ28vZ2VuL2VuZ3JhbXYxO2VuZ3JhbXYxYgZwcm90bzM", [file_engram_v1_enums, file_engram_v1_messages, file_google_protobuf_field_mask, file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("CiBlbmdyYW0vdjEvcmVxdWVzdF9yZXNwb25zZS5wcm90bxIJZW5ncmFtLnYxItYDChJTdG9yZU1lbW9yeVJlcXVlc3QSEAoIYWdlbnRfaWQYASABKAkSDwoHY29udGVudBgCIAEoCRIqCgttZW1vcnlfdHlwZRgDIAEoDjIVLmVuZ3JhbS52MS5NZW1vcnlUeXBlEhcKCmltcG9ydGFuY2UYBCABKAJIAIgBARIMCgR0YWdzGAUgAygJEikKCG1ldGFkYXRhGAYgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBISCgpzZXNzaW9uX2lkGAcgASgJEi4KCmV2ZW50X3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhMKC3R0bF9zZWNvbmRzGAkgASgDEi4KCmV4cGlyZXNfYXQYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEgoKAmlkGAsgASgJEgsKA2tleRgMIAEoCRI0ChBkdXBsaWNhdGVfcG9saWN5GA0gASgOMhouZW5ncmFtLnYxLkR1cGxpY2F0ZVBvbGljeRIgChNkdXBsaWNhdGVfdGhyZXNob2xkGA4gASgCSAGIAQFCDQoLX2ltcG9ydGFuY2VCFgoUX2R1cGxpY2F0ZV90aHJlc2hvbGQicwoTU3RvcmVNZW1vcnlSZXNwb25zZRIhCgZtZW1vcnkYASABKAsyES5lbmdyYW0udjEuTWVtb3J5Eg8KB2NyZWF0ZWQYAiABKAgSKAoHb3V0Y29tZRgDIAEoDjIXLmVuZ3JhbS52MS5TdG9yZU91dGNvbWUiTAoZQmF0Y2hTdG9yZU1lbW9yaWVzUmVxdWVzdBIvCghyZXF1ZXN0cxgBIAMoCzIdLmVuZ3JhbS52MS5TdG9yZU1lbW9yeVJlcXVlc3QigwEKGkJhdGNoU3RvcmVNZW1vcmllc1Jlc3BvbnNlEiMKCG1lbW9yaWVzGAEgAygLMhEuZW5ncmFtLnYxLk1lbW9yeRIVCg1jcmVhdGVkX2NvdW50GAIgASgFEikKCG91dGNvbWVzGAMgAygOMhcuZW5ncmFtLnYxLlN0b3JlT3V0Y29tZSIwChBHZXRNZW1vcnlSZXF1ZXN0EgoKAmlkGAEgASgJEhAKCGFnZW50X2lkGAIgASgJIjYKEUdldE1lbW9yeVJlc3BvbnNlEiEKBm1lbW9yeRgBIAEoCzIRLmVuZ3JhbS52MS5NZW1vcnkikAEKE1VwZGF0ZU1lbW9yeVJlcXVlc3QSIQoGbWVtb3J5GAEgASgLMhEuZW5ncmFtLnYxLk1lbW9yeRIvCgt1cGRhdGVfbWFzaxgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5GaWVsZE1hc2sSEAoIYWdlbnRfaWQYAyABKAkSEwoLdHRsX3NlY29uZHMYBCABKAMiOQoUVXBkYXRlTWVtb3J5UmVzcG9uc2USIQoGbWVtb3J5GAEgASgLMhEuZW5ncmFtLnYxLk1lbW9yeSIzChNEZWxldGVNZW1vcnlSZXF1ZXN0EgoKAmlkGAEgASgJEhAKCGFnZW50X2lkGAIgASgJIiIKFERlbGV0ZU1lbW9yeVJlc3BvbnNlEgoKAmlkGAEgASgJIokBChNMaXN0TWVtb3JpZXNSZXF1ZXN0EhAKCGFnZW50X2lkGAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoBRISCgpwYWdlX3Rva2VuGAMgASgJEicKBmZpbHRlchgEIAEoCzIXLmVuZ3JhbS52MS5NZW1vcnlGaWx0ZXISEAoIb3JkZXJfYnkYBSABKAkiaAoUTGlzdE1lbW9yaWVzUmVzcG9uc2USIwoIbWVtb3JpZXMYASADKAsyES5lbmdyYW0udjEuTWVtb3J5EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCRISCgp0b3RhbF9zaXplGAMgASgFIs0BCg1SZWNhbGxSZXF1ZXN0EhAKCGFnZW50X2lkGAEgASgJEg0KBXF1ZXJ5GAIgASgJEg0KBXRvcF9rGAMgASgFEicKBmZpbHRlchgEIAEoCzIXLmVuZ3JhbS52MS5NZW1vcnlGaWx0ZXISIwoEbW9kZRgFIAEoDjIVLmVuZ3JhbS52MS5SZWNhbGxNb2RlEg8KB2V4cGxhaW4YBiABKAgSGgoSaW5jbHVkZV9hc3NvY2lhdGVkGAcgASgIEhEKCW1pbl9zY29yZRgIIAEoAiJjCg5SZWNhbGxSZXNwb25zZRIrCghtZW1vcmllcxgBIAMoCzIZLmVuZ3JhbS52MS5SZWNhbGxlZE1lbW9yeRITCgt0b3RhbF9mb3VuZBgCIAEoBRIPCgd0b29rX21zGAMgASgCIkAKEkJhdGNoUmVjYWxsUmVxdWVzdBIqCghyZXF1ZXN0cxgBIAMoCzIYLmVuZ3JhbS52MS5SZWNhbGxSZXF1ZXN0IkMKE0JhdGNoUmVjYWxsUmVzcG9uc2USLAoJcmVzcG9uc2VzGAEgAygLMhkuZW5ncmFtLnYxLlJlY2FsbFJlc3BvbnNlImMKFUZvcmdldE1lbW9yaWVzUmVxdWVzdBIQCghhZ2VudF9pZBgBIAEoCRInCgZmaWx0ZXIYAiABKAsyFy5lbmdyYW0udjEuTWVtb3J5RmlsdGVyEg8KB2RyeV9ydW4YAyABKAgiZAoWRm9yZ2V0TWVtb3JpZXNSZXNwb25zZRIVCg1tYXRjaGVkX2NvdW50GAEgASgFEhUKDWRlbGV0ZWRfY291bnQYAiABKAUSCwoDaWRzGAMgAygJEg8KB2RyeV9ydW4YBCABKAgiewoaQ29uc29saWRhdGVNZW1vcmllc1JlcXVlc3QSEAoIYWdlbnRfaWQYASABKAkSDwoHZHJ5X3J1bhgCIAEoCBIhChRzaW1pbGFyaXR5X3RocmVzaG9sZBgDIAEoAkgAiAEBQhcKFV9zaW1pbGFyaXR5X3RocmVzaG9sZCJvChtDb25zb2xpZGF0ZU1lbW9yaWVzUmVzcG9uc2USKQoGZ3JvdXBzGAEgAygLMhkuZW5ncmFtLnYxLkR1cGxpY2F0ZUdyb3VwEhQKDG1lcmdlZF9jb3VudBgCIAEoBRIPCgdkcnlfcnVuGAMgASgIIj0KFFdhdGNoTWVtb3JpZXNSZXF1ZXN0EhAKCGFnZW50X2lkGAEgASgJEhMKC3N0YXJ0X2FmdGVyGAIgASgJIk8KFVdhdGNoTWVtb3JpZXNSZXNwb25zZRImCgZldmVudHMYASADKAsyFi5lbmdyYW0udjEuTWVtb3J5RXZlbnQSDgoGY3Vyc29yGAIgASgJIjcKF0dldE1lbW9yeUhpc3RvcnlSZXF1ZXN0EgoKAmlkGAEgASgJEhAKCGFnZW50X2lkGAIgASgJIj8KGEdldE1lbW9yeUhpc3RvcnlSZXNwb25zZRIjCgh2ZXJzaW9ucxgBIAMoCzIRLmVuZ3JhbS52MS5NZW1vcnkifwoTTGlua01lbW9yaWVzUmVxdWVzdBIQCghhZ2VudF9pZBgBIAEoCRIRCglzb3VyY2VfaWQYAiABKAkSEQoJdGFyZ2V0X2lkGAMgASgJEhAKCHJlbGF0aW9uGAQgASgJEhMKBndlaWdodBgFIAEoAkgAiAEBQgkKB193ZWlnaHQiOwoUTGlua01lbW9yaWVzUmVzcG9uc2USIwoEbGluaxgBIAEoCzIVLmVuZ3JhbS52MS5NZW1vcnlMaW5rImEKFVVubGlua01lbW9yaWVzUmVxdWVzdBIQCghhZ2VudF9pZBgBIAEoCRIRCglzb3VyY2VfaWQYAiABKAkSEQoJdGFyZ2V0X2lkGAMgASgJEhAKCHJlbGF0aW9uGAQgASgJIi8KFlVubGlua01lbW9yaWVzUmVzcG9uc2USFQoNcmVtb3ZlZF9jb3VudBgBIAEoBSJqChVHZXRNZW1vcnlHcmFwaFJlcXVlc3QSEAoIYWdlbnRfaWQYASABKAkSCgoCaWQYAiABKAkSDQoFZGVwdGgYAyABKAUSEQoJcmVsYXRpb25zGAQgAygJEhEKCW1heF9ub2RlcxgFIAEoBSJjChZHZXRNZW1vcnlHcmFwaFJlc3BvbnNlEiMKCG1lbW9yaWVzGAEgAygLMhEuZW5ncmFtLnYxLk1lbW9yeRIkCgVsaW5rcxgCIAMoCzIVLmVuZ3JhbS52MS5NZW1vcnlMaW5rIlIKFUV4cG9ydE1lbW9yaWVzUmVxdWVzdBIQCghhZ2VudF9pZBgBIAEoCRInCgZmaWx0ZXIYAiABKAsyFy5lbmdyYW0udjEuTWVtb3J5RmlsdGVyIjsKFkV4cG9ydE1lbW9yaWVzUmVzcG9uc2USIQoGbWVtb3J5GAEgASgLMhEuZW5ncmFtLnYxLk1lbW9yeSJMChVJbXBvcnRNZW1vcmllc1JlcXVlc3QSIQoGbWVtb3J5GAEgASgLMhEuZW5ncmFtLnYxLk1lbW9yeRIQCghhZ2VudF9pZBgCIAEoCSJHChZJbXBvcnRNZW1vcmllc1Jlc3BvbnNlEhYKDmltcG9ydGVkX2NvdW50GAEgASgFEhUKDXNraXBwZWRfY291bnQYAiABKAUiOgoRTGlzdEFnZW50c1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkiYwoSTGlzdEFnZW50c1Jlc3BvbnNlEiAKBmFnZW50cxgBIAMoCzIQLmVuZ3JhbS52MS5BZ2VudBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkSEgoKdG90YWxfc2l6ZRgDIAEoBSIjCg9HZXRBZ2VudFJlcXVlc3QSEAoIYWdlbnRfaWQYASABKAkiMwoQR2V0QWdlbnRSZXNwb25zZRIfCgVhZ2VudBgBIAEoCzIQLmVuZ3JhbS52MS5BZ2VudCImChJEZWxldGVBZ2VudFJlcXVlc3QSEAoIYWdlbnRfaWQYASABKAkiMwoTRGVsZXRlQWdlbnRSZXNwb25zZRIcChRkZWxldGVkX21lbW9yeV9jb3VudBgBIAEoBSIPCg1IZWFsdGhSZXF1ZXN0IjEKDkhlYWx0aFJlc3BvbnNlEg4KBnN0YXR1cxgBIAEoCRIPCgd2ZXJzaW9uGAIgASgJIhYKFEdldFNlcnZlckluZm9SZXF1ZXN0IrQBChVHZXRTZXJ2ZXJJbmZvUmVzcG9uc2USDwoHdmVyc2lvbhgBIAEoCRITCgthcGlfdmVyc2lvbhgCIAEoCRIXCg9lbWJlZGRpbmdfbW9kZWwYAyABKAkSHAoUZW1iZWRkaW5nX2RpbWVuc2lvbnMYBCABKAUSJwoGbGltaXRzGAUgASgLMhcuZW5ncmFtLnYxLlNlcnZlckxpbWl0cxIVCg1hdXRoX3JlcXVpcmVkGAYgASgIIhEKD0dldFN0YXRzUmVxdWVzdCLsAQoQR2V0U3RhdHNSZXNwb25zZRITCgthZ2VudF9jb3VudBgBIAEoBRIUCgxtZW1vcnlfY291bnQYAiABKAMSEgoKbGlua19jb3VudBgDIAEoAxISCgpkaXNrX2J5dGVzGAQgASgDEhoKEmV4YWN0X3ZlY3Rvcl9jb3VudBgFIAEoAxIcChRpbmRleGVkX3ZlY3Rvcl9jb3VudBgGIAEoAxIcChRwZW5kaW5nX2luZGV4X2J1aWxkcxgHIAEoBRIWCg51cHRpbWVfc2Vjb25kcxgIIAEoARIVCg1yZXF1ZXN0X2NvdW50GAkgASgDIokBChNDcmVhdGVBcGlLZXlSZXF1ZXN0EgwKBG5hbWUYASABKAkSIwoEcm9sZRgCIAEoDjIVLmVuZ3JhbS52MS5BcGlLZXlSb2xlEhEKCWFnZW50X2lkcxgDIAMoCRIXCg9hZ2VudF9pZF9wcmVmaXgYBCABKAkSEwoLdHRsX3NlY29uZHMYBSABKAMiRwoUQ3JlYXRlQXBpS2V5UmVzcG9uc2USIgoHYXBpX2tleRgBIAEoCzIRLmVuZ3JhbS52MS5BcGlLZXkSCwoDa2V5GAIgASgJIi0KEkxpc3RBcGlLZXlzUmVxdWVzdBIXCg9pbmNsdWRlX3Jldm9rZWQYASABKAgiOgoTTGlzdEFwaUtleXNSZXNwb25zZRIjCghhcGlfa2V5cxgBIAMoCzIRLmVuZ3JhbS52MS5BcGlLZXkiIQoTUmV2b2tlQXBpS2V5UmVxdWVzdBIKCgJpZBgBIAEoCSI6ChRSZXZva2VBcGlLZXlSZXNwb25zZRIiCgdhcGlfa2V5GAEgASgLMhEuZW5ncmFtLnYxLkFwaUtleSIZChdHZXRDbHVzdGVyU3RhdHVzUmVxdWVzdCKNAQoYR2V0Q2x1c3RlclN0YXR1c1Jlc3BvbnNlEhIKCm5vZGVfY291bnQYASABKAUSGgoSaGVhbHRoeV9ub2RlX2NvdW50GAIgASgFEhoKEnJlcGxpY2F0aW9uX2ZhY3RvchgDIAEoBRIlCgVub2RlcxgEIAMoCzIWLmVuZ3JhbS52MS5DbHVzdGVyTm9kZSJQCgxFbWJlZFJlcXVlc3QSDQoFdGV4dHMYASADKAkSMQoKaW5wdXRfdHlwZRgCIAEoDjIdLmVuZ3JhbS52MS5FbWJlZGRpbmdJbnB1dFR5cGUiXAoNRW1iZWRSZXNwb25zZRIoCgplbWJlZGRpbmdzGAEgAygLMhQuZW5ncmFtLnYxLkVtYmVkZGluZxINCgVtb2RlbBgCIAEoCRISCgpkaW1lbnNpb25zGAMgASgFQkVaQ2dpdGh1Yi5jb20vZW5ncmFtLW1lbW9yeS1zZXJ2ZXIvZW5ncmFtL3Nkay1nby9nZW4vZW5ncmFtdjE7ZW5ncmFtdjFiBnByb3RvMw", [file_engram_v1_enums, file_engram_v1_messages, file_google_protobuf_field_mask, file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * Request of MemoryService.StoreMemory.
@@ -102,6 +102,29 @@ export type StoreMemoryRequest = Message<"engram.v1.StoreMemoryRequest"> & {
    * @generated from field: string id = 11;
    */
   id: string;
+
+  /**
+   * Optional upsert key (see `Memory.key`): when the agent has a memory with this key, it is
+   * replaced by this one (same id, a new version, the old one in its history). Exclusive with `id`.
+   *
+   * @generated from field: string key = 12;
+   */
+  key: string;
+
+  /**
+   * What to do when the agent already holds the same memory; unset: the server's default.
+   *
+   * @generated from field: engram.v1.DuplicatePolicy duplicate_policy = 13;
+   */
+  duplicatePolicy: DuplicatePolicy;
+
+  /**
+   * The cosine similarity from which `DUPLICATE_POLICY_NEAR` merges, from 0.5 to 1; unset: the
+   * server's `duplicate_threshold` (default 0.95).
+   *
+   * @generated from field: optional float duplicate_threshold = 14;
+   */
+  duplicateThreshold?: number | undefined;
 };
 
 /**
@@ -125,11 +148,18 @@ export type StoreMemoryResponse = Message<"engram.v1.StoreMemoryResponse"> & {
   memory?: Memory | undefined;
 
   /**
-   * False when a client-supplied id already existed with the same content (an idempotent retry).
+   * True when a new memory was stored (`outcome` is `STORE_OUTCOME_CREATED`).
    *
    * @generated from field: bool created = 2;
    */
   created: boolean;
+
+  /**
+   * What the store did: created, unchanged (a retry), merged into a duplicate, or replaced by key.
+   *
+   * @generated from field: engram.v1.StoreOutcome outcome = 3;
+   */
+  outcome: StoreOutcome;
 };
 
 /**
@@ -175,11 +205,18 @@ export type BatchStoreMemoriesResponse = Message<"engram.v1.BatchStoreMemoriesRe
   memories: Memory[];
 
   /**
-   * How many were newly created (the rest were idempotent retries).
+   * How many were newly created (the rest were retries, merged duplicates or replaced by key).
    *
    * @generated from field: int32 created_count = 2;
    */
   createdCount: number;
+
+  /**
+   * What each store did, in request order.
+   *
+   * @generated from field: repeated engram.v1.StoreOutcome outcomes = 3;
+   */
+  outcomes: StoreOutcome[];
 };
 
 /**
@@ -665,6 +702,137 @@ export const ForgetMemoriesResponseSchema: GenMessage<ForgetMemoriesResponse> = 
   messageDesc(file_engram_v1_request_response, 17);
 
 /**
+ * Request of MemoryService.ConsolidateMemories.
+ *
+ * @generated from message engram.v1.ConsolidateMemoriesRequest
+ */
+export type ConsolidateMemoriesRequest = Message<"engram.v1.ConsolidateMemoriesRequest"> & {
+  /**
+   * Required. The agent whose memories to consolidate.
+   *
+   * @generated from field: string agent_id = 1;
+   */
+  agentId: string;
+
+  /**
+   * List the groups without merging anything.
+   *
+   * @generated from field: bool dry_run = 2;
+   */
+  dryRun: boolean;
+
+  /**
+   * The cosine similarity from which two memories are duplicates, from 0.5 to 1; unset: the
+   * server's `duplicate_threshold` (default 0.95).
+   *
+   * @generated from field: optional float similarity_threshold = 3;
+   */
+  similarityThreshold?: number | undefined;
+};
+
+/**
+ * Describes the message engram.v1.ConsolidateMemoriesRequest.
+ * Use `create(ConsolidateMemoriesRequestSchema)` to create a new message.
+ */
+export const ConsolidateMemoriesRequestSchema: GenMessage<ConsolidateMemoriesRequest> = /*@__PURE__*/
+  messageDesc(file_engram_v1_request_response, 18);
+
+/**
+ * Response of MemoryService.ConsolidateMemories.
+ *
+ * @generated from message engram.v1.ConsolidateMemoriesResponse
+ */
+export type ConsolidateMemoriesResponse = Message<"engram.v1.ConsolidateMemoriesResponse"> & {
+  /**
+   * The groups found (on a dry run) or merged.
+   *
+   * @generated from field: repeated engram.v1.DuplicateGroup groups = 1;
+   */
+  groups: DuplicateGroup[];
+
+  /**
+   * How many memories were merged into another and deleted (0 on a dry run).
+   *
+   * @generated from field: int32 merged_count = 2;
+   */
+  mergedCount: number;
+
+  /**
+   * Echo of the request's `dry_run`.
+   *
+   * @generated from field: bool dry_run = 3;
+   */
+  dryRun: boolean;
+};
+
+/**
+ * Describes the message engram.v1.ConsolidateMemoriesResponse.
+ * Use `create(ConsolidateMemoriesResponseSchema)` to create a new message.
+ */
+export const ConsolidateMemoriesResponseSchema: GenMessage<ConsolidateMemoriesResponse> = /*@__PURE__*/
+  messageDesc(file_engram_v1_request_response, 19);
+
+/**
+ * Request of MemoryService.WatchMemories.
+ *
+ * @generated from message engram.v1.WatchMemoriesRequest
+ */
+export type WatchMemoriesRequest = Message<"engram.v1.WatchMemoriesRequest"> & {
+  /**
+   * The agent whose changes to stream. Empty: every agent the key may access.
+   *
+   * @generated from field: string agent_id = 1;
+   */
+  agentId: string;
+
+  /**
+   * Resume after this cursor (a `MemoryEvent.cursor` or `WatchMemoriesResponse.cursor`). Empty:
+   * changes from now on. `0`: every change the server still retains (`event_retention`). A
+   * cursor older than the retained changes is OUT_OF_RANGE: resynchronise with ExportMemories.
+   *
+   * @generated from field: string start_after = 2;
+   */
+  startAfter: string;
+};
+
+/**
+ * Describes the message engram.v1.WatchMemoriesRequest.
+ * Use `create(WatchMemoriesRequestSchema)` to create a new message.
+ */
+export const WatchMemoriesRequestSchema: GenMessage<WatchMemoriesRequest> = /*@__PURE__*/
+  messageDesc(file_engram_v1_request_response, 20);
+
+/**
+ * Response of MemoryService.WatchMemories: changes in order, or a heartbeat (no events) at least
+ * every 15 seconds while nothing changes.
+ *
+ * @generated from message engram.v1.WatchMemoriesResponse
+ */
+export type WatchMemoriesResponse = Message<"engram.v1.WatchMemoriesResponse"> & {
+  /**
+   * The changes, oldest first. Each is delivered once.
+   *
+   * @generated from field: repeated engram.v1.MemoryEvent events = 1;
+   */
+  events: MemoryEvent[];
+
+  /**
+   * Resume after this cursor to continue exactly here (it also moves past changes of agents
+   * this watch does not show).
+   *
+   * @generated from field: string cursor = 2;
+   */
+  cursor: string;
+};
+
+/**
+ * Describes the message engram.v1.WatchMemoriesResponse.
+ * Use `create(WatchMemoriesResponseSchema)` to create a new message.
+ */
+export const WatchMemoriesResponseSchema: GenMessage<WatchMemoriesResponse> = /*@__PURE__*/
+  messageDesc(file_engram_v1_request_response, 21);
+
+/**
  * Request of MemoryService.GetMemoryHistory.
  *
  * @generated from message engram.v1.GetMemoryHistoryRequest
@@ -691,7 +859,7 @@ export type GetMemoryHistoryRequest = Message<"engram.v1.GetMemoryHistoryRequest
  * Use `create(GetMemoryHistoryRequestSchema)` to create a new message.
  */
 export const GetMemoryHistoryRequestSchema: GenMessage<GetMemoryHistoryRequest> = /*@__PURE__*/
-  messageDesc(file_engram_v1_request_response, 18);
+  messageDesc(file_engram_v1_request_response, 22);
 
 /**
  * Response of MemoryService.GetMemoryHistory.
@@ -712,7 +880,7 @@ export type GetMemoryHistoryResponse = Message<"engram.v1.GetMemoryHistoryRespon
  * Use `create(GetMemoryHistoryResponseSchema)` to create a new message.
  */
 export const GetMemoryHistoryResponseSchema: GenMessage<GetMemoryHistoryResponse> = /*@__PURE__*/
-  messageDesc(file_engram_v1_request_response, 19);
+  messageDesc(file_engram_v1_request_response, 23);
 
 /**
  * Request of MemoryService.LinkMemories.
@@ -761,7 +929,7 @@ export type LinkMemoriesRequest = Message<"engram.v1.LinkMemoriesRequest"> & {
  * Use `create(LinkMemoriesRequestSchema)` to create a new message.
  */
 export const LinkMemoriesRequestSchema: GenMessage<LinkMemoriesRequest> = /*@__PURE__*/
-  messageDesc(file_engram_v1_request_response, 20);
+  messageDesc(file_engram_v1_request_response, 24);
 
 /**
  * Response of MemoryService.LinkMemories.
@@ -782,7 +950,7 @@ export type LinkMemoriesResponse = Message<"engram.v1.LinkMemoriesResponse"> & {
  * Use `create(LinkMemoriesResponseSchema)` to create a new message.
  */
 export const LinkMemoriesResponseSchema: GenMessage<LinkMemoriesResponse> = /*@__PURE__*/
-  messageDesc(file_engram_v1_request_response, 21);
+  messageDesc(file_engram_v1_request_response, 25);
 
 /**
  * Request of MemoryService.UnlinkMemories.
@@ -824,7 +992,7 @@ export type UnlinkMemoriesRequest = Message<"engram.v1.UnlinkMemoriesRequest"> &
  * Use `create(UnlinkMemoriesRequestSchema)` to create a new message.
  */
 export const UnlinkMemoriesRequestSchema: GenMessage<UnlinkMemoriesRequest> = /*@__PURE__*/
-  messageDesc(file_engram_v1_request_response, 22);
+  messageDesc(file_engram_v1_request_response, 26);
 
 /**
  * Response of MemoryService.UnlinkMemories.
@@ -845,7 +1013,7 @@ export type UnlinkMemoriesResponse = Message<"engram.v1.UnlinkMemoriesResponse">
  * Use `create(UnlinkMemoriesResponseSchema)` to create a new message.
  */
 export const UnlinkMemoriesResponseSchema: GenMessage<UnlinkMemoriesResponse> = /*@__PURE__*/
-  messageDesc(file_engram_v1_request_response, 23);
+  messageDesc(file_engram_v1_request_response, 27);
 
 /**
  * Request of MemoryService.GetMemoryGraph.
@@ -894,7 +1062,7 @@ export type GetMemoryGraphRequest = Message<"engram.v1.GetMemoryGraphRequest"> &
  * Use `create(GetMemoryGraphRequestSchema)` to create a new message.
  */
 export const GetMemoryGraphRequestSchema: GenMessage<GetMemoryGraphRequest> = /*@__PURE__*/
-  messageDesc(file_engram_v1_request_response, 24);
+  messageDesc(file_engram_v1_request_response, 28);
 
 /**
  * Response of MemoryService.GetMemoryGraph.
@@ -922,7 +1090,7 @@ export type GetMemoryGraphResponse = Message<"engram.v1.GetMemoryGraphResponse">
  * Use `create(GetMemoryGraphResponseSchema)` to create a new message.
  */
 export const GetMemoryGraphResponseSchema: GenMessage<GetMemoryGraphResponse> = /*@__PURE__*/
-  messageDesc(file_engram_v1_request_response, 25);
+  messageDesc(file_engram_v1_request_response, 29);
 
 /**
  * Request of MemoryService.ExportMemories.
@@ -950,7 +1118,7 @@ export type ExportMemoriesRequest = Message<"engram.v1.ExportMemoriesRequest"> &
  * Use `create(ExportMemoriesRequestSchema)` to create a new message.
  */
 export const ExportMemoriesRequestSchema: GenMessage<ExportMemoriesRequest> = /*@__PURE__*/
-  messageDesc(file_engram_v1_request_response, 26);
+  messageDesc(file_engram_v1_request_response, 30);
 
 /**
  * One message of the MemoryService.ExportMemories stream.
@@ -971,7 +1139,7 @@ export type ExportMemoriesResponse = Message<"engram.v1.ExportMemoriesResponse">
  * Use `create(ExportMemoriesResponseSchema)` to create a new message.
  */
 export const ExportMemoriesResponseSchema: GenMessage<ExportMemoriesResponse> = /*@__PURE__*/
-  messageDesc(file_engram_v1_request_response, 27);
+  messageDesc(file_engram_v1_request_response, 31);
 
 /**
  * One message of the MemoryService.ImportMemories stream.
@@ -1001,7 +1169,7 @@ export type ImportMemoriesRequest = Message<"engram.v1.ImportMemoriesRequest"> &
  * Use `create(ImportMemoriesRequestSchema)` to create a new message.
  */
 export const ImportMemoriesRequestSchema: GenMessage<ImportMemoriesRequest> = /*@__PURE__*/
-  messageDesc(file_engram_v1_request_response, 28);
+  messageDesc(file_engram_v1_request_response, 32);
 
 /**
  * Response of MemoryService.ImportMemories.
@@ -1029,7 +1197,7 @@ export type ImportMemoriesResponse = Message<"engram.v1.ImportMemoriesResponse">
  * Use `create(ImportMemoriesResponseSchema)` to create a new message.
  */
 export const ImportMemoriesResponseSchema: GenMessage<ImportMemoriesResponse> = /*@__PURE__*/
-  messageDesc(file_engram_v1_request_response, 29);
+  messageDesc(file_engram_v1_request_response, 33);
 
 /**
  * Request of AgentService.ListAgents.
@@ -1057,7 +1225,7 @@ export type ListAgentsRequest = Message<"engram.v1.ListAgentsRequest"> & {
  * Use `create(ListAgentsRequestSchema)` to create a new message.
  */
 export const ListAgentsRequestSchema: GenMessage<ListAgentsRequest> = /*@__PURE__*/
-  messageDesc(file_engram_v1_request_response, 30);
+  messageDesc(file_engram_v1_request_response, 34);
 
 /**
  * Response of AgentService.ListAgents.
@@ -1092,7 +1260,7 @@ export type ListAgentsResponse = Message<"engram.v1.ListAgentsResponse"> & {
  * Use `create(ListAgentsResponseSchema)` to create a new message.
  */
 export const ListAgentsResponseSchema: GenMessage<ListAgentsResponse> = /*@__PURE__*/
-  messageDesc(file_engram_v1_request_response, 31);
+  messageDesc(file_engram_v1_request_response, 35);
 
 /**
  * Request of AgentService.GetAgent.
@@ -1113,7 +1281,7 @@ export type GetAgentRequest = Message<"engram.v1.GetAgentRequest"> & {
  * Use `create(GetAgentRequestSchema)` to create a new message.
  */
 export const GetAgentRequestSchema: GenMessage<GetAgentRequest> = /*@__PURE__*/
-  messageDesc(file_engram_v1_request_response, 32);
+  messageDesc(file_engram_v1_request_response, 36);
 
 /**
  * Response of AgentService.GetAgent.
@@ -1134,7 +1302,7 @@ export type GetAgentResponse = Message<"engram.v1.GetAgentResponse"> & {
  * Use `create(GetAgentResponseSchema)` to create a new message.
  */
 export const GetAgentResponseSchema: GenMessage<GetAgentResponse> = /*@__PURE__*/
-  messageDesc(file_engram_v1_request_response, 33);
+  messageDesc(file_engram_v1_request_response, 37);
 
 /**
  * Request of AgentService.DeleteAgent.
@@ -1155,7 +1323,7 @@ export type DeleteAgentRequest = Message<"engram.v1.DeleteAgentRequest"> & {
  * Use `create(DeleteAgentRequestSchema)` to create a new message.
  */
 export const DeleteAgentRequestSchema: GenMessage<DeleteAgentRequest> = /*@__PURE__*/
-  messageDesc(file_engram_v1_request_response, 34);
+  messageDesc(file_engram_v1_request_response, 38);
 
 /**
  * Response of AgentService.DeleteAgent.
@@ -1176,7 +1344,7 @@ export type DeleteAgentResponse = Message<"engram.v1.DeleteAgentResponse"> & {
  * Use `create(DeleteAgentResponseSchema)` to create a new message.
  */
 export const DeleteAgentResponseSchema: GenMessage<DeleteAgentResponse> = /*@__PURE__*/
-  messageDesc(file_engram_v1_request_response, 35);
+  messageDesc(file_engram_v1_request_response, 39);
 
 /**
  * Request of AdminService.Health.
@@ -1191,7 +1359,7 @@ export type HealthRequest = Message<"engram.v1.HealthRequest"> & {
  * Use `create(HealthRequestSchema)` to create a new message.
  */
 export const HealthRequestSchema: GenMessage<HealthRequest> = /*@__PURE__*/
-  messageDesc(file_engram_v1_request_response, 36);
+  messageDesc(file_engram_v1_request_response, 40);
 
 /**
  * Response of AdminService.Health.
@@ -1219,7 +1387,7 @@ export type HealthResponse = Message<"engram.v1.HealthResponse"> & {
  * Use `create(HealthResponseSchema)` to create a new message.
  */
 export const HealthResponseSchema: GenMessage<HealthResponse> = /*@__PURE__*/
-  messageDesc(file_engram_v1_request_response, 37);
+  messageDesc(file_engram_v1_request_response, 41);
 
 /**
  * Request of AdminService.GetServerInfo.
@@ -1234,7 +1402,7 @@ export type GetServerInfoRequest = Message<"engram.v1.GetServerInfoRequest"> & {
  * Use `create(GetServerInfoRequestSchema)` to create a new message.
  */
 export const GetServerInfoRequestSchema: GenMessage<GetServerInfoRequest> = /*@__PURE__*/
-  messageDesc(file_engram_v1_request_response, 38);
+  messageDesc(file_engram_v1_request_response, 42);
 
 /**
  * Response of AdminService.GetServerInfo.
@@ -1290,7 +1458,7 @@ export type GetServerInfoResponse = Message<"engram.v1.GetServerInfoResponse"> &
  * Use `create(GetServerInfoResponseSchema)` to create a new message.
  */
 export const GetServerInfoResponseSchema: GenMessage<GetServerInfoResponse> = /*@__PURE__*/
-  messageDesc(file_engram_v1_request_response, 39);
+  messageDesc(file_engram_v1_request_response, 43);
 
 /**
  * Request of AdminService.GetStats.
@@ -1305,7 +1473,7 @@ export type GetStatsRequest = Message<"engram.v1.GetStatsRequest"> & {
  * Use `create(GetStatsRequestSchema)` to create a new message.
  */
 export const GetStatsRequestSchema: GenMessage<GetStatsRequest> = /*@__PURE__*/
-  messageDesc(file_engram_v1_request_response, 40);
+  messageDesc(file_engram_v1_request_response, 44);
 
 /**
  * Response of AdminService.GetStats.
@@ -1382,7 +1550,7 @@ export type GetStatsResponse = Message<"engram.v1.GetStatsResponse"> & {
  * Use `create(GetStatsResponseSchema)` to create a new message.
  */
 export const GetStatsResponseSchema: GenMessage<GetStatsResponse> = /*@__PURE__*/
-  messageDesc(file_engram_v1_request_response, 41);
+  messageDesc(file_engram_v1_request_response, 45);
 
 /**
  * Request of AdminService.CreateApiKey.
@@ -1431,7 +1599,7 @@ export type CreateApiKeyRequest = Message<"engram.v1.CreateApiKeyRequest"> & {
  * Use `create(CreateApiKeyRequestSchema)` to create a new message.
  */
 export const CreateApiKeyRequestSchema: GenMessage<CreateApiKeyRequest> = /*@__PURE__*/
-  messageDesc(file_engram_v1_request_response, 42);
+  messageDesc(file_engram_v1_request_response, 46);
 
 /**
  * Response of AdminService.CreateApiKey.
@@ -1459,7 +1627,7 @@ export type CreateApiKeyResponse = Message<"engram.v1.CreateApiKeyResponse"> & {
  * Use `create(CreateApiKeyResponseSchema)` to create a new message.
  */
 export const CreateApiKeyResponseSchema: GenMessage<CreateApiKeyResponse> = /*@__PURE__*/
-  messageDesc(file_engram_v1_request_response, 43);
+  messageDesc(file_engram_v1_request_response, 47);
 
 /**
  * Request of AdminService.ListApiKeys.
@@ -1480,7 +1648,7 @@ export type ListApiKeysRequest = Message<"engram.v1.ListApiKeysRequest"> & {
  * Use `create(ListApiKeysRequestSchema)` to create a new message.
  */
 export const ListApiKeysRequestSchema: GenMessage<ListApiKeysRequest> = /*@__PURE__*/
-  messageDesc(file_engram_v1_request_response, 44);
+  messageDesc(file_engram_v1_request_response, 48);
 
 /**
  * Response of AdminService.ListApiKeys.
@@ -1501,7 +1669,7 @@ export type ListApiKeysResponse = Message<"engram.v1.ListApiKeysResponse"> & {
  * Use `create(ListApiKeysResponseSchema)` to create a new message.
  */
 export const ListApiKeysResponseSchema: GenMessage<ListApiKeysResponse> = /*@__PURE__*/
-  messageDesc(file_engram_v1_request_response, 45);
+  messageDesc(file_engram_v1_request_response, 49);
 
 /**
  * Request of AdminService.RevokeApiKey.
@@ -1522,7 +1690,7 @@ export type RevokeApiKeyRequest = Message<"engram.v1.RevokeApiKeyRequest"> & {
  * Use `create(RevokeApiKeyRequestSchema)` to create a new message.
  */
 export const RevokeApiKeyRequestSchema: GenMessage<RevokeApiKeyRequest> = /*@__PURE__*/
-  messageDesc(file_engram_v1_request_response, 46);
+  messageDesc(file_engram_v1_request_response, 50);
 
 /**
  * Response of AdminService.RevokeApiKey.
@@ -1543,7 +1711,7 @@ export type RevokeApiKeyResponse = Message<"engram.v1.RevokeApiKeyResponse"> & {
  * Use `create(RevokeApiKeyResponseSchema)` to create a new message.
  */
 export const RevokeApiKeyResponseSchema: GenMessage<RevokeApiKeyResponse> = /*@__PURE__*/
-  messageDesc(file_engram_v1_request_response, 47);
+  messageDesc(file_engram_v1_request_response, 51);
 
 /**
  * Request of AdminService.GetClusterStatus.
@@ -1558,7 +1726,7 @@ export type GetClusterStatusRequest = Message<"engram.v1.GetClusterStatusRequest
  * Use `create(GetClusterStatusRequestSchema)` to create a new message.
  */
 export const GetClusterStatusRequestSchema: GenMessage<GetClusterStatusRequest> = /*@__PURE__*/
-  messageDesc(file_engram_v1_request_response, 48);
+  messageDesc(file_engram_v1_request_response, 52);
 
 /**
  * Response of AdminService.GetClusterStatus.
@@ -1600,7 +1768,7 @@ export type GetClusterStatusResponse = Message<"engram.v1.GetClusterStatusRespon
  * Use `create(GetClusterStatusResponseSchema)` to create a new message.
  */
 export const GetClusterStatusResponseSchema: GenMessage<GetClusterStatusResponse> = /*@__PURE__*/
-  messageDesc(file_engram_v1_request_response, 49);
+  messageDesc(file_engram_v1_request_response, 53);
 
 /**
  * Request of EmbeddingService.Embed.
@@ -1629,7 +1797,7 @@ export type EmbedRequest = Message<"engram.v1.EmbedRequest"> & {
  * Use `create(EmbedRequestSchema)` to create a new message.
  */
 export const EmbedRequestSchema: GenMessage<EmbedRequest> = /*@__PURE__*/
-  messageDesc(file_engram_v1_request_response, 50);
+  messageDesc(file_engram_v1_request_response, 54);
 
 /**
  * Response of EmbeddingService.Embed.
@@ -1664,5 +1832,5 @@ export type EmbedResponse = Message<"engram.v1.EmbedResponse"> & {
  * Use `create(EmbedResponseSchema)` to create a new message.
  */
 export const EmbedResponseSchema: GenMessage<EmbedResponse> = /*@__PURE__*/
-  messageDesc(file_engram_v1_request_response, 51);
+  messageDesc(file_engram_v1_request_response, 55);
 

@@ -12,12 +12,16 @@ __all__ = (
     "BatchStoreMemoriesRequest",
     "BatchStoreMemoriesResponse",
     "ClusterNode",
+    "ConsolidateMemoriesRequest",
+    "ConsolidateMemoriesResponse",
     "CreateApiKeyRequest",
     "CreateApiKeyResponse",
     "DeleteAgentRequest",
     "DeleteAgentResponse",
     "DeleteMemoryRequest",
     "DeleteMemoryResponse",
+    "DuplicateGroup",
+    "DuplicatePolicy",
     "EmbedRequest",
     "EmbedResponse",
     "Embedding",
@@ -53,6 +57,8 @@ __all__ = (
     "ListMemoriesRequest",
     "ListMemoriesResponse",
     "Memory",
+    "MemoryEvent",
+    "MemoryEventType",
     "MemoryFilter",
     "MemoryLink",
     "MemoryType",
@@ -66,11 +72,14 @@ __all__ = (
     "ServerLimits",
     "StoreMemoryRequest",
     "StoreMemoryResponse",
+    "StoreOutcome",
     "TimeRange",
     "UnlinkMemoriesRequest",
     "UnlinkMemoriesResponse",
     "UpdateMemoryRequest",
     "UpdateMemoryResponse",
+    "WatchMemoriesRequest",
+    "WatchMemoriesResponse",
 )
 
 import datetime
@@ -128,6 +137,53 @@ class ApiKeyRole(betterproto2.Enum):
         }
 
 
+class DuplicatePolicy(betterproto2.Enum):
+    """
+    What a store does when the agent already holds the same memory.
+    """
+
+    UNSPECIFIED = 0
+    """
+    Not set: the server's `duplicate_policy` setting (default `DUPLICATE_POLICY_EXACT`).
+    """
+
+    OFF = 1
+    """
+    Always store a new memory.
+    """
+
+    EXACT = 2
+    """
+    A memory whose content is the same text (ignoring case, Unicode width forms, runs of
+    whitespace and trailing punctuation) is merged into the existing one.
+    """
+
+    NEAR = 3
+    """
+    Also merge a memory whose embedding is within `duplicate_threshold` (cosine) of an existing
+    one. Catches rephrasings, and also near pairs with a changed detail ("expires in March" /
+    "expires in April"): the newer text wins, the older stays in the memory's history.
+    """
+
+    @classmethod
+    def betterproto_value_to_renamed_proto_names(cls) -> dict[int, str]:
+        return {
+            0: "DUPLICATE_POLICY_UNSPECIFIED",
+            1: "DUPLICATE_POLICY_OFF",
+            2: "DUPLICATE_POLICY_EXACT",
+            3: "DUPLICATE_POLICY_NEAR",
+        }
+
+    @classmethod
+    def betterproto_renamed_proto_names_to_value(cls) -> dict[str, int]:
+        return {
+            "DUPLICATE_POLICY_UNSPECIFIED": 0,
+            "DUPLICATE_POLICY_OFF": 1,
+            "DUPLICATE_POLICY_EXACT": 2,
+            "DUPLICATE_POLICY_NEAR": 3,
+        }
+
+
 class EmbeddingInputType(betterproto2.Enum):
     """
     What the text given to Embed will be used as; some models embed queries and documents differently.
@@ -162,6 +218,57 @@ class EmbeddingInputType(betterproto2.Enum):
             "EMBEDDING_INPUT_TYPE_UNSPECIFIED": 0,
             "EMBEDDING_INPUT_TYPE_DOCUMENT": 1,
             "EMBEDDING_INPUT_TYPE_QUERY": 2,
+        }
+
+
+class MemoryEventType(betterproto2.Enum):
+    """
+    What happened to a memory, in a change stream.
+    """
+
+    UNSPECIFIED = 0
+    """
+    Not set; never sent.
+    """
+
+    CREATED = 1
+    """
+    Stored (or imported).
+    """
+
+    UPDATED = 2
+    """
+    A new version: an update, a merged duplicate, an upsert by key, a consolidation.
+    """
+
+    DELETED = 3
+    """
+    Deleted (by id, by a forget, by a consolidation merging it, or with its agent).
+    """
+
+    EXPIRED = 4
+    """
+    Removed because its expiry time passed.
+    """
+
+    @classmethod
+    def betterproto_value_to_renamed_proto_names(cls) -> dict[int, str]:
+        return {
+            0: "MEMORY_EVENT_TYPE_UNSPECIFIED",
+            1: "MEMORY_EVENT_TYPE_CREATED",
+            2: "MEMORY_EVENT_TYPE_UPDATED",
+            3: "MEMORY_EVENT_TYPE_DELETED",
+            4: "MEMORY_EVENT_TYPE_EXPIRED",
+        }
+
+    @classmethod
+    def betterproto_renamed_proto_names_to_value(cls) -> dict[str, int]:
+        return {
+            "MEMORY_EVENT_TYPE_UNSPECIFIED": 0,
+            "MEMORY_EVENT_TYPE_CREATED": 1,
+            "MEMORY_EVENT_TYPE_UPDATED": 2,
+            "MEMORY_EVENT_TYPE_DELETED": 3,
+            "MEMORY_EVENT_TYPE_EXPIRED": 4,
         }
 
 
@@ -257,6 +364,59 @@ class RecallMode(betterproto2.Enum):
             "RECALL_MODE_HYBRID": 1,
             "RECALL_MODE_VECTOR": 2,
             "RECALL_MODE_KEYWORD": 3,
+        }
+
+
+class StoreOutcome(betterproto2.Enum):
+    """
+    What a store did.
+    """
+
+    UNSPECIFIED = 0
+    """
+    Not set; never returned.
+    """
+
+    CREATED = 1
+    """
+    A new memory was stored.
+    """
+
+    UNCHANGED = 2
+    """
+    The client-supplied id already held the same content: nothing changed (a safe retry).
+    """
+
+    MERGED = 3
+    """
+    A duplicate of an existing memory (`DuplicatePolicy`): that memory was updated instead: the
+    new text, the higher importance, the union of tags, metadata merged, access count plus one,
+    a new version.
+    """
+
+    REPLACED = 4
+    """
+    The agent already had a memory with this `key`: it was replaced (a new version).
+    """
+
+    @classmethod
+    def betterproto_value_to_renamed_proto_names(cls) -> dict[int, str]:
+        return {
+            0: "STORE_OUTCOME_UNSPECIFIED",
+            1: "STORE_OUTCOME_CREATED",
+            2: "STORE_OUTCOME_UNCHANGED",
+            3: "STORE_OUTCOME_MERGED",
+            4: "STORE_OUTCOME_REPLACED",
+        }
+
+    @classmethod
+    def betterproto_renamed_proto_names_to_value(cls) -> dict[str, int]:
+        return {
+            "STORE_OUTCOME_UNSPECIFIED": 0,
+            "STORE_OUTCOME_CREATED": 1,
+            "STORE_OUTCOME_UNCHANGED": 2,
+            "STORE_OUTCOME_MERGED": 3,
+            "STORE_OUTCOME_REPLACED": 4,
         }
 
 
@@ -478,7 +638,14 @@ class BatchStoreMemoriesResponse(betterproto2.Message):
 
     created_count: "int" = betterproto2.field(2, betterproto2.TYPE_INT32)
     """
-    How many were newly created (the rest were idempotent retries).
+    How many were newly created (the rest were retries, merged duplicates or replaced by key).
+    """
+
+    outcomes: "list[StoreOutcome]" = betterproto2.field(
+        3, betterproto2.TYPE_ENUM, repeated=True
+    )
+    """
+    What each store did, in request order.
     """
 
 
@@ -515,6 +682,65 @@ class ClusterNode(betterproto2.Message):
 
 
 default_message_pool.register_message("engram.v1", "ClusterNode", ClusterNode)
+
+
+@dataclass(eq=False, repr=False)
+class ConsolidateMemoriesRequest(betterproto2.Message):
+    """
+    Request of MemoryService.ConsolidateMemories.
+    """
+
+    agent_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    Required. The agent whose memories to consolidate.
+    """
+
+    dry_run: "bool" = betterproto2.field(2, betterproto2.TYPE_BOOL)
+    """
+    List the groups without merging anything.
+    """
+
+    similarity_threshold: "float | None" = betterproto2.field(
+        3, betterproto2.TYPE_FLOAT, optional=True
+    )
+    """
+    The cosine similarity from which two memories are duplicates, from 0.5 to 1; unset: the
+    server's `duplicate_threshold` (default 0.95).
+    """
+
+
+default_message_pool.register_message(
+    "engram.v1", "ConsolidateMemoriesRequest", ConsolidateMemoriesRequest
+)
+
+
+@dataclass(eq=False, repr=False)
+class ConsolidateMemoriesResponse(betterproto2.Message):
+    """
+    Response of MemoryService.ConsolidateMemories.
+    """
+
+    groups: "list[DuplicateGroup]" = betterproto2.field(
+        1, betterproto2.TYPE_MESSAGE, repeated=True
+    )
+    """
+    The groups found (on a dry run) or merged.
+    """
+
+    merged_count: "int" = betterproto2.field(2, betterproto2.TYPE_INT32)
+    """
+    How many memories were merged into another and deleted (0 on a dry run).
+    """
+
+    dry_run: "bool" = betterproto2.field(3, betterproto2.TYPE_BOOL)
+    """
+    Echo of the request's `dry_run`.
+    """
+
+
+default_message_pool.register_message(
+    "engram.v1", "ConsolidateMemoriesResponse", ConsolidateMemoriesResponse
+)
 
 
 @dataclass(eq=False, repr=False)
@@ -654,6 +880,33 @@ class DeleteMemoryResponse(betterproto2.Message):
 default_message_pool.register_message(
     "engram.v1", "DeleteMemoryResponse", DeleteMemoryResponse
 )
+
+
+@dataclass(eq=False, repr=False)
+class DuplicateGroup(betterproto2.Message):
+    """
+    Near-duplicate memories of one agent, found by ConsolidateMemories.
+    """
+
+    keep_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    The memory the others are (or would be) merged into: the most important, then the oldest.
+    """
+
+    duplicate_ids: "list[str]" = betterproto2.field(
+        2, betterproto2.TYPE_STRING, repeated=True
+    )
+    """
+    The duplicates, most important first.
+    """
+
+    min_similarity: "float" = betterproto2.field(3, betterproto2.TYPE_FLOAT)
+    """
+    The lowest cosine similarity between the kept memory and a duplicate.
+    """
+
+
+default_message_pool.register_message("engram.v1", "DuplicateGroup", DuplicateGroup)
 
 
 @dataclass(eq=False, repr=False)
@@ -1599,8 +1852,70 @@ class Memory(betterproto2.Message):
     The embedding model that produced the memory's vector. Output only.
     """
 
+    key: "str" = betterproto2.field(17, betterproto2.TYPE_STRING)
+    """
+    Optional client key, unique within the agent: 1 to 256 characters of `[A-Za-z0-9._:/@+=-]`.
+    Storing with a key the agent already uses replaces that memory (an upsert); frameworks use
+    it for their own keys. Empty: none.
+    """
+
 
 default_message_pool.register_message("engram.v1", "Memory", Memory)
+
+
+@dataclass(eq=False, repr=False)
+class MemoryEvent(betterproto2.Message):
+    """
+    One change to a memory, in the order the server made them.
+    """
+
+    cursor: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    The event's position: resume a watch after it with `WatchMemoriesRequest.start_after`.
+    Opaque; positions increase but are not contiguous.
+    """
+
+    type: "MemoryEventType" = betterproto2.field(
+        2, betterproto2.TYPE_ENUM, default_factory=lambda: MemoryEventType(0)
+    )
+    """
+    What happened.
+    """
+
+    agent_id: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    """
+    The agent of the memory.
+    """
+
+    memory_id: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+    """
+    The memory's id.
+    """
+
+    time: "datetime.datetime | None" = betterproto2.field(
+        5,
+        betterproto2.TYPE_MESSAGE,
+        unwrap=lambda: __google__protobuf__.Timestamp,
+        optional=True,
+    )
+    """
+    When the change was made.
+    """
+
+    version: "int" = betterproto2.field(6, betterproto2.TYPE_INT32)
+    """
+    The memory's version after the change; for a deletion or expiry, its last version.
+    """
+
+    memory: "Memory | None" = betterproto2.field(
+        7, betterproto2.TYPE_MESSAGE, optional=True
+    )
+    """
+    The memory after the change, for `CREATED` and `UPDATED`; unset otherwise.
+    """
+
+
+default_message_pool.register_message("engram.v1", "MemoryEvent", MemoryEvent)
 
 
 @dataclass(eq=False, repr=False)
@@ -1666,6 +1981,11 @@ class MemoryFilter(betterproto2.Message):
     ids: "list[str]" = betterproto2.field(9, betterproto2.TYPE_STRING, repeated=True)
     """
     Match only these memory ids.
+    """
+
+    keys: "list[str]" = betterproto2.field(10, betterproto2.TYPE_STRING, repeated=True)
+    """
+    Match only memories with these keys (`Memory.key`).
     """
 
 
@@ -1831,6 +2151,11 @@ class RecalledMemory(betterproto2.Message):
     embedding_model: "str" = betterproto2.field(16, betterproto2.TYPE_STRING)
     """
     See `Memory.embedding_model`.
+    """
+
+    key: "str" = betterproto2.field(17, betterproto2.TYPE_STRING)
+    """
+    See `Memory.key`.
     """
 
     score: "float" = betterproto2.field(20, betterproto2.TYPE_FLOAT)
@@ -2169,6 +2494,27 @@ class StoreMemoryRequest(betterproto2.Message):
     id with other content fails with ALREADY_EXISTS.
     """
 
+    key: "str" = betterproto2.field(12, betterproto2.TYPE_STRING)
+    """
+    Optional upsert key (see `Memory.key`): when the agent has a memory with this key, it is
+    replaced by this one (same id, a new version, the old one in its history). Exclusive with `id`.
+    """
+
+    duplicate_policy: "DuplicatePolicy" = betterproto2.field(
+        13, betterproto2.TYPE_ENUM, default_factory=lambda: DuplicatePolicy(0)
+    )
+    """
+    What to do when the agent already holds the same memory; unset: the server's default.
+    """
+
+    duplicate_threshold: "float | None" = betterproto2.field(
+        14, betterproto2.TYPE_FLOAT, optional=True
+    )
+    """
+    The cosine similarity from which `DUPLICATE_POLICY_NEAR` merges, from 0.5 to 1; unset: the
+    server's `duplicate_threshold` (default 0.95).
+    """
+
 
 default_message_pool.register_message(
     "engram.v1", "StoreMemoryRequest", StoreMemoryRequest
@@ -2190,7 +2536,14 @@ class StoreMemoryResponse(betterproto2.Message):
 
     created: "bool" = betterproto2.field(2, betterproto2.TYPE_BOOL)
     """
-    False when a client-supplied id already existed with the same content (an idempotent retry).
+    True when a new memory was stored (`outcome` is `STORE_OUTCOME_CREATED`).
+    """
+
+    outcome: "StoreOutcome" = betterproto2.field(
+        3, betterproto2.TYPE_ENUM, default_factory=lambda: StoreOutcome(0)
+    )
+    """
+    What the store did: created, unchanged (a retry), merged into a duplicate, or replaced by key.
     """
 
 
@@ -2333,6 +2686,56 @@ class UpdateMemoryResponse(betterproto2.Message):
 
 default_message_pool.register_message(
     "engram.v1", "UpdateMemoryResponse", UpdateMemoryResponse
+)
+
+
+@dataclass(eq=False, repr=False)
+class WatchMemoriesRequest(betterproto2.Message):
+    """
+    Request of MemoryService.WatchMemories.
+    """
+
+    agent_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    The agent whose changes to stream. Empty: every agent the key may access.
+    """
+
+    start_after: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    Resume after this cursor (a `MemoryEvent.cursor` or `WatchMemoriesResponse.cursor`). Empty:
+    changes from now on. `0`: every change the server still retains (`event_retention`). A
+    cursor older than the retained changes is OUT_OF_RANGE: resynchronise with ExportMemories.
+    """
+
+
+default_message_pool.register_message(
+    "engram.v1", "WatchMemoriesRequest", WatchMemoriesRequest
+)
+
+
+@dataclass(eq=False, repr=False)
+class WatchMemoriesResponse(betterproto2.Message):
+    """
+    Response of MemoryService.WatchMemories: changes in order, or a heartbeat (no events) at least
+    every 15 seconds while nothing changes.
+    """
+
+    events: "list[MemoryEvent]" = betterproto2.field(
+        1, betterproto2.TYPE_MESSAGE, repeated=True
+    )
+    """
+    The changes, oldest first. Each is delivered once.
+    """
+
+    cursor: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    Resume after this cursor to continue exactly here (it also moves past changes of agents
+    this watch does not show).
+    """
+
+
+default_message_pool.register_message(
+    "engram.v1", "WatchMemoriesResponse", WatchMemoriesResponse
 )
 
 

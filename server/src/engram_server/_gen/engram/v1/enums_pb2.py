@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x65ngram/v1/enums.proto\x12\tengram.v1*\x92\x01\n\nMemoryType\x12\x1b\n\x17MEMORY_TYPE_UNSPECIFIED\x10\x00\x12\x18\n\x14MEMORY_TYPE_EPISODIC\x10\x01\x12\x18\n\x14MEMORY_TYPE_SEMANTIC\x10\x02\x12\x1a\n\x16MEMORY_TYPE_PROCEDURAL\x10\x03\x12\x17\n\x13MEMORY_TYPE_WORKING\x10\x04*r\n\nRecallMode\x12\x1b\n\x17RECALL_MODE_UNSPECIFIED\x10\x00\x12\x16\n\x12RECALL_MODE_HYBRID\x10\x01\x12\x16\n\x12RECALL_MODE_VECTOR\x10\x02\x12\x17\n\x13RECALL_MODE_KEYWORD\x10\x03*{\n\nApiKeyRole\x12\x1c\n\x18\x41PI_KEY_ROLE_UNSPECIFIED\x10\x00\x12\x16\n\x12\x41PI_KEY_ROLE_ADMIN\x10\x01\x12\x1b\n\x17\x41PI_KEY_ROLE_READ_WRITE\x10\x02\x12\x1a\n\x16\x41PI_KEY_ROLE_READ_ONLY\x10\x03*}\n\x12\x45mbeddingInputType\x12$\n EMBEDDING_INPUT_TYPE_UNSPECIFIED\x10\x00\x12!\n\x1d\x45MBEDDING_INPUT_TYPE_DOCUMENT\x10\x01\x12\x1e\n\x1a\x45MBEDDING_INPUT_TYPE_QUERY\x10\x02\x42\x45ZCgithub.com/engram-memory-server/engram/sdk-go/gen/engramv1;engramv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x65ngram/v1/enums.proto\x12\tengram.v1*\x92\x01\n\nMemoryType\x12\x1b\n\x17MEMORY_TYPE_UNSPECIFIED\x10\x00\x12\x18\n\x14MEMORY_TYPE_EPISODIC\x10\x01\x12\x18\n\x14MEMORY_TYPE_SEMANTIC\x10\x02\x12\x1a\n\x16MEMORY_TYPE_PROCEDURAL\x10\x03\x12\x17\n\x13MEMORY_TYPE_WORKING\x10\x04*r\n\nRecallMode\x12\x1b\n\x17RECALL_MODE_UNSPECIFIED\x10\x00\x12\x16\n\x12RECALL_MODE_HYBRID\x10\x01\x12\x16\n\x12RECALL_MODE_VECTOR\x10\x02\x12\x17\n\x13RECALL_MODE_KEYWORD\x10\x03*{\n\nApiKeyRole\x12\x1c\n\x18\x41PI_KEY_ROLE_UNSPECIFIED\x10\x00\x12\x16\n\x12\x41PI_KEY_ROLE_ADMIN\x10\x01\x12\x1b\n\x17\x41PI_KEY_ROLE_READ_WRITE\x10\x02\x12\x1a\n\x16\x41PI_KEY_ROLE_READ_ONLY\x10\x03*}\n\x12\x45mbeddingInputType\x12$\n EMBEDDING_INPUT_TYPE_UNSPECIFIED\x10\x00\x12!\n\x1d\x45MBEDDING_INPUT_TYPE_DOCUMENT\x10\x01\x12\x1e\n\x1a\x45MBEDDING_INPUT_TYPE_QUERY\x10\x02*\x84\x01\n\x0f\x44uplicatePolicy\x12 \n\x1c\x44UPLICATE_POLICY_UNSPECIFIED\x10\x00\x12\x18\n\x14\x44UPLICATE_POLICY_OFF\x10\x01\x12\x1a\n\x16\x44UPLICATE_POLICY_EXACT\x10\x02\x12\x19\n\x15\x44UPLICATE_POLICY_NEAR\x10\x03*\x9b\x01\n\x0cStoreOutcome\x12\x1d\n\x19STORE_OUTCOME_UNSPECIFIED\x10\x00\x12\x19\n\x15STORE_OUTCOME_CREATED\x10\x01\x12\x1b\n\x17STORE_OUTCOME_UNCHANGED\x10\x02\x12\x18\n\x14STORE_OUTCOME_MERGED\x10\x03\x12\x1a\n\x16STORE_OUTCOME_REPLACED\x10\x04*\xb0\x01\n\x0fMemoryEventType\x12!\n\x1dMEMORY_EVENT_TYPE_UNSPECIFIED\x10\x00\x12\x1d\n\x19MEMORY_EVENT_TYPE_CREATED\x10\x01\x12\x1d\n\x19MEMORY_EVENT_TYPE_UPDATED\x10\x02\x12\x1d\n\x19MEMORY_EVENT_TYPE_DELETED\x10\x03\x12\x1d\n\x19MEMORY_EVENT_TYPE_EXPIRED\x10\x04\x42\x45ZCgithub.com/engram-memory-server/engram/sdk-go/gen/engramv1;engramv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,4 +40,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_APIKEYROLE']._serialized_end=424
   _globals['_EMBEDDINGINPUTTYPE']._serialized_start=426
   _globals['_EMBEDDINGINPUTTYPE']._serialized_end=551
+  _globals['_DUPLICATEPOLICY']._serialized_start=554
+  _globals['_DUPLICATEPOLICY']._serialized_end=686
+  _globals['_STOREOUTCOME']._serialized_start=689
+  _globals['_STOREOUTCOME']._serialized_end=844
+  _globals['_MEMORYEVENTTYPE']._serialized_start=847
+  _globals['_MEMORYEVENTTYPE']._serialized_end=1023
 # @@protoc_insertion_point(module_scope)

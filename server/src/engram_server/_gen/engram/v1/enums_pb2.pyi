@@ -31,6 +31,29 @@ class EmbeddingInputType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     EMBEDDING_INPUT_TYPE_UNSPECIFIED: _ClassVar[EmbeddingInputType]
     EMBEDDING_INPUT_TYPE_DOCUMENT: _ClassVar[EmbeddingInputType]
     EMBEDDING_INPUT_TYPE_QUERY: _ClassVar[EmbeddingInputType]
+
+class DuplicatePolicy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    DUPLICATE_POLICY_UNSPECIFIED: _ClassVar[DuplicatePolicy]
+    DUPLICATE_POLICY_OFF: _ClassVar[DuplicatePolicy]
+    DUPLICATE_POLICY_EXACT: _ClassVar[DuplicatePolicy]
+    DUPLICATE_POLICY_NEAR: _ClassVar[DuplicatePolicy]
+
+class StoreOutcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    STORE_OUTCOME_UNSPECIFIED: _ClassVar[StoreOutcome]
+    STORE_OUTCOME_CREATED: _ClassVar[StoreOutcome]
+    STORE_OUTCOME_UNCHANGED: _ClassVar[StoreOutcome]
+    STORE_OUTCOME_MERGED: _ClassVar[StoreOutcome]
+    STORE_OUTCOME_REPLACED: _ClassVar[StoreOutcome]
+
+class MemoryEventType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    MEMORY_EVENT_TYPE_UNSPECIFIED: _ClassVar[MemoryEventType]
+    MEMORY_EVENT_TYPE_CREATED: _ClassVar[MemoryEventType]
+    MEMORY_EVENT_TYPE_UPDATED: _ClassVar[MemoryEventType]
+    MEMORY_EVENT_TYPE_DELETED: _ClassVar[MemoryEventType]
+    MEMORY_EVENT_TYPE_EXPIRED: _ClassVar[MemoryEventType]
 MEMORY_TYPE_UNSPECIFIED: MemoryType
 MEMORY_TYPE_EPISODIC: MemoryType
 MEMORY_TYPE_SEMANTIC: MemoryType
@@ -47,3 +70,17 @@ API_KEY_ROLE_READ_ONLY: ApiKeyRole
 EMBEDDING_INPUT_TYPE_UNSPECIFIED: EmbeddingInputType
 EMBEDDING_INPUT_TYPE_DOCUMENT: EmbeddingInputType
 EMBEDDING_INPUT_TYPE_QUERY: EmbeddingInputType
+DUPLICATE_POLICY_UNSPECIFIED: DuplicatePolicy
+DUPLICATE_POLICY_OFF: DuplicatePolicy
+DUPLICATE_POLICY_EXACT: DuplicatePolicy
+DUPLICATE_POLICY_NEAR: DuplicatePolicy
+STORE_OUTCOME_UNSPECIFIED: StoreOutcome
+STORE_OUTCOME_CREATED: StoreOutcome
+STORE_OUTCOME_UNCHANGED: StoreOutcome
+STORE_OUTCOME_MERGED: StoreOutcome
+STORE_OUTCOME_REPLACED: StoreOutcome
+MEMORY_EVENT_TYPE_UNSPECIFIED: MemoryEventType
+MEMORY_EVENT_TYPE_CREATED: MemoryEventType
+MEMORY_EVENT_TYPE_UPDATED: MemoryEventType
+MEMORY_EVENT_TYPE_DELETED: MemoryEventType
+MEMORY_EVENT_TYPE_EXPIRED: MemoryEventType

@@ -12,7 +12,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Memory(_message.Message):
-    __slots__ = ("id", "agent_id", "content", "memory_type", "importance", "tags", "metadata", "session_id", "event_time", "created_at", "updated_at", "expires_at", "access_count", "last_accessed_at", "version", "embedding_model")
+    __slots__ = ("id", "agent_id", "content", "memory_type", "importance", "tags", "metadata", "session_id", "event_time", "created_at", "updated_at", "expires_at", "access_count", "last_accessed_at", "version", "embedding_model", "key")
     ID_FIELD_NUMBER: _ClassVar[int]
     AGENT_ID_FIELD_NUMBER: _ClassVar[int]
     CONTENT_FIELD_NUMBER: _ClassVar[int]
@@ -29,6 +29,7 @@ class Memory(_message.Message):
     LAST_ACCESSED_AT_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     EMBEDDING_MODEL_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
     id: str
     agent_id: str
     content: str
@@ -45,10 +46,11 @@ class Memory(_message.Message):
     last_accessed_at: _timestamp_pb2.Timestamp
     version: int
     embedding_model: str
-    def __init__(self, id: _Optional[str] = ..., agent_id: _Optional[str] = ..., content: _Optional[str] = ..., memory_type: _Optional[_Union[_enums_pb2.MemoryType, str]] = ..., importance: _Optional[float] = ..., tags: _Optional[_Iterable[str]] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., session_id: _Optional[str] = ..., event_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., access_count: _Optional[int] = ..., last_accessed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., version: _Optional[int] = ..., embedding_model: _Optional[str] = ...) -> None: ...
+    key: str
+    def __init__(self, id: _Optional[str] = ..., agent_id: _Optional[str] = ..., content: _Optional[str] = ..., memory_type: _Optional[_Union[_enums_pb2.MemoryType, str]] = ..., importance: _Optional[float] = ..., tags: _Optional[_Iterable[str]] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., session_id: _Optional[str] = ..., event_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., access_count: _Optional[int] = ..., last_accessed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., version: _Optional[int] = ..., embedding_model: _Optional[str] = ..., key: _Optional[str] = ...) -> None: ...
 
 class RecalledMemory(_message.Message):
-    __slots__ = ("id", "agent_id", "content", "memory_type", "importance", "tags", "metadata", "session_id", "event_time", "created_at", "updated_at", "expires_at", "access_count", "last_accessed_at", "version", "embedding_model", "score", "vector_score", "keyword_score", "explanation", "associated")
+    __slots__ = ("id", "agent_id", "content", "memory_type", "importance", "tags", "metadata", "session_id", "event_time", "created_at", "updated_at", "expires_at", "access_count", "last_accessed_at", "version", "embedding_model", "key", "score", "vector_score", "keyword_score", "explanation", "associated")
     ID_FIELD_NUMBER: _ClassVar[int]
     AGENT_ID_FIELD_NUMBER: _ClassVar[int]
     CONTENT_FIELD_NUMBER: _ClassVar[int]
@@ -65,6 +67,7 @@ class RecalledMemory(_message.Message):
     LAST_ACCESSED_AT_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     EMBEDDING_MODEL_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
     VECTOR_SCORE_FIELD_NUMBER: _ClassVar[int]
     KEYWORD_SCORE_FIELD_NUMBER: _ClassVar[int]
@@ -86,12 +89,13 @@ class RecalledMemory(_message.Message):
     last_accessed_at: _timestamp_pb2.Timestamp
     version: int
     embedding_model: str
+    key: str
     score: float
     vector_score: float
     keyword_score: float
     explanation: ScoreExplanation
     associated: bool
-    def __init__(self, id: _Optional[str] = ..., agent_id: _Optional[str] = ..., content: _Optional[str] = ..., memory_type: _Optional[_Union[_enums_pb2.MemoryType, str]] = ..., importance: _Optional[float] = ..., tags: _Optional[_Iterable[str]] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., session_id: _Optional[str] = ..., event_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., access_count: _Optional[int] = ..., last_accessed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., version: _Optional[int] = ..., embedding_model: _Optional[str] = ..., score: _Optional[float] = ..., vector_score: _Optional[float] = ..., keyword_score: _Optional[float] = ..., explanation: _Optional[_Union[ScoreExplanation, _Mapping]] = ..., associated: _Optional[bool] = ...) -> None: ...
+    def __init__(self, id: _Optional[str] = ..., agent_id: _Optional[str] = ..., content: _Optional[str] = ..., memory_type: _Optional[_Union[_enums_pb2.MemoryType, str]] = ..., importance: _Optional[float] = ..., tags: _Optional[_Iterable[str]] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., session_id: _Optional[str] = ..., event_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., access_count: _Optional[int] = ..., last_accessed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., version: _Optional[int] = ..., embedding_model: _Optional[str] = ..., key: _Optional[str] = ..., score: _Optional[float] = ..., vector_score: _Optional[float] = ..., keyword_score: _Optional[float] = ..., explanation: _Optional[_Union[ScoreExplanation, _Mapping]] = ..., associated: _Optional[bool] = ...) -> None: ...
 
 class ScoreExplanation(_message.Message):
     __slots__ = ("vector_score", "keyword_score", "vector_rank", "keyword_rank", "fused_score", "importance_boost", "recency_boost", "context_boost")
@@ -122,7 +126,7 @@ class TimeRange(_message.Message):
     def __init__(self, start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class MemoryFilter(_message.Message):
-    __slots__ = ("memory_types", "tags_any", "tags_all", "session_id", "event_time", "created_time", "min_importance", "metadata_equals", "ids")
+    __slots__ = ("memory_types", "tags_any", "tags_all", "session_id", "event_time", "created_time", "min_importance", "metadata_equals", "ids", "keys")
     MEMORY_TYPES_FIELD_NUMBER: _ClassVar[int]
     TAGS_ANY_FIELD_NUMBER: _ClassVar[int]
     TAGS_ALL_FIELD_NUMBER: _ClassVar[int]
@@ -132,6 +136,7 @@ class MemoryFilter(_message.Message):
     MIN_IMPORTANCE_FIELD_NUMBER: _ClassVar[int]
     METADATA_EQUALS_FIELD_NUMBER: _ClassVar[int]
     IDS_FIELD_NUMBER: _ClassVar[int]
+    KEYS_FIELD_NUMBER: _ClassVar[int]
     memory_types: _containers.RepeatedScalarFieldContainer[_enums_pb2.MemoryType]
     tags_any: _containers.RepeatedScalarFieldContainer[str]
     tags_all: _containers.RepeatedScalarFieldContainer[str]
@@ -141,7 +146,8 @@ class MemoryFilter(_message.Message):
     min_importance: float
     metadata_equals: _struct_pb2.Struct
     ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, memory_types: _Optional[_Iterable[_Union[_enums_pb2.MemoryType, str]]] = ..., tags_any: _Optional[_Iterable[str]] = ..., tags_all: _Optional[_Iterable[str]] = ..., session_id: _Optional[str] = ..., event_time: _Optional[_Union[TimeRange, _Mapping]] = ..., created_time: _Optional[_Union[TimeRange, _Mapping]] = ..., min_importance: _Optional[float] = ..., metadata_equals: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., ids: _Optional[_Iterable[str]] = ...) -> None: ...
+    keys: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, memory_types: _Optional[_Iterable[_Union[_enums_pb2.MemoryType, str]]] = ..., tags_any: _Optional[_Iterable[str]] = ..., tags_all: _Optional[_Iterable[str]] = ..., session_id: _Optional[str] = ..., event_time: _Optional[_Union[TimeRange, _Mapping]] = ..., created_time: _Optional[_Union[TimeRange, _Mapping]] = ..., min_importance: _Optional[float] = ..., metadata_equals: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., ids: _Optional[_Iterable[str]] = ..., keys: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class MemoryLink(_message.Message):
     __slots__ = ("agent_id", "source_id", "target_id", "relation", "weight", "created_at")
@@ -247,3 +253,31 @@ class Embedding(_message.Message):
     VECTOR_FIELD_NUMBER: _ClassVar[int]
     vector: bytes
     def __init__(self, vector: _Optional[bytes] = ...) -> None: ...
+
+class DuplicateGroup(_message.Message):
+    __slots__ = ("keep_id", "duplicate_ids", "min_similarity")
+    KEEP_ID_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATE_IDS_FIELD_NUMBER: _ClassVar[int]
+    MIN_SIMILARITY_FIELD_NUMBER: _ClassVar[int]
+    keep_id: str
+    duplicate_ids: _containers.RepeatedScalarFieldContainer[str]
+    min_similarity: float
+    def __init__(self, keep_id: _Optional[str] = ..., duplicate_ids: _Optional[_Iterable[str]] = ..., min_similarity: _Optional[float] = ...) -> None: ...
+
+class MemoryEvent(_message.Message):
+    __slots__ = ("cursor", "type", "agent_id", "memory_id", "time", "version", "memory")
+    CURSOR_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    AGENT_ID_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_ID_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_FIELD_NUMBER: _ClassVar[int]
+    cursor: str
+    type: _enums_pb2.MemoryEventType
+    agent_id: str
+    memory_id: str
+    time: _timestamp_pb2.Timestamp
+    version: int
+    memory: Memory
+    def __init__(self, cursor: _Optional[str] = ..., type: _Optional[_Union[_enums_pb2.MemoryEventType, str]] = ..., agent_id: _Optional[str] = ..., memory_id: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., version: _Optional[int] = ..., memory: _Optional[_Union[Memory, _Mapping]] = ...) -> None: ...

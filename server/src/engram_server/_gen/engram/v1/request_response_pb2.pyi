@@ -14,7 +14,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class StoreMemoryRequest(_message.Message):
-    __slots__ = ("agent_id", "content", "memory_type", "importance", "tags", "metadata", "session_id", "event_time", "ttl_seconds", "expires_at", "id")
+    __slots__ = ("agent_id", "content", "memory_type", "importance", "tags", "metadata", "session_id", "event_time", "ttl_seconds", "expires_at", "id", "key", "duplicate_policy", "duplicate_threshold")
     AGENT_ID_FIELD_NUMBER: _ClassVar[int]
     CONTENT_FIELD_NUMBER: _ClassVar[int]
     MEMORY_TYPE_FIELD_NUMBER: _ClassVar[int]
@@ -26,6 +26,9 @@ class StoreMemoryRequest(_message.Message):
     TTL_SECONDS_FIELD_NUMBER: _ClassVar[int]
     EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
     ID_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATE_POLICY_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATE_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     agent_id: str
     content: str
     memory_type: _enums_pb2.MemoryType
@@ -37,15 +40,20 @@ class StoreMemoryRequest(_message.Message):
     ttl_seconds: int
     expires_at: _timestamp_pb2.Timestamp
     id: str
-    def __init__(self, agent_id: _Optional[str] = ..., content: _Optional[str] = ..., memory_type: _Optional[_Union[_enums_pb2.MemoryType, str]] = ..., importance: _Optional[float] = ..., tags: _Optional[_Iterable[str]] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., session_id: _Optional[str] = ..., event_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ttl_seconds: _Optional[int] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., id: _Optional[str] = ...) -> None: ...
+    key: str
+    duplicate_policy: _enums_pb2.DuplicatePolicy
+    duplicate_threshold: float
+    def __init__(self, agent_id: _Optional[str] = ..., content: _Optional[str] = ..., memory_type: _Optional[_Union[_enums_pb2.MemoryType, str]] = ..., importance: _Optional[float] = ..., tags: _Optional[_Iterable[str]] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., session_id: _Optional[str] = ..., event_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ttl_seconds: _Optional[int] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., id: _Optional[str] = ..., key: _Optional[str] = ..., duplicate_policy: _Optional[_Union[_enums_pb2.DuplicatePolicy, str]] = ..., duplicate_threshold: _Optional[float] = ...) -> None: ...
 
 class StoreMemoryResponse(_message.Message):
-    __slots__ = ("memory", "created")
+    __slots__ = ("memory", "created", "outcome")
     MEMORY_FIELD_NUMBER: _ClassVar[int]
     CREATED_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
     memory: _messages_pb2.Memory
     created: bool
-    def __init__(self, memory: _Optional[_Union[_messages_pb2.Memory, _Mapping]] = ..., created: _Optional[bool] = ...) -> None: ...
+    outcome: _enums_pb2.StoreOutcome
+    def __init__(self, memory: _Optional[_Union[_messages_pb2.Memory, _Mapping]] = ..., created: _Optional[bool] = ..., outcome: _Optional[_Union[_enums_pb2.StoreOutcome, str]] = ...) -> None: ...
 
 class BatchStoreMemoriesRequest(_message.Message):
     __slots__ = ("requests",)
@@ -54,12 +62,14 @@ class BatchStoreMemoriesRequest(_message.Message):
     def __init__(self, requests: _Optional[_Iterable[_Union[StoreMemoryRequest, _Mapping]]] = ...) -> None: ...
 
 class BatchStoreMemoriesResponse(_message.Message):
-    __slots__ = ("memories", "created_count")
+    __slots__ = ("memories", "created_count", "outcomes")
     MEMORIES_FIELD_NUMBER: _ClassVar[int]
     CREATED_COUNT_FIELD_NUMBER: _ClassVar[int]
+    OUTCOMES_FIELD_NUMBER: _ClassVar[int]
     memories: _containers.RepeatedCompositeFieldContainer[_messages_pb2.Memory]
     created_count: int
-    def __init__(self, memories: _Optional[_Iterable[_Union[_messages_pb2.Memory, _Mapping]]] = ..., created_count: _Optional[int] = ...) -> None: ...
+    outcomes: _containers.RepeatedScalarFieldContainer[_enums_pb2.StoreOutcome]
+    def __init__(self, memories: _Optional[_Iterable[_Union[_messages_pb2.Memory, _Mapping]]] = ..., created_count: _Optional[int] = ..., outcomes: _Optional[_Iterable[_Union[_enums_pb2.StoreOutcome, str]]] = ...) -> None: ...
 
 class GetMemoryRequest(_message.Message):
     __slots__ = ("id", "agent_id")
@@ -194,6 +204,42 @@ class ForgetMemoriesResponse(_message.Message):
     ids: _containers.RepeatedScalarFieldContainer[str]
     dry_run: bool
     def __init__(self, matched_count: _Optional[int] = ..., deleted_count: _Optional[int] = ..., ids: _Optional[_Iterable[str]] = ..., dry_run: _Optional[bool] = ...) -> None: ...
+
+class ConsolidateMemoriesRequest(_message.Message):
+    __slots__ = ("agent_id", "dry_run", "similarity_threshold")
+    AGENT_ID_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    SIMILARITY_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    agent_id: str
+    dry_run: bool
+    similarity_threshold: float
+    def __init__(self, agent_id: _Optional[str] = ..., dry_run: _Optional[bool] = ..., similarity_threshold: _Optional[float] = ...) -> None: ...
+
+class ConsolidateMemoriesResponse(_message.Message):
+    __slots__ = ("groups", "merged_count", "dry_run")
+    GROUPS_FIELD_NUMBER: _ClassVar[int]
+    MERGED_COUNT_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    groups: _containers.RepeatedCompositeFieldContainer[_messages_pb2.DuplicateGroup]
+    merged_count: int
+    dry_run: bool
+    def __init__(self, groups: _Optional[_Iterable[_Union[_messages_pb2.DuplicateGroup, _Mapping]]] = ..., merged_count: _Optional[int] = ..., dry_run: _Optional[bool] = ...) -> None: ...
+
+class WatchMemoriesRequest(_message.Message):
+    __slots__ = ("agent_id", "start_after")
+    AGENT_ID_FIELD_NUMBER: _ClassVar[int]
+    START_AFTER_FIELD_NUMBER: _ClassVar[int]
+    agent_id: str
+    start_after: str
+    def __init__(self, agent_id: _Optional[str] = ..., start_after: _Optional[str] = ...) -> None: ...
+
+class WatchMemoriesResponse(_message.Message):
+    __slots__ = ("events", "cursor")
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    CURSOR_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[_messages_pb2.MemoryEvent]
+    cursor: str
+    def __init__(self, events: _Optional[_Iterable[_Union[_messages_pb2.MemoryEvent, _Mapping]]] = ..., cursor: _Optional[str] = ...) -> None: ...
 
 class GetMemoryHistoryRequest(_message.Message):
     __slots__ = ("id", "agent_id")
