@@ -59,9 +59,9 @@ type Memory struct {
 	Version int32 `protobuf:"varint,15,opt,name=version,proto3" json:"version,omitempty"`
 	// The embedding model that produced the memory's vector. Output only.
 	EmbeddingModel string `protobuf:"bytes,16,opt,name=embedding_model,json=embeddingModel,proto3" json:"embedding_model,omitempty"`
-	// Optional client key, unique within the agent: 1 to 256 characters of `[A-Za-z0-9._:/@+=-]`.
-	// Storing with a key the agent already uses replaces that memory (an upsert); frameworks use
-	// it for their own keys. Empty: none.
+	// Optional client key, unique within the agent: any text without control characters, at most
+	// 512 UTF-8 bytes. Storing with a key the agent already uses replaces that memory (an upsert);
+	// frameworks use it for their own keys. Empty: none.
 	Key           string `protobuf:"bytes,17,opt,name=key,proto3" json:"key,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

@@ -610,11 +610,11 @@ FIELD_DOCS: dict[str, dict[str, str]] = {'Agent': {'agent_id': 'The agent id.',
                   '1 to 128 characters of `[A-Za-z0-9._:-]`.',
             'importance': 'How much the memory matters, from 0 (trivial) to 1 (critical). Defaults '
                           'to 0.5.',
-            'key': 'Optional client key, unique within the agent: 1 to 256 characters of '
-                   '`[A-Za-z0-9._:/@+=-]`.\n'
-                   'Storing with a key the agent already uses replaces that memory (an upsert); '
-                   'frameworks use\n'
-                   'it for their own keys. Empty: none.',
+            'key': 'Optional client key, unique within the agent: any text without control '
+                   'characters, at most\n'
+                   '512 UTF-8 bytes. Storing with a key the agent already uses replaces that '
+                   'memory (an upsert);\n'
+                   'frameworks use it for their own keys. Empty: none.',
             'last_accessed_at': 'When recall last returned the memory. Output only.',
             'memory_type': 'The kind of memory.',
             'metadata': 'Arbitrary JSON metadata, at most 16 KiB encoded.',

@@ -326,9 +326,9 @@ pub struct Memory {
     /// The embedding model that produced the memory's vector. Output only.
     #[prost(string, tag = "16")]
     pub embedding_model: ::prost::alloc::string::String,
-    /// Optional client key, unique within the agent: 1 to 256 characters of `\[A-Za-z0-9._:/@+=-\]`.
-    /// Storing with a key the agent already uses replaces that memory (an upsert); frameworks use
-    /// it for their own keys. Empty: none.
+    /// Optional client key, unique within the agent: any text without control characters, at most
+    /// 512 UTF-8 bytes. Storing with a key the agent already uses replaces that memory (an upsert);
+    /// frameworks use it for their own keys. Empty: none.
     #[prost(string, tag = "17")]
     pub key: ::prost::alloc::string::String,
 }

@@ -136,9 +136,9 @@ export type Memory = Message<"engram.v1.Memory"> & {
   embeddingModel: string;
 
   /**
-   * Optional client key, unique within the agent: 1 to 256 characters of `[A-Za-z0-9._:/@+=-]`.
-   * Storing with a key the agent already uses replaces that memory (an upsert); frameworks use
-   * it for their own keys. Empty: none.
+   * Optional client key, unique within the agent: any text without control characters, at most
+   * 512 UTF-8 bytes. Storing with a key the agent already uses replaces that memory (an upsert);
+   * frameworks use it for their own keys. Empty: none.
    *
    * @generated from field: string key = 17;
    */

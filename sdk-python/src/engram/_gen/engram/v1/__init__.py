@@ -1854,9 +1854,9 @@ class Memory(betterproto2.Message):
 
     key: "str" = betterproto2.field(17, betterproto2.TYPE_STRING)
     """
-    Optional client key, unique within the agent: 1 to 256 characters of `[A-Za-z0-9._:/@+=-]`.
-    Storing with a key the agent already uses replaces that memory (an upsert); frameworks use
-    it for their own keys. Empty: none.
+    Optional client key, unique within the agent: any text without control characters, at most
+    512 UTF-8 bytes. Storing with a key the agent already uses replaces that memory (an upsert);
+    frameworks use it for their own keys. Empty: none.
     """
 
 
