@@ -66,7 +66,6 @@ class Mutation:
     json_remove: bool = False
     py: Callable[[Message, str], None] | None = None  # sets the value on the parent message
     wire: bytes | None = None  # raw field bytes (tag included) replacing the field in the parent
-    grpc_only_reason: str = ""
 
     @property
     def has_json(self) -> bool:
