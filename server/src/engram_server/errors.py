@@ -22,6 +22,15 @@ from ._gen.codes import CODES as CODES
 from ._gen.codes import HTTP_STATUS as HTTP_STATUS
 
 BAD_REQUEST_TYPE = "type.googleapis.com/google.rpc.BadRequest"
+# The longest message, field name or description an error carries. Messages quote what the client
+# sent (an unknown update_mask path, a key id), which can be megabytes; on gRPC the message is a
+# header, and HPACK's Huffman coding of one (hpack, pure Python) takes time quadratic in its
+# length: a 1 MB message held the event loop, and so every call, for minutes.
+MAX_ERROR_CHARS = 512
+
+
+def clip(text: str, limit: int = MAX_ERROR_CHARS) -> str:
+    return text if len(text) <= limit else text[: limit - 12] + "… (clipped)"
 
 
 @dataclass
@@ -40,6 +49,9 @@ class RpcError(Exception):
     http_status: int | None = None  # overrides HTTP_STATUS (413 for oversized bodies)
 
     def __post_init__(self) -> None:
+        self.message = clip(self.message)
+        for v in self.field_violations:
+            v.field, v.description = clip(v.field), clip(v.description)
         super().__init__(f"{self.code}: {self.message}")
 
     @property

@@ -72,6 +72,9 @@ def parse(cls: type[Message], data: Any) -> Any:
         json_format.ParseDict(data, msg, ignore_unknown_fields=False)
     except json_format.ParseError as exc:
         raise RpcError("INVALID_ARGUMENT", f"invalid JSON for {desc.name}: {_first_line(str(exc))}") from None
+    except OverflowError:
+        # json_format lets this through: an integer too large for a float (or a Struct number).
+        raise RpcError("INVALID_ARGUMENT", f"invalid JSON for {desc.name}: a number is out of range") from None
     except RecursionError:
         raise RpcError("INVALID_ARGUMENT", f"invalid JSON for {desc.name}: nested too deeply") from None
     return msg

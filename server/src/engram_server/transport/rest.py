@@ -448,13 +448,40 @@ def _json_body(scope: Scope) -> bool:
     return ct in JSON_TYPES or (ct.startswith("application/") and ct.endswith("+json"))
 
 
+# A \uD800-\uDFFF escape: JSON text may spell a lone surrogate, which no UTF-8 string holds.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
 def _parse_json(raw: bytes, where: str = "body") -> Any:
     try:
-        return json.loads(raw)
+        value = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise RpcError("INVALID_ARGUMENT", f"malformed JSON in {where}: {exc}") from None
     except RecursionError:
         raise RpcError("INVALID_ARGUMENT", f"malformed JSON in {where}: nested too deeply") from None
+    if _SURROGATE_ESCAPE.search(raw) and not _valid_text(value):
+        # Protobuf strings are UTF-8: refused here, before any key or value reaches protobuf
+        # (upb fails on them with a SystemError, leaving an exception set: a 500).
+        raise RpcError("INVALID_ARGUMENT", f"malformed JSON in {where}: a string holds a lone UTF-16 surrogate")
+    return value
+
+
+def _valid_text(value: Any) -> bool:
+    """Whether every string of a parsed JSON value (keys included) is valid Unicode."""
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, str):
+            try:
+                v.encode("utf-8")
+            except UnicodeEncodeError:
+                return False
+        elif isinstance(v, dict):
+            stack.extend(v.keys())
+            stack.extend(v.values())
+        elif isinstance(v, list):
+            stack.extend(v)
+    return True
 
 
 def _camel(name: str) -> str:
