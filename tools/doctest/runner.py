@@ -540,7 +540,7 @@ def run_compiled(block: Block, ctx: FileContext) -> tuple[int, str]:
     timeout = block.marker.timeout or BLOCK_TIMEOUT
     name = f"l{block.line:04d}"
     if family == "ts":
-        return _run(["node", f"{name}.mjs"], ctx.cwd(block, "project"), ctx.env(block), timeout)
+        return _run(["node", str(ctx.project / f"{name}.mjs")], ctx.cwd(block, "project"), ctx.env(block), timeout)
     if family == "go":
         return _run([str(ctx.project / "bin" / name)], ctx.cwd(block, "project"), ctx.env(block), timeout)
     stem = re.sub(r"\W", "_", ctx.doc.path.stem)
