@@ -41,7 +41,8 @@ How each block runs, by the first word of its info string:
 The blocks see the environment a reader who followed the quick start has: `ENGRAM_URL` and
 `ENGRAM_API_KEY` (the harness server's), `ENGRAM_PORT`, `ENGRAM_GRPC_PORT` and
 `ENGRAM_DATA_DIR` (this run's), no other `ENGRAM_*` from the caller, a fresh Python virtual
-environment first on PATH (where `pip install` goes; then the repository's `.venv/bin`) and
+environment first on PATH (where `pip install` goes, from PyPI; one per run, shared by the
+files; then the repository's `.venv/bin`), npm set to prefer its cache, and
 XDG_CONFIG_HOME / XDG_DATA_HOME in the scratch directory. Before a block runs, the example
 addresses of the documents are replaced: `127.0.0.1:3300` / `localhost:3300` by the run's port,
 `:50051` by its second gRPC port, `/path/to/engram` by the checkout and `/tmp/` by a scratch
