@@ -41,7 +41,7 @@ COMPILE_LOCAL = @$(PY) -m compileall -q server/src sdk-python/src >/dev/null
 has_target = grep -qE '^$(2):' $(1)/Makefile
 
 .PHONY: help setup lock generate check-generate lint lint-proto lint-python lint-sdks docs test \
-        test-python test-sdks serve conformance bench bench-full stress clean distclean
+        test-python test-sdks doctest serve conformance bench bench-full stress clean distclean
 
 help:
 	@echo "make serve           run engram-server from its runtime environment (.venv-serve: requirements/runtime.lock only)"
@@ -51,6 +51,7 @@ help:
 	@echo "make check-generate  fail when generated files are stale"
 	@echo "make lint            buf lint + breaking, OpenAPI path conflicts, ruff, mypy --strict, SDK linters"
 	@echo "make docs            mkdocs build --strict (into site/)"
+	@echo "make doctest         run every code block of README.md, docs/quickstart.md, docs/sdk/, docs/cli.md, docs/mcp.md"
 	@echo "make lock            re-pin requirements/*.in into requirements/runtime.lock and dev.lock"
 	@echo "make conformance | bench | bench-full | stress | clean | distclean"
 
@@ -175,7 +176,7 @@ docs: $(SETUP)
 
 # Every step runs even when an earlier one failed (so one run shows every problem); the target
 # fails at the end, naming the failed steps.
-TEST_STEPS := check-generate lint docs test-python test-sdks conformance
+TEST_STEPS := check-generate lint docs test-python test-sdks doctest conformance
 
 test: setup
 	$(COMPILE_LOCAL)
@@ -205,6 +206,14 @@ test-sdks:
 	@status=0; \
 	for sdk in $(SDKS); do echo "== $$sdk: make test"; $(MAKE) -C $$sdk test || { echo "test: $$sdk FAILED"; status=1; }; done; \
 	exit $$status
+
+# Docs that are executed (tools/doctest/__init__.py): every code block of README.md,
+# docs/quickstart.md, docs/sdk/*.md, docs/cli.md and docs/mcp.md runs against a real server, and
+# every flag, command and ENGRAM_* variable they name must exist. After test-sdks, whose Rust
+# build (sdk-rust/target) the Rust blocks reuse. ARGS: files, -v (every block's output), --keep.
+doctest: setup
+	$(COMPILE_LOCAL)
+	$(PY) -m tools.doctest $(ARGS)
 
 # ---------------------------------------------------------------------------------------------
 # running
