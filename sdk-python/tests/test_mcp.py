@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from engram.mcp_server import PROFILES, build_tools
+from engram.mcp_server import PROFILES, TOOLS_LIST_BUDGET, build_request, build_tools, tools_list_json
 
 from .conftest import Server
 
@@ -30,6 +30,44 @@ def test_tools_are_derived_from_the_proto() -> None:
     assert "agent_id" in unscoped["recall"].input_schema["required"]
     assert len(unscoped) == len(PROFILES["all"]) and "export_memories" not in unscoped
     assert "created_at" not in tools["update_memory"].input_schema["properties"]["memory"]["properties"]
+
+
+def test_tools_list_stays_within_its_budget() -> None:
+    """The default tools enter the assistant's context on every turn: 12,123 bytes before they were
+    made compact. Growing past the budget is a decision to take in docs/mcp.md, not by drift."""
+    for agent_id in (None, "a1"):
+        size = len(tools_list_json("default", agent_id=agent_id).encode())
+        assert size <= TOOLS_LIST_BUDGET, f"tools/list is {size} bytes (agent_id={agent_id})"
+    assert TOOLS_LIST_BUDGET <= 6500  # docs/mcp.md states this figure
+
+
+def test_schemas_say_each_thing_once() -> None:
+    tools = {t.name: t for t in build_tools("default")}
+    text = tools_list_json("default")
+    assert "Required." not in text and "\\n" not in text and "additionalProperties" not in text
+    recall = tools["recall"].input_schema
+    assert recall["required"] == ["agent_id", "query"]
+    assert "description" not in recall["properties"]["agent_id"]  # explained once, in the instructions
+    filter_fields = recall["properties"]["filter"]["properties"]
+    assert all("description" not in f for f in filter_fields.values())  # the names say it
+    assert tools["forget_memories"].input_schema["required"] == ["agent_id", "filter"]
+    update = tools["update_memory"].input_schema["properties"]
+    assert "update_mask" not in update and "agent_id" not in update["memory"]["properties"]
+
+
+def test_update_mask_is_derived_from_the_fields_sent() -> None:
+    tool = next(t for t in build_tools("default", agent_id="a1") if t.name == "update_memory")
+    request = build_request(tool, {"memory": {"id": "m1", "tags": [], "importance": 0.9}}, "a1")
+    assert request.update_mask.paths == ["tags", "importance"]
+    assert request.agent_id == "a1"
+
+
+def test_configured_agent_is_injected_into_nested_requests() -> None:
+    tool = next(t for t in build_tools("all", agent_id="a1") if t.name == "batch_store_memories")
+    item = tool.input_schema["properties"]["requests"]["items"]
+    assert "agent_id" not in item["properties"] and item["required"] == ["content"]
+    request = build_request(tool, {"requests": [{"content": "x", "agent_id": "other"}]}, "a1")
+    assert [r.agent_id for r in request.requests] == ["a1"]
 
 
 @pytest.mark.server

@@ -770,9 +770,31 @@ def mcp(
     profile: Annotated[
         str, typer.Option(help="default (store, recall, get, update, forget, list) or all.")
     ] = "default",
+    http: Annotated[bool, typer.Option(
+        "--http", help="Serve the Streamable HTTP transport instead of stdio. Each MCP client sends its "
+        "own Engram API key (Authorization: Bearer <key>), which is forwarded to the Engram server; "
+        "--api-key/ENGRAM_API_KEY is not used.")] = False,
+    host: Annotated[str, typer.Option(
+        help="--http: address to listen on. Other than loopback needs --tls-cert/--tls-key "
+        "(or --allow-plain-http).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="--http: port to listen on.")] = 3301,
+    path: Annotated[str, typer.Option(help="--http: URL path of the MCP endpoint.")] = "/mcp",
+    tls_cert: Annotated[Path | None, typer.Option(
+        "--tls-cert", help="--http: TLS certificate chain (PEM) to serve HTTPS.", show_default=False)] = None,
+    tls_key: Annotated[Path | None, typer.Option(
+        "--tls-key", help="--http: private key (PEM) of --tls-cert.", show_default=False)] = None,
+    allowed_host: Annotated[list[str] | None, typer.Option(
+        "--allowed-host", help="--http: a Host header to accept besides the listening address "
+        "(name, name:port or name:* for any port); repeatable.", show_default=False)] = None,
+    allowed_origin: Annotated[list[str] | None, typer.Option(
+        "--allowed-origin", help="--http: a browser Origin to accept (e.g. https://ide.example.com); "
+        "repeatable.", show_default=False)] = None,
+    allow_plain_http: Annotated[bool, typer.Option(
+        "--allow-plain-http", help="--http: serve plain HTTP on a non-loopback address, for a "
+        "TLS-terminating proxy that reaches it over a private network.")] = False,
 ) -> None:
-    """Run a Model Context Protocol server over stdio, for AI assistants (needs the mcp extra:
-    pip install 'engram-memory-client[mcp]')."""
+    """Run a Model Context Protocol server over stdio, or over Streamable HTTP with --http, for AI
+    assistants (needs the mcp extra: pip install 'engram-memory-client\\[mcp]')."""
     try:
         import mcp.server.stdio  # noqa: F401  (the optional dependency; imported again by serve_stdio)
     except ImportError as exc:
@@ -786,8 +808,32 @@ def mcp(
         usage_error(f"--profile must be one of {', '.join(PROFILES)}")
     s = settings(ctx)
     transport = s.transport if s.transport in ("rest", "grpc") else None
+    timeout = Timeout(s.timeout, connect=min(s.timeout, 5.0))
+    if http:
+        from engram.mcp_http import BindRefused, HttpOptions, check_options, serve_http
+
+        opts = HttpOptions(
+            host=host, port=port, path=path,
+            tls_cert=str(tls_cert) if tls_cert else None, tls_key=str(tls_key) if tls_key else None,
+            allowed_hosts=tuple(allowed_host or ()), allowed_origins=tuple(allowed_origin or ()),
+            allow_plain_http=allow_plain_http,
+        )
+        try:
+            check_options(opts)
+        except BindRefused as exc:
+            usage_error(str(exc))
+        if s.api_key:
+            err.print("engram mcp: note: --http does not use the configured API key; each MCP client's "
+                      "own key is forwarded to the Engram server", highlight=False)
+
+        async def run_http() -> None:
+            await serve_http(s.url, transport=transport, timeout=timeout,  # type: ignore[arg-type]
+                             profile=profile, agent_id=s.agent_id, opts=opts)
+
+        anyio.run(run_http)
+        return
     client = AsyncClient(s.url, api_key=s.api_key, transport=transport,  # type: ignore[arg-type]
-                         timeout=Timeout(s.timeout, connect=min(s.timeout, 5.0)))
+                         timeout=timeout)
 
     async def run() -> None:
         await serve_stdio(client, profile=profile, agent_id=s.agent_id)

@@ -1,33 +1,38 @@
-"""Model Context Protocol server: Engram's RPCs as MCP tools, over stdio (``engram mcp``).
+"""Model Context Protocol server: Engram's RPCs as MCP tools, over stdio (``engram mcp``) or
+Streamable HTTP (``engram mcp --http``, :mod:`engram.mcp_http`).
 
 Nothing here is hand-kept per tool. Each tool is derived at run time from the API:
 
 * its **name** is the RPC name in snake_case (``StoreMemory`` → ``store_memory``);
-* its **description** is the RPC's proto comment;
+* its **description** is the first sentence of the RPC's proto comment, up to its colon;
 * its **input schema** is built from the request message of the generated code (field types
-  from betterproto2's metadata, descriptions and ``Required.`` markers from the proto comments
-  in ``engram._api``), output-only fields left out;
+  from betterproto2's metadata, ``required`` from the ``Required.`` markers of the proto comments
+  in ``engram._api``), with the first sentence of each top-level field's comment; output-only
+  fields, field masks and nested descriptions are left out (:func:`message_schema`);
 * a call builds that request message from the arguments and sends it through the SDK's
   :class:`engram.AsyncClient`, answering the response message as JSON.
 
-The configured agent id is injected into every request that has an ``agent_id`` field, and the
-field is removed from the schemas, so the assistant never has to pass it (nor can it reach
-another agent). Profiles: ``default`` (store, recall, get, update, forget, list) keeps the
-assistant's context small; ``all`` exposes every unary RPC.
+The tool list enters the assistant's context on every turn: :data:`TOOLS_LIST_BUDGET` caps it.
+The configured agent id is injected into every request (and nested request) that has an
+``agent_id`` field, and the field is removed from the schemas, so the assistant never has to pass
+it (nor can it reach another agent). Profiles: ``default`` (store, recall, get, update, forget,
+list) keeps the assistant's context small; ``all`` exposes every unary RPC.
 """
 
 from __future__ import annotations
 
 import datetime
 import json
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
+from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import betterproto2
 
 from engram import _convert
-from engram._api import ENUM_DOCS, FIELD_DOCS, MESSAGE_DOCS, RPCS
+from engram._api import FIELD_DOCS, RPCS
 from engram._async.client import AsyncClient
 from engram._rpc import RpcSpec
 from engram.errors import EngramError
@@ -40,6 +45,11 @@ PROFILES: dict[str, tuple[str, ...]] = {
     "all": tuple(s.name for s in RPCS if not s.client_streaming and not s.server_streaming),
 }
 """RPCs exposed per profile. Streaming RPCs (export, import) are left to the CLI."""
+
+TOOLS_LIST_BUDGET = 6500
+"""Most bytes the ``tools/list`` result of the ``default`` profile may take (compact JSON, as sent;
+without an agent id, the larger case): 12,123 bytes before the schemas were made compact, 6,320
+after. ``tests/test_mcp.py`` and ``tests/test_mcp_http.py`` check it; docs/mcp.md states it."""
 
 _SCALARS: dict[str, dict[str, Any]] = {
     betterproto2.TYPE_BOOL: {"type": "boolean"},
@@ -65,71 +75,94 @@ def _is_output_only(message: str, field: str) -> bool:
     return "Output only." in _doc(message, field)
 
 
+_REQUIRED_PREFIX = re.compile(r"^Required(?:\.\s*|,\s*)")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z`])")
+
+
+def brief(doc: str) -> str:
+    """The first sentence of a proto comment, on one line, without the ``Required.`` marker.
+
+    Tool descriptions travel in the assistant's context on every turn, so each says only what a
+    model needs to call the tool; the JSON Schema carries the rest (``required``, types, enums).
+    """
+    text = " ".join(doc.split())
+    text = _REQUIRED_PREFIX.sub("", text)
+    text = _SENTENCE_END.split(text, maxsplit=1)[0]
+    return text[:1].upper() + text[1:]
+
+
+def _tool_description(doc: str) -> str:
+    """The RPC comment's first sentence, up to its colon (``Stores one memory: embeds ...`` →
+    ``Stores one memory.``): what the tool does; how the server does it is not the model's concern."""
+    text = brief(doc)
+    head, colon, _ = text.partition(": ")
+    return head.rstrip(".") + "." if colon else text
+
+
 def message_schema(
     cls: type[betterproto2.Message], *, omit: frozenset[str] = frozenset(), depth: int = 0
 ) -> dict[str, Any]:
-    """JSON Schema of a message's proto3 JSON form (snake_case names, short enum names)."""
+    """JSON Schema of a message's proto3 JSON form (snake_case names, short enum names), compact.
+
+    Left out: output-only fields; ``FieldMask`` fields (the mask is derived from the fields sent,
+    see :func:`build_request`); ``agent_id`` inside nested non-request messages (the request's own
+    ``agent_id`` names the agent). Descriptions are :func:`brief`; enum values are explained on
+    top-level fields only.
+    """
     name = cls.__name__
     hints = cls._type_hints()
     properties: dict[str, Any] = {}
     required: list[str] = []
     for field, meta in cls._betterproto.meta_by_field_name.items():  # type: ignore[arg-type]
-        if field in omit or _is_output_only(name, field):
+        if field in omit or _is_output_only(name, field) or _is_field_mask(hints[field]):
             continue
-        schema = _field_schema(meta, hints[field], depth)
+        if depth and field == "agent_id" and not name.endswith("Request"):
+            continue
+        schema = _field_schema(meta, hints[field], depth, omit)
         doc = _doc(name, field)
-        if doc:
-            schema["description"] = doc
-            if doc.startswith("Required."):
-                required.append(field)
+        if doc and not depth and field != "agent_id":
+            schema["description"] = brief(doc)
+        if doc.startswith("Required"):
+            required.append(field)
         properties[field] = schema
     out: dict[str, Any] = {"type": "object", "properties": properties}
     if required:
         out["required"] = required
-    if MESSAGE_DOCS.get(name) and depth:
-        out["description"] = MESSAGE_DOCS[name]
     return out
 
 
-def _field_schema(meta: Any, hint: Any, depth: int) -> dict[str, Any]:
+def _is_field_mask(hint: Any) -> bool:
+    inner = getattr(hint, "__args__", (hint,))[0]
+    return getattr(inner, "__name__", "") == "FieldMask"
+
+
+def _field_schema(meta: Any, hint: Any, depth: int, omit: frozenset[str]) -> dict[str, Any]:
     if meta.proto_type == betterproto2.TYPE_MAP:
-        value = _single_schema(meta.map_meta[1].proto_type, hint.__args__[1], depth)
+        value = _single_schema(meta.map_meta[1].proto_type, hint.__args__[1], depth, omit)
         return {"type": "object", "additionalProperties": value}
     inner = hint.__args__[0] if (meta.repeated or meta.optional) and hasattr(hint, "__args__") else hint
-    single = _single_schema(meta.proto_type, inner, depth)
+    single = _single_schema(meta.proto_type, inner, depth, omit)
     if meta.repeated:
         return {"type": "array", "items": single}
     return single
 
 
-def _single_schema(proto_type: str, cls: Any, depth: int) -> dict[str, Any]:
+def _single_schema(proto_type: str, cls: Any, depth: int, omit: frozenset[str]) -> dict[str, Any]:
     if proto_type in _SCALARS:
         return dict(_SCALARS[proto_type])
     if proto_type in _INTS:
         return {"type": "integer"}
     if proto_type == betterproto2.TYPE_ENUM:
-        names = [m.name.lower() for m in cls if m.value != 0]
-        doc = "; ".join(
-            f"{m.name.lower()}: {ENUM_DOCS.get(f'{cls.__name__}.{_full_enum_name(cls, m)}', '')}"
-            for m in cls if m.value != 0
-        )
-        return {"type": "string", "enum": names, "description": doc}
+        return {"type": "string", "enum": [m.name.lower() for m in cls if m.value != 0]}
     if cls is datetime.datetime:
         return {"type": "string", "format": "date-time"}
     name = getattr(cls, "__name__", "")
     if name == "Struct":
-        return {"type": "object", "additionalProperties": True}
-    if name == "FieldMask":
-        return {"type": "array", "items": {"type": "string"},
-                "description": "Names of the fields to change."}
+        return {"type": "object"}
     if isinstance(cls, type) and issubclass(cls, betterproto2.Message) and depth < 4:
-        return message_schema(cls, depth=depth + 1)
+        nested_omit = omit & {"agent_id"} if cls.__name__.endswith("Request") else frozenset()
+        return message_schema(cls, omit=nested_omit, depth=depth + 1)
     return {"type": "object"}
-
-
-def _full_enum_name(cls: Any, member: Any) -> str:
-    names: dict[int, str] = cls.betterproto_value_to_renamed_proto_names()
-    return names[member.value]
 
 
 @dataclass(frozen=True)
@@ -151,23 +184,42 @@ def build_tools(profile: str = "default", *, agent_id: str | None = None) -> lis
     for name in PROFILES[profile]:
         spec = next(s for s in RPCS if s.name == name)
         schema = message_schema(spec.request_type, omit=omit)
-        description = spec.doc.replace("\n", " ")
-        if agent_id and "agent_id" in spec.request_type._betterproto.meta_by_field_name:  # type: ignore[arg-type]
-            description += f" (Works on the memories of agent `{agent_id}`.)"
-        tools.append(ToolDef(tool_name(spec), description, schema, spec))
+        tools.append(ToolDef(tool_name(spec), _tool_description(spec.doc), schema, spec))
     return tools
 
 
+def _inject_agent(cls: type[betterproto2.Message], args: dict[str, Any], agent_id: str) -> dict[str, Any]:
+    """``args`` with ``agent_id`` set on the request and on every nested request (batch calls)."""
+    fields = cls._betterproto.meta_by_field_name  # type: ignore[arg-type]
+    out = dict(args)
+    if "agent_id" in fields:
+        out["agent_id"] = agent_id
+    hints = cls._type_hints()
+    for field in fields:
+        hint = hints[field]
+        inner = getattr(hint, "__args__", (hint,))[0]
+        if not (isinstance(inner, type) and issubclass(inner, betterproto2.Message)
+                and inner.__name__.endswith("Request")):
+            continue
+        value = out.get(field)
+        if isinstance(value, list):
+            out[field] = [_inject_agent(inner, v, agent_id) if isinstance(v, dict) else v for v in value]
+        elif isinstance(value, dict):
+            out[field] = _inject_agent(inner, value, agent_id)
+    return out
+
+
 def build_request(tool: ToolDef, arguments: Mapping[str, Any], agent_id: str | None) -> betterproto2.Message:
-    """The request message of a tool call (the configured agent id injected)."""
-    args = dict(arguments)
-    fields = tool.spec.request_type._betterproto.meta_by_field_name  # type: ignore[arg-type]
-    if agent_id and "agent_id" in fields:
-        args["agent_id"] = agent_id
+    """The request message of a tool call (the configured agent id injected).
+
+    ``update_mask`` is not in the schema: it is derived from the fields of ``memory`` that were
+    sent (a field sent empty is cleared), as REST does with the fields present in the body.
+    """
+    args = _inject_agent(tool.spec.request_type, dict(arguments), agent_id) if agent_id else dict(arguments)
     if isinstance(args.get("update_mask"), list):
         args["update_mask"] = {"paths": args["update_mask"]}
     if tool.spec.name == "UpdateMemory" and isinstance(args.get("memory"), dict) and "update_mask" not in args:
-        args["update_mask"] = {"paths": [k for k in args["memory"] if k != "id"]}
+        args["update_mask"] = {"paths": [k for k in args["memory"] if k not in ("id", "agent_id")]}
     message = _convert.message_of(tool.spec.request_type, args)
     assert message is not None
     return message
@@ -182,29 +234,41 @@ async def call_tool(
     return _convert.to_json_dict(response)
 
 
-def create_server(client: AsyncClient, *, profile: str = "default", agent_id: str | None = None) -> Any:
-    """An ``mcp`` low-level server exposing the profile's tools, bound to ``client``."""
+ClientFor = Callable[[Any], AbstractAsyncContextManager[AsyncClient]]
+"""Given a tool call's request context, the SDK client to send its RPC with (HTTP mode: a client
+holding the calling MCP client's own API key, see :mod:`engram.mcp_http`)."""
+
+
+def create_server(
+    client: AsyncClient | ClientFor, *, profile: str = "default", agent_id: str | None = None
+) -> Any:
+    """An ``mcp`` low-level server exposing the profile's tools.
+
+    ``client`` is the SDK client every call goes through (stdio), or a function giving the client
+    for a call from its request context (HTTP, where each MCP client's key is forwarded).
+    """
     import mcp.types as types
     from mcp.server.lowlevel import Server
 
     from engram._version import __version__
 
     tools = {t.name: t for t in build_tools(profile, agent_id=agent_id)}
+    listed = types.ListToolsResult(
+        tools=[types.Tool(name=t.name, description=t.description, input_schema=t.input_schema)
+               for t in tools.values()]
+    )
+    client_for: ClientFor = (lambda ctx: nullcontext(client)) if isinstance(client, AsyncClient) else client
 
     async def on_list_tools(ctx: Any, params: Any) -> types.ListToolsResult:
-        return types.ListToolsResult(
-            tools=[
-                types.Tool(name=t.name, description=t.description, input_schema=t.input_schema)
-                for t in tools.values()
-            ]
-        )
+        return listed
 
     async def on_call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
         tool = tools.get(params.name)
         if tool is None:
             return _error_result(f"unknown tool {params.name!r}")
         try:
-            result = await call_tool(client, tool, params.arguments or {}, agent_id)
+            async with client_for(ctx) as call_client:
+                result = await call_tool(call_client, tool, params.arguments or {}, agent_id)
         except EngramError as exc:
             return _error_result(f"{exc.code}: {exc.message}")
         except (ValueError, TypeError, KeyError) as exc:
@@ -214,17 +278,36 @@ def create_server(client: AsyncClient, *, profile: str = "default", agent_id: st
             content=[types.TextContent(type="text", text=text)], structured_content=result
         )
 
-    instructions = (
-        "Long-term memory. Call `recall` before answering to find what you already know, and "
-        "`store_memory` to remember durable facts, preferences and decisions."
-    )
     return Server(
         "engram",
         version=__version__,
-        instructions=instructions,
+        instructions=instructions(agent_id),
         on_list_tools=on_list_tools,
         on_call_tool=on_call_tool,
     )
+
+
+def instructions(agent_id: str | None) -> str:
+    """What the server tells the assistant once, at initialisation (not repeated per tool)."""
+    text = (
+        "Long-term memory. Call `recall` before answering to find what you already know, and "
+        "`store_memory` to remember durable facts, preferences and decisions."
+    )
+    if agent_id:
+        return text + f" The tools work on the memories of agent `{agent_id}`."
+    return text + " `agent_id` names the agent (memory namespace) a tool works on."
+
+
+def tools_list_json(profile: str = "default", *, agent_id: str | None = None) -> str:
+    """The ``tools/list`` result as the server sends it (compact JSON): what enters the assistant's
+    context. Its size is budgeted (``TOOLS_LIST_BUDGET``)."""
+    import mcp.types as types
+
+    result = types.ListToolsResult(
+        tools=[types.Tool(name=t.name, description=t.description, input_schema=t.input_schema)
+               for t in build_tools(profile, agent_id=agent_id)]
+    )
+    return result.model_dump_json(by_alias=True, exclude_none=True)
 
 
 def _error_result(message: str) -> mcp_types.CallToolResult:
