@@ -49,7 +49,7 @@ def run_case(target: Target, case: Case, agent_prefix: str) -> list[str]:
         auth = substitute(step.auth, variables) if step.auth.startswith("${") else step.auth
         api_key = {"root": ROOT_KEY, "none": None, "wrong": WRONG_KEY}.get(auth, auth)
         try:
-            outcome = target.call(method, request, api_key, step.timeout_ms)
+            outcome = target.call(method, request, api_key, step.timeout_ms, step.take)
         except Exception as exc:  # noqa: BLE001 - a broken target is a failure, not a crash
             return [f"step {index} {step.rpc}: {type(exc).__name__}: {exc}"]
         response = outcome.response

@@ -31,6 +31,7 @@ class Step:
     save: dict[str, str] = field(default_factory=dict)
     sleep: float = 0.0
     timeout_ms: int = 0
+    take: int = 0  # server streaming: the first N responses, then the call is cancelled (0: to the end)
 
 
 @dataclass
@@ -61,7 +62,7 @@ def load_cases(directory: Path = HERE / "cases") -> list[Case]:
                 Step(
                     rpc=s["rpc"], request=s.get("request", {}), auth=s.get("auth", "root"),
                     expect=s.get("expect", {}), save=s.get("save", {}), sleep=float(s.get("sleep", 0)),
-                    timeout_ms=int(s.get("timeout_ms", 0)),
+                    timeout_ms=int(s.get("timeout_ms", 0)), take=int(s.get("take", 0)),
                 )
                 for s in raw["steps"]
             ]

@@ -45,7 +45,7 @@ class Outcome:
 class Target(Protocol):
     name: str  # "<sdk>/<transport>"
 
-    def call(self, rpc: Rpc, request: Any, api_key: str | None, timeout_ms: int) -> Outcome: ...
+    def call(self, rpc: Rpc, request: Any, api_key: str | None, timeout_ms: int, take: int = 0) -> Outcome: ...
     def close(self) -> None: ...
 
 
@@ -57,7 +57,7 @@ class RawRestTarget:
     def __init__(self, base_url: str) -> None:
         self._http = httpx.Client(base_url=base_url, timeout=60)
 
-    def call(self, rpc: Rpc, request: Any, api_key: str | None, timeout_ms: int) -> Outcome:
+    def call(self, rpc: Rpc, request: Any, api_key: str | None, timeout_ms: int, take: int = 0) -> Outcome:
         headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
         rule = rpc.http
         if rpc.client_streaming:
@@ -88,6 +88,18 @@ class RawRestTarget:
             kwargs["params"] = _flatten_query(fields)
         if timeout_ms:
             kwargs["timeout"] = timeout_ms / 1000
+        if take and rpc.server_streaming:  # an endless stream (WatchMemories): read N lines, hang up
+            with self._http.stream(rule.method, path, **kwargs) as resp:
+                if resp.status_code != 200:
+                    resp.read()
+                    return self._outcome(resp, stream=True)
+                lines: list[Any] = []
+                for line in resp.iter_lines():
+                    if line.strip():
+                        lines.append(json.loads(line))
+                        if len(lines) >= take:
+                            break
+                return Outcome(response=lines)
         resp = self._http.request(rule.method, path, **kwargs)
         return self._outcome(resp, stream=rpc.server_streaming)
 
@@ -139,12 +151,14 @@ class ShimTarget:
         self._next = 0
         self._lock = threading.Lock()
 
-    def call(self, rpc: Rpc, request: Any, api_key: str | None, timeout_ms: int) -> Outcome:
+    def call(self, rpc: Rpc, request: Any, api_key: str | None, timeout_ms: int, take: int = 0) -> Outcome:
         assert self._proc.stdin is not None and self._proc.stdout is not None
         with self._lock:
             self._next += 1
             msg = {"id": self._next, "url": self._url, "transport": self._transport, "api_key": api_key,
                    "rpc": rpc.name, "request": request, "timeout_ms": timeout_ms}
+            if take:
+                msg["take"] = take
             self._proc.stdin.write(json.dumps(msg) + "\n")
             self._proc.stdin.flush()
             line = self._proc.stdout.readline()

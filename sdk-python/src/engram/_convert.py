@@ -26,6 +26,9 @@ _ENUM_PREFIX: dict[type[betterproto2.Enum], str] = {
     pb.RecallMode: "RECALL_MODE_",
     pb.ApiKeyRole: "API_KEY_ROLE_",
     pb.EmbeddingInputType: "EMBEDDING_INPUT_TYPE_",
+    pb.DuplicatePolicy: "DUPLICATE_POLICY_",
+    pb.StoreOutcome: "STORE_OUTCOME_",
+    pb.MemoryEventType: "MEMORY_EVENT_TYPE_",
 }
 
 

@@ -36,6 +36,9 @@ def store_request(
     ttl_seconds: int = 0,
     expires_at: Time = None,
     id: str = "",
+    key: str = "",
+    duplicate_policy: pb.DuplicatePolicy | str | None = None,
+    duplicate_threshold: float | None = None,
 ) -> pb.StoreMemoryRequest:
     """A ``StoreMemoryRequest`` from ``Client.store``'s arguments."""
     return pb.StoreMemoryRequest(
@@ -50,6 +53,9 @@ def store_request(
         ttl_seconds=ttl_seconds,
         expires_at=_convert.timestamp_of(expires_at),
         id=id,
+        key=key,
+        duplicate_policy=_convert.enum_value(pb.DuplicatePolicy, duplicate_policy),
+        duplicate_threshold=None if duplicate_threshold is None else float(duplicate_threshold),
     )
 
 

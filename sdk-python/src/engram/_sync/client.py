@@ -180,6 +180,9 @@ class Client:
         ttl_seconds: int = 0,
         expires_at: Time = None,
         id: str = "",
+        key: str = "",
+        duplicate_policy: pb.DuplicatePolicy | str | None = None,
+        duplicate_threshold: float | None = None,
         timeout: PerCallTimeout = USE_CLIENT_DEFAULT,
     ) -> pb.StoreMemoryResponse:
         """Args:
@@ -194,18 +197,25 @@ class Client:
             ttl_seconds: Seconds until the memory expires; 0 means never.
             expires_at: When the memory expires (exclusive with ``ttl_seconds``).
             id: Client-chosen id. With an id the call is idempotent and retried on failure.
+            key: Upsert key: the agent's memory with this key is replaced (exclusive with
+                ``id``). Retried on failure, like ``id``.
+            duplicate_policy: ``off``, ``exact`` or ``near``: what the server does when the agent
+                already holds the same memory (default: the server's, ``exact``).
+            duplicate_threshold: Cosine similarity from which ``near`` merges (default 0.95).
             timeout: This call's timeout (default: the client's).
 
         Returns:
-            ``StoreMemoryResponse`` with ``memory`` and ``created``.
+            ``StoreMemoryResponse`` with ``memory``, ``created`` and ``outcome`` (created,
+            unchanged, merged into a duplicate, or replaced by key).
         """
         request = store_request(
             agent_id, content, memory_type=memory_type, importance=importance, tags=tags,
             metadata=metadata, session_id=session_id, event_time=event_time,
-            ttl_seconds=ttl_seconds, expires_at=expires_at, id=id,
+            ttl_seconds=ttl_seconds, expires_at=expires_at, id=id, key=key,
+            duplicate_policy=duplicate_policy, duplicate_threshold=duplicate_threshold,
         )
         return self._call(
-            "StoreMemory", request, pb.StoreMemoryResponse, timeout, idempotent=bool(id)
+            "StoreMemory", request, pb.StoreMemoryResponse, timeout, idempotent=bool(id or key)
         )
 
     @rpc_method("BatchStoreMemories")

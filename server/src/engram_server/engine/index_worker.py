@@ -23,7 +23,8 @@ import os
 import pickle
 import threading
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -143,6 +144,7 @@ def build_graph(vectors: np.ndarray, params: BuildParams) -> BuildResult:
     return BuildResult(blob, recall, time.perf_counter() - t0, used, len(notes), notes, epsilon, k_factor)
 
 
+CLOSE_POLL_SECONDS = 0.2  # how soon a build notices that the builder was closed
 _GRAPH_FORMAT = "engram-nndescent-v2"
 
 
@@ -236,7 +238,7 @@ class IndexBuilder:
             for attempt in range(2):  # one retry if the worker died (e.g. killed for memory)
                 pool = self._get_pool()
                 try:
-                    result: BuildResult = pool.submit(build_graph, vectors, p).result()
+                    result: BuildResult = self._wait(pool, pool.submit(build_graph, vectors, p))
                     break
                 except BrokenProcessPool:
                     with self._lock:
@@ -253,6 +255,19 @@ class IndexBuilder:
             with self._lock:
                 self.pending -= 1
 
+    def _wait(self, pool: ProcessPoolExecutor, fut: Future[BuildResult]) -> BuildResult:
+        """The build's result; BuildAborted as soon as the builder is closed. A worker that was
+        still being spawned when close() ran is not in the pool's process table yet, so close()
+        could not end it: it is ended here, once it is there."""
+        while True:
+            try:
+                return fut.result(timeout=CLOSE_POLL_SECONDS)
+            except FutureTimeout:
+                if self._closed:
+                    fut.cancel()
+                    _terminate_workers(pool)
+                    raise BuildAborted("the index builder was closed during a build") from None
+
     def close(self) -> None:
         """Stop at once: a build under way is abandoned (its worker is terminated) and raises
         BuildAborted in its caller, so that a shutdown never waits for one. What it would have
@@ -262,9 +277,14 @@ class IndexBuilder:
             pool, self._pool = self._pool, None
         if pool is None:
             return
-        # ProcessPoolExecutor has no public way to stop a running task (terminate_workers comes
-        # with Python 3.14): end the worker process itself, then let the pool wind down.
-        for process in list(getattr(pool, "_processes", {}).values()):
-            with contextlib.suppress(Exception):
-                process.terminate()
+        _terminate_workers(pool)
         pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _terminate_workers(pool: ProcessPoolExecutor) -> None:
+    """ProcessPoolExecutor has no public way to stop a running task (terminate_workers comes with
+    Python 3.14): end the worker processes themselves; the pool then winds down."""
+    processes = getattr(pool, "_processes", None) or {}
+    for process in list(processes.values()):
+        with contextlib.suppress(Exception):
+            process.terminate()
