@@ -97,8 +97,8 @@ def plot_latency(load: dict[str, Any]) -> list[str]:
 
 def render() -> str:
     IMG.mkdir(parents=True, exist_ok=True)
-    ret, load, scale, cold, peers, engine, install = (
-        _read(n) for n in ("retrieval", "load", "scale", "coldstart", "peers", "engine", "install")
+    ret, load, scale, cold, peers, engine, install, writes = (
+        _read(n) for n in ("retrieval", "load", "scale", "coldstart", "peers", "engine", "install", "write_path")
     )
     machine = next((r["machine"] for r in (load, ret, scale, cold, peers) if r), {})
     out = [
@@ -199,6 +199,30 @@ def render() -> str:
                 f"| {int(size):,} | {e['recall']['p50_ms']:.2f} | {e['recall']['p99_ms']:.2f} | "
                 f"{e['query_embedding']['p50_ms']:.2f} | {e['ingest_memories_per_s']:.0f} | "
                 f"{_seconds(e.get('index_settle_s'))} | {_mib(e['rss_bytes'])} | {overhead} | {same_run} |"
+            )
+        out.append("")
+    if writes:
+        out += [
+            "## Write path",
+            "",
+            _measured(writes),
+            "",
+            "`python -m bench.load.write_path`: the Engine in-process with the bundled model, "
+            f"{writes['memories']:,} memories of the seeded",
+            f"corpus in batches of 64, then {writes['singles']} single stores, under four settings interleaved over "
+            f"{writes['rounds']} rounds (medians):",
+            "no change stream and no duplicate detection (the baseline), the change stream on, the server's default",
+            "(change stream and exact duplicates), near duplicates. *Merged*: stores the policy merged into an existing",
+            "memory. *Consolidate*: a ConsolidateMemories dry run over the batch-stored agent.",
+            "([Duplicates and the change stream](design/changes.md).)",
+            "",
+            "| setting | batch memories/s | vs baseline | single stores/s | vs baseline | merged | consolidate dry run |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for name, w in writes["settings"].items():
+            out.append(
+                f"| {name} | {w['batch_per_s']:.0f} | {w['batch_ratio']:.2f} | {w['single_per_s']:.0f} | "
+                f"{w['single_ratio']:.2f} | {w['merged']} | {w['consolidate_dry_run_s']:.2f} s |"
             )
         out.append("")
     if scale:

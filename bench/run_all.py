@@ -36,6 +36,7 @@ def main() -> None:
     run("bench.load.run", "--sizes", *sizes, "--duration", "10" if args.full else "5")
     run("bench.scale.run", "--sizes", *sizes, "--keep-dir", keep)
     run("bench.coldstart.run", "--data-dir", keep, "--runs", "5" if args.full else "3")
+    run("bench.load.write_path")
     run("bench.install.run")
     if PEERS_PYTHON.exists():
         run("bench.peers.run", "--size", "10000", python=str(PEERS_PYTHON))

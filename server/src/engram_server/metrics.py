@@ -41,6 +41,8 @@ class Metrics:
         self.index_builds = Gauge("engram_index_builds_pending", "Index builds waiting or running", registry=r)
         self.disk_bytes = Gauge("engram_disk_bytes", "Bytes of the data directory", registry=r)
         self.ready = Gauge("engram_ready", "1 once the server can serve recalls", registry=r)
+        self.watchers = Gauge("engram_watchers", "WatchMemories streams open", registry=r)
+        self.events_sent = Counter("engram_watch_events_sent", "Changes delivered to watchers", registry=r)
         self._count = 0
         self._children: dict[tuple[str, ...], tuple[Any, ...]] = {}
 

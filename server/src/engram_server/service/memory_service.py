@@ -328,9 +328,12 @@ class MemoryService(ServiceBase):
 
         engine = self.engine
 
+        metrics = self.metrics
+
         async def stream() -> AsyncIterator[pb.WatchMemoriesResponse]:
             cursor = after
             engine.add_event_listener(on_durable)
+            metrics.watchers.inc()
             try:
                 last_sent = loop.time()
                 while not self.state.stopping:
@@ -342,6 +345,7 @@ class MemoryService(ServiceBase):
                         out = pb.WatchMemoriesResponse(cursor=str(cursor))
                         for ev in page.events:
                             cv.fill_event(out.events.add(), ev)
+                        metrics.events_sent.inc(len(page.events))
                         yield out
                         last_sent = loop.time()
                         continue
@@ -358,6 +362,7 @@ class MemoryService(ServiceBase):
                         )
             finally:
                 engine.remove_event_listener(on_durable)
+                metrics.watchers.dec()
 
         return stream()
 
