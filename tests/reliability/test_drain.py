@@ -94,5 +94,6 @@ def test_sigterm_under_load_drains_every_call_in_flight(data_dir: Path, encrypti
     failed = [c for c in in_flight if c[2] != "ok"]
     assert len(in_flight) > 20, len(in_flight)
     assert not failed, failed[:5]
+    print(f"drain: {len(in_flight)} calls sent while accepting, {len(failed)} failed; exited {exited_in:.2f} s after SIGTERM")
     log = server.log_path.read_text() if server.log_path else ""
     assert "Traceback" not in log and "KeyError" not in log, log[-3000:]
