@@ -192,6 +192,8 @@ class EngramApp:
         if host is not None and not self.hosts.allows(host):
             await self._refuse_host(send, host)
             return
+        if self.state.stopping and scope.get("http_version") in ("1.0", "1.1"):
+            send = _closing(send)
         if origin is not None:
             allowed = self._cors_origin(origin)
             if scope["method"] == "OPTIONS":
@@ -371,3 +373,17 @@ def create_app(
 ) -> EngramApp:
     """The ASGI app. With `engine`, it is used as is and closed only when close_engine=True."""
     return EngramApp(config or Config(), engine, close_engine)
+
+
+def _closing(send: Send) -> Send:
+    """While the server drains, HTTP/1.1 answers say `Connection: close`: a keep-alive client then
+    reconnects (to another instance, or is refused here) instead of holding its connection open
+    until the shutdown timeout. (HTTP/2 clients get GOAWAY from Hypercorn.)"""
+
+    async def wrapped(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", []), (b"connection", b"close")]}
+        await send(message)
+
+    return wrapped
+
