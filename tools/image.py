@@ -62,6 +62,7 @@ BASE_IMAGE = f"localhost/engram-base:{SUITE}"
 IMAGE = "localhost/engram-server"
 APT_TOOLS = {"podman": "podman", "runc": "runc", "mmdebstrap": "mmdebstrap"}  # command -> package
 INPUTS_LABEL = "org.engram.image.inputs"
+DEPS_CACHE = "localhost/engram-server-build:deps"  # the build's deps stage, kept as a build cache
 # Files of deploy/ the image is built from (besides the Containerfile).
 DEPLOY_FILES = ("entrypoint.sh", "healthcheck.py", "prepare.py")
 SOURCE_URL = "https://github.com/engram-memory-server/engram"
@@ -349,18 +350,17 @@ def build(force: bool = False, refresh_base: bool = False) -> str:
     started = time.perf_counter()
     ctx = stage_context()
     log(f"podman build of {ref} (inputs {digest[:12]})")
-    podman(
-        "build", "--format", "docker", "--network", "none", "--pull=never",
-        "-f", str(CONTAINERFILE),
-        "--build-arg", f"BASE_IMAGE={BASE_IMAGE}", "--build-arg", f"VERSION={version()}",
-        "--label", f"org.opencontainers.image.revision={git_revision()}",
-        "--label", f"{INPUTS_LABEL}={digest}",
-        "-t", ref, "-t", latest, str(ctx),
-        capture=False,
-    )
+    common = ["build", "--format", "docker", "--network", "none", "--pull=never", "-f", str(CONTAINERFILE),
+              "--build-arg", f"BASE_IMAGE={BASE_IMAGE}", "--build-arg", f"VERSION={version()}"]
+    # The deps stage (the lock's packages: the slow part) under a tag of its own, so that the
+    # clean-up below keeps it for the next build of a changed server.
+    podman(*common, "--target", "deps", "-t", DEPS_CACHE, str(ctx), capture=False)
+    podman(*common, "--build-arg", f"REVISION={git_revision()}", "--build-arg", f"INPUTS={digest}",
+           "-t", ref, "-t", latest, str(ctx), capture=False)
     shutil.rmtree(ctx, ignore_errors=True)
-    # Earlier builds of the image (now untagged) and the server stages they were made from.
-    podman("image", "prune", "-f", "--filter", f"label={INPUTS_LABEL}", check=False)
+    # Untagged images made on the base: earlier builds of the image, their stages, an earlier
+    # deps stage. Nothing else of the machine's images is touched.
+    podman("image", "prune", "-f", "--filter", f"label=org.engram.base.suite={SUITE}", check=False)
     log(f"built {ref} in {time.perf_counter() - started:.0f} s: {human(image_size(ref))}")
     return ref
 
