@@ -35,7 +35,7 @@ def _mib(n: float) -> str:
 
 def _mb(n: float) -> str:
     """Decimal megabytes, as container tools show image sizes."""
-    return f"{n / 1e6:.0f} MB" if n >= 1e6 else f"{n / 1e6:.2f} MB"
+    return f"{n / 1e6:.0f} MB" if n >= 1e6 else f"{n / 1e3:.0f} kB"
 
 
 def plot_retrieval(ret: dict[str, Any]) -> str:

@@ -190,12 +190,12 @@ def build_base(refresh: bool = False) -> str:
             "--dpkgopt=path-exclude=/usr/share/info/*",
             SUITE, str(rootfs), *debian_sources(),
         ],
-        check=os.geteuid() == 0,  # as root it must work: a failure is an error
-        stderr=subprocess.PIPE if os.geteuid() != 0 else None, text=True,
+        stderr=subprocess.PIPE, text=True,
     )
-    if done.returncode != 0:  # without root mmdebstrap needs user namespaces, which may be refused
-        raise Unavailable(f"mmdebstrap failed as user {os.geteuid()} (exit {done.returncode}): "
-                          f"{(done.stderr or '').strip()[-1000:]}")
+    if done.returncode != 0:  # no Debian mirror reachable; without root, no user namespaces
+        rootfs.unlink(missing_ok=True)
+        raise Unavailable(f"mmdebstrap could not make the Debian {SUITE} base (exit {done.returncode}, "
+                          f"user {os.geteuid()}): {done.stderr.strip()[-1500:]}")
     try:
         podman(
             "import",
@@ -355,7 +355,11 @@ def build(force: bool = False, refresh_base: bool = False) -> str:
     # The deps stage (the lock's packages: the slow part) under a tag of its own, so that the
     # clean-up below keeps it for the next build of a changed server.
     podman(*common, "--target", "deps", "-t", DEPS_CACHE, str(ctx), capture=False)
-    podman(*common, "--build-arg", f"REVISION={git_revision()}", "--build-arg", f"INPUTS={digest}",
+    # Labels set here are applied when the image is committed (a build argument used in a LABEL
+    # would not be: buildah 1.28 reuses the cached layer of a LABEL whose argument changed).
+    labels = {"org.opencontainers.image.version": version(), "org.opencontainers.image.base.name": BASE_IMAGE,
+              "org.opencontainers.image.revision": git_revision(), INPUTS_LABEL: digest}
+    podman(*common, *(a for k, v in labels.items() for a in ("--label", f"{k}={v}")),
            "-t", ref, "-t", latest, str(ctx), capture=False)
     shutil.rmtree(ctx, ignore_errors=True)
     # Untagged images made on the base: earlier builds of the image, their stages, an earlier

@@ -4,7 +4,8 @@ The image is built with podman, or reused when one was built from the same input
 org.engram.image.inputs: a digest of the lock, the server's sources, deploy/ and the base image):
 after the first run this module costs the containers' starts, about 15 s. Where podman cannot
 build or run containers (not installed and no apt-get or no root to install it, or a kernel that
-refuses its containers) every test that needs it is SKIPPED, with the reason.
+refuses its containers, or no Debian mirror to make the base from) every test that needs it is
+SKIPPED, with the reason.
 
 With one container on a named volume and a free port:
 
@@ -241,6 +242,8 @@ def test_image_configuration(image: str) -> None:
     assert labels["org.opencontainers.image.licenses"] == "Apache-2.0"
     assert labels["org.opencontainers.image.source"] == img.SOURCE_URL
     assert labels["org.opencontainers.image.base.name"] == img.BASE_IMAGE
+    base = img.image_id(img.BASE_IMAGE)
+    assert base and labels[img.INPUTS_LABEL] == img.inputs_digest(base), "the image is not the one of these inputs"
     assert config["User"] == "10001:10001"
     assert "/data" in config["Volumes"]
     assert config["Entrypoint"] == ["/usr/local/bin/engram-entrypoint"] and config["Cmd"] == ["serve"]
