@@ -292,8 +292,14 @@ def test_compose_up(image: str, tmp_path: Path) -> None:
     if shutil.which("podman-compose") is None:
         if os.geteuid() != 0 or shutil.which("apt-get") is None:
             pytest.skip("podman-compose is not installed (and no root or apt-get to install it)")
-        subprocess.run(["apt-get", "install", "-y", "-q", "--no-install-recommends", "podman-compose"],
-                       check=True, capture_output=True, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        install = ["apt-get", "install", "-y", "-q", "--no-install-recommends", "podman-compose"]
+        done = subprocess.run(install, capture_output=True, text=True, env=env)
+        if done.returncode != 0:  # no package lists yet
+            subprocess.run(["apt-get", "update", "-q"], capture_output=True, env=env)
+            done = subprocess.run(install, capture_output=True, text=True, env=env)
+        if done.returncode != 0:
+            pytest.skip(f"podman-compose could not be installed with apt-get: {done.stdout[-500:]}{done.stderr[-500:]}")
     shutil.copy(COMPOSE, tmp_path / "compose.yaml")
     key = "compose-test-" + secrets.token_urlsafe(24)
     (tmp_path / "engram.env").write_text(f"ENGRAM_API_KEY={key}\n")
