@@ -41,11 +41,13 @@ COMPILE_LOCAL = @$(PY) -m compileall -q server/src sdk-python/src >/dev/null
 has_target = grep -qE '^$(2):' $(1)/Makefile
 
 .PHONY: help setup lock generate check-generate lint lint-proto lint-python lint-sdks docs test \
-        test-python test-sdks doctest serve conformance bench bench-full stress clean distclean
+        test-python test-sdks doctest serve image image-save conformance bench bench-full stress clean distclean
 
 help:
 	@echo "make serve           run engram-server from its runtime environment (.venv-serve: requirements/runtime.lock only)"
 	@echo "make test            install what is missing, then check-generate, lint, docs and every test"
+	@echo "make image           the server's container image, localhost/engram-server (podman; see docs/operations/container.md)"
+	@echo "make image-save      the image as an OCI archive in dist/ (docker load / podman load); FORMAT=docker-archive for Docker's own"
 	@echo "make setup           .venv from requirements/dev.lock, tools/ and SDK dependencies (idempotent)"
 	@echo "make generate        regenerate all code and docs derived from proto/"
 	@echo "make check-generate  fail when generated files are stale"
@@ -220,6 +222,16 @@ doctest: setup
 
 serve: $(SERVE_STAMP)
 	exec $(SERVE_VENV)/bin/engram-server serve $(ARGS)
+
+# The container image (tools/image.py): podman, runc and mmdebstrap from apt-get when missing, a
+# Debian minbase from Debian's packages, then `podman build` of deploy/Containerfile. Reuses an
+# image built from the same inputs. REFRESH_BASE=1 makes the Debian base again (updates).
+FORMAT ?= oci-archive
+image: | $(UV)
+	$(PYTHON) -m tools.image build $(if $(REFRESH_BASE),--refresh-base)
+
+image-save: image
+	$(PYTHON) -m tools.image save --format $(FORMAT)
 
 conformance: setup
 	@if [ -f conformance/__main__.py ]; then $(PY) -m conformance $(ARGS); \

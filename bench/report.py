@@ -33,6 +33,11 @@ def _mib(n: float) -> str:
     return f"{n / 2**20:.0f} MiB"
 
 
+def _mb(n: float) -> str:
+    """Decimal megabytes, as container tools show image sizes."""
+    return f"{n / 1e6:.0f} MB" if n >= 1e6 else f"{n / 1e3:.0f} kB"
+
+
 def plot_retrieval(ret: dict[str, Any]) -> str:
     import matplotlib
 
@@ -97,9 +102,8 @@ def plot_latency(load: dict[str, Any]) -> list[str]:
 
 def render() -> str:
     IMG.mkdir(parents=True, exist_ok=True)
-    ret, load, scale, cold, peers, engine, install, writes = (
-        _read(n) for n in ("retrieval", "load", "scale", "coldstart", "peers", "engine", "install", "write_path")
-    )
+    names = ("retrieval", "load", "scale", "coldstart", "peers", "engine", "install", "write_path", "image")
+    ret, load, scale, cold, peers, engine, install, writes, image = (_read(n) for n in names)
     machine = next((r["machine"] for r in (load, ret, scale, cold, peers) if r), {})
     out = [
         "# Benchmarks",
@@ -283,6 +287,35 @@ def render() -> str:
             f"{_mib(dev) if dev else 'n/a'} |",
             "",
         ]
+    if image:
+        runs = image["runs"]
+        out += [
+            "## Container image",
+            "",
+            _measured(image),
+            "",
+            f"`python -m bench.image.run`: the image `make image` builds (podman {image['podman']}, commit",
+            f"`{image['revision'][:7]}`): a Debian minbase made from Debian's packages, the runtime lock's packages",
+            "and the server, the model's int8 graph prepared at build time",
+            "([Container image](operations/container.md)).",
+            f"Started {len(runs['new_volume'])} times on a new, empty volume (the first start: the encryption key is",
+            f"generated, the database created) and {len(runs['existing_volume'])} times on a volume that holds data",
+            "(a new container of an upgrade); *healthy* is from the `podman run -d` call to the first `200` of",
+            "`/health` through the published port, *stop* from `podman stop` (SIGTERM) to the exit. Medians. Sizes",
+            "are uncompressed (MB = 10^6 bytes, as `podman images` shows them); the archive is the compressed OCI",
+            "archive of `make image-save`. Goals: image ≤ 900 MB, healthy ≤ 3 s.",
+            "",
+            "| image | OCI archive | healthy (new volume) | healthy (existing volume) | stop |",
+            "|---:|---:|---:|---:|---:|",
+            f"| {_mb(image['size_bytes'])} | {_mb(image['archive_bytes'])} | "
+            f"{image['healthy_new_volume_median_s']:.2f} s | {image['healthy_existing_volume_median_s']:.2f} s | "
+            f"{image['stop_median_s']:.2f} s |",
+            "",
+            "| layer | size |",
+            "|---|---:|",
+        ]
+        out += [f"| {layer['what']} | {_mb(layer['size_bytes'])} |" for layer in image["layers"]]
+        out.append("")
     if peers:
         ch = peers["chroma"]
         out += [

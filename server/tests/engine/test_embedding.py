@@ -94,6 +94,23 @@ def test_a_broken_build_refuses_rather_than_mixing(tmp_path: Path, monkeypatch: 
             default_model_spec(tmp_path / precision, precision)  # type: ignore[arg-type]
 
 
+def test_an_int8_graph_runs_without_the_float32_one(
+    embedder: Embedder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cache holding the int8 graph alone (the container image's) serves int8 without building
+    anything; float32 is then built from the shipped weights."""
+    import engram_server.engine.model_convert as mc
+
+    shutil.copy(embedder.spec.onnx_path, tmp_path / embedder.spec.onnx_path.name)
+    with monkeypatch.context() as m:
+        m.setattr(mc, "fold_dequantization", lambda *_a, **_k: pytest.fail("float32 graph built"))
+        m.setattr(mc, "quantize_int8", lambda *_a, **_k: pytest.fail("int8 graph built"))
+        spec = default_model_spec(tmp_path, "int8")
+    assert spec.onnx_path == tmp_path / embedder.spec.onnx_path.name and spec.model_id == embedder.model_id
+    assert sorted(p.name for p in tmp_path.iterdir()) == [spec.onnx_path.name]
+    assert default_model_spec(tmp_path, "float32").onnx_path.exists()
+
+
 def test_the_shipped_tokenizer_is_the_models() -> None:
     import hashlib
 

