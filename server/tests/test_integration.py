@@ -353,3 +353,23 @@ def test_connect_streaming_over_http1(http):
     frames = grpc_messages(r.content)
     assert json.loads(frames[0][1])["memory"]["content"] == "streamed over Connect"
     assert frames[-1][0] == 0x02 and json.loads(frames[-1][1]) == {}
+
+
+def test_a_port_in_use_is_named_and_nothing_starts(tmp_path):
+    import socket
+    import subprocess
+
+    from .conftest import REPO
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        cmd = [str(REPO / ".venv/bin/engram-server"), "serve", "--port", str(port), "--grpc-port", "0",
+               "--data-dir", str(tmp_path / "data")]  # fmt: skip
+        env = {**os.environ, "ENGRAM_ENCRYPTION_KEY": "11" * 32}
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
+    assert r.returncode == 2, (r.returncode, r.stderr[-2000:])  # an error exit, not a crash or abort
+    last = r.stderr.strip().splitlines()[-1]
+    assert f"127.0.0.1:{port} is already in use" in last and "--port / ENGRAM_PORT" in last, last
+    assert "Traceback" not in r.stderr and '"listening"' not in r.stderr

@@ -176,9 +176,9 @@ def _serve(cfg: Config, started: float) -> int:
 
     try:
         serve(cfg, engine, started)
-    except OSError as exc:  # e.g. address in use
+    except OSError as exc:  # a port in use or not allowed (server.bind_sockets says which)
         engine.close()
-        return _fail(f"cannot serve: {exc}")
+        return _fail(f"cannot serve: {exc.strerror or exc}")
     return 0
 
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import gc
 import logging
 import signal
+import socket
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
@@ -24,6 +26,38 @@ log = logging.getLogger("engram.server")
 
 def _bind(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
+
+
+def bind_sockets(cfg: Config) -> list[socket.socket]:
+    """The listening sockets, bound here rather than by Hypercorn: a port that is taken fails the
+    start before anything else begins (the model's load included), with a message naming the
+    port and the setting that chose it. Hypercorn is then given the sockets (`fd://`)."""
+    sockets: list[socket.socket] = []
+    for port, setting in ((cfg.port, "--port / ENGRAM_PORT"), (cfg.grpc_port, "--grpc-port / ENGRAM_GRPC_PORT")):
+        if not port:
+            continue
+        host = cfg.host.strip("[]")
+        try:
+            family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+        except OSError as exc:
+            for s in sockets:
+                s.close()
+            where = _bind(cfg.host, port)
+            if exc.errno == errno.EADDRINUSE:
+                raise OSError(
+                    exc.errno,
+                    f"{where} is already in use (another engram-server, or another program, listens on port "
+                    f"{port}): stop it, or choose another port with {setting}",
+                ) from None
+            if exc.errno == errno.EACCES:
+                raise OSError(exc.errno, f"not allowed to listen on {where} (ports below 1024 need privileges)") from None  # noqa: E501
+            raise OSError(exc.errno, f"cannot listen on {where}: {exc.strerror or exc}") from None
+        sockets.append(sock)
+    return sockets
 
 
 def hypercorn_config(cfg: Config) -> LimitedConfig:
@@ -71,10 +105,13 @@ def serve(cfg: Config, engine: Engine, started_at: float | None = None) -> None:
 
     connections.install()
 
+    sockets = bind_sockets(cfg)  # first: a taken port fails the start before anything begins
     app = create_app(cfg, engine=engine, close_engine=True)
     app.resume_gc_on_start = not gc.isenabled()  # cli paused it for the start-up
     app.begin_warm_up()
     hcfg = hypercorn_config(cfg)
+    binds = hcfg.bind
+    hcfg.bind = [f"fd://{s.fileno()}" for s in sockets]
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
@@ -104,12 +141,16 @@ def serve(cfg: Config, engine: Engine, started_at: float | None = None) -> None:
         event(
             log,
             "listening",
-            binds=hcfg.bind,
+            binds=binds,
             auth_required=cfg.auth_required,
             startup_ms=round((time.perf_counter() - started_at) * 1000, 1) if started_at else None,
         )
         await hserve(cast("ASGIFramework", app), hcfg, shutdown_trigger=stop.wait)
 
-    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-        runner.run(main())
+    try:
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            runner.run(main())
+    finally:
+        for s in sockets:
+            s.close()
     event(log, "stopped")
