@@ -266,3 +266,34 @@ async def test_heartbeats_carry_the_cursor_and_a_stopping_server_ends_the_stream
     app.state.stopping = True
     with pytest.raises(StopAsyncIteration):
         await it.__anext__()
+
+
+def test_zero_replays_what_is_retained_and_older_cursors_are_out_of_range(tmp_path):
+    server = ServerProcess(tmp_path, ["--max-retained-events", "2", "--maintenance-interval", "0.1"])
+    server.wait_healthy()
+    mem, ch = stub(server)
+    try:
+        store = mem.store_memory
+        ids = [store(pb.StoreMemoryRequest(agent_id="p", content=f"kept or not {i}")).memory.id for i in range(5)]
+        time.sleep(1.0)  # maintenance drops all but the last 2 changes
+        watch = Collector(mem.watch_memories(pb.WatchMemoriesRequest(agent_id="p", start_after="0")))
+        assert [e[1] for e in watch.wait_for(2)] == ids[3:]
+        watch.stop()
+        with pytest.raises(grpc.RpcError) as err:
+            next(iter(mem.watch_memories(pb.WatchMemoriesRequest(agent_id="p", start_after="1"))))
+        assert err.value.code() == grpc.StatusCode.OUT_OF_RANGE and "ExportMemories" in err.value.details()
+    finally:
+        ch.close()
+        server.stop()
+
+
+def test_the_first_response_comes_at_once_with_the_starting_cursor(server):
+    mem, ch = stub(server)
+    try:
+        t0 = time.monotonic()
+        call = mem.watch_memories(pb.WatchMemoriesRequest(agent_id="quiet-now"))
+        first = next(iter(call))
+        assert time.monotonic() - t0 < 5 and list(first.events) == [] and first.cursor.isdigit()
+        call.cancel()
+    finally:
+        ch.close()

@@ -1427,8 +1427,9 @@ func (x *WatchMemoriesRequest) GetStartAfter() string {
 	return ""
 }
 
-// Response of MemoryService.WatchMemories: changes in order, or a heartbeat (no events) at least
-// every 15 seconds while nothing changes.
+// Response of MemoryService.WatchMemories: changes in order, or a heartbeat (no events): one at
+// once when there is nothing to send yet (it carries the cursor the watch starts from), then at
+// least every 15 seconds while nothing changes.
 type WatchMemoriesResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The changes, oldest first. Each is delivered once.

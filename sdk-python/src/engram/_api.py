@@ -419,8 +419,10 @@ MESSAGE_DOCS: dict[str, str] = {'Agent': 'An agent: the namespace that owns memo
  'UpdateMemoryResponse': 'Response of MemoryService.UpdateMemory.',
  'WatchMemoriesRequest': 'Request of MemoryService.WatchMemories.',
  'WatchMemoriesResponse': 'Response of MemoryService.WatchMemories: changes in order, or a '
-                          'heartbeat (no events) at least\n'
-                          'every 15 seconds while nothing changes.'}
+                          'heartbeat (no events): one at\n'
+                          'once when there is nothing to send yet (it carries the cursor the watch '
+                          'starts from), then at\n'
+                          'least every 15 seconds while nothing changes.'}
 
 FIELD_DOCS: dict[str, dict[str, str]] = {'Agent': {'agent_id': 'The agent id.',
            'bytes_stored': 'Bytes of memory content and metadata stored, before compression and '

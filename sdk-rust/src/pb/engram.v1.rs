@@ -951,8 +951,9 @@ pub struct WatchMemoriesRequest {
     #[prost(string, tag = "2")]
     pub start_after: ::prost::alloc::string::String,
 }
-/// Response of MemoryService.WatchMemories: changes in order, or a heartbeat (no events) at least
-/// every 15 seconds while nothing changes.
+/// Response of MemoryService.WatchMemories: changes in order, or a heartbeat (no events): one at
+/// once when there is nothing to send yet (it carries the cursor the watch starts from), then at
+/// least every 15 seconds while nothing changes.
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct WatchMemoriesResponse {
     /// The changes, oldest first. Each is delivered once.

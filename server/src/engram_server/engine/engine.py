@@ -345,6 +345,11 @@ class Engine:
         """OutOfRange when changes after `after` are no longer retained."""
         self._events.check_cursor(after)
 
+    @property
+    def oldest_event_cursor(self) -> int:
+        """The cursor from which every retained change can be read (`start_after = "0"`)."""
+        return self._events.pruned_through
+
     def read_events(
         self, after: int, limit: int, agent_id: str = "", allow: Callable[[str], bool] | None = None
     ) -> EventPage:

@@ -297,8 +297,9 @@ class MemoryService(ServiceBase):
         self, req: pb.WatchMemoriesRequest, ctx: CallContext
     ) -> AsyncIterator[pb.WatchMemoriesResponse]:
         """Changes after the request's cursor, in order, then each as it becomes durable; an empty
-        response (a heartbeat with the cursor) at least every WATCH_HEARTBEAT_SECONDS. Ends when
-        the server stops (the client resumes from its cursor, on this server or another)."""
+        response (a heartbeat with the cursor) first when there is nothing to send yet, then at
+        least every WATCH_HEARTBEAT_SECONDS. Ends when the server stops (the client resumes from
+        its cursor, on this server or another)."""
         if not self.engine.events_enabled:
             raise RpcError("FAILED_PRECONDITION", "the change stream is off on this server (event_retention = 0)")
         who = ctx.who
@@ -312,6 +313,8 @@ class MemoryService(ServiceBase):
         now_position = self.engine.event_position
         if not req.start_after:
             after = now_position
+        elif req.start_after == "0":  # every change retained, however many were dropped before
+            after = self.engine.oldest_event_cursor
         else:
             if not req.start_after.isdigit() or len(req.start_after) > 19:
                 raise invalid("start_after", "must be a cursor this server returned (digits)")
@@ -335,7 +338,9 @@ class MemoryService(ServiceBase):
             engine.add_event_listener(on_durable)
             metrics.watchers.inc()
             try:
-                last_sent = loop.time()
+                # The first response goes out at once (a heartbeat when there is nothing yet), so
+                # the client knows its call is open and from which cursor it runs.
+                last_sent = float("-inf")
                 while not self.state.stopping:
                     wake.clear()
                     page = await self.run(engine.read_events, cursor, WATCH_BATCH, req.agent_id, allow)

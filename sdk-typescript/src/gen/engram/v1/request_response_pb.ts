@@ -803,8 +803,9 @@ export const WatchMemoriesRequestSchema: GenMessage<WatchMemoriesRequest> = /*@_
   messageDesc(file_engram_v1_request_response, 20);
 
 /**
- * Response of MemoryService.WatchMemories: changes in order, or a heartbeat (no events) at least
- * every 15 seconds while nothing changes.
+ * Response of MemoryService.WatchMemories: changes in order, or a heartbeat (no events): one at
+ * once when there is nothing to send yet (it carries the cursor the watch starts from), then at
+ * least every 15 seconds while nothing changes.
  *
  * @generated from message engram.v1.WatchMemoriesResponse
  */

@@ -2716,8 +2716,9 @@ default_message_pool.register_message(
 @dataclass(eq=False, repr=False)
 class WatchMemoriesResponse(betterproto2.Message):
     """
-    Response of MemoryService.WatchMemories: changes in order, or a heartbeat (no events) at least
-    every 15 seconds while nothing changes.
+    Response of MemoryService.WatchMemories: changes in order, or a heartbeat (no events): one at
+    once when there is nothing to send yet (it carries the cursor the watch starts from), then at
+    least every 15 seconds while nothing changes.
     """
 
     events: "list[MemoryEvent]" = betterproto2.field(
