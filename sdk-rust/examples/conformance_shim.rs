@@ -136,13 +136,33 @@ fn snake_case(name: &str) -> String {
     out
 }
 
-async fn call(client: &Client, rpc: &str, req: &Json) -> Shim<Reply> {
+/// Reads up to `take` items of a stream (all of them when `take` is `None`), then drops it, which
+/// cancels the call; the first error fails the whole call.
+async fn read<T, S>(stream: S, take: Option<usize>) -> Shim<Reply>
+where
+    T: Serialize,
+    S: Stream<Item = engram_client::Result<T>> + Unpin,
+{
+    let mut stream = stream.take(take.unwrap_or(usize::MAX));
+    let mut messages = Vec::new();
+    while let Some(message) = stream.next().await {
+        messages.push(to_json(&message?));
+    }
+    Ok(Reply::Many(messages))
+}
+
+async fn call(client: &Client, rpc: &str, req: &Json, take: Option<usize>) -> Shim<Reply> {
     match rpc {
         "MemoryService.StoreMemory" => {
-            let Stored { memory, created } = client.store(parse(req)?).await?;
+            let Stored {
+                memory,
+                created,
+                outcome,
+            } = client.store(parse(req)?).await?;
             one(StoreMemoryResponse {
                 memory: Some(memory),
                 created,
+                outcome: outcome.into(),
             })
         }
         "MemoryService.BatchStoreMemories" => {
@@ -192,14 +212,25 @@ async fn call(client: &Client, rpc: &str, req: &Json) -> Shim<Reply> {
         }
         "MemoryService.GetMemoryGraph" => one(client.graph(parse(req)?).await?),
         "MemoryService.ExportMemories" => {
-            let mut stream = client.export(parse::<ExportMemoriesRequest>(req)?).await?;
-            let mut messages = Vec::new();
-            while let Some(memory) = stream.next().await {
-                messages.push(to_json(&ExportMemoriesResponse {
-                    memory: Some(memory?),
-                }));
-            }
-            Ok(Reply::Many(messages))
+            let stream = client.export(parse::<ExportMemoriesRequest>(req)?).await?;
+            let messages = stream.map(|memory| {
+                memory.map(|memory| ExportMemoriesResponse {
+                    memory: Some(memory),
+                })
+            });
+            read(messages, take).await
+        }
+        "MemoryService.ConsolidateMemories" => one(client
+            .consolidate(parse::<ConsolidateMemoriesRequest>(req)?)
+            .await?),
+        "MemoryService.WatchMemories" => {
+            let request: WatchMemoriesRequest = parse(req)?;
+            // The responses as sent (heartbeats included). The call never ends on its own:
+            // the runner asks for `take` responses.
+            let responses = client
+                .watch(request.agent_id, request.start_after)
+                .into_responses();
+            read(responses, take).await
         }
         "MemoryService.ImportMemories" => {
             let requests: Vec<ImportMemoriesRequest> = parse_list(req)?;
@@ -294,8 +325,9 @@ impl Clients {
 }
 
 /// The RPCs with a stream on either side.
-const STREAMING: [&str; 2] = [
+const STREAMING: [&str; 3] = [
     "MemoryService.ExportMemories",
+    "MemoryService.WatchMemories",
     "MemoryService.ImportMemories",
 ];
 
@@ -311,16 +343,24 @@ async fn handle(clients: &mut Clients, msg: &Json) -> Shim<Reply> {
         .as_u64()
         .filter(|ms| *ms > 0)
         .map(Duration::from_millis);
+    // `take`: read the first N responses of a server stream, then cancel the call.
+    let take = match &msg["take"] {
+        Json::Null => None,
+        value => match value.as_u64().and_then(|n| usize::try_from(n).ok()) {
+            Some(n) if n > 0 => Some(n),
+            _ => return refuse(format!("take must be a positive integer, got {value}")),
+        },
+    };
     let client = clients.get(url, api_key)?;
     match timeout {
         // Unary calls keep to the client's deadline, which the SDK also sends to the server.
         Some(timeout) if !STREAMING.contains(&rpc) => {
-            call(&client.with_timeout(timeout), rpc, &msg["request"]).await
+            call(&client.with_timeout(timeout), rpc, &msg["request"], take).await
         }
-        None => call(&client, rpc, &msg["request"]).await,
+        None => call(&client, rpc, &msg["request"], take).await,
         // The SDK leaves streams without a deadline: bound them as a user would.
         Some(timeout) => {
-            match tokio::time::timeout(timeout, call(&client, rpc, &msg["request"])).await {
+            match tokio::time::timeout(timeout, call(&client, rpc, &msg["request"], take)).await {
                 Ok(result) => result,
                 Err(_) => Err(Failure::Sdk(engram_client::Error::Status {
                     code: engram_client::Code::DeadlineExceeded,

@@ -17,7 +17,8 @@ use crate::pb::engram::v1::embedding_service_client::EmbeddingServiceClient;
 use crate::pb::engram::v1::memory_service_client::MemoryServiceClient;
 use crate::pb::engram::v1::*;
 use crate::stream::{ExportStream, Pager};
-use crate::{AgentStream, MemoryStream, Result};
+use crate::watch::{Open, Watcher};
+use crate::{AgentStream, MemoryStream, Result, WatchStream};
 
 /// The default server address: a local server on its default port.
 pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:3300";
@@ -40,9 +41,11 @@ const MAX_DECODING_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 ///
 /// Only `UNAVAILABLE` answers are retried (the server was not reachable or was draining), and
 /// never a call that could apply twice: reads, `embed`, deletes, `unlink`, `revoke_api_key`, a
-/// dry-run `forget`, and `store` / `batch_store` when every memory has a client-chosen id (the
-/// server deduplicates them) are retried; `update`, `link`, `create_api_key`, a real `forget`,
-/// `import` and `store` without an id are not. Retry `n` (from 0) waits a random time in
+/// dry-run `forget` or `consolidate`, and `store` / `batch_store` when every memory has a
+/// client-chosen id (the server deduplicates them) are retried; `update`, `link`,
+/// `create_api_key`, a real `forget` or `consolidate`, `import` and `store` without an id are
+/// not. A [`WatchStream`] reconnects with the same backoff, without a retry limit unless
+/// [`WatchStream::max_reconnects`] sets one. Retry `n` (from 0) waits a random time in
 /// `[0, min(max_backoff, initial_backoff * 2^n))` ("full jitter"), at least the delay of a
 /// `google.rpc.RetryInfo` the server sent, and never past the call's deadline. The defaults
 /// ([`DEFAULT_RETRIES`], [`DEFAULT_INITIAL_BACKOFF`], [`DEFAULT_MAX_BACKOFF`]) are the same in
@@ -109,7 +112,7 @@ impl RetryPolicy {
     }
 
     /// The delay before retry number `retry` (0-based), jitter included.
-    fn delay(&self, retry: u32) -> Duration {
+    pub(crate) fn delay(&self, retry: u32) -> Duration {
         let exp = self
             .initial_backoff
             .saturating_mul(1u32.checked_shl(retry.min(31)).unwrap_or(u32::MAX))
@@ -199,8 +202,9 @@ impl ClientBuilder {
 
     /// The deadline of each unary call, retries and backoff included (default
     /// [`DEFAULT_TIMEOUT`]); each attempt sends what is left of it to the server as the gRPC
-    /// deadline. A call that runs out of time fails with `DEADLINE_EXCEEDED`. Streaming calls (`export`, `import`) have no deadline:
-    /// wrap them in `tokio::time::timeout` if you need one.
+    /// deadline. A call that runs out of time fails with `DEADLINE_EXCEEDED`. Streaming calls
+    /// (`export`, `import`, `watch`) have no deadline: wrap them in `tokio::time::timeout` if
+    /// you need one.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self
@@ -381,11 +385,19 @@ struct Config {
 /// What a successful [`Client::store`] returns.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Stored {
-    /// The stored memory, with its id and server-set fields.
+    /// The stored memory, with its id and server-set fields: for a merged duplicate or an upsert
+    /// by key, the existing memory (its id) in its new version.
     pub memory: Memory,
-    /// False when a client-supplied id already existed with the same content (an idempotent
-    /// retry).
+    /// True when a new memory was stored (`outcome` is [`StoreOutcome::Created`]).
     pub created: bool,
+    /// What the store did: [`Created`](StoreOutcome::Created) a memory,
+    /// [`Unchanged`](StoreOutcome::Unchanged) (a retry of a client id with the same content),
+    /// [`Merged`](StoreOutcome::Merged) into a duplicate the agent already had (see
+    /// [`StoreMemoryRequest::with_duplicate_policy`]), or [`Replaced`](StoreOutcome::Replaced)
+    /// the memory with the same key ([`StoreMemoryRequest::with_key`]).
+    /// [`Unspecified`](StoreOutcome::Unspecified) only from a server that predates outcomes
+    /// (or sends one this client does not know).
+    pub outcome: StoreOutcome,
 }
 
 /// What a successful [`Client::create_api_key`] returns.
@@ -528,6 +540,26 @@ impl Client {
         request
     }
 
+    /// The retry policy (also the backoff of a watch's reconnections).
+    pub(crate) fn retry_policy(&self) -> RetryPolicy {
+        self.config.retry
+    }
+
+    /// Sends one `WatchMemories` call (no deadline: the stream is endless).
+    pub(crate) fn open_watch(&self, message: WatchMemoriesRequest) -> Open {
+        let request = self.request(message);
+        let channel = self.channel.clone();
+        let config = Arc::clone(&self.config);
+        Box::pin(async move {
+            MemoryServiceClient::new(channel)
+                .max_decoding_message_size(MAX_DECODING_MESSAGE_BYTES)
+                .watch_memories(request)
+                .await
+                .map(tonic::Response::into_inner)
+                .map_err(|status| Error::from_call(status, &config.address))
+        })
+    }
+
     /// Runs a unary call under the client's deadline, retrying `UNAVAILABLE` when `retryable`.
     async fn unary<Req, Resp, F, Fut>(&self, retryable: bool, message: Req, call: F) -> Result<Resp>
     where
@@ -601,17 +633,46 @@ impl Client {
     // ----------------------------------------------------------------------------------------
 
     /// Stores one memory (`MemoryService.StoreMemory`). It is embedded, indexed and visible to
-    /// the next recall when this returns. Retried on `UNAVAILABLE` only when the request has a
-    /// client id ([`StoreMemoryRequest::with_id`]).
+    /// the next recall when this returns. [`Stored::outcome`] says what happened:
+    ///
+    /// * A duplicate of a memory the agent already has is merged into it (`Merged`: the new
+    ///   text, the higher importance, the union of tags, a new version) instead of stored again.
+    ///   By default (the server's `duplicate_policy`, normally `EXACT`) a duplicate is the same
+    ///   text up to case, whitespace and trailing punctuation;
+    ///   [`with_duplicate_policy`](StoreMemoryRequest::with_duplicate_policy)`(`[`DuplicatePolicy::Near`]`)`
+    ///   also merges close rephrasings (cosine from
+    ///   [`with_duplicate_threshold`](StoreMemoryRequest::with_duplicate_threshold), default
+    ///   0.95), and [`DuplicatePolicy::Off`] always stores.
+    /// * With [`with_key`](StoreMemoryRequest::with_key), the agent's memory with that key is
+    ///   replaced (`Replaced`: same id, a new version, the old one in its history): an upsert.
+    /// * With a client id ([`with_id`](StoreMemoryRequest::with_id)) the same id and content
+    ///   again is `Unchanged` (a safe retry); the same id with other content is
+    ///   `ALREADY_EXISTS`. `id` and `key` are exclusive (`INVALID_ARGUMENT`).
+    ///
+    /// Retried on `UNAVAILABLE` only when the request has a client id.
     ///
     /// ```no_run
     /// # async fn run(client: engram_client::Client) -> engram_client::Result<()> {
-    /// use engram_client::{MemoryType, StoreMemoryRequest};
+    /// use engram_client::{DuplicatePolicy, MemoryType, StoreMemoryRequest, StoreOutcome};
     ///
     /// let stored = client
     ///     .store(StoreMemoryRequest::new("agent-1", "Ada prefers tea").with_memory_type(MemoryType::Semantic))
     ///     .await?;
     /// println!("stored {} (v{})", stored.memory.id, stored.memory.version);
+    ///
+    /// // The same fact again is merged into that memory.
+    /// let again = client.store(StoreMemoryRequest::new("agent-1", "ada prefers tea.")).await?;
+    /// assert_eq!((again.outcome, again.memory.id), (StoreOutcome::Merged, stored.memory.id));
+    ///
+    /// // An upsert: one memory per key, replaced by each store.
+    /// let theme = StoreMemoryRequest::new("agent-1", "theme: dark").with_key("prefs/theme");
+    /// let replaced = client.store(theme).await?; // Created the first time, then Replaced
+    ///
+    /// // Keep a copy even of an exact duplicate.
+    /// let copy = client
+    ///     .store(StoreMemoryRequest::new("agent-1", "Ada prefers tea").with_duplicate_policy(DuplicatePolicy::Off))
+    ///     .await?;
+    /// assert!(copy.created);
     /// # Ok(()) }
     /// ```
     pub async fn store(&self, request: StoreMemoryRequest) -> Result<Stored> {
@@ -619,26 +680,34 @@ impl Client {
         let response = self
             .unary(retryable, request, rpc!(MemoryServiceClient, store_memory))
             .await?;
+        let outcome = response.outcome();
         Ok(Stored {
             memory: required(response.memory, "memory")?,
             created: response.created,
+            outcome,
         })
     }
 
     /// Stores many memories in one call, all or nothing (`MemoryService.BatchStoreMemories`).
-    /// Retried on `UNAVAILABLE` only when every request has a client id.
+    /// Each request is handled as by [`Client::store`] (a duplicate of an earlier item of the
+    /// same batch is merged too); `outcomes()` lists what each one did, in request order. A key
+    /// used twice in one batch is `INVALID_ARGUMENT`. Retried on `UNAVAILABLE` only when every
+    /// request has a client id.
     ///
     /// ```no_run
     /// # async fn run(client: engram_client::Client) -> engram_client::Result<()> {
-    /// use engram_client::StoreMemoryRequest;
+    /// use engram_client::{StoreMemoryRequest, StoreOutcome};
     ///
     /// let batch = client
     ///     .batch_store([
     ///         StoreMemoryRequest::new("agent-1", "first"),
     ///         StoreMemoryRequest::new("agent-1", "second"),
+    ///         StoreMemoryRequest::new("agent-1", "First."), // the same fact as the first
     ///     ])
     ///     .await?;
-    /// assert_eq!(batch.memories.len(), 2);
+    /// assert_eq!(batch.memories.len(), 3);
+    /// let outcomes: Vec<StoreOutcome> = batch.outcomes().collect();
+    /// assert_eq!(outcomes, [StoreOutcome::Created, StoreOutcome::Created, StoreOutcome::Merged]);
     /// # Ok(()) }
     /// ```
     pub async fn batch_store(
@@ -925,6 +994,93 @@ impl Client {
             )
             .await?;
         Ok(ExportStream::new(stream))
+    }
+
+    /// Finds near-duplicate memories of an agent and merges each group into one memory
+    /// (`MemoryService.ConsolidateMemories`): the most important (then the oldest) is kept and
+    /// gets a new version, the others are deleted (their records stay in its history, their
+    /// links move to it). [`with_dry_run`](ConsolidateMemoriesRequest::with_dry_run) only lists
+    /// the groups (it needs only a read key); the threshold
+    /// ([`with_similarity_threshold`](ConsolidateMemoriesRequest::with_similarity_threshold),
+    /// cosine from 0.5 to 1) defaults to the server's `duplicate_threshold` (0.95). Takes an
+    /// agent id or a [`ConsolidateMemoriesRequest`]. Retried on `UNAVAILABLE` only as a dry run.
+    ///
+    /// ```no_run
+    /// # async fn run(client: engram_client::Client) -> engram_client::Result<()> {
+    /// use engram_client::ConsolidateMemoriesRequest;
+    ///
+    /// let preview = client.consolidate(ConsolidateMemoriesRequest::new("agent-1").with_dry_run(true)).await?;
+    /// for group in &preview.groups {
+    ///     println!("keep {}, merge {:?} (cosine >= {:.2})", group.keep_id, group.duplicate_ids, group.min_similarity);
+    /// }
+    /// let done = client.consolidate("agent-1").await?;
+    /// println!("merged {} memories", done.merged_count);
+    /// # Ok(()) }
+    /// ```
+    pub async fn consolidate(
+        &self,
+        request: impl Into<ConsolidateMemoriesRequest>,
+    ) -> Result<ConsolidateMemoriesResponse> {
+        let request = request.into();
+        let retryable = request.dry_run;
+        self.unary(
+            retryable,
+            request,
+            rpc!(MemoryServiceClient, consolidate_memories),
+        )
+        .await
+    }
+
+    /// Watches the changes to an agent's memories (`MemoryService.WatchMemories`): a
+    /// [`WatchStream`] of [`MemoryEvent`]s (created, updated, deleted, expired), in the order
+    /// the server made them, each once. An empty `agent_id` watches every agent the key may
+    /// access.
+    ///
+    /// `start_after` is where to begin: `""` from now on (from when the stream is first polled:
+    /// the call opens then), `"0"` every change the server still keeps (its `event_retention`,
+    /// 7 days by default), or a cursor from [`WatchStream::cursor`] / [`MemoryEvent::cursor`] to
+    /// continue after that event.
+    ///
+    /// The stream never ends on its own: when the server restarts or the connection breaks it
+    /// reconnects from its cursor with backoff, without gaps or repeats
+    /// ([`max_reconnects`](WatchStream::max_reconnects) limits that), and hides the heartbeats
+    /// the server sends while idle. A cursor older than what the server keeps yields an error
+    /// with code [`Code::OutOfRange`](crate::Code::OutOfRange) (resynchronise with
+    /// [`Client::export`], then watch from `""`). Stop by dropping the stream (or `break`ing out
+    /// of the loop): that cancels the call. The stream has no deadline.
+    ///
+    /// ```no_run
+    /// # async fn run(client: engram_client::Client) -> engram_client::Result<()> {
+    /// use engram_client::{Code, MemoryEventType, StreamExt};
+    ///
+    /// let mut cursor = String::from("0"); // e.g. loaded from where the last run stopped
+    /// let mut changes = client.watch("agent-1", cursor.clone());
+    /// while let Some(event) = changes.next().await {
+    ///     match event {
+    ///         Ok(event) if event.r#type() == MemoryEventType::Created => {
+    ///             println!("new: {}", event.memory.map(|m| m.content).unwrap_or_default());
+    ///         }
+    ///         Ok(event) => println!("{:?} {}", event.r#type(), event.memory_id),
+    ///         Err(err) if err.code() == Code::OutOfRange => {
+    ///             // Too far behind: reload with client.export(..), then watch from "" (now).
+    ///             break;
+    ///         }
+    ///         Err(err) => return Err(err),
+    ///     }
+    ///     cursor = changes.cursor().to_owned(); // save it to resume here later
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn watch(
+        &self,
+        agent_id: impl Into<String>,
+        start_after: impl Into<String>,
+    ) -> WatchStream {
+        WatchStream::new(Watcher::new(
+            self.clone(),
+            agent_id.into(),
+            start_after.into(),
+        ))
     }
 
     /// Imports memories as exported, keeping ids, times and versions

@@ -35,8 +35,9 @@
 //!   [`pbjson_types::Timestamp`] ([`timestamp`] and [`system_time`] convert from and to
 //!   `SystemTime`); metadata is a [`pbjson_types::Struct`] ([`json_object`], [`IntoValue`]).
 //! * Errors: one [`Error`] enum that keeps the gRPC [`Code`] (`err.code_name() == "NOT_FOUND"`).
-//! * Streams: [`MemoryStream`], [`AgentStream`] (pages fetched on demand) and [`ExportStream`];
-//!   read them with [`StreamExt`].
+//! * Streams: [`MemoryStream`], [`AgentStream`] (pages fetched on demand), [`ExportStream`] and
+//!   [`WatchStream`] (the change stream, resumed from its cursor when it breaks); read them with
+//!   [`StreamExt`].
 //! * Wire types: every generated message is re-exported here; the raw generated code (with the
 //!   tonic stubs) lives in [`pb`].
 //! * JSON: with the `serde` cargo feature (off by default), every `engram.v1` message and enum
@@ -56,6 +57,7 @@ mod error;
 pub mod pb;
 mod requests;
 mod stream;
+mod watch;
 
 pub use client::{
     Client, ClientBuilder, CreatedApiKey, DEFAULT_CONNECT_TIMEOUT, DEFAULT_ENDPOINT,
@@ -65,20 +67,22 @@ pub use client::{
 pub use error::{Code, Error};
 pub use pb::engram::v1::{
     Agent, ApiKey, ApiKeyRole, BatchRecallRequest, BatchRecallResponse, BatchStoreMemoriesRequest,
-    BatchStoreMemoriesResponse, ClusterNode, CreateApiKeyRequest, CreateApiKeyResponse,
-    DeleteAgentRequest, DeleteAgentResponse, DeleteMemoryRequest, DeleteMemoryResponse,
-    EmbedRequest, EmbedResponse, Embedding, EmbeddingInputType, ExportMemoriesRequest,
-    ExportMemoriesResponse, ForgetMemoriesRequest, ForgetMemoriesResponse, GetAgentRequest,
-    GetAgentResponse, GetClusterStatusRequest, GetClusterStatusResponse, GetMemoryGraphRequest,
-    GetMemoryGraphResponse, GetMemoryHistoryRequest, GetMemoryHistoryResponse, GetMemoryRequest,
-    GetMemoryResponse, GetServerInfoRequest, GetServerInfoResponse, GetStatsRequest,
-    GetStatsResponse, HealthRequest, HealthResponse, ImportMemoriesRequest, ImportMemoriesResponse,
-    LinkMemoriesRequest, LinkMemoriesResponse, ListAgentsRequest, ListAgentsResponse,
-    ListApiKeysRequest, ListApiKeysResponse, ListMemoriesRequest, ListMemoriesResponse, Memory,
-    MemoryFilter, MemoryLink, MemoryType, RecallMode, RecallRequest, RecallResponse,
-    RecalledMemory, RevokeApiKeyRequest, RevokeApiKeyResponse, ScoreExplanation, ServerLimits,
-    StoreMemoryRequest, StoreMemoryResponse, TimeRange, UnlinkMemoriesRequest,
-    UnlinkMemoriesResponse, UpdateMemoryRequest, UpdateMemoryResponse,
+    BatchStoreMemoriesResponse, ClusterNode, ConsolidateMemoriesRequest,
+    ConsolidateMemoriesResponse, CreateApiKeyRequest, CreateApiKeyResponse, DeleteAgentRequest,
+    DeleteAgentResponse, DeleteMemoryRequest, DeleteMemoryResponse, DuplicateGroup,
+    DuplicatePolicy, EmbedRequest, EmbedResponse, Embedding, EmbeddingInputType,
+    ExportMemoriesRequest, ExportMemoriesResponse, ForgetMemoriesRequest, ForgetMemoriesResponse,
+    GetAgentRequest, GetAgentResponse, GetClusterStatusRequest, GetClusterStatusResponse,
+    GetMemoryGraphRequest, GetMemoryGraphResponse, GetMemoryHistoryRequest,
+    GetMemoryHistoryResponse, GetMemoryRequest, GetMemoryResponse, GetServerInfoRequest,
+    GetServerInfoResponse, GetStatsRequest, GetStatsResponse, HealthRequest, HealthResponse,
+    ImportMemoriesRequest, ImportMemoriesResponse, LinkMemoriesRequest, LinkMemoriesResponse,
+    ListAgentsRequest, ListAgentsResponse, ListApiKeysRequest, ListApiKeysResponse,
+    ListMemoriesRequest, ListMemoriesResponse, Memory, MemoryEvent, MemoryEventType, MemoryFilter,
+    MemoryLink, MemoryType, RecallMode, RecallRequest, RecallResponse, RecalledMemory,
+    RevokeApiKeyRequest, RevokeApiKeyResponse, ScoreExplanation, ServerLimits, StoreMemoryRequest,
+    StoreMemoryResponse, StoreOutcome, TimeRange, UnlinkMemoriesRequest, UnlinkMemoriesResponse,
+    UpdateMemoryRequest, UpdateMemoryResponse, WatchMemoriesRequest, WatchMemoriesResponse,
 };
 /// `google.protobuf` well-known types used in the messages (`Timestamp`, `Struct`, `Value`,
 /// `FieldMask`...), with their proto3-JSON serde implementations.
@@ -86,8 +90,10 @@ pub use pbjson_types;
 pub use requests::{IntoValue, json_object, system_time, timestamp};
 pub use stream::{AgentStream, ExportStream, MemoryStream};
 /// The async stream trait and its combinators (`next`, `map`, `collect`...), re-exported from
-/// `tokio-stream`, to read [`MemoryStream`], [`AgentStream`] and [`ExportStream`].
+/// `tokio-stream`, to read [`MemoryStream`], [`AgentStream`], [`ExportStream`] and
+/// [`WatchStream`].
 pub use tokio_stream::{Stream, StreamExt};
+pub use watch::{WatchResponses, WatchStream};
 
 /// The result of every fallible call of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -3,8 +3,9 @@
 //! The harness starts `engram-server serve` (from `ENGRAM_SERVER_BIN`, else
 //! `../.venv/bin/engram-server`) on a free port with a fresh data directory, as
 //! `docs/design/contracts.md` describes, waits for `GET /health`, runs the checks, and stops the
-//! server with SIGTERM (SIGKILL after 10 s). One server serves the whole file; the checks run in
-//! one test, in order, each a function named after what it checks.
+//! server with SIGTERM (SIGKILL after 10 s). One server serves most of the file; its checks run in
+//! one test, in order, each a function named after what it checks. The change-stream tests that
+//! restart a server, or need one that keeps few changes, start their own.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -24,50 +25,76 @@ const ENCRYPTION_KEY: &str = "00112233445566778899aabbccddeeff001122334455667788
 struct Server {
     child: Child,
     url: String,
-    _dir: tempfile::TempDir,
+    port: u16,
+    dir: tempfile::TempDir,
     log: PathBuf,
+    args: Vec<String>,
 }
 
 impl Server {
     fn start() -> Server {
-        let bin = std::env::var_os("ENGRAM_SERVER_BIN")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/engram-server")
-            });
+        Server::start_with(&[])
+    }
+
+    /// A server with extra `serve` options.
+    fn start_with(args: &[&str]) -> Server {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("free port")
             .port();
         let dir = tempfile::tempdir().expect("temp dir");
-        let data = dir.path().join("data");
         let log = dir.path().join("server.log");
-        let out = std::fs::File::create(&log).expect("log file");
-        let child = Command::new(&bin)
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let child = Server::spawn(port, &dir, &log, &args);
+        let mut server = Server {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            port,
+            dir,
+            log,
+            args,
+        };
+        server.wait_healthy();
+        server
+    }
+
+    fn spawn(port: u16, dir: &tempfile::TempDir, log: &PathBuf, args: &[String]) -> Child {
+        let bin = std::env::var_os("ENGRAM_SERVER_BIN")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/engram-server")
+            });
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .expect("log file");
+        Command::new(&bin)
             .args(["serve", "--host", "127.0.0.1", "--port", &port.to_string()])
             .args(["--grpc-port", "0", "--api-key", ROOT_KEY, "--data-dir"])
-            .arg(&data)
+            .arg(dir.path().join("data"))
+            .args(args)
             .env("ENGRAM_ENCRYPTION_KEY", ENCRYPTION_KEY)
             .stdin(Stdio::null())
             .stdout(out.try_clone().expect("log file"))
             .stderr(out)
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
-        let mut server = Server {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-            _dir: dir,
-            log,
-        };
-        server.wait_healthy(port);
-        server
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()))
+    }
+
+    /// Stops the server (SIGTERM) and starts it again on the same port and data directory.
+    fn restart(&mut self) {
+        self.stop();
+        self.child = Server::spawn(self.port, &self.dir, &self.log, &self.args);
+        self.wait_healthy();
     }
 
     fn logs(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    fn wait_healthy(&mut self, port: u16) {
+    fn wait_healthy(&mut self) {
+        let port = self.port;
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
@@ -86,6 +113,13 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl Server {
+    /// SIGTERM, then SIGKILL after 10 s.
+    fn stop(&mut self) {
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status();
@@ -131,6 +165,24 @@ fn code_of<T: std::fmt::Debug>(result: Result<T>) -> &'static str {
 
 const AGENT: &str = "rust-it-agent";
 const OTHER: &str = "rust-it-other";
+const DEDUP: &str = "rust-it-dedup";
+const CONSOLIDATED: &str = "rust-it-consolidate";
+const WATCHED: &str = "rust-it-watch";
+
+/// The next event of a watch, within 30 s.
+async fn next_event(watch: &mut WatchStream) -> Result<MemoryEvent> {
+    tokio::time::timeout(Duration::from_secs(30), watch.next())
+        .await
+        .expect("an event within 30 s")
+        .expect("a watch does not end while it works")
+}
+
+/// The numeric value of a cursor (they are decimal digits; the tests check their order).
+fn position(cursor: &str) -> u64 {
+    cursor
+        .parse()
+        .unwrap_or_else(|_| panic!("cursor {cursor:?}"))
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_rpc_against_a_real_server() {
@@ -141,6 +193,8 @@ async fn every_rpc_against_a_real_server() {
         url: server.url.clone(),
     };
 
+    // Runs beside the other checks: it waits for a heartbeat (15 s).
+    let heartbeat = tokio::spawn(heartbeats_are_hidden(c.root.clone()));
     c.health_and_info().await;
     c.auth_is_required().await;
     let ids = c.store_and_batch_store().await;
@@ -156,9 +210,37 @@ async fn every_rpc_against_a_real_server() {
     c.invalid_arguments().await;
     c.deadline().await;
     c.api_keys_and_scopes().await;
+    c.duplicates_and_upserts().await;
+    c.consolidate().await;
+    c.watch().await;
     c.delete_agents().await;
     c.quickstart_example().await;
+    heartbeat.await.expect("heartbeat check");
     drop(server);
+}
+
+/// While nothing changes the server sends a heartbeat every 15 s: the event stream yields
+/// nothing but its cursor moves on; the raw responses show it (no events, a cursor).
+async fn heartbeats_are_hidden(root: Client) {
+    const IDLE: &str = "rust-it-idle";
+    let mut events = root.watch(IDLE, "");
+    let mut responses = root.watch(IDLE, "").into_responses();
+    let (nothing, heartbeat) = tokio::join!(
+        tokio::time::timeout(Duration::from_secs(20), events.next()),
+        tokio::time::timeout(Duration::from_secs(20), responses.next()),
+    );
+    assert!(nothing.is_err(), "no event: {nothing:?}");
+    let heartbeat = heartbeat
+        .expect("a heartbeat within 20 s")
+        .expect("a response")
+        .expect("no error");
+    assert!(heartbeat.events.is_empty());
+    assert!(!heartbeat.cursor.is_empty());
+    assert!(
+        !events.cursor().is_empty(),
+        "the heartbeat moved the cursor"
+    );
+    position(events.cursor());
 }
 
 struct Checks {
@@ -851,6 +933,381 @@ impl Checks {
         self.root.delete_agent(AGENT).await.expect("delete_agent");
     }
 
+    async fn duplicates_and_upserts(&self) {
+        let store = |req: StoreMemoryRequest| self.root.store(req);
+        let first = store(
+            StoreMemoryRequest::new(DEDUP, "The user prefers window seats on long flights")
+                .with_importance(0.4)
+                .with_tags(["travel"]),
+        )
+        .await
+        .expect("store");
+        assert_eq!(first.outcome, StoreOutcome::Created);
+        assert!(first.created);
+
+        // The same text up to case and punctuation is merged into the existing memory.
+        let merged = store(
+            StoreMemoryRequest::new(DEDUP, "the user prefers window seats on long flights.")
+                .with_importance(0.9)
+                .with_tags(["seats"]),
+        )
+        .await
+        .expect("store a duplicate");
+        assert_eq!(merged.outcome, StoreOutcome::Merged);
+        assert!(!merged.created);
+        assert_eq!(merged.memory.id, first.memory.id);
+        assert_eq!(merged.memory.version, 2);
+        assert!((merged.memory.importance - 0.9).abs() < 1e-6);
+        assert_eq!(merged.memory.tags, ["travel", "seats"]);
+
+        // DuplicatePolicy::Off keeps a copy.
+        let copy = store(
+            StoreMemoryRequest::new(DEDUP, "The user prefers window seats on long flights")
+                .with_duplicate_policy(DuplicatePolicy::Off),
+        )
+        .await
+        .expect("store a copy");
+        assert_eq!(copy.outcome, StoreOutcome::Created);
+        assert_ne!(copy.memory.id, first.memory.id);
+
+        // NEAR also merges a rephrasing (here cosine ~0.8), the newer text winning...
+        let meeting = store(StoreMemoryRequest::new(
+            DEDUP,
+            "The meeting was moved to Thursday",
+        ))
+        .await
+        .expect("store");
+        let rephrased = store(
+            StoreMemoryRequest::new(DEDUP, "The meeting has been rescheduled to Thursday")
+                .with_duplicate_policy(DuplicatePolicy::Near)
+                .with_duplicate_threshold(0.7),
+        )
+        .await
+        .expect("store a rephrasing");
+        assert_eq!(rephrased.outcome, StoreOutcome::Merged);
+        assert_eq!(rephrased.memory.id, meeting.memory.id);
+        assert_eq!(
+            rephrased.memory.content,
+            "The meeting has been rescheduled to Thursday"
+        );
+        // ...but not an unrelated fact.
+        let unrelated = store(
+            StoreMemoryRequest::new(DEDUP, "The flight leaves on Monday morning")
+                .with_duplicate_policy(DuplicatePolicy::Near),
+        )
+        .await
+        .expect("store");
+        assert_eq!(unrelated.outcome, StoreOutcome::Created);
+
+        // A retry of a client id with the same content changes nothing.
+        let req = StoreMemoryRequest::new(DEDUP, "Retried").with_id("dedup-retry");
+        assert_eq!(
+            store(req.clone()).await.expect("store").outcome,
+            StoreOutcome::Created
+        );
+        let retried = store(req).await.expect("retry");
+        assert_eq!(retried.outcome, StoreOutcome::Unchanged);
+        assert_eq!(retried.memory.version, 1);
+
+        // A key makes the store an upsert.
+        let light = store(
+            StoreMemoryRequest::new(DEDUP, "theme: light")
+                .with_key("prefs/theme")
+                .with_tags(["ui"]),
+        )
+        .await
+        .expect("store with a key");
+        assert_eq!(light.outcome, StoreOutcome::Created);
+        assert_eq!(light.memory.key, "prefs/theme");
+        let dark = store(StoreMemoryRequest::new(DEDUP, "theme: dark").with_key("prefs/theme"))
+            .await
+            .expect("upsert");
+        assert_eq!(dark.outcome, StoreOutcome::Replaced);
+        assert!(!dark.created);
+        assert_eq!(dark.memory.id, light.memory.id);
+        assert_eq!(dark.memory.version, 2);
+        assert_eq!(dark.memory.content, "theme: dark");
+        assert!(
+            dark.memory.tags.is_empty(),
+            "an upsert replaces every field"
+        );
+        let by_key = self
+            .root
+            .list(
+                ListMemoriesRequest::new(DEDUP)
+                    .with_filter(MemoryFilter::new().with_keys(["prefs/theme"])),
+            )
+            .await
+            .expect("list by key");
+        assert_eq!(by_key.total_size, 1);
+        assert_eq!(by_key.memories[0].content, "theme: dark");
+        let history = self.root.history(&dark.memory.id).await.expect("history");
+        assert_eq!(history.len(), 2);
+        assert_eq!(history[0].content, "theme: light");
+
+        // Bad combinations are refused.
+        let both = store(
+            StoreMemoryRequest::new(DEDUP, "x")
+                .with_key("k")
+                .with_id("i"),
+        )
+        .await;
+        assert_eq!(code_of(both), "INVALID_ARGUMENT");
+        let threshold = store(
+            StoreMemoryRequest::new(DEDUP, "x")
+                .with_duplicate_policy(DuplicatePolicy::Near)
+                .with_duplicate_threshold(1.5),
+        )
+        .await;
+        assert_eq!(code_of(threshold), "INVALID_ARGUMENT");
+        let same_key_twice = self
+            .root
+            .batch_store([
+                StoreMemoryRequest::new(DEDUP, "1").with_key("twice"),
+                StoreMemoryRequest::new(DEDUP, "2").with_key("twice"),
+            ])
+            .await;
+        assert_eq!(code_of(same_key_twice), "INVALID_ARGUMENT");
+
+        // A batch reports each item's outcome.
+        let batch = self
+            .root
+            .batch_store([
+                StoreMemoryRequest::new(DEDUP, "Batch fact"),
+                StoreMemoryRequest::new(DEDUP, "batch fact."),
+                StoreMemoryRequest::new(DEDUP, "Another batch fact").with_key("batch-key"),
+            ])
+            .await
+            .expect("batch_store");
+        assert_eq!(batch.created_count, 2);
+        assert_eq!(
+            batch.outcomes().collect::<Vec<_>>(),
+            [
+                StoreOutcome::Created,
+                StoreOutcome::Merged,
+                StoreOutcome::Created
+            ]
+        );
+        assert_eq!(batch.memories[0].id, batch.memories[1].id);
+    }
+
+    async fn consolidate(&self) {
+        let batch = self
+            .root
+            .batch_store([
+                StoreMemoryRequest::new(CONSOLIDATED, "The user is allergic to peanuts")
+                    .with_importance(0.9)
+                    .with_duplicate_policy(DuplicatePolicy::Off),
+                StoreMemoryRequest::new(CONSOLIDATED, "the user is allergic to peanuts!")
+                    .with_tags(["health"])
+                    .with_duplicate_policy(DuplicatePolicy::Off),
+                StoreMemoryRequest::new(CONSOLIDATED, "Deploys run on Fridays")
+                    .with_duplicate_policy(DuplicatePolicy::Off),
+            ])
+            .await
+            .expect("batch_store");
+        let (keep, dup) = (&batch.memories[0].id, &batch.memories[1].id);
+
+        let preview = self
+            .root
+            .consolidate(ConsolidateMemoriesRequest::new(CONSOLIDATED).with_dry_run(true))
+            .await
+            .expect("consolidate dry run");
+        assert!(preview.dry_run);
+        assert_eq!(preview.merged_count, 0);
+        assert_eq!(preview.groups.len(), 1);
+        assert_eq!(&preview.groups[0].keep_id, keep);
+        assert_eq!(preview.groups[0].duplicate_ids, std::slice::from_ref(dup));
+        assert!(preview.groups[0].min_similarity >= 0.95);
+        let listed = self
+            .root
+            .list(ListMemoriesRequest::new(CONSOLIDATED))
+            .await
+            .expect("list");
+        assert_eq!(listed.total_size, 3, "a dry run changes nothing");
+
+        // A read-only key may only look.
+        let reader = self
+            .root
+            .create_api_key(CreateApiKeyRequest::new(
+                "rust-it-consolidate-reader",
+                ApiKeyRole::ReadOnly,
+            ))
+            .await
+            .expect("create key");
+        let reader = client(&self.url, Some(&reader.key));
+        let looked = reader
+            .consolidate(ConsolidateMemoriesRequest::new(CONSOLIDATED).with_dry_run(true))
+            .await
+            .expect("read-only dry run");
+        assert_eq!(looked.groups.len(), 1);
+        assert_eq!(
+            code_of(reader.consolidate(CONSOLIDATED).await),
+            "PERMISSION_DENIED"
+        );
+
+        let done = self
+            .root
+            .consolidate(CONSOLIDATED)
+            .await
+            .expect("consolidate");
+        assert!(!done.dry_run);
+        assert_eq!(done.merged_count, 1);
+        assert_eq!(&done.groups[0].keep_id, keep);
+        let kept = self.root.get(keep).await.expect("the kept memory");
+        assert_eq!(kept.version, 2);
+        assert_eq!(kept.tags, ["health"]);
+        assert_eq!(code_of(self.root.get(dup).await), "NOT_FOUND");
+        let again = self
+            .root
+            .consolidate(CONSOLIDATED)
+            .await
+            .expect("consolidate again");
+        assert_eq!((again.merged_count, again.groups.len()), (0, 0));
+
+        let bad = self
+            .root
+            .consolidate(
+                ConsolidateMemoriesRequest::new(CONSOLIDATED).with_similarity_threshold(0.2),
+            )
+            .await;
+        assert_eq!(code_of(bad), "INVALID_ARGUMENT");
+    }
+
+    async fn watch(&self) {
+        let m = self
+            .root
+            .store(StoreMemoryRequest::new(WATCHED, "Watched memory"))
+            .await
+            .expect("store")
+            .memory;
+        self.root
+            .update(UpdateMemoryRequest::new(&m.id).with_content("Watched memory, edited"))
+            .await
+            .expect("update");
+        self.root.delete(&m.id).await.expect("delete");
+
+        // Everything retained, in order.
+        let mut watch = self.root.watch(WATCHED, "0");
+        assert_eq!(watch.cursor(), "0");
+        let mut events = Vec::new();
+        for _ in 0..3 {
+            events.push(next_event(&mut watch).await.expect("event"));
+        }
+        let types: Vec<_> = events.iter().map(|e| e.r#type()).collect();
+        assert_eq!(
+            types,
+            [
+                MemoryEventType::Created,
+                MemoryEventType::Updated,
+                MemoryEventType::Deleted
+            ]
+        );
+        assert!(
+            events
+                .iter()
+                .all(|e| e.memory_id == m.id && e.agent_id == WATCHED)
+        );
+        assert!(events.iter().all(|e| e.time.is_some()));
+        assert_eq!(
+            events.iter().map(|e| e.version).collect::<Vec<_>>(),
+            [1, 2, 2]
+        );
+        assert_eq!(events[0].memory.as_ref().unwrap().content, "Watched memory");
+        assert_eq!(
+            events[1].memory.as_ref().unwrap().content,
+            "Watched memory, edited"
+        );
+        assert!(events[2].memory.is_none());
+        let positions: Vec<u64> = events.iter().map(|e| position(&e.cursor)).collect();
+        assert!(positions.windows(2).all(|w| w[0] < w[1]), "{positions:?}");
+        assert!(position(watch.cursor()) >= positions[2]);
+        assert_eq!(watch.reconnects(), 0);
+
+        // Live: a change made while the watch waits arrives; another agent's does not.
+        let reader = tokio::spawn(async move {
+            let event = next_event(&mut watch).await;
+            (watch, event)
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        self.root
+            .store(StoreMemoryRequest::new(OTHER, "Not watched"))
+            .await
+            .expect("store");
+        let live = self
+            .root
+            .store(StoreMemoryRequest::new(WATCHED, "Live change"))
+            .await
+            .expect("store")
+            .memory;
+        let (watch, event) = reader.await.expect("reader");
+        let event = event.expect("live event");
+        assert_eq!(
+            (event.r#type(), event.memory_id.as_str()),
+            (MemoryEventType::Created, live.id.as_str())
+        );
+        assert_eq!(watch.cursor(), event.cursor);
+        drop(watch); // cancels the call
+
+        // Resuming after a cursor continues right after that event.
+        let mut resumed = self.root.watch(WATCHED, events[0].cursor.clone());
+        let next = next_event(&mut resumed).await.expect("resumed");
+        assert_eq!(next.cursor, events[1].cursor);
+        assert_eq!(next.r#type(), MemoryEventType::Updated);
+
+        // The raw responses: the first holds every retained event of the agent.
+        let mut responses = self.root.watch(WATCHED, "0").into_responses();
+        let first = tokio::time::timeout(Duration::from_secs(30), responses.next())
+            .await
+            .expect("a response within 30 s")
+            .expect("a response")
+            .expect("no error");
+        assert_eq!(first.events.len(), 4);
+        assert_eq!(responses.cursor(), first.cursor);
+        assert!(position(&first.cursor) >= position(&first.events[3].cursor));
+        // Events a WatchStream has received but not yielded come first.
+        let mut partly = self.root.watch(WATCHED, "0");
+        next_event(&mut partly).await.expect("event");
+        let mut rest = partly.into_responses();
+        let pending = rest.next().await.expect("pending").expect("no error");
+        assert_eq!(pending.events.len(), 3);
+        assert_eq!(pending.events[0].cursor, events[1].cursor);
+
+        // Every agent the key may access.
+        let mut all = self.root.watch("", "0");
+        let any = next_event(&mut all).await.expect("an event of some agent");
+        assert!(!any.agent_id.is_empty());
+
+        // Bad cursors and forbidden agents: one error, then the stream ends.
+        for bad in ["yesterday", "9223372036854775807"] {
+            let mut watch = self.root.watch(WATCHED, bad);
+            let err = next_event(&mut watch).await.expect_err("a bad cursor");
+            assert_eq!(err.code(), Code::InvalidArgument, "{bad}: {err}");
+            assert!(err.is_from_server());
+            assert!(
+                watch.next().await.is_none(),
+                "the stream ends after an error"
+            );
+        }
+        let pinned = self
+            .root
+            .create_api_key(
+                CreateApiKeyRequest::new("rust-it-watcher", ApiKeyRole::ReadOnly)
+                    .with_agent_ids([WATCHED]),
+            )
+            .await
+            .expect("create key");
+        let pinned = client(&self.url, Some(&pinned.key));
+        let mut mine = pinned.watch(WATCHED, "0");
+        assert_eq!(
+            next_event(&mut mine).await.expect("own agent").memory_id,
+            m.id
+        );
+        let mut theirs = pinned.watch(OTHER, "0");
+        let err = next_event(&mut theirs).await.expect_err("another agent");
+        assert!(err.is_permission_denied(), "{err:?}");
+    }
+
     async fn quickstart_example(&self) {
         let best = quickstart::run(&self.url, Some(ROOT_KEY))
             .await
@@ -874,4 +1331,155 @@ fn readme_quick_start_is_the_example() {
         example,
         "README quick start must equal examples/quickstart.rs"
     );
+}
+
+/// A watch resumes by itself when the server restarts (same data directory): every change once,
+/// in order, none lost, none repeated; a saved cursor continues in a new watch; a cursor older
+/// than what the server keeps is OUT_OF_RANGE.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_survives_restarts_and_reports_expired_cursors() {
+    watch_resumes_after_a_restart().await;
+    expired_cursor_is_out_of_range().await;
+}
+
+async fn watch_resumes_after_a_restart() {
+    let mut server = Server::start();
+    let root = client(&server.url, Some(ROOT_KEY));
+    let store = |content: &str, id: &str| {
+        // A client id: the store is retried while the connection comes back.
+        root.store(StoreMemoryRequest::new(AGENT, content).with_id(id))
+    };
+    let a = store("Before the restart, one", "a")
+        .await
+        .expect("store")
+        .memory;
+    let b = store("Before the restart, two", "b")
+        .await
+        .expect("store")
+        .memory;
+
+    let mut watch = root.watch(AGENT, "0");
+    let mut events = vec![
+        next_event(&mut watch).await.expect("event"),
+        next_event(&mut watch).await.expect("event"),
+    ];
+    let c = store("Stored before the restart, read after", "c")
+        .await
+        .expect("store")
+        .memory;
+
+    // Read on while the server restarts under the open watch.
+    let reader = tokio::spawn(async move {
+        let mut got = Vec::new();
+        for _ in 0..4 {
+            got.push(
+                next_event(&mut watch)
+                    .await
+                    .expect("event across the restart"),
+            );
+        }
+        (watch, got)
+    });
+    let mut server = tokio::task::spawn_blocking(move || {
+        server.restart();
+        server
+    })
+    .await
+    .expect("restart");
+    let d = store("Stored after the restart", "d")
+        .await
+        .expect("store after the restart")
+        .memory;
+    root.update(UpdateMemoryRequest::new(&a.id).with_content("Before the restart, one (edited)"))
+        .await
+        .expect("update");
+    root.delete(&b.id).await.expect("delete");
+    let (watch, got) = reader.await.expect("reader");
+    events.extend(got);
+
+    let seen: Vec<(MemoryEventType, &str)> = events
+        .iter()
+        .map(|e| (e.r#type(), e.memory_id.as_str()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (MemoryEventType::Created, a.id.as_str()),
+            (MemoryEventType::Created, b.id.as_str()),
+            (MemoryEventType::Created, c.id.as_str()),
+            (MemoryEventType::Created, d.id.as_str()),
+            (MemoryEventType::Updated, a.id.as_str()),
+            (MemoryEventType::Deleted, b.id.as_str()),
+        ],
+        "every change once, in order"
+    );
+    let positions: Vec<u64> = events.iter().map(|e| position(&e.cursor)).collect();
+    assert!(positions.windows(2).all(|w| w[0] < w[1]), "{positions:?}");
+    assert!(watch.reconnects() >= 1, "{watch:?}");
+
+    // A cursor saved before another restart continues in a new watch.
+    let saved = watch.cursor().to_owned();
+    drop(watch);
+    server = tokio::task::spawn_blocking(move || {
+        server.restart();
+        server
+    })
+    .await
+    .expect("restart");
+    let e = store("Stored after the second restart", "e")
+        .await
+        .expect("store")
+        .memory;
+    let mut again = root.watch(AGENT, saved);
+    let next = next_event(&mut again).await.expect("event");
+    assert_eq!(
+        (next.r#type(), next.memory_id.as_str()),
+        (MemoryEventType::Created, e.id.as_str())
+    );
+    assert_eq!(again.reconnects(), 0);
+    drop(server);
+}
+
+async fn expired_cursor_is_out_of_range() {
+    // A server that keeps only the last 2 changes, pruned every 0.1 s.
+    let server = Server::start_with(&[
+        "--max-retained-events",
+        "2",
+        "--maintenance-interval",
+        "0.1",
+    ]);
+    let root = client(&server.url, Some(ROOT_KEY));
+    root.store(StoreMemoryRequest::new(AGENT, "one"))
+        .await
+        .expect("store");
+    let mut watch = root.watch(AGENT, "0");
+    let first = next_event(&mut watch).await.expect("event");
+    drop(watch);
+    for content in ["two", "three", "four"] {
+        root.store(StoreMemoryRequest::new(AGENT, content))
+            .await
+            .expect("store");
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let err = loop {
+        let mut watch = root.watch(AGENT, first.cursor.clone());
+        match next_event(&mut watch).await {
+            Err(err) => {
+                assert!(
+                    watch.next().await.is_none(),
+                    "the stream ends after an error"
+                );
+                break err;
+            }
+            // Not pruned yet.
+            Ok(_) => assert!(
+                Instant::now() < deadline,
+                "the first change is never pruned"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(err.code(), Code::OutOfRange, "{err:?}");
+    assert_eq!(err.code_name(), "OUT_OF_RANGE");
+    assert!(err.is_from_server());
 }

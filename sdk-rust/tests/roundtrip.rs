@@ -248,7 +248,7 @@ fn messages_of(package: &str) -> BTreeSet<String> {
 fn every_engram_v1_message_round_trips() {
     let tested = roundtrip!(check_with_json, "engram.v1", ev1::{
         Memory, RecalledMemory, ScoreExplanation, TimeRange, MemoryFilter, MemoryLink, Agent,
-        ApiKey, ServerLimits, ClusterNode, Embedding,
+        ApiKey, ServerLimits, ClusterNode, Embedding, DuplicateGroup, MemoryEvent,
         StoreMemoryRequest, StoreMemoryResponse, BatchStoreMemoriesRequest,
         BatchStoreMemoriesResponse, GetMemoryRequest, GetMemoryResponse, UpdateMemoryRequest,
         UpdateMemoryResponse, DeleteMemoryRequest, DeleteMemoryResponse, ListMemoriesRequest,
@@ -258,6 +258,8 @@ fn every_engram_v1_message_round_trips() {
         LinkMemoriesResponse, UnlinkMemoriesRequest, UnlinkMemoriesResponse,
         GetMemoryGraphRequest, GetMemoryGraphResponse, ExportMemoriesRequest,
         ExportMemoriesResponse, ImportMemoriesRequest, ImportMemoriesResponse,
+        ConsolidateMemoriesRequest, ConsolidateMemoriesResponse, WatchMemoriesRequest,
+        WatchMemoriesResponse,
         ListAgentsRequest, ListAgentsResponse, GetAgentRequest, GetAgentResponse,
         DeleteAgentRequest, DeleteAgentResponse, HealthRequest, HealthResponse,
         GetServerInfoRequest, GetServerInfoResponse, GetStatsRequest, GetStatsResponse,
