@@ -192,7 +192,13 @@ func unary[Req, Resp any](ctx context.Context, c *Client, idempotent bool, fn rp
 // sleep waits before retry n (from 0). It returns false, at once, when the context would end
 // before the wait does.
 func (c *Client) sleep(ctx context.Context, n int, err error) bool {
-	wait := backoff(c.cfg.retry, n)
+	return sleepFor(ctx, c.cfg.retry, n, err)
+}
+
+// sleepFor waits before retry n (from 0) of policy p, and at least the delay err asks for. It
+// returns false, at once, when the context would end before the wait does.
+func sleepFor(ctx context.Context, p RetryPolicy, n int, err error) bool {
+	wait := backoff(p, n)
 	if e, ok := err.(*Error); ok && e.RetryAfter > wait {
 		wait = e.RetryAfter
 	}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"net"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -33,6 +34,15 @@ type fakeMemory struct {
 	calls      atomic.Int32
 	auth       atomic.Value
 	delay      time.Duration
+	watchEnds  []error // how each WatchMemories call ends after its response (nil: the stream ends)
+	mu         sync.Mutex
+	starts     []string // the start_after of each WatchMemories call
+}
+
+func (f *fakeMemory) watchStarts() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.starts)
 }
 
 func (f *fakeMemory) fail(ctx context.Context) error {
@@ -92,6 +102,44 @@ func (f *fakeMemory) ListMemories(ctx context.Context, req *engramv1.ListMemorie
 	return res, nil
 }
 
+func (f *fakeMemory) ConsolidateMemories(ctx context.Context, req *engramv1.ConsolidateMemoriesRequest) (*engramv1.ConsolidateMemoriesResponse, error) {
+	if err := f.fail(ctx); err != nil {
+		return nil, err
+	}
+	return &engramv1.ConsolidateMemoriesResponse{DryRun: req.DryRun}, nil
+}
+
+// WatchMemories sends the events after start_after of a log of six, two a response (or a
+// heartbeat after the last), then ends each stream as f.watchEnds says (one entry per call;
+// past them, it waits for the cancel).
+func (f *fakeMemory) WatchMemories(req *engramv1.WatchMemoriesRequest, stream grpc.ServerStreamingServer[engramv1.WatchMemoriesResponse]) error {
+	n := f.calls.Add(1)
+	f.mu.Lock()
+	f.starts = append(f.starts, req.StartAfter)
+	f.mu.Unlock()
+	after := 0
+	if req.StartAfter != "" {
+		after = int(req.StartAfter[0] - '0')
+	}
+	end := func() error {
+		if int(n) <= len(f.watchEnds) {
+			return f.watchEnds[n-1]
+		}
+		<-stream.Context().Done()
+		return nil
+	}
+	res := &engramv1.WatchMemoriesResponse{Cursor: req.StartAfter} // a heartbeat when nothing is left
+	for i := after + 1; i <= min(after+2, 6); i++ {
+		c := string(rune('0' + i))
+		res.Events = append(res.Events, &engramv1.MemoryEvent{Cursor: c, MemoryId: "m" + c})
+		res.Cursor = c
+	}
+	if err := stream.Send(res); err != nil {
+		return err
+	}
+	return end()
+}
+
 func (f *fakeMemory) Embed(ctx context.Context, req *engramv1.EmbedRequest) (*engramv1.EmbedResponse, error) {
 	res := &engramv1.EmbedResponse{Model: "fake", Dimensions: 3}
 	for range req.Texts {
@@ -144,6 +192,23 @@ func TestUnitRetryIdempotentOnly(t *testing.T) {
 	c = fakeClient(t, f)
 	if _, err := c.Store(ctx, "a", "with id", &StoreOptions{ID: "m1"}); err != nil || f.calls.Load() != 2 {
 		t.Errorf("Store with id: %v after %d calls, want success after 2", err, f.calls.Load())
+	}
+
+	f = &fakeMemory{failures: 1}
+	c = fakeClient(t, f)
+	if _, err := c.Store(ctx, "a", "with key", &StoreOptions{Key: "k"}); err != nil || f.calls.Load() != 2 {
+		t.Errorf("Store with key: %v after %d calls, want success after 2", err, f.calls.Load())
+	}
+
+	f = &fakeMemory{failures: 1}
+	c = fakeClient(t, f)
+	if _, err := c.Consolidate(ctx, "a"); CodeOf(err) != CodeUnavailable || f.calls.Load() != 1 {
+		t.Errorf("Consolidate: %v after %d calls, want UNAVAILABLE after 1", err, f.calls.Load())
+	}
+	f = &fakeMemory{failures: 1}
+	c = fakeClient(t, f)
+	if res, err := c.Consolidate(ctx, "a", DryRun()); err != nil || !res.DryRun || f.calls.Load() != 2 {
+		t.Errorf("Consolidate(DryRun): %v after %d calls, want success after 2", err, f.calls.Load())
 	}
 
 	f = &fakeMemory{failures: 1}
@@ -303,5 +368,70 @@ func TestUnitBackoff(t *testing.T) {
 	}
 	if backoff(RetryPolicy{}, 3) != 0 {
 		t.Error("zero policy: non-zero backoff")
+	}
+}
+
+// A watch resumes after the last cursor when its stream breaks with UNAVAILABLE or ends, and
+// stops at any other error; the events come once each, in order.
+func TestUnitWatchResumes(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	unavailable := status.Error(codes.Unavailable, "the proxy went away")
+	f := &fakeMemory{watchEnds: []error{unavailable, nil, unavailable}}
+	c := fakeClient(t, f)
+	var ids []string
+	for ev, err := range c.Watch(ctx, "a", StartAfter("0")) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ids = append(ids, ev.MemoryId); len(ids) == 6 {
+			break
+		}
+	}
+	if want := []string{"m1", "m2", "m3", "m4", "m5", "m6"}; !slices.Equal(ids, want) {
+		t.Errorf("events %v, want %v", ids, want)
+	}
+	if want := []string{"0", "2", "4"}; !slices.Equal(f.watchStarts(), want) {
+		t.Errorf("start_after of each call %v, want %v", f.watchStarts(), want)
+	}
+
+	f = &fakeMemory{watchEnds: []error{status.Error(codes.OutOfRange, "expired")}}
+	c = fakeClient(t, f)
+	var got []error
+	for ev, err := range c.Watch(ctx, "a", StartAfter("0")) {
+		if err != nil {
+			got = append(got, err)
+		} else if ev.MemoryId != "m1" && ev.MemoryId != "m2" {
+			t.Errorf("event %v", ev)
+		}
+	}
+	if len(got) != 1 || !IsOutOfRange(got[0]) || len(f.watchStarts()) != 1 {
+		t.Errorf("errors %v after %d calls, want one OUT_OF_RANGE after 1", got, len(f.watchStarts()))
+	}
+
+	// Heartbeats (responses without events) are hidden from Watch, shown by WatchResponses.
+	f = &fakeMemory{watchEnds: []error{nil}}
+	c = fakeClient(t, f)
+	for res, err := range c.WatchResponses(ctx, "a", StartAfter("6")) {
+		if err != nil || len(res.Events) != 0 || res.Cursor != "6" {
+			t.Errorf("WatchResponses after the last event: %v, %v; want a heartbeat", res, err)
+		}
+		break
+	}
+	f = &fakeMemory{watchEnds: []error{nil}}
+	c = fakeClient(t, f)
+	short, cancelShort := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancelShort()
+	ids = nil
+	var last error
+	for ev, err := range c.Watch(short, "a", StartAfter("5")) {
+		if err != nil {
+			last = err
+			continue
+		}
+		ids = append(ids, ev.MemoryId)
+	}
+	if !slices.Equal(ids, []string{"m6"}) || CodeOf(last) != CodeDeadlineExceeded || !slices.Equal(f.watchStarts(), []string{"5", "6"}) {
+		t.Errorf("Watch over a heartbeat: events %v, error %v, starts %v", ids, last, f.watchStarts())
 	}
 }

@@ -14,6 +14,10 @@
 // context has no deadline (see [WithTimeout]), and idempotent calls are retried on UNAVAILABLE
 // (see [WithRetry]).
 //
+// [Client.Watch] follows the changes to an agent's memories as they happen, resuming after its
+// last cursor when the connection drops; [StoreOptions] Key and DuplicatePolicy make stores
+// upserts or merge duplicates, and [Client.Consolidate] merges the duplicates already stored.
+//
 // Errors returned by the client are *[Error] values carrying the gRPC code under the name every
 // Engram SDK uses ("NOT_FOUND", "INVALID_ARGUMENT", ...); test them with [CodeOf], [IsNotFound]
 // and friends, or [errors.As].

@@ -139,6 +139,11 @@ func IsPermissionDenied(err error) bool { return CodeOf(err) == CodePermissionDe
 // IsUnavailable reports whether err has the code UNAVAILABLE.
 func IsUnavailable(err error) bool { return CodeOf(err) == CodeUnavailable }
 
+// IsOutOfRange reports whether err has the code OUT_OF_RANGE: a watch cursor older than the
+// changes the server retains ([StartAfter]); resynchronise with [Client.Export], then watch
+// from now.
+func IsOutOfRange(err error) bool { return CodeOf(err) == CodeOutOfRange }
+
 // IsResourceExhausted reports whether err has the code RESOURCE_EXHAUSTED (a limit or a
 // rate was exceeded; see Error.RetryAfter).
 func IsResourceExhausted(err error) bool { return CodeOf(err) == CodeResourceExhausted }

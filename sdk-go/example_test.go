@@ -65,6 +65,132 @@ func ExampleClient_Store() {
 	// deploy-policy false 1 MEMORY_TYPE_PROCEDURAL
 }
 
+func ExampleClient_Store_duplicates() {
+	ctx := context.Background()
+	client := exampleClient()
+	defer client.Close()
+
+	// The same fact twice is one memory: the server merges it (its default duplicate policy).
+	first, err := client.Store(ctx, "example-dedup", "The user prefers window seats.", nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	again, err := client.Store(ctx, "example-dedup", "the user prefers window seats", &engram.StoreOptions{Tags: []string{"travel"}})
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(first.Outcome, again.Outcome, again.Memory.Id == first.Memory.Id, again.Memory.Tags)
+
+	// DuplicatePolicyNear also merges a rephrasing, within a cosine similarity.
+	near, err := client.Store(ctx, "example-dedup", "The user likes to sit by the window.", &engram.StoreOptions{
+		DuplicatePolicy:    engram.DuplicatePolicyNear,
+		DuplicateThreshold: engram.Ptr[float32](0.7),
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(near.Outcome, near.Memory.Id == first.Memory.Id, near.Memory.Content)
+	// Output:
+	// STORE_OUTCOME_CREATED STORE_OUTCOME_MERGED true [travel]
+	// STORE_OUTCOME_MERGED true The user likes to sit by the window.
+}
+
+func ExampleClient_Store_upsert() {
+	ctx := context.Background()
+	client := exampleClient()
+	defer client.Close()
+
+	// A key names the memory: storing with it again replaces the memory (a new version).
+	for _, theme := range []string{"light", "dark"} {
+		res, err := client.Store(ctx, "example-upsert", "Preferred theme: "+theme, &engram.StoreOptions{Key: "prefs/theme"})
+		if err != nil {
+			log.Fatal(err)
+		}
+		fmt.Println(res.Outcome, res.Memory.Key, res.Memory.Version, res.Memory.Content)
+	}
+	page, err := client.List(ctx, "example-upsert", &engram.ListOptions{Filter: &engram.Filter{Keys: []string{"prefs/theme"}}})
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(page.TotalSize)
+	// Output:
+	// STORE_OUTCOME_CREATED prefs/theme 1 Preferred theme: light
+	// STORE_OUTCOME_REPLACED prefs/theme 2 Preferred theme: dark
+	// 1
+}
+
+func ExampleClient_Consolidate() {
+	ctx := context.Background()
+	client := exampleClient()
+	defer client.Close()
+
+	// Two copies of one fact, stored with duplicate detection off.
+	off := engram.StoreOptions{DuplicatePolicy: engram.DuplicatePolicyOff}
+	for _, text := range []string{"The user is allergic to peanuts.", "the user is allergic to peanuts!", "Deploys run on Fridays."} {
+		if _, err := client.Store(ctx, "example-consolidate", text, &off); err != nil {
+			log.Fatal(err)
+		}
+	}
+	// A dry run lists what would be merged...
+	plan, err := client.Consolidate(ctx, "example-consolidate", engram.DryRun())
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(len(plan.Groups), len(plan.Groups[0].DuplicateIds), plan.MergedCount)
+	// ...and without it, the duplicates are merged into the kept memory.
+	done, err := client.Consolidate(ctx, "example-consolidate")
+	if err != nil {
+		log.Fatal(err)
+	}
+	page, err := client.List(ctx, "example-consolidate", nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(done.MergedCount, page.TotalSize)
+	// Output:
+	// 1 1 0
+	// 1 2
+}
+
+func ExampleClient_Watch() {
+	ctx := context.Background()
+	client := exampleClient()
+	defer client.Close()
+
+	// Three changes...
+	res, err := client.Store(ctx, "example-watch", "The build is green.", nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	if _, err := client.Update(ctx, res.Memory.Id, engram.MemoryUpdate{Content: engram.Ptr("The build is red.")}); err != nil {
+		log.Fatal(err)
+	}
+	if err := client.Delete(ctx, res.Memory.Id); err != nil {
+		log.Fatal(err)
+	}
+
+	// ...replayed from the oldest change the server retains. A watch never ends on its own:
+	// break (or cancel ctx) when done. Save ev.Cursor to resume with StartAfter(cursor).
+	n := 0
+	for ev, err := range client.Watch(ctx, "example-watch", engram.StartAfter(engram.OldestCursor)) {
+		if err != nil {
+			log.Fatal(err)
+		}
+		if ev.Memory != nil {
+			fmt.Println(ev.Type, ev.Version, ev.Memory.Content)
+		} else {
+			fmt.Println(ev.Type, ev.Version)
+		}
+		if n++; n == 3 {
+			break
+		}
+	}
+	// Output:
+	// MEMORY_EVENT_TYPE_CREATED 1 The build is green.
+	// MEMORY_EVENT_TYPE_UPDATED 2 The build is red.
+	// MEMORY_EVENT_TYPE_DELETED 2
+}
+
 func ExampleClient_Recall() {
 	ctx := context.Background()
 	client := exampleClient()

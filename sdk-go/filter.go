@@ -31,6 +31,8 @@ type Filter struct {
 	MetadataEquals map[string]any
 	// IDs matches only these memory ids.
 	IDs []string
+	// Keys matches only memories with these upsert keys (StoreOptions.Key, Memory.Key).
+	Keys []string
 }
 
 // TimeRange is the half-open interval [Start, End). A zero bound is open.
@@ -64,6 +66,7 @@ func (f *Filter) proto() (*engramv1.MemoryFilter, error) {
 		MinImportance:  f.MinImportance,
 		MetadataEquals: md,
 		Ids:            f.IDs,
+		Keys:           f.Keys,
 	}, nil
 }
 

@@ -65,85 +65,136 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-func startServer() (stop func(), err error) {
-	bin := os.Getenv("ENGRAM_SERVER_BIN")
-	if bin == "" {
-		bin, _ = filepath.Abs("../.venv/bin/engram-server")
-	}
-	if _, err := os.Stat(bin); err != nil {
-		return nil, fmt.Errorf("%v (build it with 'make setup' at the repository root, or set ENGRAM_SERVER_BIN)", err)
-	}
+// testServer is one engram-server process of the tests, over a data directory that outlives
+// its restarts.
+type testServer struct {
+	dir     string // the temporary directory: data/ and server.log
+	port    int
+	key     string // the root API key
+	encKey  string // ENGRAM_ENCRYPTION_KEY
+	args    []string
+	cmd     *exec.Cmd
+	exited  chan error
+	logFile *os.File
+}
+
+// newTestServer prepares a server on a free port with a fresh data directory, a random
+// encryption key and a random root key; extra are more `serve` arguments. Start it with start.
+func newTestServer(extra ...string) (*testServer, error) {
 	dir, err := os.MkdirTemp("", "engram-go-test-")
 	if err != nil {
 		return nil, err
 	}
 	port, err := freePort()
 	if err != nil {
+		os.RemoveAll(dir)
 		return nil, err
 	}
-	rootKey = "engram-go-test-" + randomHex(16)
-	logPath := filepath.Join(dir, "server.log")
-	logFile, err := os.Create(logPath)
+	return &testServer{
+		dir: dir, port: port, key: "engram-go-test-" + randomHex(16), encKey: randomHex(32), args: extra,
+	}, nil
+}
+
+// addr is the server's "host:port".
+func (s *testServer) addr() string { return "127.0.0.1:" + strconv.Itoa(s.port) }
+
+func (s *testServer) logPath() string { return filepath.Join(s.dir, "server.log") }
+
+// start starts the server (again, on the same port and data directory) and waits until
+// GET /health answers 200, at most 60 s.
+func (s *testServer) start() error {
+	bin := os.Getenv("ENGRAM_SERVER_BIN")
+	if bin == "" {
+		bin, _ = filepath.Abs("../.venv/bin/engram-server")
+	}
+	if _, err := os.Stat(bin); err != nil {
+		return fmt.Errorf("%v (build it with 'make setup' at the repository root, or set ENGRAM_SERVER_BIN)", err)
+	}
+	logFile, err := os.OpenFile(s.logPath(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	cmd := exec.Command(bin, "serve",
-		"--host", "127.0.0.1", "--port", strconv.Itoa(port), "--grpc-port", "0",
-		"--data-dir", filepath.Join(dir, "data"), "--api-key", rootKey)
-	cmd.Env = append(os.Environ(), "ENGRAM_ENCRYPTION_KEY="+randomHex(32))
+	args := append([]string{"serve",
+		"--host", "127.0.0.1", "--port", strconv.Itoa(s.port), "--grpc-port", "0",
+		"--data-dir", filepath.Join(s.dir, "data"), "--api-key", s.key}, s.args...)
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), "ENGRAM_ENCRYPTION_KEY="+s.encKey)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	// The server dies with the test binary, even when a timeout kills it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	stop = func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
 		logFile.Close()
-		if os.Getenv("ENGRAM_KEEP_SERVER_LOG") == "" {
-			os.RemoveAll(dir)
-		} else {
-			fmt.Fprintln(os.Stderr, "server log:", logPath)
-		}
+		return err
 	}
-	fail := func(err error) (func(), error) {
-		stop()
-		log, _ := os.ReadFile(logPath)
-		return nil, fmt.Errorf("%v; server log:\n%s", err, log)
+	s.cmd, s.logFile, s.exited = cmd, logFile, make(chan error, 1)
+	go func() { s.exited <- cmd.Wait() }()
+	fail := func(err error) error {
+		s.stop(syscall.SIGKILL)
+		log, _ := os.ReadFile(s.logPath())
+		return fmt.Errorf("%v; server log:\n%s", err, log)
 	}
-	addr := "127.0.0.1:" + strconv.Itoa(port)
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		select {
-		case err := <-exited:
-			exited <- err
+		case err := <-s.exited:
+			s.exited <- err
 			return fail(fmt.Errorf("exited before serving: %v", err))
 		default:
 		}
-		if res, err := http.Get("http://" + addr + "/health"); err == nil {
+		if res, err := http.Get("http://" + s.addr() + "/health"); err == nil {
 			res.Body.Close()
 			if res.StatusCode == http.StatusOK {
-				break
+				return nil
 			}
 		}
 		if time.Now().After(deadline) {
-			return fail(fmt.Errorf("no healthy answer from %s within 60 s", addr))
+			return fail(fmt.Errorf("no healthy answer from %s within 60 s", s.addr()))
 		}
-		time.Sleep(200 * time.Millisecond)
+		time.Sleep(100 * time.Millisecond)
 	}
-	serverAddr = addr
+}
+
+// stop sends sig (SIGTERM: a graceful stop; SIGKILL: a crash) and waits for the server to
+// exit, killing it after 10 s. The data directory stays: start can run it again.
+func (s *testServer) stop(sig syscall.Signal) {
+	if s.cmd == nil {
+		return
+	}
+	_ = s.cmd.Process.Signal(sig)
+	select {
+	case <-s.exited:
+	case <-time.After(10 * time.Second):
+		_ = s.cmd.Process.Kill()
+		<-s.exited
+	}
+	s.logFile.Close()
+	s.cmd = nil
+}
+
+// close stops the server and removes its directory (unless ENGRAM_KEEP_SERVER_LOG is set).
+func (s *testServer) close() {
+	s.stop(syscall.SIGTERM)
+	if os.Getenv("ENGRAM_KEEP_SERVER_LOG") == "" {
+		os.RemoveAll(s.dir)
+	} else {
+		fmt.Fprintln(os.Stderr, "server log:", s.logPath())
+	}
+}
+
+func startServer() (stop func(), err error) {
+	srv, err := newTestServer()
+	if err != nil {
+		return nil, err
+	}
+	if err := srv.start(); err != nil {
+		os.RemoveAll(srv.dir)
+		return nil, err
+	}
+	serverAddr, rootKey = srv.addr(), srv.key
 	// The README quick start (Example) reads the server from the environment.
-	os.Setenv("ENGRAM_URL", "http://"+addr)
+	os.Setenv("ENGRAM_URL", "http://"+serverAddr)
 	os.Setenv("ENGRAM_API_KEY", rootKey)
-	return stop, nil
+	return srv.close, nil
 }
 
 // needServer skips t when no server runs (ENGRAM_SKIP_INTEGRATION).

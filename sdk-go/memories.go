@@ -12,12 +12,15 @@ import (
 )
 
 // StoreOptions holds the optional fields of a memory to store. The zero value (or nil) stores
-// an episodic memory of importance 0.5 that never expires.
+// an episodic memory of importance 0.5 that never expires, or, under the server's default
+// duplicate policy, merges it into the agent's memory with the same text.
 type StoreOptions struct {
 	// ID is a client-chosen id (1 to 128 characters of [A-Za-z0-9._:-]). Storing the same id
-	// and content again returns the existing memory (Created false), so a Store with an ID is
-	// safe to retry and is retried on UNAVAILABLE; the same id with other content fails with
-	// ALREADY_EXISTS. Empty: the server assigns an id, and the call is never retried.
+	// and content again returns the existing memory (Created false, Outcome
+	// StoreOutcomeUnchanged), so a Store with an ID is safe to retry and is retried on
+	// UNAVAILABLE; the same id with other content fails with ALREADY_EXISTS. A memory with an ID
+	// is never merged into a duplicate. Exclusive with Key. Empty: the server assigns an id, and
+	// the call is not retried (unless Key is set).
 	ID string
 	// Type is the kind of memory; MemoryTypeUnspecified means episodic.
 	Type MemoryType
@@ -36,9 +39,26 @@ type StoreOptions struct {
 	TTL time.Duration
 	// ExpiresAt makes the memory expire at this time; zero means never. Exclusive with TTL.
 	ExpiresAt time.Time
+	// Key is an upsert key, unique within the agent: any text without control characters, at
+	// most 512 UTF-8 bytes. When the agent already has a memory with this key, that memory is
+	// replaced by this one (same id, a new version, the old one kept in its History; Outcome
+	// StoreOutcomeReplaced); otherwise a new memory is stored with the key. A Store with a Key
+	// converges on the same memory however often it runs (a repeat replaces it again, with a
+	// new version), so it is retried on UNAVAILABLE. Exclusive with ID. Empty: no key.
+	Key string
+	// DuplicatePolicy is what the store does when the agent already holds the same memory:
+	// DuplicatePolicyOff stores a copy, DuplicatePolicyExact merges the same text into the
+	// existing memory, DuplicatePolicyNear also merges a text whose embedding is within
+	// DuplicateThreshold. A merge answers Outcome StoreOutcomeMerged with the existing memory,
+	// updated. DuplicatePolicyUnspecified: the server's default (exact unless configured).
+	DuplicatePolicy DuplicatePolicy
+	// DuplicateThreshold is the cosine similarity, from 0.5 to 1, from which
+	// DuplicatePolicyNear merges; nil means the server's duplicate threshold (default 0.95).
+	DuplicateThreshold *float32
 }
 
-// StoreItem is one memory of a BatchStore.
+// StoreItem is one memory of a BatchStore: its agent, its content and its optional fields
+// (Key, DuplicatePolicy and DuplicateThreshold included).
 type StoreItem struct {
 	AgentID string
 	Content string
@@ -65,23 +85,36 @@ func storeRequest(agentID, content string, o *StoreOptions) (*engramv1.StoreMemo
 		TtlSeconds: int64(o.TTL / time.Second),
 		ExpiresAt:  timestamp(o.ExpiresAt),
 		Id:         o.ID,
+		Key:        o.Key,
+
+		DuplicatePolicy:    o.DuplicatePolicy,
+		DuplicateThreshold: o.DuplicateThreshold,
 	}, nil
 }
 
-// Store stores one memory of agentID (StoreMemory) and returns it, with Created false when a
-// client-chosen ID already existed with the same content. opts may be nil. The memory is
-// visible to the next Recall as soon as Store returns. Retried on UNAVAILABLE only when
-// opts.ID is set.
+// safeToRetry reports whether a store request converges however often it is applied: it
+// names its memory by a client-chosen id or an upsert key.
+func safeToRetry(r *engramv1.StoreMemoryRequest) bool { return r.Id != "" || r.Key != "" }
+
+// Store stores one memory of agentID (StoreMemory) and returns it with what the store did in
+// Outcome: StoreOutcomeCreated (a new memory; Created true), StoreOutcomeUnchanged (a
+// client-chosen ID already held the same content), StoreOutcomeMerged (a duplicate, merged into
+// the existing memory that Memory is; see StoreOptions.DuplicatePolicy) or StoreOutcomeReplaced
+// (the memory with StoreOptions.Key was replaced). opts may be nil. The memory is visible to
+// the next Recall as soon as Store returns. Retried on UNAVAILABLE only when opts.ID or
+// opts.Key is set.
 func (c *Client) Store(ctx context.Context, agentID, content string, opts *StoreOptions) (*StoreMemoryResponse, error) {
 	req, err := storeRequest(agentID, content, opts)
 	if err != nil {
 		return nil, err
 	}
-	return unary(ctx, c, req.Id != "", c.memory.StoreMemory, req)
+	return unary(ctx, c, safeToRetry(req), c.memory.StoreMemory, req)
 }
 
-// BatchStore stores many memories at once, all or nothing (BatchStoreMemories), and returns
-// them in order. Retried on UNAVAILABLE only when every item has an ID.
+// BatchStore stores many memories of one agent at once, all or nothing (BatchStoreMemories),
+// and returns them in order with what each store did in Outcomes (see Store; a duplicate of an
+// earlier item of the same batch is merged into it). Retried on UNAVAILABLE only when every
+// item has an ID or a Key.
 func (c *Client) BatchStore(ctx context.Context, items []StoreItem) (*BatchStoreMemoriesResponse, error) {
 	req := &engramv1.BatchStoreMemoriesRequest{}
 	idempotent := len(items) > 0
@@ -90,7 +123,7 @@ func (c *Client) BatchStore(ctx context.Context, items []StoreItem) (*BatchStore
 		if err != nil {
 			return nil, err
 		}
-		idempotent = idempotent && r.Id != ""
+		idempotent = idempotent && safeToRetry(r)
 		req.Requests = append(req.Requests, r)
 	}
 	return unary(ctx, c, idempotent, c.memory.BatchStoreMemories, req)

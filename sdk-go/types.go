@@ -28,6 +28,16 @@ type (
 	GetStatsResponse           = engramv1.GetStatsResponse
 	CreateAPIKeyResponse       = engramv1.CreateApiKeyResponse
 	GetClusterStatusResponse   = engramv1.GetClusterStatusResponse
+
+	// DuplicateGroup is a group of near-duplicate memories found by [Client.Consolidate].
+	DuplicateGroup = engramv1.DuplicateGroup
+	// ConsolidateMemoriesResponse is the result of [Client.Consolidate].
+	ConsolidateMemoriesResponse = engramv1.ConsolidateMemoriesResponse
+	// MemoryEvent is one change to a memory, as [Client.Watch] yields it.
+	MemoryEvent = engramv1.MemoryEvent
+	// WatchMemoriesResponse is one response of the change stream, as [Client.WatchResponses]
+	// yields it: events, or a heartbeat (no events) carrying the current cursor.
+	WatchMemoriesResponse = engramv1.WatchMemoriesResponse
 )
 
 // MemoryType is the kind of a memory.
@@ -72,6 +82,63 @@ const (
 	EmbeddingInputTypeUnspecified = engramv1.EmbeddingInputType_EMBEDDING_INPUT_TYPE_UNSPECIFIED
 	EmbeddingInputTypeDocument    = engramv1.EmbeddingInputType_EMBEDDING_INPUT_TYPE_DOCUMENT
 	EmbeddingInputTypeQuery       = engramv1.EmbeddingInputType_EMBEDDING_INPUT_TYPE_QUERY
+)
+
+// DuplicatePolicy is what a store does when the agent already holds the same memory
+// (StoreOptions.DuplicatePolicy).
+type DuplicatePolicy = engramv1.DuplicatePolicy
+
+// The duplicate policies. DuplicatePolicyUnspecified means the server's default (its
+// duplicate_policy setting, exact unless configured otherwise).
+const (
+	DuplicatePolicyUnspecified = engramv1.DuplicatePolicy_DUPLICATE_POLICY_UNSPECIFIED
+	// DuplicatePolicyOff always stores a new memory.
+	DuplicatePolicyOff = engramv1.DuplicatePolicy_DUPLICATE_POLICY_OFF
+	// DuplicatePolicyExact merges a memory whose content is the same text (ignoring case,
+	// Unicode width forms, runs of whitespace and trailing punctuation) into the existing one.
+	DuplicatePolicyExact = engramv1.DuplicatePolicy_DUPLICATE_POLICY_EXACT
+	// DuplicatePolicyNear also merges a memory whose embedding is within the duplicate threshold
+	// (cosine) of an existing one: the newer text wins, the older stays in the history.
+	DuplicatePolicyNear = engramv1.DuplicatePolicy_DUPLICATE_POLICY_NEAR
+)
+
+// StoreOutcome is what a store did: StoreMemoryResponse.Outcome, and
+// BatchStoreMemoriesResponse.Outcomes (one per item).
+type StoreOutcome = engramv1.StoreOutcome
+
+// The store outcomes. The server never returns StoreOutcomeUnspecified.
+const (
+	StoreOutcomeUnspecified = engramv1.StoreOutcome_STORE_OUTCOME_UNSPECIFIED
+	// StoreOutcomeCreated: a new memory was stored.
+	StoreOutcomeCreated = engramv1.StoreOutcome_STORE_OUTCOME_CREATED
+	// StoreOutcomeUnchanged: the client-chosen id already held the same content; nothing
+	// changed (a safe retry).
+	StoreOutcomeUnchanged = engramv1.StoreOutcome_STORE_OUTCOME_UNCHANGED
+	// StoreOutcomeMerged: a duplicate of an existing memory (see DuplicatePolicy), which was
+	// updated instead (the new text, the higher importance, the union of tags, metadata merged,
+	// a new version).
+	StoreOutcomeMerged = engramv1.StoreOutcome_STORE_OUTCOME_MERGED
+	// StoreOutcomeReplaced: the agent already had a memory with this key; it was replaced (a
+	// new version of the same id).
+	StoreOutcomeReplaced = engramv1.StoreOutcome_STORE_OUTCOME_REPLACED
+)
+
+// MemoryEventType is what happened to a memory, in the change stream ([Client.Watch]).
+type MemoryEventType = engramv1.MemoryEventType
+
+// The memory event types. The server never sends MemoryEventTypeUnspecified.
+const (
+	MemoryEventTypeUnspecified = engramv1.MemoryEventType_MEMORY_EVENT_TYPE_UNSPECIFIED
+	// MemoryEventTypeCreated: stored (or imported). MemoryEvent.Memory holds it.
+	MemoryEventTypeCreated = engramv1.MemoryEventType_MEMORY_EVENT_TYPE_CREATED
+	// MemoryEventTypeUpdated: a new version (an update, a merged duplicate, an upsert by key, a
+	// consolidation). MemoryEvent.Memory holds it.
+	MemoryEventTypeUpdated = engramv1.MemoryEventType_MEMORY_EVENT_TYPE_UPDATED
+	// MemoryEventTypeDeleted: deleted (by id, by a forget, by a consolidation merging it, or
+	// with its agent).
+	MemoryEventTypeDeleted = engramv1.MemoryEventType_MEMORY_EVENT_TYPE_DELETED
+	// MemoryEventTypeExpired: removed because its expiry time passed.
+	MemoryEventTypeExpired = engramv1.MemoryEventType_MEMORY_EVENT_TYPE_EXPIRED
 )
 
 // Ptr returns a pointer to v: a helper for the optional fields of option structs, such as

@@ -7,6 +7,10 @@
 //	← {"id": 7, "response": {…}} | {"id": 7, "responses": [{…}, …]} |
 //	  {"id": 7, "error": {"code": "NOT_FOUND", "message": "…"}}
 //
+// A server-streaming request may carry "take": N: the shim reads the first N responses, then
+// stops reading (which cancels the call) and answers with those; WatchMemories never ends on
+// its own.
+//
 // Each request's proto3 JSON is decoded into its generated request message (protojson) only to
 // read its fields; the shim then calls the Client method a Go user would call, with the options
 // a Go user would pass, and writes the result as proto3 JSON with the proto field names.
@@ -45,6 +49,7 @@ type request struct {
 	RPC       string          `json:"rpc"`
 	Request   json.RawMessage `json:"request"`
 	TimeoutMS int64           `json:"timeout_ms"`
+	Take      int             `json:"take"` // server streaming: the first Take responses (0: all)
 }
 
 // reply is one line to the runner: exactly one of Response, Responses and Error is set.
@@ -66,7 +71,8 @@ type result struct {
 	stream []proto.Message
 }
 
-type handler func(ctx context.Context, c *engram.Client, raw json.RawMessage) (result, error)
+// A handler makes one call. take is the request's "take" (0: read a server stream to its end).
+type handler func(ctx context.Context, c *engram.Client, raw json.RawMessage, take int) (result, error)
 
 // clientSide is an error for a request the typed API cannot express.
 type clientSide struct{ msg string }
@@ -134,6 +140,7 @@ func filterOf(f *pb.MemoryFilter) *engram.Filter {
 		MinImportance:  f.MinImportance,
 		MetadataEquals: mapOf(f.GetMetadataEquals()),
 		IDs:            f.GetIds(),
+		Keys:           f.GetKeys(),
 	}
 }
 
@@ -148,6 +155,10 @@ func storeOptions(r *pb.StoreMemoryRequest) engram.StoreOptions {
 		EventTime:  timeOf(r.GetEventTime()),
 		TTL:        time.Duration(r.GetTtlSeconds()) * time.Second,
 		ExpiresAt:  timeOf(r.GetExpiresAt()),
+		Key:        r.GetKey(),
+
+		DuplicatePolicy:    r.GetDuplicatePolicy(),
+		DuplicateThreshold: r.DuplicateThreshold,
 	}
 }
 
@@ -186,7 +197,7 @@ func snakeCase(s string) string {
 // update maps UpdateMemory onto Client.Update: with a mask, every named field is set (to the
 // request's value, or to its default, which clears it); without one, every field with a
 // non-default value is set, as the server does over gRPC.
-func update(ctx context.Context, c *engram.Client, raw json.RawMessage) (result, error) {
+func update(ctx context.Context, c *engram.Client, raw json.RawMessage, _ int) (result, error) {
 	// The mask travels apart: the typed API takes field names, so read them as written.
 	var envelope map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &envelope); err != nil {
@@ -276,7 +287,7 @@ func update(ctx context.Context, c *engram.Client, raw json.RawMessage) (result,
 	return one(&pb.UpdateMemoryResponse{Memory: res}, err)
 }
 
-func importMemories(ctx context.Context, c *engram.Client, raw json.RawMessage) (result, error) {
+func importMemories(ctx context.Context, c *engram.Client, raw json.RawMessage, _ int) (result, error) {
 	var items []json.RawMessage
 	if err := json.Unmarshal(raw, &items); err != nil {
 		return result{}, refuse("ImportMemories takes a list of requests: %v", err)
@@ -299,22 +310,65 @@ func importMemories(ctx context.Context, c *engram.Client, raw json.RawMessage) 
 	return one(res, err)
 }
 
-func export(ctx context.Context, c *engram.Client, raw json.RawMessage) (result, error) {
-	req := &pb.ExportMemoriesRequest{}
-	if err := decode(raw, req); err != nil {
-		return result{}, err
+// collect reads a server stream into a result: every item, or the first take of them (take >
+// 0), after which it stops ranging, which cancels the call.
+func collect[T any](seq iter.Seq2[T, error], take int, message func(T) proto.Message) (result, error) {
+	out := []proto.Message{}
+	if take < 0 {
+		return result{}, refuse("take must not be negative, got %d", take)
 	}
-	var out []proto.Message
-	for m, err := range c.Export(ctx, req.GetAgentId(), filterOf(req.GetFilter())) {
+	for item, err := range seq {
 		if err != nil {
 			return result{}, err
 		}
-		out = append(out, &pb.ExportMemoriesResponse{Memory: m})
+		out = append(out, message(item))
+		if take > 0 && len(out) >= take {
+			break
+		}
 	}
 	return result{stream: out}, nil
 }
 
-func embed(ctx context.Context, c *engram.Client, raw json.RawMessage) (result, error) {
+func export(ctx context.Context, c *engram.Client, raw json.RawMessage, take int) (result, error) {
+	req := &pb.ExportMemoriesRequest{}
+	if err := decode(raw, req); err != nil {
+		return result{}, err
+	}
+	return collect(c.Export(ctx, req.GetAgentId(), filterOf(req.GetFilter())), take,
+		func(m *engram.Memory) proto.Message { return &pb.ExportMemoriesResponse{Memory: m} })
+}
+
+// watch answers with the raw responses of the change stream, heartbeats included, as
+// Client.WatchResponses yields them.
+func watch(ctx context.Context, c *engram.Client, raw json.RawMessage, take int) (result, error) {
+	req := &pb.WatchMemoriesRequest{}
+	if err := decode(raw, req); err != nil {
+		return result{}, err
+	}
+	var opts []engram.WatchOption
+	if req.GetStartAfter() != "" {
+		opts = append(opts, engram.StartAfter(req.GetStartAfter()))
+	}
+	return collect(c.WatchResponses(ctx, req.GetAgentId(), opts...), take,
+		func(r *engram.WatchMemoriesResponse) proto.Message { return r })
+}
+
+func consolidate(ctx context.Context, c *engram.Client, raw json.RawMessage, _ int) (result, error) {
+	req := &pb.ConsolidateMemoriesRequest{}
+	if err := decode(raw, req); err != nil {
+		return result{}, err
+	}
+	var opts []engram.ConsolidateOption
+	if req.GetDryRun() {
+		opts = append(opts, engram.DryRun())
+	}
+	if req.SimilarityThreshold != nil {
+		opts = append(opts, engram.SimilarityThreshold(req.GetSimilarityThreshold()))
+	}
+	return one(c.Consolidate(ctx, req.GetAgentId(), opts...))
+}
+
+func embed(ctx context.Context, c *engram.Client, raw json.RawMessage, _ int) (result, error) {
 	req := &pb.EmbedRequest{}
 	if err := decode(raw, req); err != nil {
 		return result{}, err
@@ -332,7 +386,7 @@ func embed(ctx context.Context, c *engram.Client, raw json.RawMessage) (result, 
 
 // typed adapts a handler of one generated request type.
 func typed[Req proto.Message](newReq func() Req, call func(context.Context, *engram.Client, Req) (proto.Message, error)) handler {
-	return func(ctx context.Context, c *engram.Client, raw json.RawMessage) (result, error) {
+	return func(ctx context.Context, c *engram.Client, raw json.RawMessage, _ int) (result, error) {
 		req := newReq()
 		if err := decode(raw, req); err != nil {
 			return result{}, err
@@ -419,8 +473,10 @@ var handlers = map[string]handler{
 				Depth: int(r.GetDepth()), Relations: r.GetRelations(), MaxNodes: int(r.GetMaxNodes()),
 			})
 		}),
-	"MemoryService.ExportMemories": export,
-	"MemoryService.ImportMemories": importMemories,
+	"MemoryService.ExportMemories":      export,
+	"MemoryService.ImportMemories":      importMemories,
+	"MemoryService.ConsolidateMemories": consolidate,
+	"MemoryService.WatchMemories":       watch,
 	"AgentService.ListAgents": typed(func() *pb.ListAgentsRequest { return &pb.ListAgentsRequest{} },
 		func(ctx context.Context, c *engram.Client, r *pb.ListAgentsRequest) (proto.Message, error) {
 			return c.ListAgents(ctx, int(r.GetPageSize()), r.GetPageToken())
@@ -537,7 +593,7 @@ func call(cs clients, req *request) (result, error) {
 		ctx, cancel = context.WithTimeout(ctx, time.Duration(req.TimeoutMS)*time.Millisecond)
 		defer cancel()
 	}
-	return h(ctx, c, req.Request)
+	return h(ctx, c, req.Request, req.Take)
 }
 
 func encode(out *reply, res result) error {
