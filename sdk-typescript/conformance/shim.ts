@@ -8,7 +8,8 @@
  * message schemas, `encodeVector`); see conformance/README.md for the
  * protocol. Each request's proto3 JSON is parsed into the request message the SDK's method takes
  * (its inputs are the API's request shapes), and each result is turned back into the RPC's
- * response message, written as proto3 JSON with the proto field names.
+ * response message, written as proto3 JSON with the proto field names. WatchMemories, which never
+ * ends, goes through `client.watch()`: the first `take` raw responses, then the loop is left.
  */
 import { createInterface } from "node:readline";
 import { create, fromJson, toJson, type DescMessage, type JsonValue, type MessageShape } from "@bufbuild/protobuf";
@@ -36,12 +37,14 @@ interface ShimRequest {
   rpc: string;
   request: JsonValue;
   timeout_ms?: number;
+  /** Server streaming: answer the first N responses, then cancel the call (0 or absent: read to the end). */
+  take?: number;
 }
 
 /** What a handler returns: one response message as JSON, or a list of them (server streaming). */
 type Result = { response: JsonValue } | { responses: JsonValue[] };
 
-type Handler = (client: EngramClientBase, request: JsonValue, options: CallOptions) => Promise<Result>;
+type Handler = (client: EngramClientBase, request: JsonValue, options: CallOptions, take: number) => Promise<Result>;
 
 /** A request the SDK's typed API cannot express, refused before anything is sent. */
 class ClientSideError extends Error {}
@@ -96,6 +99,28 @@ async function exportMemories(client: EngramClientBase, json: JsonValue, options
   return { responses };
 }
 
+/**
+ * WatchMemories through `client.watch()`: the raw responses (`MemoryWatch.responses()`: the
+ * server's batches, heartbeats included) until `take` of them arrived, then the loop is left, which
+ * cancels the call. The shim's clients have no retries, so a dropped stream is reported, not resumed.
+ */
+async function watchMemories(client: EngramClientBase, json: JsonValue, options: CallOptions, take: number): Promise<Result> {
+  const request = parse(M.watchMemories.input, json);
+  const watch = client.watch(request.agentId, {
+    startAfter: request.startAfter,
+    ...(options.signal === undefined ? {} : { signal: options.signal }),
+    ...(options.headers === undefined ? {} : { headers: options.headers }),
+  });
+  const responses: JsonValue[] = [];
+  for await (const response of watch.responses()) {
+    responses.push(write(M.watchMemories.output, response));
+    if (take > 0 && responses.length >= take) {
+      break;
+    }
+  }
+  return { responses };
+}
+
 async function importMemories(client: EngramClientBase, json: JsonValue, options: CallOptions): Promise<Result> {
   if (!Array.isArray(json)) {
     throw new ClientSideError("ImportMemories takes a list of request messages");
@@ -130,7 +155,11 @@ const HANDLERS: Record<string, Handler> = {
   "MemoryService.LinkMemories": unary(M.linkMemories, (c, r, o) => c.link(r, o), (link) => create(M.linkMemories.output, { link })),
   "MemoryService.UnlinkMemories": unary(M.unlinkMemories, (c, r, o) => c.unlink(r, o), same),
   "MemoryService.GetMemoryGraph": unary(M.getMemoryGraph, (c, r, o) => c.graph(r, o), same),
+  "MemoryService.ConsolidateMemories": unary(M.consolidateMemories, (c, r, o) =>
+    c.consolidate(r.agentId, { ...o, dryRun: r.dryRun, ...(r.similarityThreshold === undefined ? {} : { similarityThreshold: r.similarityThreshold }) }), same,
+  ),
   "MemoryService.ExportMemories": exportMemories,
+  "MemoryService.WatchMemories": watchMemories,
   "MemoryService.ImportMemories": importMemories,
   "AgentService.ListAgents": unary(A.listAgents, (c, r, o) => c.listAgents(r, o), same),
   "AgentService.GetAgent": unary(A.getAgent, (c, r, o) => c.getAgent(r, o), (agent) => create(A.getAgent.output, { agent })),
@@ -198,7 +227,7 @@ async function handle(clients: Map<string, EngramClientBase>, msg: ShimRequest):
   }
   const options: CallOptions = msg.timeout_ms ? { timeoutMs: msg.timeout_ms } : {};
   try {
-    return { id: msg.id, ...(await handler(client, msg.request, options)) };
+    return { id: msg.id, ...(await handler(client, msg.request, options, msg.take ?? 0)) };
   } catch (err) {
     if (err instanceof EngramError) {
       return { id: msg.id, error: { code: err.code, message: err.message } };

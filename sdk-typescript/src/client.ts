@@ -7,6 +7,7 @@ import type { MessageInitShape } from "@bufbuild/protobuf";
 import { AdminService, AgentService, EmbeddingService, MemoryService } from "./gen/engram/v1/service_pb.js";
 import type {
   BatchStoreMemoriesResponse,
+  ConsolidateMemoriesResponse,
   CreateApiKeyRequestSchema,
   CreateApiKeyResponse,
   DeleteAgentRequestSchema,
@@ -48,6 +49,7 @@ import { EngramError, toEngramError } from "./errors.js";
 import { decodeVector } from "./vectors.js";
 import { headersInterceptor, withHeaders } from "./interceptors.js";
 import { normalizeBaseUrl } from "./address.js";
+import { MemoryWatch, backoffDelay, sleep, type WatchOptions } from "./watch.js";
 
 export { DEFAULT_BASE_URL } from "./address.js";
 /** Default deadline of a unary call, in milliseconds. */
@@ -108,6 +110,17 @@ export interface ImportOptions extends CallOptions {
   agentId?: string;
 }
 
+/** Options of {@link EngramClientBase.consolidate}. */
+export interface ConsolidateOptions extends CallOptions {
+  /** Only list the groups of near-duplicates; merge nothing (needs only a read key). Default false. */
+  dryRun?: boolean;
+  /**
+   * The cosine similarity, from 0.5 to 1, from which two memories are duplicates. Default: the
+   * server's `duplicate_threshold` (0.95 unless configured).
+   */
+  similarityThreshold?: number;
+}
+
 /** The result of {@link EngramClientBase.embed}. */
 export interface EmbedResult {
   /** One L2-normalised vector per text, in request order. */
@@ -155,7 +168,8 @@ export type TransportFactory = (baseUrl: string, interceptors: Interceptor[]) =>
  *
  * Every method takes an optional {@link CallOptions} last and throws {@link EngramError}.
  * Idempotent calls are retried on UNAVAILABLE with exponential backoff and jitter; `store` and
- * `batchStore` only when every memory has a client-chosen `id` (the server then deduplicates).
+ * `batchStore` only when every memory has a client-chosen `id` or an upsert `key` (a repeat then
+ * changes nothing more). {@link EngramClientBase.watch} reconnects with the same settings.
  */
 export class EngramClientBase {
   /** The generated Connect clients, for calls this class does not wrap. */
@@ -201,15 +215,30 @@ export class EngramClientBase {
   // MemoryService
   // ---------------------------------------------------------------------------------------------
 
-  /** Stores one memory. Retried on UNAVAILABLE only when `id` is set (the server deduplicates by id). */
+  /**
+   * Stores one memory. The response's `outcome` says what the store did: `StoreOutcome.CREATED` (a
+   * new memory), `UNCHANGED` (a repeat of a client-chosen `id`), `MERGED` (a duplicate, per
+   * `duplicatePolicy`, merged into the agent's existing memory, returned) or `REPLACED` (the
+   * agent's memory with this `key` was replaced).
+   *
+   * Besides the memory's fields, the request may set `key` (an upsert key: the agent's memory with
+   * this key is replaced, keeping its id; exclusive with `id`), `duplicatePolicy`
+   * (`DuplicatePolicy.OFF`, `EXACT`, `NEAR`; default: the server's, `EXACT`) and
+   * `duplicateThreshold` (the cosine similarity from which `NEAR` merges, 0.5 to 1; default 0.95).
+   *
+   * Retried on UNAVAILABLE only when `id` or `key` is set (a repeat then changes nothing more).
+   */
   store(request: StoreMemoryInput, options?: CallOptions): Promise<StoreMemoryResponse> {
-    const idempotent = request.id !== undefined && request.id !== "";
-    return this.#unary((o) => this.services.memory.storeMemory(request, o), idempotent, options);
+    return this.#unary((o) => this.services.memory.storeMemory(request, o), retrySafe(request), options);
   }
 
-  /** Stores many memories, all or nothing. Retried only when every memory has an `id`. */
+  /**
+   * Stores many memories of one agent, all or nothing. Each request takes the same fields as
+   * {@link EngramClientBase.store}; the response's `outcomes` has one `StoreOutcome` per request,
+   * in order. Retried only when every request has an `id` or a `key`.
+   */
   batchStore(requests: StoreMemoryInput[], options?: CallOptions): Promise<BatchStoreMemoriesResponse> {
-    const idempotent = requests.length > 0 && requests.every((r) => r.id !== undefined && r.id !== "");
+    const idempotent = requests.length > 0 && requests.every(retrySafe);
     return this.#unary((o) => this.services.memory.batchStoreMemories({ requests }, o), idempotent, options);
   }
 
@@ -284,6 +313,60 @@ export class EngramClientBase {
   /** The memories reachable from one memory by following links, with the links between them. */
   graph(request: GetMemoryGraphInput, options?: CallOptions): Promise<GetMemoryGraphResponse> {
     return this.#unary((o) => this.services.memory.getMemoryGraph(request, o), true, options);
+  }
+
+  /**
+   * Finds groups of near-duplicate memories of an agent and merges each group into its most
+   * important (then oldest) memory: the others are deleted, their text and versions kept in its
+   * history, their links moved to it. With `dryRun` the groups are only listed (a read key is
+   * enough); merging needs a write key. Retried on UNAVAILABLE only on a dry run.
+   *
+   * ```ts
+   * const { groups } = await client.consolidate("a1", { dryRun: true, similarityThreshold: 0.9 });
+   * ```
+   */
+  consolidate(agentId: string, options: ConsolidateOptions = {}): Promise<ConsolidateMemoriesResponse> {
+    const { dryRun = false, similarityThreshold, ...callOptions } = options;
+    const request = { agentId, dryRun, ...(similarityThreshold === undefined ? {} : { similarityThreshold }) };
+    return this.#unary((o) => this.services.memory.consolidateMemories(request, o), dryRun, callOptions);
+  }
+
+  /**
+   * Watches the changes to memories (MemoryService.WatchMemories): of one agent, or with no
+   * `agentId` (or `""`) of every agent the API key may access. Returns a {@link MemoryWatch}, an
+   * `AsyncIterable<MemoryEvent>` to read with `for await`; the call starts with the loop. It never
+   * ends on its own: leave the loop (`break`) or abort `options.signal` to stop it.
+   *
+   * A dropped stream (the connection lost, the server restarting, `UNAVAILABLE`) is resumed after
+   * the last event's cursor, with the client's `retries` and `backoff` (or the watch's own) between
+   * reconnections that fail in a row: no event is missed or repeated. A cursor older than the
+   * server's retained changes throws an {@link EngramError} of code `OUT_OF_RANGE`.
+   *
+   * ```ts
+   * const watch = client.watch("a1", { startAfter: "0" }); // "0": every retained change
+   * for await (const event of watch) {
+   *   console.log(event.type, event.memoryId);
+   *   if (event.memoryId === lastId) break;
+   * }
+   * const resumeFrom = watch.cursor;
+   * ```
+   *
+   * @throws {EngramError} `INVALID_ARGUMENT` at once for a non-string `agentId` or `startAfter`, or
+   * a `retries` that is not a number >= 0.
+   */
+  watch(agentId: string = "", options: WatchOptions = {}): MemoryWatch {
+    if (typeof agentId !== "string") {
+      throw new EngramError("INVALID_ARGUMENT", `watch: agentId must be a string, got ${typeof agentId}`);
+    }
+    if (options.startAfter !== undefined && typeof options.startAfter !== "string") {
+      throw new EngramError("INVALID_ARGUMENT", `watch: startAfter must be a cursor string, got ${typeof options.startAfter}`);
+    }
+    const retries = options.retries ?? this.#retries;
+    if (typeof retries !== "number" || Number.isNaN(retries) || retries < 0) {
+      throw new EngramError("INVALID_ARGUMENT", `watch: retries must be a number >= 0 (Infinity: never give up), got ${String(retries)}`);
+    }
+    const policy = { retries, backoff: { ...this.#backoff, ...definedOnly(options.backoff) } };
+    return new MemoryWatch(agentId, options, policy, (request, callOptions) => this.services.memory.watchMemories(request, callOptions));
   }
 
   /**
@@ -449,11 +532,7 @@ export class EngramClientBase {
     if (err.code !== "UNAVAILABLE" || attempt >= maxRetries || signal?.aborted === true) {
       return false;
     }
-    const { initialMs, maxMs, multiplier } = this.#backoff;
-    let delay = Math.random() * Math.min(maxMs, initialMs * multiplier ** attempt);
-    if (err.retryAfter !== undefined) {
-      delay = Math.max(delay, err.retryAfter * 1000);
-    }
+    const delay = backoffDelay(this.#backoff, attempt, err.retryAfter);
     if (deadline !== undefined && Date.now() + delay >= deadline) {
       return false;
     }
@@ -476,19 +555,14 @@ function connectOptions(options: CallOptions | undefined, deadline: number | und
   return out;
 }
 
-/** Resolves true after `ms`, or false as soon as `signal` aborts. */
-function sleep(ms: number, signal: AbortSignal | undefined): Promise<boolean> {
-  return new Promise((resolve) => {
-    const onAbort = (): void => {
-      clearTimeout(timer);
-      resolve(false);
-    };
-    const timer = setTimeout(() => {
-      signal?.removeEventListener("abort", onAbort);
-      resolve(true);
-    }, ms);
-    signal?.addEventListener("abort", onAbort, { once: true });
-  });
+/** `options` without its undefined fields, so that spreading it keeps the defaults they leave out. */
+function definedOnly<T extends object>(options: T | undefined): Partial<T> {
+  return Object.fromEntries(Object.entries(options ?? {}).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
+/** Whether a store request is safe to send twice: it names its memory by a client id or an upsert key. */
+function retrySafe(request: StoreMemoryInput): boolean {
+  return (request.id !== undefined && request.id !== "") || (request.key !== undefined && request.key !== "");
 }
 
 function required<T>(value: T | undefined, field: string): T {

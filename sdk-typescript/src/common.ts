@@ -9,6 +9,7 @@ export {
 export type {
   BackoffOptions,
   CallOptions,
+  ConsolidateOptions,
   EmbedResult,
   EngramClientOptions,
   EngramServices,
@@ -35,6 +36,8 @@ export type {
   RevokeApiKeyInput,
   EmbedInput,
 } from "./client.js";
+export { MemoryWatch } from "./watch.js";
+export type { WatchOptions } from "./watch.js";
 export { EngramError, codeName, toEngramError } from "./errors.js";
 export { normalizeBaseUrl } from "./address.js";
 export type { ErrorCode, ErrorDetail } from "./errors.js";
@@ -42,7 +45,15 @@ export { apiKeyInterceptor, headersInterceptor } from "./interceptors.js";
 export { decodeVector, encodeVector } from "./vectors.js";
 
 // Enums and message types of the API (generated; import them from here, not from ./gen).
-export { MemoryType, RecallMode, ApiKeyRole, EmbeddingInputType } from "./gen/engram/v1/enums_pb.js";
+export {
+  MemoryType,
+  RecallMode,
+  ApiKeyRole,
+  EmbeddingInputType,
+  DuplicatePolicy,
+  StoreOutcome,
+  MemoryEventType,
+} from "./gen/engram/v1/enums_pb.js";
 export type {
   Memory,
   RecalledMemory,
@@ -55,6 +66,8 @@ export type {
   ServerLimits,
   ClusterNode,
   Embedding,
+  DuplicateGroup,
+  MemoryEvent,
 } from "./gen/engram/v1/messages_pb.js";
 export type {
   StoreMemoryResponse,
@@ -63,6 +76,8 @@ export type {
   ListMemoriesResponse,
   RecallResponse,
   ForgetMemoriesResponse,
+  ConsolidateMemoriesResponse,
+  WatchMemoriesResponse,
   UnlinkMemoriesResponse,
   GetMemoryGraphResponse,
   ImportMemoriesResponse,

@@ -1,2 +1,2 @@
 // Generated schemas the tests need directly (users import types from "engram-memory-client").
-export { MemorySchema, RecalledMemorySchema } from "../src/gen/engram/v1/messages_pb.js";
+export { MemoryEventSchema, MemorySchema, RecalledMemorySchema } from "../src/gen/engram/v1/messages_pb.js";

@@ -15,6 +15,7 @@ import {
   type DescField,
   type DescFile,
   type DescMessage,
+  type MessageInitShape,
 } from "@bufbuild/protobuf";
 import { Code, ConnectError, createRouterTransport, type ConnectRouter } from "@connectrpc/connect";
 import {
@@ -24,13 +25,16 @@ import {
   EngramClient,
   EngramError,
   MemoryService,
+  MemoryEventType,
   MemoryType,
+  StoreOutcome,
   codeName,
   decodeVector,
   encodeVector,
   normalizeBaseUrl,
 } from "engram-memory-client";
 import { EngramClient as BrowserEngramClient } from "engram-memory-client/browser";
+import type { MemoryEventSchema } from "./messages.js";
 import { spawn } from "node:child_process";
 import { createServer } from "node:net";
 import { once } from "node:events";
@@ -199,6 +203,11 @@ describe("round trip of every message", () => {
 // ---------------------------------------------------------------------------------------------
 // Client behaviour against an in-memory router
 // ---------------------------------------------------------------------------------------------
+
+/** A CREATED event at `cursor`. */
+function event(cursor: string, memoryId: string): MessageInitShape<typeof MemoryEventSchema> {
+  return { cursor, memoryId, type: MemoryEventType.CREATED, agentId: "a", version: 1, memory: { id: memoryId, agentId: "a" } };
+}
 
 function clientWith(routes: (router: ConnectRouter) => void, options: { apiKey?: string; retries?: number; timeoutMs?: number } = {}): EngramClient {
   return new EngramClient({ transport: createRouterTransport(routes), backoff: { initialMs: 1, maxMs: 5 }, ...options });
@@ -386,6 +395,174 @@ describe("EngramClient (in-memory transport)", () => {
     assert.equal(calls, 2);
   });
 
+  it("retries store with an upsert key, and batchStore only when every item has an id or key", async () => {
+    let calls = 0;
+    const client = clientWith((r) => r.service(MemoryService, {
+      storeMemory(req) {
+        calls++;
+        if (calls === 1) {
+          throw new ConnectError("down", Code.Unavailable);
+        }
+        return { memory: { id: "m1", key: req.key, content: req.content }, created: false, outcome: StoreOutcome.REPLACED };
+      },
+      batchStoreMemories(req) {
+        calls++;
+        if (calls === 1) {
+          throw new ConnectError("down", Code.Unavailable);
+        }
+        return { memories: req.requests.map((x, i) => ({ id: `m${i}`, content: x.content })), outcomes: req.requests.map(() => StoreOutcome.CREATED) };
+      },
+    }));
+    const res = await client.store({ agentId: "a", content: "theme: dark", key: "prefs/theme" });
+    assert.equal(res.outcome, StoreOutcome.REPLACED);
+    assert.equal(calls, 2);
+    calls = 0;
+    const batch = await client.batchStore([{ agentId: "a", content: "x", key: "k1" }, { agentId: "a", content: "y", id: "i2" }]);
+    assert.deepEqual(batch.outcomes, [StoreOutcome.CREATED, StoreOutcome.CREATED]);
+    assert.equal(calls, 2);
+    calls = 0;
+    await assert.rejects(client.batchStore([{ agentId: "a", content: "x", key: "k1" }, { agentId: "a", content: "y" }]), { code: "UNAVAILABLE" });
+    assert.equal(calls, 1);
+  });
+
+  it("consolidate sends dryRun and the threshold, and retries only a dry run", async () => {
+    const seen: unknown[] = [];
+    let fail = true;
+    const client = clientWith((r) => r.service(MemoryService, {
+      consolidateMemories(req) {
+        seen.push({ agentId: req.agentId, dryRun: req.dryRun, threshold: req.similarityThreshold });
+        if (fail) {
+          fail = false;
+          throw new ConnectError("down", Code.Unavailable);
+        }
+        return { groups: [{ keepId: "k", duplicateIds: ["d"], minSimilarity: 0.97 }], dryRun: req.dryRun };
+      },
+    }));
+    const res = await client.consolidate("a", { dryRun: true, similarityThreshold: 0.9 });
+    assert.equal(res.groups[0]?.keepId, "k");
+    assert.equal(seen.length, 2);
+    assert.deepEqual(seen[0], { agentId: "a", dryRun: true, threshold: Math.fround(0.9) });
+    fail = true;
+    seen.length = 0;
+    await assert.rejects(client.consolidate("a"), { code: "UNAVAILABLE" });
+    assert.deepEqual(seen, [{ agentId: "a", dryRun: false, threshold: undefined }]);
+  });
+
+  it("watch yields events, not heartbeats, and resumes after UNAVAILABLE from the last cursor", async () => {
+    const starts: string[] = [];
+    const client = clientWith((r) => r.service(MemoryService, {
+      async *watchMemories(req) {
+        starts.push(req.startAfter);
+        if (starts.length === 1) {
+          yield { cursor: "3", events: [event("1", "m1"), event("3", "m2")] };
+          yield { cursor: "5" }; // a heartbeat: no events, the cursor moves past other agents' changes
+          throw new ConnectError("server restarting", Code.Unavailable);
+        }
+        if (starts.length === 2) {
+          throw new ConnectError("still down", Code.Unavailable);
+        }
+        if (starts.length === 3) {
+          yield { cursor: "7", events: [event("7", "m3")] };
+          return; // the server stopped: the stream ended
+        }
+        yield { cursor: "9", events: [event("8", "m4"), event("9", "m5")] };
+        await new Promise((resolve) => setTimeout(resolve, 10_000).unref());
+      },
+    }), { retries: 2 });
+    const watch = client.watch("a", { startAfter: "0" });
+    assert.equal(watch.cursor, "0");
+    const got: string[] = [];
+    for await (const e of watch) {
+      got.push(`${e.cursor}:${e.memoryId}`);
+      assert.equal(watch.cursor, e.cursor, "the cursor is the last event's while it is handled");
+      if (got.length === 5) {
+        break;
+      }
+    }
+    assert.deepEqual(got, ["1:m1", "3:m2", "7:m3", "8:m4", "9:m5"]);
+    assert.deepEqual(starts, ["0", "5", "5", "7"]);
+    assert.equal(watch.reconnects, 3);
+    assert.equal(watch.cursor, "9");
+  });
+
+  it("watch gives up after `retries` failed reconnections in a row, and never retries other codes", async () => {
+    let calls = 0;
+    const client = clientWith((r) => r.service(MemoryService, {
+      async *watchMemories() {
+        calls++;
+        throw new ConnectError("down", Code.Unavailable);
+      },
+    }), { retries: 3 });
+    await assert.rejects(async () => {
+      for await (const _ of client.watch("a")) {
+        assert.fail("no event expected");
+      }
+    }, { code: "UNAVAILABLE" });
+    assert.equal(calls, 4);
+    calls = 0;
+    const expired = clientWith((r) => r.service(MemoryService, {
+      async *watchMemories() {
+        calls++;
+        throw new ConnectError("cursor 1 is older than the retained changes", Code.OutOfRange);
+      },
+    }));
+    await assert.rejects(async () => {
+      for await (const _ of expired.watch("a", { startAfter: "1" })) {
+        assert.fail("no event expected");
+      }
+    }, (e: unknown) => e instanceof EngramError && e.code === "OUT_OF_RANGE");
+    assert.equal(calls, 1);
+  });
+
+  it("watch.responses() gives the raw batches, heartbeats included", async () => {
+    const client = clientWith((r) => r.service(MemoryService, {
+      async *watchMemories() {
+        yield { cursor: "2", events: [event("1", "m1"), event("2", "m2")] };
+        yield { cursor: "4" };
+        await new Promise((resolve) => setTimeout(resolve, 10_000).unref());
+      },
+    }));
+    const watch = client.watch();
+    const batches: number[] = [];
+    for await (const res of watch.responses()) {
+      batches.push(res.events.length);
+      if (batches.length === 2) {
+        break;
+      }
+    }
+    assert.deepEqual(batches, [2, 0]);
+    assert.equal(watch.cursor, "4");
+  });
+
+  it("watch ends without an error when its signal aborts, and serves one loop at a time", async () => {
+    let cancelled = false;
+    const client = clientWith((r) => r.service(MemoryService, {
+      async *watchMemories(_req, ctx) {
+        yield { cursor: "1", events: [event("1", "m1")] };
+        await new Promise<void>((resolve) => ctx.signal.addEventListener("abort", () => resolve(), { once: true }));
+        cancelled = true;
+      },
+    }));
+    const controller = new AbortController();
+    const watch = client.watch("a", { signal: controller.signal });
+    const got: string[] = [];
+    for await (const e of watch) {
+      got.push(e.memoryId);
+      await assert.rejects(watch[Symbol.asyncIterator]().next(), { code: "FAILED_PRECONDITION" });
+      setTimeout(() => controller.abort(), 20);
+    }
+    assert.deepEqual(got, ["m1"]);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    assert.ok(cancelled, "the call was cancelled");
+  });
+
+  it("watch rejects bad options at once", () => {
+    const client = clientWith(() => {});
+    assert.throws(() => client.watch("a", { retries: -1 }), { code: "INVALID_ARGUMENT" });
+    assert.throws(() => client.watch(42 as unknown as string), { code: "INVALID_ARGUMENT" });
+    assert.doesNotThrow(() => client.watch("a", { retries: Infinity }));
+  });
+
   it("streams memories into importMemories", async () => {
     const client = clientWith((r) => r.service(MemoryService, {
       async importMemories(requests) {
@@ -562,8 +739,9 @@ describe("connecting", () => {
 describe("public surface", () => {
   const expected = [
     "AdminService", "AgentService", "ApiKeyRole", "DEFAULT_BACKOFF", "DEFAULT_BASE_URL", "DEFAULT_RETRIES",
-    "DEFAULT_TIMEOUT_MS", "EmbeddingInputType", "EmbeddingService", "EngramClient", "EngramClientBase",
-    "EngramError", "MemoryService", "MemoryType", "RecallMode", "apiKeyInterceptor", "codeName", "decodeVector",
+    "DEFAULT_TIMEOUT_MS", "DuplicatePolicy", "EmbeddingInputType", "EmbeddingService", "EngramClient", "EngramClientBase",
+    "EngramError", "MemoryEventType", "MemoryService", "MemoryType", "MemoryWatch", "RecallMode", "StoreOutcome",
+    "apiKeyInterceptor", "codeName", "decodeVector",
     "encodeVector", "headersInterceptor", "normalizeBaseUrl", "timestampDate", "timestampFromDate", "timestampNow",
     "toEngramError",
   ];
@@ -578,7 +756,7 @@ describe("public surface", () => {
   it("EngramClient has a method per RPC", () => {
     const methods = [
       "store", "batchStore", "get", "update", "delete", "list", "iterMemories", "recall", "batchRecall", "forget",
-      "history", "link", "unlink", "graph", "export", "importMemories", "listAgents", "iterAgents", "getAgent",
+      "history", "link", "unlink", "graph", "consolidate", "watch", "export", "importMemories", "listAgents", "iterAgents", "getAgent",
       "deleteAgent", "health", "serverInfo", "stats", "createApiKey", "listApiKeys", "revokeApiKey", "clusterStatus",
       "embed", "close",
     ];
@@ -586,6 +764,6 @@ describe("public surface", () => {
       assert.equal(typeof (EngramClient.prototype as unknown as Record<string, unknown>)[m], "function", m);
     }
     const rpcCount = [MemoryService, AgentService, AdminService, EmbeddingService].reduce((n, s) => n + s.methods.length, 0);
-    assert.equal(rpcCount, 26, "26 RPCs, each wrapped above");
+    assert.equal(rpcCount, 28, "28 RPCs, each wrapped above");
   });
 });
