@@ -60,9 +60,9 @@ func StartAfter(cursor string) WatchOption {
 // is off.
 //
 // Save an event's Cursor once you have processed it, and pass it to [StartAfter] to continue
-// from there after a restart of your program. A watch from now that loses its stream before
-// the server's first response (an event, or a heartbeat within 15 s) resumes from the moment
-// it reconnects. Each range over the returned sequence is a new watch from the options' cursor.
+// from there after a restart of your program. The server's first response comes at once with
+// the cursor a watch from now starts at, so even a stream lost before any change resumes where
+// the watch began. Each range over the returned sequence is a new watch from the options' cursor.
 func (c *Client) Watch(ctx context.Context, agentID string, opts ...WatchOption) iter.Seq2[*MemoryEvent, error] {
 	responses := c.WatchResponses(ctx, agentID, opts...)
 	return func(yield func(*MemoryEvent, error) bool) {

@@ -99,7 +99,8 @@ export class MemoryWatch implements AsyncIterable<MemoryEvent> {
   /**
    * The position after the last event (or heartbeat) this watch handed out: pass it as
    * `startAfter` to a later watch to continue exactly after it. Equal to `startAfter` until the
-   * first response arrives (`""` for a watch from now).
+   * first response arrives, which the server sends at once (with the starting cursor of a watch
+   * from now).
    */
   get cursor(): string {
     return this.#cursor;
