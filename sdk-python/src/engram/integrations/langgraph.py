@@ -87,7 +87,7 @@ from engram._sync.client import Client
 from engram.errors import NotFound
 from engram.integrations._plan import ClosingMixin, Plan, Runner, Step, call
 
-__all__ = ["DEFAULT_AGENT_PREFIX", "EngramStore"]
+__all__ = ["DEFAULT_AGENT_PREFIX", "TAG", "TAG_INDEXED", "EngramStore"]
 
 DEFAULT_AGENT_PREFIX = "langgraph:"
 """The agent id prefix of a store's namespaces unless ``agent_prefix=`` says otherwise."""
