@@ -51,7 +51,7 @@ help:
 	@echo "make check-generate  fail when generated files are stale"
 	@echo "make lint            buf lint + breaking, OpenAPI path conflicts, ruff, mypy --strict, SDK linters"
 	@echo "make docs            mkdocs build --strict (into site/)"
-	@echo "make doctest         run every code block of README.md, docs/quickstart.md, docs/sdk/, docs/cli.md, docs/mcp.md"
+	@echo "make doctest         run every code block of README.md, docs/quickstart.md, docs/sdk/, docs/cli.md, docs/mcp.md, docs/integrations/"
 	@echo "make lock            re-pin requirements/*.in into requirements/runtime.lock and dev.lock"
 	@echo "make conformance | bench | bench-full | stress | clean | distclean"
 
@@ -100,7 +100,8 @@ setup: $(SETUP_STAMP) $(TOOLS_NODE_STAMP)
 
 lock: | $(UV)
 	$(UV) pip compile $(LOCK_FLAGS) requirements/runtime.in -o requirements/runtime.lock
-	$(UV) pip compile $(LOCK_FLAGS) -c requirements/runtime.lock $(LOCK_INPUTS) -o requirements/dev.lock
+	$(UV) pip compile $(LOCK_FLAGS) -c requirements/runtime.lock --override requirements/overrides.txt \
+	  $(LOCK_INPUTS) -o requirements/dev.lock
 	@echo "requirements/runtime.lock and requirements/dev.lock updated; run 'make setup'"
 
 # ---------------------------------------------------------------------------------------------
@@ -208,7 +209,7 @@ test-sdks:
 	exit $$status
 
 # Docs that are executed (tools/doctest/__init__.py): every code block of README.md,
-# docs/quickstart.md, docs/sdk/*.md, docs/cli.md and docs/mcp.md runs against a real server, and
+# docs/quickstart.md, docs/sdk/*.md, docs/cli.md, docs/mcp.md and docs/integrations/*.md runs against a real server, and
 # every flag, command and ENGRAM_* variable they name must exist. After test-sdks, whose Rust
 # build (sdk-rust/target) the Rust blocks reuse. ARGS: files, -v (every block's output), --keep.
 doctest: setup

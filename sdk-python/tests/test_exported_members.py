@@ -16,7 +16,7 @@ def test_all_exports_exist_and_nothing_else_is_public() -> None:
     public = {
         name for name in dir(engram)
         if not name.startswith("_")
-        and name not in {"errors", "models", "cli", "mcp_server", "mcp_http"}  # submodules
+        and name not in {"errors", "models", "cli", "mcp_server", "mcp_http", "integrations"}  # submodules
     }
     assert public == exported - {"__version__"}
 

@@ -1,8 +1,8 @@
 """Docs that are executed: every code block of the user documentation runs against a real server.
 
 `python -m tools.doctest [FILE.md ...]` (`make doctest`; part of `make test`) reads README.md,
-docs/quickstart.md, docs/sdk/*.md, docs/cli.md and docs/mcp.md (or the files given), and for
-each file, in order:
+docs/quickstart.md, docs/sdk/*.md, docs/cli.md, docs/mcp.md and docs/integrations/*.md (or the
+files given), and for each file, in order:
 
 1. Static checks (tools/doctest/checks.py): every `engram-server ...` / `make serve ARGS=...`
    command line in a shell block or inline code parses with the server's own parser (the Config

@@ -15,7 +15,9 @@ from tools.doctest import checks
 from tools.doctest.markdown import parse
 from tools.doctest.runner import REPO, Result, run_document
 
-DEFAULT_FILES = ("README.md", "docs/quickstart.md", "docs/sdk/*.md", "docs/cli.md", "docs/mcp.md")
+DEFAULT_FILES = (
+    "README.md", "docs/quickstart.md", "docs/sdk/*.md", "docs/cli.md", "docs/mcp.md", "docs/integrations/*.md",
+)
 
 
 @dataclass
