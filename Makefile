@@ -102,7 +102,8 @@ setup: $(SETUP_STAMP) $(TOOLS_NODE_STAMP)
 
 lock: | $(UV)
 	$(UV) pip compile $(LOCK_FLAGS) requirements/runtime.in -o requirements/runtime.lock
-	$(UV) pip compile $(LOCK_FLAGS) -c requirements/runtime.lock $(LOCK_INPUTS) -o requirements/dev.lock
+	$(UV) pip compile $(LOCK_FLAGS) -c requirements/runtime.lock --override requirements/overrides.txt \
+	  $(LOCK_INPUTS) -o requirements/dev.lock
 	@echo "requirements/runtime.lock and requirements/dev.lock updated; run 'make setup'"
 
 # ---------------------------------------------------------------------------------------------
