@@ -132,3 +132,80 @@ def cli_env(server: Server, tmp_path: Path) -> dict[str, str]:
 
 
 ENGRAM_CLI = [sys.executable, "-m", "engram.cli"]
+
+
+class ServerProcess:
+    """An engram-server of one test (module): its own data directory and port, stoppable and
+    restartable on both (``restart`` keeps the data). ``heartbeat`` shortens the change stream's
+    heartbeat interval (15 s in production) through the server's own module constant, so that
+    heartbeat handling is tested in a second instead of waiting for the real interval."""
+
+    def __init__(self, tmp: Path, *args: str, heartbeat: float | None = None) -> None:
+        self.tmp = tmp
+        self.args = args
+        self.heartbeat = heartbeat
+        self.port = _free_port()
+        self.api_key = "root-" + secrets.token_hex(16)
+        self.encryption_key = secrets.token_hex(32)
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def url(self, transport: str) -> str:
+        return f"grpc://127.0.0.1:{self.port}" if transport == "grpc" else self.http_url
+
+    def start(self) -> None:
+        argv = ["serve", "--host", "127.0.0.1", "--port", str(self.port), "--grpc-port", "0",
+                "--data-dir", str(self.tmp / "data"), "--api-key", self.api_key, *self.args]
+        if self.heartbeat is None:
+            binary = _server_bin()
+            if not Path(binary).exists():
+                pytest.skip(f"no engram-server at {binary}")
+            command = [binary, *argv]
+        else:
+            command = [sys.executable, "-c",
+                       "import sys; import engram_server.service.memory_service as m; "
+                       f"m.WATCH_HEARTBEAT_SECONDS = {self.heartbeat!r}; "
+                       "from engram_server.cli import main; sys.exit(main(sys.argv[1:]))", *argv]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ENGRAM_")}
+        env["ENGRAM_ENCRYPTION_KEY"] = self.encryption_key
+        with (self.tmp / "server.log").open("ab") as log:
+            self.proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            try:
+                if httpx.get(f"{self.http_url}/health", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        text = (self.tmp / "server.log").read_text(errors="replace")[-3000:]
+        pytest.fail(f"engram-server did not become healthy:\n{text}")
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+@pytest.fixture
+def server_process(tmp_path: Path) -> Iterator[ServerProcess]:
+    """A fresh engram-server of this test alone (start it with ``.start()``)."""
+    proc = ServerProcess(tmp_path)
+    try:
+        yield proc
+    finally:
+        proc.stop()

@@ -140,3 +140,46 @@ def test_keys_health_info_and_config_file(cli_env: dict[str, str], tmp_path: Pat
     r = run(env, "store", "configured by file", "--json")
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["memory"]["agent_id"] == agent_id
+
+
+def test_store_outcomes_and_consolidate(cli_env: dict[str, str], agent_id: str) -> None:
+    r = run(cli_env, "--agent", agent_id, "store", "Timezone: Europe/Paris", "--key", "tz")
+    assert r.returncode == 0 and r.stdout.startswith("stored "), r.stderr
+    mid = r.stdout.split()[1]
+    r = run(cli_env, "--agent", agent_id, "store", "Timezone: Asia/Tokyo", "--key", "tz")
+    assert r.stdout.strip() == f"replaced {mid} (key tz; version 2)"
+    r = run(cli_env, "--agent", agent_id, "store", "timezone: asia/tokyo.")
+    assert r.stdout.strip() == f"merged into {mid} (a duplicate; version 3)"
+    r = run(cli_env, "--agent", agent_id, "store", "Timezone: Asia/Tokyo", "--duplicate-policy", "off", "--json")
+    copy = json.loads(r.stdout)
+    assert copy["outcome"] == "STORE_OUTCOME_CREATED" and copy["memory"]["id"] != mid
+    r = run(cli_env, "--agent", agent_id, "store", "x", "--duplicate-policy", "fuzzy")
+    assert r.returncode == 2 and "off, exact or near" in r.stderr
+
+    r = run(cli_env, "--agent", agent_id, "consolidate", "--dry-run")
+    assert r.returncode == 0 and "would merge 1 memory in 1 group (dry run)" in r.stdout, r.stdout
+    r = run(cli_env, "--agent", agent_id, "consolidate", "--threshold", "0.97", "--json")
+    merged = json.loads(r.stdout)
+    assert merged["merged_count"] == 1 and merged["groups"][0]["keep_id"] == mid
+    r = run(cli_env, "--agent", agent_id, "consolidate", "--threshold", "0.2")
+    assert r.returncode == 2 and "INVALID_ARGUMENT" in r.stderr
+
+
+def test_watch(cli_env: dict[str, str], agent_id: str) -> None:
+    r = run(cli_env, "--agent", agent_id, "store", "watched from the CLI")
+    mid = r.stdout.split()[1]
+    run(cli_env, "delete", mid)
+    r = run(cli_env, "--agent", agent_id, "watch", "--from-start", "--count", "2")
+    assert r.returncode == 0, r.stderr
+    events = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [e["type"] for e in events] == ["MEMORY_EVENT_TYPE_CREATED", "MEMORY_EVENT_TYPE_DELETED"]
+    assert all(e["memory_id"] == mid for e in events)
+    assert f"engram watch --after {events[1]['cursor']}" in r.stderr
+
+    r = run(cli_env, "--agent", agent_id, "watch", "--after", events[0]["cursor"], "-n", "1")
+    assert [json.loads(line)["cursor"] for line in r.stdout.splitlines()] == [events[1]["cursor"]]
+
+    assert run(cli_env, "watch", "--after", "yesterday").returncode == 2
+    assert run(cli_env, "watch", "--after", "1", "--from-start").returncode == 2
+    r = run(cli_env, "--agent", agent_id, "watch", "--after", "99999999999999")
+    assert r.returncode == 2 and "INVALID_ARGUMENT" in r.stderr  # ahead of the server

@@ -26,7 +26,8 @@ from .conftest import ENGRAM_CLI, Server, _free_port
 
 pytest.importorskip("mcp")
 
-DEFAULT_TOOLS = {"store_memory", "recall", "get_memory", "update_memory", "forget_memories", "list_memories"}
+DEFAULT_TOOLS = {"store_memory", "recall", "get_memory", "update_memory", "forget_memories", "list_memories",
+                 "consolidate_memories"}
 INIT = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
         "params": {"protocolVersion": "2025-06-18", "capabilities": {},
                    "clientInfo": {"name": "test", "version": "1"}}}

@@ -148,6 +148,8 @@ def _cli_error(args: list[str], partial: bool = False) -> str | None:
     except Exception as e:  # click's (vendored by typer) UsageError, NoSuchOption, BadParameter...
         if type(e).__name__ == "NoArgsIsHelpError" or (partial and type(e).__name__ == "MissingParameter"):
             return None
+        if type(e).__name__ == "Exit" and getattr(e, "exit_code", 1) == 0:  # `--help`, `--version`
+            return None
         message = e.format_message() if hasattr(e, "format_message") else str(e)
         return f"{type(e).__name__}: {message}".strip()
     except SystemExit:

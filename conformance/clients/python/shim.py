@@ -7,9 +7,10 @@ arguments a Python user would pass.
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import betterproto2
@@ -18,6 +19,7 @@ import engram
 from engram import models
 
 Handler = Callable[[engram.Client, dict[str, Any]], Any]
+StreamHandler = Callable[[engram.Client, dict[str, Any]], Iterator[Any]]
 
 
 def _opt(req: dict[str, Any], *names: str) -> dict[str, Any]:
@@ -47,11 +49,13 @@ def _update(client: engram.Client, req: dict[str, Any]) -> Any:
 HANDLERS: dict[str, Handler] = {
     "MemoryService.StoreMemory": lambda c, r: c.store(
         r.get("agent_id", ""), r.get("content", ""),
-        **_opt(r, "memory_type", "importance", "tags", "metadata", "session_id", "event_time", "expires_at", "id"),
+        **_opt(r, "memory_type", "importance", "tags", "metadata", "session_id", "event_time", "expires_at", "id",
+               "key", "duplicate_policy", "duplicate_threshold"),
         ttl_seconds=int(r.get("ttl_seconds", 0)),
     ),
+    # Each item as the dict of store()'s keyword arguments a user would pass (key, duplicate_policy, ...).
     "MemoryService.BatchStoreMemories": lambda c, r: c.batch_store(
-        [models.StoreMemoryRequest.from_dict(x) for x in r.get("requests", [])]
+        [{k: (int(v) if k == "ttl_seconds" else v) for k, v in x.items()} for x in r.get("requests", [])]
     ),
     "MemoryService.GetMemory": lambda c, r: c.get(r.get("id", ""), **_opt(r, "agent_id")),
     "MemoryService.UpdateMemory": _update,
@@ -69,6 +73,9 @@ HANDLERS: dict[str, Handler] = {
     "MemoryService.ForgetMemories": lambda c, r: c.forget(
         r.get("agent_id", ""), filter=r.get("filter"), **_opt(r, "dry_run")
     ),
+    "MemoryService.ConsolidateMemories": lambda c, r: c.consolidate(
+        r.get("agent_id", ""), **_opt(r, "dry_run", "similarity_threshold")
+    ),
     "MemoryService.GetMemoryHistory": lambda c, r: c.history(r.get("id", ""), **_opt(r, "agent_id")),
     "MemoryService.LinkMemories": lambda c, r: c.link(
         r.get("agent_id", ""), r.get("source_id", ""), r.get("target_id", ""), **_opt(r, "relation", "weight")
@@ -79,9 +86,6 @@ HANDLERS: dict[str, Handler] = {
     "MemoryService.GetMemoryGraph": lambda c, r: c.graph(
         r.get("agent_id", ""), r.get("id", ""), **_opt(r, "depth", "relations", "max_nodes")
     ),
-    "MemoryService.ExportMemories": lambda c, r: [
-        models.ExportMemoriesResponse(memory=m) for m in c.export(r.get("agent_id", ""), **_opt(r, "filter"))
-    ],
     "MemoryService.ImportMemories": lambda c, r: c.import_memories(
         [models.ImportMemoriesRequest.from_dict(x) for x in r]
     ),
@@ -99,6 +103,29 @@ HANDLERS: dict[str, Handler] = {
     "AdminService.GetClusterStatus": lambda c, r: c.cluster_status(),
     "EmbeddingService.Embed": lambda c, r: _embed(c, r),
 }
+
+
+# Server-streaming RPCs: an iterator of responses, of which the shim reads `take` (or all).
+STREAMS: dict[str, StreamHandler] = {
+    "MemoryService.ExportMemories": lambda c, r: (
+        models.ExportMemoriesResponse(memory=m) for m in c.export(r.get("agent_id", ""), **_opt(r, "filter"))
+    ),
+    # The raw responses (heartbeats included), not watch()'s events: the cases check responses.
+    "MemoryService.WatchMemories": lambda c, r: c.watch_responses(
+        r.get("agent_id", ""), **_opt(r, "start_after")
+    ),
+}
+
+
+def _stream(client: engram.Client, rpc: str, request: dict[str, Any], take: int | None) -> list[Any]:
+    """The first `take` responses of a server stream (then the call is cancelled), or all of them."""
+    responses = STREAMS[rpc](client, request)
+    try:
+        return list(itertools.islice(responses, take) if take else responses)
+    finally:
+        close = getattr(responses, "close", None)
+        if close is not None:
+            close()  # cancels the call (an endless watch)
 
 
 def _embed(client: engram.Client, req: dict[str, Any]) -> models.EmbedResponse:
@@ -131,7 +158,10 @@ def main() -> None:
         client = clients[key]
         reply: dict[str, Any] = {"id": msg["id"]}
         try:
-            result = HANDLERS[msg["rpc"]](client, msg["request"])
+            if msg["rpc"] in STREAMS:
+                result: Any = _stream(client, msg["rpc"], msg["request"], msg.get("take"))
+            else:
+                result = HANDLERS[msg["rpc"]](client, msg["request"])
             reply["responses" if isinstance(result, list) else "response"] = _to_json(result)
         except engram.EngramError as err:
             reply["error"] = {"code": err.code, "message": err.message}

@@ -29,6 +29,7 @@ from engram.errors import (
     Aborted,
     AlreadyExists,
     Cancelled,
+    CursorExpired,
     DataLoss,
     DeadlineExceeded,
     EngramError,
@@ -48,9 +49,11 @@ from engram.errors import (
 if _typing.TYPE_CHECKING:
     from engram._async.client import AsyncClient
     from engram._async.transports import AsyncGrpcTransport, AsyncRestTransport, AsyncTransport
+    from engram._async.watch import AsyncWatch
     from engram._convert import decode_vector, encode_vector
     from engram._sync.client import Client
     from engram._sync.transports import GrpcTransport, RestTransport, Transport
+    from engram._sync.watch import Watch
 
 # The clients and transports load on first use (PEP 562): they pull in httpx and grpcio, which a
 # program that only needs the messages (the reference server imports engram._gen) should not pay
@@ -60,10 +63,12 @@ _LAZY = {
     "AsyncGrpcTransport": "engram._async.transports",
     "AsyncRestTransport": "engram._async.transports",
     "AsyncTransport": "engram._async.transports",
+    "AsyncWatch": "engram._async.watch",
     "Client": "engram._sync.client",
     "GrpcTransport": "engram._sync.transports",
     "RestTransport": "engram._sync.transports",
     "Transport": "engram._sync.transports",
+    "Watch": "engram._sync.watch",
     "decode_vector": "engram._convert",
     "encode_vector": "engram._convert",
 }
@@ -77,8 +82,10 @@ __all__ = [
     "AsyncGrpcTransport",
     "AsyncRestTransport",
     "AsyncTransport",
+    "AsyncWatch",
     "Cancelled",
     "Client",
+    "CursorExpired",
     "DataLoss",
     "DeadlineExceeded",
     "EmbeddingInputType",
@@ -104,6 +111,7 @@ __all__ = [
     "Unavailable",
     "Unimplemented",
     "Unknown",
+    "Watch",
     "__version__",
     "decode_vector",
     "encode_vector",

@@ -106,10 +106,16 @@ class Retry:
         """Seconds to wait before retrying after ``error`` on try ``attempt`` (0-based), or None."""
         if error.code not in self.codes or attempt + 1 >= self.attempts:
             return None
-        base = min(self.max_backoff, self.backoff * (2**attempt))
+        return self.backoff_delay(attempt, error.retry_after)
+
+    def backoff_delay(self, attempt: int, retry_after: float | None = None) -> float:
+        """The wait before retry ``attempt`` (0-based), whatever ``attempts`` allows: the jittered
+        exponential backoff, or the server's ``retry_after`` when longer (capped at four times
+        ``max_backoff``). A resuming watch waits this long between its reconnections."""
+        base = min(self.max_backoff, self.backoff * (2 ** min(attempt, 62)))
         wait = base * (1.0 - self.jitter * random.random())
-        if error.retry_after is not None:
-            wait = max(wait, min(error.retry_after, self.max_backoff * 4))
+        if retry_after is not None:
+            wait = max(wait, min(retry_after, self.max_backoff * 4))
         return float(wait)
 
 

@@ -311,20 +311,44 @@ def store(
     session: Annotated[str, typer.Option(help="Session id.")] = "",
     ttl: Annotated[int, typer.Option(help="Seconds until the memory expires.")] = 0,
     id: Annotated[str, typer.Option("--id", help="Client-chosen id (makes retries safe).")] = "",
+    key: Annotated[str, typer.Option(
+        "--key", help="Upsert key: replaces the agent's memory with this key (exclusive with --id).")] = "",
+    duplicate_policy: Annotated[str | None, typer.Option(
+        "--duplicate-policy", help="off, exact or near: what to do with a duplicate of a memory the agent "
+        "holds (default: the server's, exact).")] = None,
+    duplicate_threshold: Annotated[float | None, typer.Option(
+        "--duplicate-threshold", help="Cosine similarity from which near merges (0.5 to 1; server default "
+        "0.95).")] = None,
     json_: JsonOpt = False,
 ) -> None:
-    """Store one memory."""
+    """Store one memory; prints what happened: stored, merged into a duplicate, replaced by key, or
+    unchanged."""
     s = settings(ctx)
+    if duplicate_policy is not None and duplicate_policy.lower() not in ("off", "exact", "near"):
+        usage_error(f"--duplicate-policy must be off, exact or near, not {duplicate_policy!r}")
     text = sys.stdin.read() if content == "-" else content
     with s.client() as client:
         r = client.store(
             s.agent(agent), text, memory_type=memory_type, importance=importance, tags=tag or (),
-            metadata=_metadata(metadata), session_id=session, ttl_seconds=ttl, id=id,
+            metadata=_metadata(metadata), session_id=session, ttl_seconds=ttl, id=id, key=key,
+            duplicate_policy=duplicate_policy, duplicate_threshold=duplicate_threshold,
         )
     if json_:
         print_json(r)
     else:
-        out.print(f"{'stored' if r.created else 'exists'} {r.memory.id if r.memory else ''}")
+        out.print(store_outcome(r), highlight=False)
+
+
+def store_outcome(r: pb.StoreMemoryResponse) -> str:
+    """One line saying what a store did: ``stored ID``, ``merged into ID (version 2)``, ..."""
+    m = r.memory or pb.Memory()
+    if r.outcome == pb.StoreOutcome.MERGED:
+        return f"merged into {m.id} (a duplicate; version {m.version})"
+    if r.outcome == pb.StoreOutcome.REPLACED:
+        return f"replaced {m.id} (key {m.key}; version {m.version})"
+    if r.outcome == pb.StoreOutcome.UNCHANGED or not r.created:
+        return f"unchanged {m.id} (already stored)"
+    return f"stored {m.id}"
 
 
 @app.command()
@@ -475,6 +499,97 @@ def forget(
         out.print(f"would delete {r.matched_count} memories")
     else:
         out.print(f"deleted {r.deleted_count} of {r.matched_count} matching memories")
+
+
+@app.command()
+def consolidate(
+    ctx: typer.Context,
+    agent: AgentOpt = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only list the groups; merge nothing.")] = False,
+    threshold: Annotated[float | None, typer.Option(
+        "--threshold", help="Cosine similarity (0.5 to 1) from which memories are duplicates "
+        "(default: the server's, 0.95).")] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Merge each group of near-duplicate memories into one (the others stay in its history)."""
+    s = settings(ctx)
+    with s.client() as client:
+        r = client.consolidate(s.agent(agent), dry_run=dry_run, similarity_threshold=threshold)
+    if json_:
+        print_json(r)
+        return
+    duplicates = sum(len(g.duplicate_ids) for g in r.groups)
+    if r.groups:
+        table = Table()
+        for col in ("keep", "duplicates", "min. similarity"):
+            table.add_column(col, overflow="fold")
+        for g in r.groups:
+            table.add_row(g.keep_id, "\n".join(g.duplicate_ids), f"{g.min_similarity:.3f}")
+        out.print(table)
+    groups = _plural(len(r.groups), "group")
+    if dry_run:
+        out.print(f"would merge {_plural(duplicates, 'memory', 'memories')} in {groups} (dry run)")
+    else:
+        out.print(f"merged {_plural(r.merged_count, 'memory', 'memories')} in {groups}")
+
+
+def _plural(n: int, one: str, many: str | None = None) -> str:
+    return f"{n} {one if n == 1 else (many or one + 's')}"
+
+
+@app.command()
+def watch(
+    ctx: typer.Context,
+    agent: AgentOpt = None,
+    all_agents: Annotated[bool, typer.Option(
+        "--all-agents", help="Every agent the key may access, even with an agent configured.")] = False,
+    from_start: Annotated[bool, typer.Option(
+        "--from-start", help="Every change the server still retains, then new ones.")] = False,
+    after: Annotated[str | None, typer.Option(
+        "--after", help="Continue after this cursor (printed by an earlier watch).")] = None,
+    count: Annotated[int, typer.Option(
+        "--count", "-n", help="Stop after this many changes (0: run until interrupted).", min=0)] = 0,
+) -> None:
+    """Print changes to memories as they happen: one JSON line per event (with its cursor).
+
+    Without --from-start or --after, only changes from now on. The stream resumes by itself when
+    the connection drops or the server restarts. On exit, the cursor to continue from is printed
+    to stderr (``--after CURSOR``).
+    """
+    s = settings(ctx)
+    if from_start and after is not None:
+        usage_error("--from-start and --after exclude each other")
+    if after is not None and not after.isdigit():
+        usage_error(f"--after takes a cursor printed by an earlier watch (digits), not {after!r}")
+    agent_id = "" if all_agents else (agent or s.agent_id or "")
+    _log_reconnects()
+    seen = 0
+    with s.client() as client, client.watch(agent_id, start_after="0" if from_start else after) as changes:
+        try:
+            for event in changes:
+                sys.stdout.write(json.dumps(as_json(event), ensure_ascii=False) + "\n")
+                sys.stdout.flush()
+                seen += 1
+                if count and seen >= count:
+                    break
+        except BrokenPipeError:  # the reader went away (`engram watch | head -1`): done
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        finally:  # also on Ctrl-C (exit 130)
+            if changes.cursor:
+                err.print(f"cursor {changes.cursor} (continue with: engram watch --after {changes.cursor})",
+                          highlight=False)
+
+
+def _log_reconnects() -> None:
+    """Say on stderr when a watch reopens its stream (the SDK logs it on ``engram.watch``)."""
+    import logging
+
+    logger = logging.getLogger("engram.watch")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("engram watch: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
 
 
 @app.command()
@@ -768,7 +883,7 @@ def info(
 def mcp(
     ctx: typer.Context,
     profile: Annotated[
-        str, typer.Option(help="default (store, recall, get, update, forget, list) or all.")
+        str, typer.Option(help="default (store, recall, get, update, forget, list, consolidate) or all.")
     ] = "default",
     http: Annotated[bool, typer.Option(
         "--http", help="Serve the Streamable HTTP transport instead of stdio. Each MCP client sends its "

@@ -6,6 +6,7 @@ The tree, the same on both transports (gRPC and REST)::
     ├── InvalidArgument         INVALID_ARGUMENT     HTTP 400
     ├── FailedPrecondition      FAILED_PRECONDITION  HTTP 400
     ├── OutOfRange              OUT_OF_RANGE         HTTP 400
+    │   └── CursorExpired       a watch's cursor is past the server's retention: resynchronise
     ├── Unauthenticated         UNAUTHENTICATED      HTTP 401
     ├── PermissionDenied        PERMISSION_DENIED    HTTP 403
     ├── NotFound                NOT_FOUND            HTTP 404
@@ -37,6 +38,7 @@ __all__ = [
     "Aborted",
     "AlreadyExists",
     "Cancelled",
+    "CursorExpired",
     "DataLoss",
     "DeadlineExceeded",
     "EngramError",
@@ -101,6 +103,21 @@ class OutOfRange(EngramError):
     """A value is past the valid range (for instance a page token past the end)."""
 
     code = "OUT_OF_RANGE"
+
+
+class CursorExpired(OutOfRange):
+    """A watch cannot resume: its cursor is older than the changes the server still retains
+    (the server's ``event_retention``), so changes were missed.
+
+    Resynchronise: read the current state again with ``Client.export`` (or ``iter_memories``),
+    then watch from now (``start_after=None``). ``cursor`` is the cursor that was refused.
+    """
+
+    code = "OUT_OF_RANGE"
+
+    def __init__(self, message: str, *, cursor: str = "", **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.cursor = cursor
 
 
 class Unauthenticated(EngramError):

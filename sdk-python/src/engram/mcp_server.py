@@ -16,7 +16,9 @@ The tool list enters the assistant's context on every turn: :data:`TOOLS_LIST_BU
 The configured agent id is injected into every request (and nested request) that has an
 ``agent_id`` field, and the field is removed from the schemas, so the assistant never has to pass
 it (nor can it reach another agent). Profiles: ``default`` (store, recall, get, update, forget,
-list) keeps the assistant's context small; ``all`` exposes every unary RPC.
+list, consolidate) keeps the assistant's context small; ``all`` exposes every unary RPC. A few
+fields are left out of a tool (:data:`OMITTED_FIELDS`) or given a safer default
+(:data:`TOOL_DEFAULTS`: ``consolidate_memories`` is a dry run unless told otherwise).
 """
 
 from __future__ import annotations
@@ -41,15 +43,33 @@ if TYPE_CHECKING:
     import mcp.types as mcp_types
 
 PROFILES: dict[str, tuple[str, ...]] = {
-    "default": ("StoreMemory", "Recall", "GetMemory", "UpdateMemory", "ForgetMemories", "ListMemories"),
+    "default": ("StoreMemory", "Recall", "GetMemory", "UpdateMemory", "ForgetMemories", "ListMemories",
+                "ConsolidateMemories"),
     "all": tuple(s.name for s in RPCS if not s.client_streaming and not s.server_streaming),
 }
-"""RPCs exposed per profile. Streaming RPCs (export, import) are left to the CLI."""
+"""RPCs exposed per profile. Streaming RPCs (export, import, watch) are left to the CLI."""
 
-TOOLS_LIST_BUDGET = 6500
+OMITTED_FIELDS: dict[str, frozenset[str]] = {
+    # Similarity thresholds are tuning knobs for programs and operators (the server's setting
+    # applies): a model lowering one would merge, and delete, memories that are not duplicates.
+    "StoreMemory": frozenset({"duplicate_threshold"}),
+    "ConsolidateMemories": frozenset({"similarity_threshold"}),
+}
+"""Request fields a tool leaves out of its schema (the server's default applies)."""
+
+TOOL_DEFAULTS: dict[str, dict[str, Any]] = {
+    # Merging deletes memories: an assistant previews unless it asks for the merge explicitly.
+    "ConsolidateMemories": {"dry_run": True},
+}
+"""Arguments a tool fills in when the call does not pass them, shown as the schema's ``default``."""
+
+TOOLS_LIST_BUDGET = 7100
 """Most bytes the ``tools/list`` result of the ``default`` profile may take (compact JSON, as sent;
 without an agent id, the larger case): 12,123 bytes before the schemas were made compact, 6,320
-after. ``tests/test_mcp.py`` and ``tests/test_mcp_http.py`` check it; docs/mcp.md states it."""
+after; 7,038 with the upsert key and duplicate policy of ``store_memory``, the ``keys`` filter and
+the ``consolidate_memories`` tool (raised from 6,500: the new fields of StoreMemoryRequest and
+MemoryFilter alone had taken the list to 7,061 before the tool was added). ``tests/test_mcp.py``
+and ``tests/test_mcp_http.py`` check it; docs/mcp.md states it."""
 
 _SCALARS: dict[str, dict[str, Any]] = {
     betterproto2.TYPE_BOOL: {"type": "boolean"},
@@ -77,10 +97,12 @@ def _is_output_only(message: str, field: str) -> bool:
 
 _REQUIRED_PREFIX = re.compile(r"^Required(?:\.\s*|,\s*)")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z`])")
+_ASIDE = re.compile(r" \([^()]*\)")
 
 
 def brief(doc: str) -> str:
-    """The first sentence of a proto comment, on one line, without the ``Required.`` marker.
+    """The first sentence of a proto comment, on one line, without the ``Required.`` marker and
+    without parenthesised asides (``unique within the agent (another agent may ...)``).
 
     Tool descriptions travel in the assistant's context on every turn, so each says only what a
     model needs to call the tool; the JSON Schema carries the rest (``required``, types, enums).
@@ -88,6 +110,7 @@ def brief(doc: str) -> str:
     text = " ".join(doc.split())
     text = _REQUIRED_PREFIX.sub("", text)
     text = _SENTENCE_END.split(text, maxsplit=1)[0]
+    text = _ASIDE.sub("", text)
     return text[:1].upper() + text[1:]
 
 
@@ -184,6 +207,10 @@ def build_tools(profile: str = "default", *, agent_id: str | None = None) -> lis
     for name in PROFILES[profile]:
         spec = next(s for s in RPCS if s.name == name)
         schema = message_schema(spec.request_type, omit=omit)
+        for field in OMITTED_FIELDS.get(name, ()):
+            schema["properties"].pop(field, None)
+        for field, value in TOOL_DEFAULTS.get(name, {}).items():
+            schema["properties"][field]["default"] = value
         tools.append(ToolDef(tool_name(spec), _tool_description(spec.doc), schema, spec))
     return tools
 
@@ -216,6 +243,12 @@ def build_request(tool: ToolDef, arguments: Mapping[str, Any], agent_id: str | N
     sent (a field sent empty is cleared), as REST does with the fields present in the body.
     """
     args = _inject_agent(tool.spec.request_type, dict(arguments), agent_id) if agent_id else dict(arguments)
+    for field in OMITTED_FIELDS.get(tool.spec.name, ()):
+        if field in args:
+            raise ValueError(f"{tool.name} takes no {field!r}")
+    for field, value in TOOL_DEFAULTS.get(tool.spec.name, {}).items():
+        if args.get(field) is None:
+            args[field] = value
     if isinstance(args.get("update_mask"), list):
         args["update_mask"] = {"paths": args["update_mask"]}
     if tool.spec.name == "UpdateMemory" and isinstance(args.get("memory"), dict) and "update_mask" not in args:

@@ -105,11 +105,14 @@ class AsyncGrpcTransport(AsyncTransport):
             request_serializer=_serialize,
             response_deserializer=spec.response_type.FromString,
         )
+        responses = call(request, timeout=timeout.stream, metadata=self._metadata)
         try:
-            async for response in call(request, timeout=timeout.stream, metadata=self._metadata):
+            async for response in responses:
                 yield response
         except grpc.RpcError as exc:
             raise _grpc_error(exc, self._url, self._channel) from None
+        finally:
+            responses.cancel()  # closed early (a watch, a break): end the call now; else a no-op
 
     async def client_stream(
         self, spec: RpcSpec, requests: AsyncRequests, timeout: Timeout

@@ -19,6 +19,7 @@ import httpx
 
 from engram import _convert
 from engram._sync.transports import GrpcTransport, RestTransport, Transport
+from engram._sync.watch import Watch
 from engram._config import (
     DEFAULT_RETRY,
     DEFAULT_TIMEOUT,
@@ -44,8 +45,8 @@ from engram._requests import (
     store_request,
 )
 from engram._rpc import rpc
-from engram._utils import Requests, iter_requests, sleep
-from engram.errors import EngramError
+from engram._utils import Requests, closing, iter_requests, sleep
+from engram.errors import CursorExpired, EngramError, OutOfRange
 
 R = TypeVar("R", bound=betterproto2.Message)
 
@@ -227,18 +228,26 @@ class Client:
     ) -> pb.BatchStoreMemoriesResponse:
         """Args:
             memories: ``StoreMemoryRequest`` messages, or dicts of :meth:`store`'s arguments
-                (``{"agent_id": ..., "content": ..., "tags": [...]}``).
+                (``{"agent_id": ..., "content": ..., "tags": [...], "key": ...,
+                "duplicate_policy": "near"}``).
             timeout: This call's timeout.
 
-        Retried only when every item has an ``id``.
+        Returns:
+            ``BatchStoreMemoriesResponse`` with ``memories``, ``created_count`` and
+            ``outcomes`` (one ``StoreOutcome`` per item, in order).
+
+        Retried only when every item has an ``id`` or a ``key``.
         """
-        requests = [m if isinstance(m, pb.StoreMemoryRequest) else store_request(**m) for m in memories]
+        requests = [
+            m if isinstance(m, pb.StoreMemoryRequest) else store_request(**_store_kwargs(m))
+            for m in memories
+        ]
         return self._call(
             "BatchStoreMemories",
             pb.BatchStoreMemoriesRequest(requests=requests),
             pb.BatchStoreMemoriesResponse,
             timeout,
-            idempotent=bool(requests) and all(r.id for r in requests),
+            idempotent=bool(requests) and all(r.id or r.key for r in requests),
         )
 
     @rpc_method("GetMemory")
@@ -468,6 +477,35 @@ class Client:
             "ForgetMemories", request, pb.ForgetMemoriesResponse, timeout, idempotent=dry_run
         )
 
+    @rpc_method("ConsolidateMemories")
+    def consolidate(
+        self,
+        agent_id: str,
+        *,
+        dry_run: bool = False,
+        similarity_threshold: float | None = None,
+        timeout: PerCallTimeout = USE_CLIENT_DEFAULT,
+    ) -> pb.ConsolidateMemoriesResponse:
+        """Args:
+            agent_id: The agent whose memories to consolidate.
+            dry_run: Only list the groups of duplicates, merge nothing (needs only a read key).
+            similarity_threshold: Cosine similarity from 0.5 to 1 from which two memories are
+                duplicates (default: the server's ``duplicate_threshold``, 0.95).
+            timeout: This call's timeout.
+
+        Returns:
+            ``ConsolidateMemoriesResponse`` with ``groups`` (each ``keep_id``, the
+            ``duplicate_ids`` merged into it and their ``min_similarity``), ``merged_count``
+            (0 on a dry run) and ``dry_run``. Only a dry run is retried automatically.
+        """
+        request = pb.ConsolidateMemoriesRequest(
+            agent_id=agent_id, dry_run=dry_run,
+            similarity_threshold=None if similarity_threshold is None else float(similarity_threshold),
+        )
+        return self._call(
+            "ConsolidateMemories", request, pb.ConsolidateMemoriesResponse, timeout, idempotent=dry_run
+        )
+
     @rpc_method("GetMemoryHistory")
     def history(
         self, id: str, *, agent_id: str = "", timeout: PerCallTimeout = USE_CLIENT_DEFAULT
@@ -592,6 +630,80 @@ class Client:
                     raise
                 attempt += 1
                 sleep(delay)
+
+    @rpc_method("WatchMemories")
+    def watch(
+        self,
+        agent_id: str = "",
+        *,
+        start_after: str | None = None,
+        reconnect_timeout: float | None = None,
+    ) -> Watch:
+        """Args:
+            agent_id: The agent whose changes to watch; empty: every agent the key may access.
+            start_after: Where to start: ``None`` (or ``""``) for the changes from now on,
+                ``"0"`` for every change the server still retains, or a cursor from an
+                earlier watch (``watch.cursor``, ``event.cursor``) to continue exactly after it.
+            reconnect_timeout: Seconds to keep reopening a broken stream before the error is
+                raised (counted from when it broke); ``None`` (the default) keeps trying,
+                like a browser's EventSource. Reconnections wait the client's ``retry``
+                backoff. Until the first response arrives, the stream is opened like any
+                idempotent call (the client's ``retry.attempts``), so a wrong address fails
+                fast.
+
+        Returns:
+            :class:`Watch`, an iterator of ``MemoryEvent`` (``cursor``, ``type``
+            created/updated/deleted/expired, ``agent_id``, ``memory_id``, ``time``,
+            ``version``, and ``memory`` for created and updated) with ``.cursor`` and
+            ``close()``; use it as a context manager. It resumes after its cursor by
+            itself when the connection drops, never yields heartbeats, and raises
+            :class:`engram.CursorExpired` when its cursor is older than what the server
+            retains (resynchronise: export, then watch from now).
+
+        A watch from now that breaks before its first response (events or a heartbeat, within
+        15 seconds) resumes from now: it has no cursor yet.
+        """
+        return Watch(
+            self, agent_id, start_after=start_after, reconnect_timeout=reconnect_timeout
+        )
+
+    def watch_responses(
+        self,
+        agent_id: str = "",
+        *,
+        start_after: str = "",
+        timeout: PerCallTimeout = USE_CLIENT_DEFAULT,
+    ) -> Iterator[pb.WatchMemoriesResponse]:
+        """The raw change stream (WatchMemories): one call, every ``WatchMemoriesResponse`` as
+        the server sends it, heartbeats (no ``events``, only the ``cursor``) included. It is not
+        reopened when it breaks and not retried; most code wants :meth:`watch`.
+
+        Args:
+            agent_id: The agent whose changes to stream; empty: every agent the key may access.
+            start_after: ``""`` from now, ``"0"`` everything retained, or a cursor.
+            timeout: The call's timeout: over REST ``Timeout.timeout`` bounds each wait for the
+                next response (keep it above the 15-second heartbeat interval); the whole
+                stream is unlimited unless ``Timeout.stream`` is set.
+
+        Raises:
+            CursorExpired: ``start_after`` is older than the changes the server retains.
+        """
+        spec = rpc("WatchMemories")
+        request = pb.WatchMemoriesRequest(agent_id=agent_id, start_after=start_after)
+        try:
+            stream = self._transport.server_stream(spec, request, self._timeout(timeout))
+            with closing(stream):
+                for item in stream:
+                    if isinstance(item, pb.WatchMemoriesResponse):
+                        yield item
+        except OutOfRange as exc:
+            if isinstance(exc, CursorExpired):
+                raise
+            raise CursorExpired(
+                f"{exc.message} (engram: changes were missed; read the memories again with "
+                "export() and call watch() without start_after)",
+                cursor=start_after, details=exc.details, from_server=exc.from_server,
+            ) from None
 
     @rpc_method("ImportMemories")
     def import_memories(
@@ -796,6 +908,15 @@ class Client:
         )
         response = self._call("Embed", request, pb.EmbedResponse, timeout)
         return [_convert.decode_vector(e.vector) for e in response.embeddings]
+
+
+def _store_kwargs(item: Mapping[str, Any]) -> dict[str, Any]:
+    """:meth:`Client.store`'s keyword arguments from a dict, with a clear error for others."""
+    if not isinstance(item, Mapping):
+        raise TypeError(
+            f"batch_store items must be StoreMemoryRequest messages or dicts, not {type(item).__name__}"
+        )
+    return dict(item)
 
 
 def _import_requests(

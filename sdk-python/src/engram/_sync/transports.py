@@ -106,11 +106,14 @@ class GrpcTransport(Transport):
             request_serializer=_serialize,
             response_deserializer=spec.response_type.FromString,
         )
+        responses = call(request, timeout=timeout.stream, metadata=self._metadata)
         try:
-            for response in call(request, timeout=timeout.stream, metadata=self._metadata):
+            for response in responses:
                 yield response
         except grpc.RpcError as exc:
             raise _grpc_error(exc, self._url, self._channel) from None
+        finally:
+            responses.cancel()  # closed early (a watch, a break): end the call now; else a no-op
 
     def client_stream(
         self, spec: RpcSpec, requests: Requests, timeout: Timeout
