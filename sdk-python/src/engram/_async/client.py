@@ -658,8 +658,8 @@ class AsyncClient:
             :class:`engram.CursorExpired` when its cursor is older than what the server
             retains (resynchronise: export, then watch from now).
 
-        A watch from now that breaks before its first response (events or a heartbeat, within
-        15 seconds) resumes from now: it has no cursor yet.
+        The server's first response comes at once and carries the cursor a watch from now
+        starts at, so a watch that breaks before any change resumes where it began.
         """
         return AsyncWatch(
             self, agent_id, start_after=start_after, reconnect_timeout=reconnect_timeout
