@@ -299,12 +299,15 @@ def test_cursor_past_retention_raises_cursor_expired(tmp_path: Path, transport: 
 
             def expired() -> bool:
                 try:
-                    next(iter(client.watch_responses(agent_id, start_after="0")))
+                    next(iter(client.watch_responses(agent_id, start_after="1")))
                 except errors.CursorExpired:
                     return True
                 return False
 
             _wait_until(expired)  # once maintenance has dropped the oldest changes
+            # "0" is never out of range: it replays what is retained (the last change)
+            first = next(iter(client.watch_responses(agent_id, start_after="0")))
+            assert [e.memory.content for e in first.events if e.memory] == ["c"]
             with pytest.raises(errors.CursorExpired) as info, client.watch(agent_id, start_after="1") as watch:
                 next(watch)
             error = info.value
