@@ -111,7 +111,9 @@ def serve(cfg: Config, engine: Engine, started_at: float | None = None) -> None:
     app.begin_warm_up()
     hcfg = hypercorn_config(cfg)
     binds = hcfg.bind
-    hcfg.bind = [f"fd://{s.fileno()}" for s in sockets]
+    # Hypercorn owns the sockets from here (it closes them when it stops accepting): detach them,
+    # so that the `finally` below closes only sockets that were never handed over.
+    hcfg.bind = [f"fd://{s.detach()}" for s in sockets]
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
