@@ -165,6 +165,15 @@ class AgentStore:
             raise NotFound(f"memory {memory_id} not found")
         return e
 
+    def read_live(self, st: AgentState, mid: str) -> Memory:
+        """The current record of a live (present, unexpired) memory; NotFound otherwise. Caller
+        holds st.lock."""
+        self.live_entry(st, mid)
+        m = self.read(st, mid)
+        if m is None:
+            raise NotFound(f"memory {mid} not found")
+        return m
+
     def read(self, st: AgentState, mid: str) -> Memory | None:
         """Current record (pending overlay first), with the live access counters. Caller holds
         st.lock."""

@@ -12,7 +12,7 @@ import time
 from . import codec
 from .agent_store import AgentStore
 from .catalogue import compile_filter, filter_fingerprint
-from .errors import EngineError, InvalidArgument, NotFound
+from .errors import EngineError, InvalidArgument
 from .models import ListPage, Memory, MemoryFilter
 from .storage import CF_HISTORY, CF_ID_INDEX
 
@@ -34,21 +34,14 @@ class Reads:
         agents = self._agents
         st = agents.get(agent_id)
         with st.lock:
-            agents.live_entry(st, memory_id)
-            m = agents.read(st, memory_id)
-        if m is None:
-            raise NotFound(f"memory {memory_id} not found")
-        return m
+            return agents.read_live(st, memory_id)
 
     def history(self, agent_id: str, memory_id: str) -> list[Memory]:
         """All versions, oldest first, the current one last."""
         agents = self._agents
         st = agents.get(agent_id)
         with st.lock:
-            agents.live_entry(st, memory_id)
-            cur = agents.read(st, memory_id)
-        if cur is None:
-            raise NotFound(f"memory {memory_id} not found")
+            cur = agents.read_live(st, memory_id)
         old = [codec.memory_from_bytes(v) for _, v in self._storage.scan(CF_HISTORY, st.keys.history_prefix(memory_id))]
         old = [m for m in old if m.id != memory_id or m.version < cur.version]
         old.sort(key=lambda m: (m.updated_at, m.version))

@@ -27,7 +27,7 @@ from .agent_store import AgentStore, now
 from .catalogue import Entry, compile_filter, content_hash, normalise_content
 from .config import EngineConfig
 from .context_embedding import SpeakerVectors, contextualise
-from .errors import Aborted, AlreadyExists, NotFound
+from .errors import Aborted, AlreadyExists
 from .events import EventLog
 from .ids import new_id
 from .keyword_index import keyword_document
@@ -403,10 +403,7 @@ class Writes:
         b = self._storage.batch()
         token = object()
         with st.lock:
-            agents.live_entry(st, memory_id)
-            cur = agents.read(st, memory_id)
-            if cur is None:
-                raise NotFound(f"memory {memory_id} not found")
+            cur = agents.read_live(st, memory_id)
             new = self._apply_patch(cur, patch, t)
             if vec is not None and patch.content == cur.content:
                 vec = None  # same text: keep the vector
@@ -462,10 +459,7 @@ class Writes:
         agents = self._agents
         st = agents.get(agent_id)
         with st.lock:
-            agents.live_entry(st, memory_id)
-            cur = agents.read(st, memory_id)
-            if cur is None:
-                raise NotFound(f"memory {memory_id} not found")
+            cur = agents.read_live(st, memory_id)
             fut, token = self.delete_locked(st, [memory_id])
         agents.wait(st, fut, token, [memory_id])
         return cur
