@@ -947,6 +947,11 @@ def query_items(desc: Descriptor | None, data: Any, prefix: str = "") -> list[tu
     return out
 
 
+# Server streams that stay open until the client leaves (a watch): the answer is the first
+# response, which the server sends at once (its starting cursor); then the call is cancelled.
+OPEN_ENDED = frozenset({"MemoryService.WatchMemories"})
+
+
 class Caller:
     """Sends a request to one server over gRPC (raw bytes) or REST (its http rule)."""
 
@@ -974,7 +979,13 @@ class Caller:
                 body: Any = call(iter(wire), metadata=self.metadata, timeout=timeout)
             elif info.server_streaming:
                 call = self.channel.unary_stream(info.path, ident, resp_cls.FromString)
-                body = list(call(wire[0], metadata=self.metadata, timeout=timeout))
+                responses = call(wire[0], metadata=self.metadata, timeout=timeout)
+                if rpc in OPEN_ENDED:
+                    first = next(responses, None)  # an error is raised here, as RpcError
+                    responses.cancel()
+                    body = [] if first is None else [first]
+                else:
+                    body = list(responses)
             else:
                 call = self.channel.unary_unary(info.path, ident, resp_cls.FromString)
                 body = call(wire[0], metadata=self.metadata, timeout=timeout)
@@ -1005,6 +1016,16 @@ class Caller:
         except httpx.InvalidURL:  # over httpx's 64 KiB URL limit: not sendable with this client
             self.unsendable.append(f"{case.rpc} [{case.label}]")
             return None
+        if case.rpc in OPEN_ENDED:
+            resp = self.http.send(req, stream=True)
+            try:
+                if resp.status_code != 200:
+                    resp.read()
+                    return self._answer(resp, stream=True)
+                first = next((line for line in resp.iter_lines() if line.strip()), "")
+            finally:
+                resp.close()
+            return self._answer(httpx.Response(200, content=first.encode(), request=req), stream=True)
         return self._answer(self.http.send(req), stream=info.server_streaming)
 
     def _encode(self, info: MethodInfo, b: HttpBinding, data: Any) -> tuple[str, Any, bytes | None]:

@@ -49,6 +49,7 @@ from .conftest import STRESS
 
 A = "fz-a"  # the agent most templates act on
 FORGET_AGENT = "fz-forget"
+CONSOLIDATE_AGENT = "fz-consolidate"  # mutations of dry_run / similarity_threshold merge for real
 DOOMED_AGENT = "fz-doomed"
 PAIRS = 20_000 if STRESS else 0  # random pairs of mutations, spread over the RPCs
 ANSWERS_LOG = os.environ.get("ENGRAM_BOUNDARY_LOG")  # a file to write every case's answer to, to read them
@@ -151,6 +152,8 @@ TEMPLATES: dict[str, Callable[[dict[str, str]], Any]] = {
         "agent_id": A, "id": "fz-m1", "depth": 2, "relations": ["rel"], "max_nodes": 10,
     },
     "MemoryService.ExportMemories": lambda w: {"agent_id": A, "filter": FILTER},
+    "MemoryService.ConsolidateMemories": lambda w: {"agent_id": CONSOLIDATE_AGENT, "dry_run": True, "similarity_threshold": 0.95},
+    "MemoryService.WatchMemories": lambda w: {"agent_id": A, "start_after": "0"},
     "MemoryService.ImportMemories": lambda w: [{"memory": dict(IMPORTED), "agent_id": A}],
     "AgentService.ListAgents": lambda w: {"page_size": 10, "page_token": ""},
     "AgentService.GetAgent": lambda w: {"agent_id": A},
@@ -192,6 +195,8 @@ def make_world(server: ServerProcess) -> World:
     ok("MemoryService.LinkMemories", {"agent_id": A, "source_id": "fz-m1", "target_id": "fz-m2", "relation": "rel"})
     for content in ("forget me", "forget me too"):
         ok("MemoryService.StoreMemory", {"agent_id": FORGET_AGENT, "content": content, "tags": ["t"]})
+    for content in ("the user likes tea", "the user likes green tea", "the user likes tea."):
+        ok("MemoryService.StoreMemory", {"agent_id": CONSOLIDATE_AGENT, "content": content})
     ok("MemoryService.StoreMemory", {"agent_id": DOOMED_AGENT, "content": "doomed agent"})
     key = ok("AdminService.CreateApiKey", {"name": "revocable", "role": "API_KEY_ROLE_READ_ONLY"})
     w.ids["revocable_key"] = key["api_key"]["id"]

@@ -47,7 +47,9 @@ def test_is_valid_openapi_31(doc: dict[str, Any]) -> None:
 
 def test_every_rpc_has_every_rest_binding(api: Api, doc: dict[str, Any]) -> None:
     methods = api.methods()
-    assert len(methods) == 26
+    # Every rpc the .proto sources declare (read from the sources, not the descriptor set).
+    declared = sum(len(re.findall(r"^\s*rpc \w+", f.read_text(), re.M)) for f in (REPO / "proto").rglob("*.proto"))
+    assert len(methods) == declared > 0
     expected = 0
     for method in methods:
         assert method.bindings, f"{method.grpc_path} has no google.api.http rule"
