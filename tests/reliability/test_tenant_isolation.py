@@ -41,6 +41,8 @@ POLICY: dict[str, tuple[Req, str]] = {
     "MemoryService.UnlinkMemories": (lambda b: {"agent_id": b["agent"], "source_id": b["m1"], "target_id": b["m2"]}, "write"),
     "MemoryService.GetMemoryGraph": (lambda b: {"agent_id": b["agent"], "id": b["m1"]}, "read"),
     "MemoryService.ExportMemories": (lambda b: {"agent_id": b["agent"]}, "read"),
+    "MemoryService.ConsolidateMemories": (lambda b: {"agent_id": b["agent"], "dry_run": False}, "write"),
+    "MemoryService.WatchMemories": (lambda b: {"agent_id": b["agent"], "start_after": "0"}, "read"),
     "MemoryService.ImportMemories": (lambda b: [{"memory": {"id": "intruder-1", "agent_id": b["agent"], "content": "x"}}], "write"),
     "AgentService.ListAgents": (lambda b: {"page_size": 1000}, "list"),
     "AgentService.GetAgent": (lambda b: {"agent_id": b["agent"]}, "read"),

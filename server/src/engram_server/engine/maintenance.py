@@ -107,6 +107,8 @@ class Maintenance:
             self._index_maintenance(st)
             self.snapshot_catalogue(st, force=False)
         refreshed = self.refresh_stale_agents()
+        if self._stop.is_set():
+            return  # closing (the index work above was abandoned): the next start runs a round
         self.state = {"last_run": time.time(), "last_purged": float(purged), "last_reembedded": float(refreshed)}
         b = self._storage.batch()
         b.put(CF_META, META_BG, codec.dumps(self.state))
