@@ -39,7 +39,8 @@ from engram_server.engine.fusion import (
 )
 from engram_server.engine.index_worker import IndexBuilder
 from engram_server.engine.keyword_index import KeywordIndex, keyword_document
-from engram_server.engine.vector_index import DictSnapshotStore, VectorIndex
+from engram_server.engine.segments import DictSnapshotStore
+from engram_server.engine.vector_index import VectorIndex
 
 from .locomo import DEFAULT_DATA, Conversation, Scoreboard, bm25_baseline, load
 

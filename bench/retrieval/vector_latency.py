@@ -14,7 +14,8 @@ import time
 
 import numpy as np
 from engram_server.engine.index_worker import IndexBuilder
-from engram_server.engine.vector_index import DictSnapshotStore, VectorIndex
+from engram_server.engine.segments import DictSnapshotStore
+from engram_server.engine.vector_index import VectorIndex
 
 
 def clustered(n: int, dim: int, seed: int = 0) -> np.ndarray:

@@ -11,7 +11,8 @@ import time
 
 import numpy as np
 from engram_server.engine.index_worker import IndexBuilder
-from engram_server.engine.vector_index import DictSnapshotStore, VectorIndex
+from engram_server.engine.segments import DictSnapshotStore
+from engram_server.engine.vector_index import VectorIndex
 from vector_latency import clustered
 
 

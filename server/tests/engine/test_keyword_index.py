@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from engram_server.engine.keyword_index import KeywordIndex, Tokenizer
-from engram_server.engine.vector_index import DictSnapshotStore
+from engram_server.engine.segments import DictSnapshotStore
 
 DOCS = [
     "The deployment failed with error code E1234 because the disk was full",

@@ -13,8 +13,9 @@ from engram_server.engine import storage as storage_mod
 from engram_server.engine.catalogue import _FIELDS, Entry, dump_snapshot, load_snapshot
 from engram_server.engine.crypto import Cipher
 from engram_server.engine.errors import DataCorrupted
+from engram_server.engine.segments import SNAPSHOT_VERSION
 from engram_server.engine.storage import SnapshotView, Storage
-from engram_server.engine.vector_index import SNAPSHOT_VERSION, _Segment
+from engram_server.engine.vector_index import _Segment
 
 
 def entries() -> list[Entry]:

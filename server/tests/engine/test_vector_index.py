@@ -13,7 +13,8 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 from engram_server.engine.index_worker import IndexBuilder
-from engram_server.engine.vector_index import DictSnapshotStore, VectorIndex
+from engram_server.engine.segments import DictSnapshotStore
+from engram_server.engine.vector_index import VectorIndex
 
 DIM = 32
 SEAL = 300

@@ -38,11 +38,11 @@ from typing import Any
 
 import numpy as np
 
-from .vector_index import SnapshotStore, top_allowed
+from .segments import SNAPSHOT_VERSION, SegmentedIndex, SnapshotStore
+from .vector_index import top_allowed
 
 log = logging.getLogger(__name__)
 
-SNAPSHOT_VERSION = 1
 Allowed = Callable[[str], bool]
 K1 = 0.9
 B = 0.4
@@ -385,8 +385,10 @@ class _KwSegment:
         )
 
 
-class KeywordIndex:
+class KeywordIndex(SegmentedIndex[_KwSegment]):
     """BM25 over one agent's memories. Thread-safe: one lock guards the structures."""
+
+    kind = "kw"
 
     def __init__(
         self,
@@ -399,25 +401,14 @@ class KeywordIndex:
         k1: float = K1,
         b: float = B,
     ) -> None:
-        self.agent_id = agent_id
-        self.snapshots = snapshots
+        super().__init__(agent_id, snapshots, max(1, seal_threshold), compact_dead_fraction)
         self.k1 = k1
         self.b = b
-        self.seal_threshold = max(1, seal_threshold)
         self.tokenize = tokenizer or Tokenizer()
-        self.compact_dead_fraction = compact_dead_fraction
-        self._prefix = f"kw/{agent_id}/"
-        self._lock = threading.RLock()
-        self._maint_lock = threading.Lock()
         self._mutable = _MutableKw()
-        self._segments: list[_KwSegment] = []
         self._df: Counter[str] = Counter()  # over live documents of all segments
         self._n = 0
         self._total_len = 0
-        self._seq = 0
-        self._manifest_dirty = False
-        self._mutable_version = 0  # bumped on every change of the growing segment
-        self._mutable_persisted = -1  # the version the "mutable" snapshot holds
 
     # --- writes ------------------------------------------------------------------------------
     def add(self, ids: list[str], texts: list[str]) -> None:
@@ -545,33 +536,11 @@ class KeywordIndex:
             }
 
     # --- persistence -------------------------------------------------------------------------
-    def _manifest_name(self) -> str:
-        return self._prefix + "manifest"
-
     def load(self, texts_for_mutable: Iterable[tuple[str, str]], authoritative: bool = False) -> None:
         """Open: sealed segments from snapshots, the rest from the caller (same contract as
         VectorIndex.load: passing every live (id, text) is fine; unchanged sealed ones are
         skipped by content hash, changed ones replace the sealed copy)."""
-        raw = self.snapshots.get(self._manifest_name())
-        segments: list[_KwSegment] = []
-        seq = 0
-        if raw is not None:
-            manifest = pickle.loads(raw)
-            seq = int(manifest.get("seq", 0))
-            for name in manifest.get("segments", []):
-                data = self.snapshots.get(name)
-                if data is None:
-                    log.warning(
-                        "keyword segment snapshot %s missing; its texts come from the caller",
-                        name,
-                    )
-                    continue
-                seg = _KwSegment.from_bytes(name, data)
-                for id_ in manifest.get("tombstones", {}).get(name, []):
-                    i = seg.pos.get(id_)
-                    if i is not None:
-                        seg.alive[i] = False
-                segments.append(seg)
+        seq, segments = self._read_manifest()
         snap_docs, snap_counts = self._load_mutable_snapshot(segments)
         snap_ids = list(snap_docs)
         fresh: list[tuple[str, str]] = []
@@ -596,11 +565,7 @@ class KeywordIndex:
             if not keep:
                 fresh.append((id_, text))
         if authoritative:
-            for seg in segments:
-                for i, id_ in enumerate(seg.ids):
-                    if seg.alive[i] and id_ not in seen:
-                        seg.alive[i] = False
-        if authoritative:
+            self._tombstone_missing(segments, seen)
             for id_ in [i for i in snap_docs if i not in seen]:
                 del snap_docs[id_]
         with self._lock:
@@ -614,8 +579,8 @@ class KeywordIndex:
         if fresh:
             self.add([f[0] for f in fresh], [f[1] for f in fresh])
 
-    def _mutable_name(self) -> str:
-        return self._prefix + "mutable"
+    def _segment_from_bytes(self, name: str, data: bytes | bytearray) -> _KwSegment:
+        return _KwSegment.from_bytes(name, data)
 
     def _load_mutable_snapshot(
         self, segments: list[_KwSegment]
@@ -646,8 +611,7 @@ class KeywordIndex:
         except Exception:
             log.warning("keyword mutable snapshot of %s unreadable; texts come from storage", self.agent_id)
             return {}, None
-        mine = set(out)  # usually none is sealed (only a seal after the snapshot makes one)
-        sealed = {i for seg in segments for i in mine.intersection(seg.pos) if seg.alive[seg.pos[i]]}
+        sealed = self._alive_in(segments, out)
         for id_ in sealed:
             del out[id_]
         return out, (arrays if not sealed else None)
@@ -656,14 +620,12 @@ class KeywordIndex:
         with self._lock:
             return list(self._mutable.docs)
 
-    def _persist_mutable(self) -> None:
-        """Write the growing segment's term counts as one snapshot when it changed, so an agent
-        loads without reading and re-tokenising every text that is not sealed. Background."""
-        with self._lock:
-            v = self._mutable_version
-            if v == self._mutable_persisted:
-                return
-            docs = dict(self._mutable.docs)
+    def _mutable_state(self) -> dict[str, tuple[Counter[str], int, bytes]]:
+        return dict(self._mutable.docs)
+
+    def _mutable_snapshot(self, docs: dict[str, tuple[Counter[str], int, bytes]]) -> tuple[bytes, bool]:
+        """The growing segment's term counts as one snapshot, so an agent loads without reading
+        and re-tokenising every text that is not sealed."""
         vocab: dict[str, int] = {}
         indptr = [0]
         terms: list[int] = []
@@ -686,9 +648,7 @@ class KeywordIndex:
             },
             protocol=pickle.HIGHEST_PROTOCOL,
         )
-        self.snapshots.put(self._mutable_name(), blob)
-        with self._lock:
-            self._mutable_persisted = v
+        return blob, True
 
     def _recount(self) -> None:
         """Recompute global statistics from scratch (load, compaction)."""
@@ -717,59 +677,17 @@ class KeywordIndex:
                     df[t] += 1
         self._df, self._n, self._total_len = df, n, total
 
-    def _write_manifest(self) -> None:
-        with self._lock:
-            segs = [s for s in self._segments if s.persisted]
-            manifest = {
-                "version": SNAPSHOT_VERSION,
-                "seq": self._seq,
-                "segments": [s.name for s in segs],
-                "tombstones": {s.name: [s.ids[i] for i in np.flatnonzero(~s.alive)] for s in segs},
-            }
-            self._manifest_dirty = False
-        self.snapshots.put(
-            self._manifest_name(),
-            pickle.dumps(manifest, protocol=pickle.HIGHEST_PROTOCOL),
-        )
-
-    def drop(self) -> None:
-        for name in self.snapshots.names(self._prefix):
-            self.snapshots.delete(name)
-        with self._lock:
-            self._segments = []
-            self._mutable = _MutableKw()
-            self._recount()
+    def _clear(self) -> None:
+        self._mutable = _MutableKw()
+        self._recount()
 
     # --- maintenance ---------------------------------------------------------------------------
-    def maintenance(self) -> None:
-        """Seal a full growing segment, compact tombstone-heavy ones, persist the manifest."""
-        if not self._maint_lock.acquire(blocking=False):
-            return
-        try:
-            with self._lock:
-                full = len(self._mutable) >= self.seal_threshold
-                docs = dict(self._mutable.docs) if full else {}
-            if full:
-                self._seal(docs)
-            self._compact()
-            if self._manifest_dirty:
-                self._write_manifest()
-            self._persist_mutable()
-        finally:
-            self._maint_lock.release()
-
-    def persist(self, timeout: float = 30.0) -> bool:
-        """Write the manifest (tombstones) and the mutable snapshot, without sealing or
-        compacting (shutdown). False when a maintenance round held the index past timeout."""
-        if not self._maint_lock.acquire(timeout=timeout):
-            return False
-        try:
-            if self._manifest_dirty:
-                self._write_manifest()
-            self._persist_mutable()
-            return True
-        finally:
-            self._maint_lock.release()
+    def _seal_if_full(self) -> None:
+        with self._lock:
+            if len(self._mutable) < self.seal_threshold:
+                return
+            docs = dict(self._mutable.docs)
+        self._seal(docs)
 
     def _build_segment(self, name: str, docs: dict[str, tuple[Counter[str], int, bytes]]) -> _KwSegment:
         ids = list(docs)
@@ -801,8 +719,7 @@ class KeywordIndex:
 
     def _seal(self, docs: dict[str, tuple[Counter[str], int, bytes]]) -> None:
         with self._lock:
-            self._seq += 1
-            name = f"{self._prefix}seg/{self._seq:08d}"
+            name = self._next_name()
         seg = self._build_segment(name, docs)  # outside the lock: writes continue meanwhile
         self.snapshots.put(name, seg.to_bytes())
         seg.persisted = True
@@ -843,8 +760,7 @@ class KeywordIndex:
                         {inv[j]: int(c) for j, c in zip(terms[s:e].tolist(), freqs[s:e].tolist(), strict=True)}
                     )
                     live[seg.ids[i]] = (tf, int(seg.lengths[i]), seg.hashes[i])
-                self._seq += 1
-                name = f"{self._prefix}seg/{self._seq:08d}"
+                name = self._next_name()
             new = self._build_segment(name, live) if live else None
             if new is not None:
                 self.snapshots.put(name, new.to_bytes())

@@ -31,57 +31,24 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .index_worker import BuildAborted
+from .segments import SNAPSHOT_VERSION, SegmentedIndex, SnapshotStore
 
 if TYPE_CHECKING:
     from .index_worker import BuildParams, IndexBuilder
 
 log = logging.getLogger(__name__)
 
-SNAPSHOT_VERSION = 1
 # Segment snapshots since 2026-11: magic, meta length, pickled meta, then the raw float32 vectors
 # (64-byte aligned) and the graph blob. Older ones are one pickle; both load.
 _SEGMENT_MAGIC = b"EGVS"
 _SEGMENT_LAYOUT = 2
 _SEGMENT_HEAD = struct.Struct("<4sQ")
 Allowed = Callable[[str], bool]
-
-
-class SnapshotStore(Protocol):
-    """Opaque named blobs, durable. The storage layer encrypts them; tests use a dict."""
-
-    def get(self, name: str) -> bytes | bytearray | None: ...
-    def put(self, name: str, data: bytes, compress: bool = True) -> None: ...
-    def delete(self, name: str) -> None: ...
-    def names(self, prefix: str) -> list[str]: ...
-
-
-class DictSnapshotStore:
-    """In-memory SnapshotStore (tests, benchmarks)."""
-
-    def __init__(self) -> None:
-        self.data: dict[str, bytes] = {}
-        self._lock = threading.Lock()
-
-    def get(self, name: str) -> bytes | None:
-        with self._lock:
-            return self.data.get(name)
-
-    def put(self, name: str, data: bytes, compress: bool = True) -> None:
-        with self._lock:
-            self.data[name] = bytes(data)
-
-    def delete(self, name: str) -> None:
-        with self._lock:
-            self.data.pop(name, None)
-
-    def names(self, prefix: str) -> list[str]:
-        with self._lock:
-            return sorted(n for n in self.data if n.startswith(prefix))
 
 
 def _normalise(v: np.ndarray) -> np.ndarray:
@@ -392,8 +359,10 @@ class _Segment:
         return _top_exact(sims, self.ids, k, allowed, self.alive)
 
 
-class VectorIndex:
+class VectorIndex(SegmentedIndex[_Segment]):
     """The vectors of one agent. See the module docstring for the design."""
+
+    kind = "vec"
 
     def __init__(
         self,
@@ -407,26 +376,15 @@ class VectorIndex:
         compact_dead_fraction: float = 0.25,
         build_params: BuildParams | None = None,
     ) -> None:
-        self.agent_id = agent_id
+        super().__init__(agent_id, snapshots, max(2, seal_threshold), compact_dead_fraction)
         self.dim = dim
-        self.snapshots = snapshots
         self.builder = builder
-        self.seal_threshold = max(2, seal_threshold)
         self.build_params = build_params
         params = build_params or builder.params
         self.search_epsilon = params.search_epsilon if search_epsilon is None else search_epsilon
         # The graph is asked for k * factor candidates, re-ranked by exact similarity.
         self.search_k_factor = params.search_k_factor
-        self.compact_dead_fraction = compact_dead_fraction
-        self._prefix = f"vec/{agent_id}/"
-        self._lock = threading.RLock()
-        self._maint_lock = threading.Lock()
         self._mutable = _Mutable(dim, capacity=min(self.seal_threshold, 1024))
-        self._segments: list[_Segment] = []
-        self._seq = 0
-        self._manifest_dirty = False
-        self._mutable_version = 0  # bumped on every change of the mutable segment
-        self._mutable_persisted = -1  # the version the "mutable" snapshot holds
         self.loaded = False
 
     # --- writes ------------------------------------------------------------------------------
@@ -534,9 +492,6 @@ class VectorIndex:
         }
 
     # --- persistence -------------------------------------------------------------------------
-    def _manifest_name(self) -> str:
-        return self._prefix + "manifest"
-
     def load(
         self,
         vectors_for_mutable: Iterable[tuple[str, np.ndarray]],
@@ -550,22 +505,7 @@ class VectorIndex:
         sealed ids missing from it are tombstoned (deletes that happened after the last
         maintenance). Otherwise persisted tombstones are what removes them.
         """
-        manifest_raw = self.snapshots.get(self._manifest_name())
-        segments: list[_Segment] = []
-        seq = 0
-        if manifest_raw is not None:
-            manifest = pickle.loads(manifest_raw)
-            seq = int(manifest.get("seq", 0))
-            for name in manifest.get("segments", []):
-                data = self.snapshots.get(name)
-                if data is None:
-                    # Its vectors are still in storage: the caller passes them to the mutable part.
-                    log.warning("vector segment snapshot %s missing; its vectors go exact", name)
-                    continue
-                seg = _Segment.from_bytes(name, data)
-                for id_ in manifest.get("tombstones", {}).get(name, []):
-                    seg.kill(id_)
-                segments.append(seg)
+        seq, segments = self._read_manifest()
         mutable = _Mutable(self.dim, capacity=min(self.seal_threshold, 1024))
         self._load_mutable_snapshot(mutable, segments)
         seen: set[str] = set()
@@ -583,10 +523,7 @@ class VectorIndex:
             if not in_sealed:
                 mutable.put(id_, v)
         if authoritative:
-            for seg in segments:
-                for i, id_ in enumerate(seg.ids):
-                    if seg.alive[i] and id_ not in seen:
-                        seg.alive[i] = False
+            self._tombstone_missing(segments, seen)
         with self._lock:
             self._segments = segments
             self._mutable = mutable
@@ -595,8 +532,8 @@ class VectorIndex:
             self._mutable_version += 1
             self.loaded = True
 
-    def _mutable_name(self) -> str:
-        return self._prefix + "mutable"
+    def _segment_from_bytes(self, name: str, data: bytes | bytearray) -> _Segment:
+        return _Segment.from_bytes(name, data)
 
     def _load_mutable_snapshot(self, mutable: _Mutable, segments: list[_Segment]) -> None:
         """Fill `mutable` from the snapshot of the mutable segment (one get + frombuffer).
@@ -613,9 +550,7 @@ class VectorIndex:
         except Exception:
             log.warning("mutable vector snapshot of %s unreadable; vectors come from storage", self.agent_id)
             return
-        # Usually no id is in both (only a seal after the snapshot makes one): intersect first.
-        mine = set(ids)
-        sealed = {i for seg in segments for i in mine.intersection(seg.pos) if seg.is_alive(i)}
+        sealed = self._alive_in(segments, ids)
         keep = [i for i, id_ in enumerate(ids) if id_ not in sealed] if sealed else list(range(len(ids)))
         if len(keep) != len(ids):
             ids = [ids[i] for i in keep]
@@ -629,48 +564,23 @@ class VectorIndex:
         with self._lock:
             return list(self._mutable.ids)
 
-    def _persist_mutable(self) -> None:
-        """Write the mutable segment as one snapshot (ids + float32 matrix) when it changed, so
-        an agent loads with one get instead of one read and decrypt per vector. Background."""
-        with self._lock:
-            v = self._mutable_version
-            if v == self._mutable_persisted:
-                return
-            m = self._mutable
-            n = len(m)
-            ids = list(m.ids)
-            mat = m.mat[:n].astype("<f4", copy=True)
+    def _mutable_state(self) -> tuple[list[str], np.ndarray]:
+        m = self._mutable
+        return list(m.ids), m.mat[: len(m)].astype("<f4", copy=True)
+
+    def _mutable_snapshot(self, state: tuple[list[str], np.ndarray]) -> tuple[bytes, bool]:
+        """The mutable segment as one snapshot (ids + float32 matrix), so an agent loads with
+        one get instead of one read and decrypt per vector. Float32 barely compresses."""
+        ids, mat = state
         blob = pickle.dumps(
             {"version": SNAPSHOT_VERSION, "dim": self.dim, "ids": ids, "vectors": mat.tobytes()},
             protocol=pickle.HIGHEST_PROTOCOL,
         )
-        self.snapshots.put(self._mutable_name(), blob, compress=False)
-        with self._lock:
-            self._mutable_persisted = v
+        return blob, False
 
-    def _write_manifest(self) -> None:
-        with self._lock:
-            segs = [s for s in self._segments if s.persisted]
-            manifest = {
-                "version": SNAPSHOT_VERSION,
-                "seq": self._seq,
-                "segments": [s.name for s in segs],
-                "tombstones": {s.name: [s.ids[i] for i in np.flatnonzero(~s.alive)] for s in segs},
-            }
-            self._manifest_dirty = False
-        self.snapshots.put(
-            self._manifest_name(),
-            pickle.dumps(manifest, protocol=pickle.HIGHEST_PROTOCOL),
-        )
-
-    def drop(self) -> None:
-        """Delete every snapshot of this agent (agent deletion)."""
-        for name in self.snapshots.names(self._prefix):
-            self.snapshots.delete(name)
-        with self._lock:
-            self._segments = []
-            self._mutable = _Mutable(self.dim)
-            self._mutable_version += 1
+    def _clear(self) -> None:
+        self._mutable = _Mutable(self.dim)
+        self._mutable_version += 1
 
     # --- lazy graph loading --------------------------------------------------------------------
     def _start_graph_load(self, seg: _Segment) -> None:
@@ -712,36 +622,6 @@ class VectorIndex:
         return False
 
     # --- background maintenance ----------------------------------------------------------------
-    def maintenance(self) -> None:
-        """Seal, compact, persist. Safe to call often; concurrent calls return immediately."""
-        if not self._maint_lock.acquire(blocking=False):
-            return
-        try:
-            self._seal_if_full()
-            self._compact()
-            if self._manifest_dirty:
-                self._write_manifest()
-            self._persist_mutable()
-        finally:
-            self._maint_lock.release()
-
-    def persist(self, timeout: float = 30.0) -> bool:
-        """Write the manifest (tombstones) and the mutable snapshot, without sealing or
-        compacting (shutdown). False when a maintenance round held the index past timeout."""
-        if not self._maint_lock.acquire(timeout=timeout):
-            return False
-        try:
-            if self._manifest_dirty:
-                self._write_manifest()
-            self._persist_mutable()
-            return True
-        finally:
-            self._maint_lock.release()
-
-    def _next_name(self) -> str:
-        self._seq += 1
-        return f"{self._prefix}seg/{self._seq:08d}"
-
     def _seal_if_full(self) -> None:
         """Freeze the whole mutable segment at once, cut into n // seal_threshold segments of
         equal size (a bulk load of 100k gives five 20k segments in one round, not one a round,
