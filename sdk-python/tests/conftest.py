@@ -117,8 +117,11 @@ def agent_id() -> str:
     return "test-" + uuid.uuid4().hex[:12]
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def anyio_backend() -> str:
+    # One event loop for the whole run, as an application has. grpc.aio binds its completion
+    # queue to the loop it first sees; with a new loop per test, a cancelled call's late event
+    # could land on a closed loop (grpc/grpc#25364, "Event loop is closed").
     return "asyncio"
 
 
