@@ -104,6 +104,12 @@ class ServerProcess:
         assert self.proc is not None
         return cpu_seconds_of(self.proc.pid)
 
+    def loop_cpu_seconds(self) -> float:
+        """CPU time of the server's main thread, which runs the event loop (every request's
+        protocol, decoding and encoding); the engine's work runs on other threads."""
+        assert self.proc is not None
+        return cpu_seconds_of(self.proc.pid, thread=self.proc.pid)
+
     def stop(self) -> None:
         if self.proc is None:
             return
@@ -137,9 +143,10 @@ def rss_of(pid: int) -> int:
     return 0
 
 
-def cpu_seconds_of(pid: int) -> float:
-    """User + system CPU seconds of a process, all its threads (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+def cpu_seconds_of(pid: int, thread: int | None = None) -> float:
+    """User + system CPU seconds of a process, all its threads, or of one thread (Linux /proc)."""
+    stat = Path(f"/proc/{pid}/stat" if thread is None else f"/proc/{pid}/task/{thread}/stat")
+    fields = stat.read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 

@@ -152,11 +152,21 @@ def render() -> str:
             "",
             "*Server CPU*: the CPU the server process used during the run, per operation and in cores (of 2);",
             "a server using well under its cores is waiting on something else (the GIL, a lock, the network).",
+            "*Loop CPU*: the part of it spent on the main thread, the event loop that runs every request's",
+            "protocol, decoding and encoding (the engine works on other threads).",
             "Recall runs several windows (`--rounds`); its ops/s is the median window's, and *windows* lists",
             "each window's, so the spread the machine adds is in view.",
+            *(
+                [
+                    f"Every figure is the median of {load['runs']} runs, each on a fresh server (`--runs {load['runs']}`);",
+                    "*windows* lists the windows of all of them.",
+                ]
+                if load.get("runs", 1) > 1
+                else []
+            ),
             "",
-            "| memories | operation | transport | clients | p50 ms | p95 ms | p99 ms | ops/s | windows ops/s | errors | server CPU ms/op | server cores | generator ceiling ops/s |",
-            "|---:|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|",
+            "| memories | operation | transport | clients | p50 ms | p95 ms | p99 ms | ops/s | windows ops/s | errors | server CPU ms/op | loop CPU ms/op | server cores | generator ceiling ops/s |",
+            "|---:|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|",
         ]
         for size, run in load["sizes"].items():
             for key in sorted(k for k in run if k.startswith(("recall_", "store_"))):
@@ -165,11 +175,12 @@ def render() -> str:
                 ceiling = run.get(f"generator_ceiling_{transport}_{c}", {}).get("ops_per_s", 0)
                 cpu_op = f"{r['server_cpu_ms_per_op']:.2f}" if "server_cpu_ms_per_op" in r else "n/a"
                 cores = f"{r['server_cpu_cores']:.2f}" if "server_cpu_cores" in r else "n/a"
+                loop_op = f"{r['server_loop_cpu_ms_per_op']:.2f}" if "server_loop_cpu_ms_per_op" in r else "n/a"
                 windows = r.get("ops_per_s_windows") or []
                 spread = " / ".join(f"{w:.0f}" for w in windows) if len(windows) > 1 else ""
                 out.append(
                     f"| {int(size):,} | {op} | {transport} | {r['clients']} | {r['p50_ms']:.2f} | {r['p95_ms']:.2f} | "
-                    f"{r['p99_ms']:.2f} | {r['ops_per_s']:.0f} | {spread} | {r['errors']} | {cpu_op} | {cores} | "
+                    f"{r['p99_ms']:.2f} | {r['ops_per_s']:.0f} | {spread} | {r['errors']} | {cpu_op} | {loop_op} | {cores} | "
                     f"{ceiling:.0f} |"
                 )
         out += ["", "| memories | batched ingest (memories/s) | index settled after |", "|---:|---:|---:|"]
@@ -198,7 +209,10 @@ def render() -> str:
             server = (load or {}).get("sizes", {}).get(size, {}).get("recall_grpc_c1")
             overhead = f"{server['p50_ms'] - e['recall']['p50_ms']:.2f}" if server else "n/a"
             took = (server or {}).get("server_took_p50_ms")
-            same_run = f"{server['p50_ms'] - took:.2f}" if server and took is not None else "n/a"
+            same = (server or {}).get("overhead_p50_ms")  # median over runs of each run's difference
+            if same is None and server and took is not None:
+                same = server["p50_ms"] - took
+            same_run = f"{same:.2f}" if same is not None else "n/a"
             out.append(
                 f"| {int(size):,} | {e['recall']['p50_ms']:.2f} | {e['recall']['p99_ms']:.2f} | "
                 f"{e['query_embedding']['p50_ms']:.2f} | {e['ingest_memories_per_s']:.0f} | "

@@ -2,10 +2,13 @@
 
     .venv/bin/python -m bench.load.run --sizes 10000            # quick (make bench)
     .venv/bin/python -m bench.load.run --sizes 10000 100000     # full (make bench-full)
+    .venv/bin/python -m bench.load.run --sizes 10000 --runs 3   # medians of 3 runs
 
 For each corpus size: a fresh server, batched ingest of the seeded corpus (memories/s), then
 store and recall latency (p50/p95/p99) and throughput (ops/s) per transport and concurrency;
-recall runs `--rounds` windows (3) and reports the median window's throughput.
+recall runs `--rounds` windows (3) and reports the median window's throughput. With `--runs N`
+the whole measurement runs N times, each on a fresh server, and every figure is the median of
+the N runs (each run's own figures are kept under `runs`).
 The load generator's own ceiling is measured against `Health` with the same threads and
 clients, so a reader can see it was not the bottleneck.
 """
@@ -105,6 +108,7 @@ def run_concurrent(
         t.start()
     cpu0 = os.times()
     server_cpu0 = server.cpu_seconds() if server is not None else 0.0
+    loop_cpu0 = server.loop_cpu_seconds() if server is not None else 0.0
     wall = 0.0
     per_window: list[float] = []
     for _ in range(rounds):
@@ -133,6 +137,7 @@ def run_concurrent(
         used = server.cpu_seconds() - server_cpu0
         out["server_cpu_cores"] = used / wall
         out["server_cpu_ms_per_op"] = used / max(1, len(samples)) * 1000
+        out["server_loop_cpu_ms_per_op"] = (server.loop_cpu_seconds() - loop_cpu0) / max(1, len(samples)) * 1000
     return out
 
 
@@ -153,7 +158,11 @@ def measure(server: ServerProcess, duration_s: float, concurrency: list[int], ro
                 took.append(cl.last_took_ms)
 
             out[f"recall_{key}"] = run_concurrent(c, duration_s, make, recall, server, rounds)
-            out[f"recall_{key}"]["server_took_p50_ms"] = statistics.median(took) if took else None
+            rec = out[f"recall_{key}"]
+            rec["server_took_p50_ms"] = statistics.median(took) if took else None
+            # What the transport adds to the engine, from the same calls: client p50 minus the
+            # server's own took_ms p50.
+            rec["overhead_p50_ms"] = rec["p50_ms"] - rec["server_took_p50_ms"] if took else None
             out[f"store_{key}"] = run_concurrent(
                 c,
                 duration_s,
@@ -172,6 +181,23 @@ def measure(server: ServerProcess, duration_s: float, concurrency: list[int], ro
     return out
 
 
+def median_of_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each number the median over the runs (nested dicts alike); window lists concatenated, so
+    that every window of every run stays in view."""
+    out: dict[str, Any] = {}
+    for key, first in runs[0].items():
+        values = [r[key] for r in runs if key in r]
+        if isinstance(first, dict):
+            out[key] = median_of_runs(values)
+        elif isinstance(first, list):
+            out[key] = [x for v in values for x in v]
+        elif isinstance(first, int | float) and not isinstance(first, bool) and None not in values:
+            out[key] = statistics.median(values)
+        else:
+            out[key] = first
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000])
@@ -180,19 +206,25 @@ def main() -> None:
     parser.add_argument(
         "--rounds", type=int, default=3, help="recall windows per transport and concurrency (median throughput)"
     )
+    parser.add_argument("--runs", type=int, default=1, help="whole runs, each on a fresh server (medians)")
     args = parser.parse_args()
-    results: dict[str, Any] = {"sizes": {}}
+    results: dict[str, Any] = {"sizes": {}, "runs": args.runs}
     for n in args.sizes:
-        print(f"load: {n} memories", flush=True)
-        with running_server() as server:
-            ing = ingest(server, n)
-            ing["settle_seconds"] = wait_settled(server)
-            print(
-                f"  ingest: {ing['memories_per_s']:.0f} memories/s, RSS {ing['rss_bytes'] / 2**20:.0f} MiB, "
-                f"index settled {ing['settle_seconds']:.0f} s later",
-                flush=True,
-            )
-            results["sizes"][str(n)] = {"ingest": ing, **measure(server, args.duration, args.concurrency, args.rounds)}
+        runs = []
+        for i in range(args.runs):
+            print(f"load: {n} memories" + (f", run {i + 1} of {args.runs}" if args.runs > 1 else ""), flush=True)
+            with running_server() as server:
+                ing = ingest(server, n)
+                ing["settle_seconds"] = wait_settled(server)
+                print(
+                    f"  ingest: {ing['memories_per_s']:.0f} memories/s, RSS {ing['rss_bytes'] / 2**20:.0f} MiB, "
+                    f"index settled {ing['settle_seconds']:.0f} s later",
+                    flush=True,
+                )
+                runs.append({"ingest": ing, **measure(server, args.duration, args.concurrency, args.rounds)})
+        results["sizes"][str(n)] = median_of_runs(runs) if len(runs) > 1 else runs[0]
+        if len(runs) > 1:
+            results.setdefault("each_run", {})[str(n)] = runs
     write_result("load", results)
 
 
