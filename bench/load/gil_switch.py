@@ -1,5 +1,5 @@
-"""The GIL switch interval's effect on the server (the ablation behind
-`process_tuning.short_gil_switch_interval`).
+"""The GIL switch interval's effect on the server: CPython's 5 ms against shorter ones (the
+server keeps 5 ms; docs/design/transport.md has the ablations and why).
 
     .venv/bin/python -m bench.load.gil_switch [--rounds 5] [--intervals 0.005 0.001]
 

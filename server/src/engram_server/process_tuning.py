@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import ctypes
 import os
-import sys
 
 
 def apply() -> None:
     limit_malloc_arenas()
     one_blas_thread()
-    short_gil_switch_interval()
 
 
 def limit_malloc_arenas(arenas: int = 2) -> None:
@@ -43,15 +41,3 @@ def one_blas_thread() -> None:
     explicit OPENBLAS_NUM_THREADS wins."""
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-
-def short_gil_switch_interval(seconds: float = 0.001) -> None:
-    """Hand the GIL over after 1 ms instead of CPython's 5 ms. The event loop (every request's
-    protocol, decoding and encoding) shares the GIL with the engine's worker and embedding
-    threads; when a request's bytes arrive while a worker runs Python code, the loop waits up to
-    the switch interval before it may read them, and the query embedding's thread waits the same
-    way to hand its vector back. Five interleaved rounds of `bench.load.run`'s measurement at 10k
-    (medians, 5 ms -> 1 ms): 1-client gRPC recall p50 6.00 -> 5.43 ms (lower in 4 of 5 rounds),
-    its transport overhead 1.62 -> 1.40 ms (lower in 5 of 5), 16-client gRPC recalls/s
-    250 -> 254; REST 1 client 144 -> 140/s, 16 clients 237 -> 225/s. The trade-off is in
-    docs/design/transport.md."""
-    sys.setswitchinterval(seconds)
