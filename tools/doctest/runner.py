@@ -145,8 +145,9 @@ def substitute(text: str, ctx: FileContext) -> str:
     """The example addresses of the documents, pointed at this run's server and scratch space."""
     text = re.sub(r"\b(127\.0\.0\.1|localhost):3300\b", rf"\g<1>:{ctx.port}", text)
     text = re.sub(r"(?<=:)50051\b", str(ctx.grpc_port), text)
-    text = text.replace("/path/to/engram", str(REPO))
-    return re.sub(r"(?<![\w./-])/tmp/", f"{ctx.tmp}/", text)
+    # Scratch paths first: a checkout that itself lives under /tmp/ must stay where it is.
+    text = re.sub(r"(?<![\w./-])/tmp/", f"{ctx.tmp}/", text)
+    return text.replace("/path/to/engram", str(REPO))
 
 
 @dataclass

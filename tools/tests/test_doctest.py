@@ -123,3 +123,16 @@ def test_expect_fail_that_succeeds_fails(tmp_path: Path) -> None:
     doc.blocks = doc.blocks[:1]  # `true`, marked expect-fail
     [result] = run_document(doc, venv=tmp_path / "venv")
     assert result.status == "FAIL" and "marked expect-fail, but it succeeded" in result.detail
+
+
+def test_a_checkout_under_tmp_keeps_its_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # CI may clone into /tmp/: the checkout's path must not be taken for a scratch path.
+    from tools.doctest import runner
+
+    monkeypatch.setattr(runner, "REPO", Path("/tmp/clone"))
+    md = tmp_path / "x.md"
+    md.write_text("```sh\necho\n```\n")
+    doc = parse(md)
+    ctx = runner.FileContext(doc=doc, root=tmp_path, port=1, grpc_port=2, venv=tmp_path)
+    out = runner.substitute("ls /path/to/engram/sdk-go /tmp/out.txt", ctx)
+    assert out == f"ls /tmp/clone/sdk-go {ctx.tmp}/out.txt"
