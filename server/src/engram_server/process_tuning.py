@@ -40,4 +40,3 @@ def one_blas_thread() -> None:
     OpenBLAS reads this when numpy loads, so it must be set before any import of numpy; an
     explicit OPENBLAS_NUM_THREADS wins."""
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-
