@@ -1188,8 +1188,15 @@ type ClusterNode struct {
 	Address string `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
 	// Whether the node is serving.
 	Healthy bool `protobuf:"varint,3,opt,name=healthy,proto3" json:"healthy,omitempty"`
-	// Role in replication, `leader` for a single node.
-	Role          string `protobuf:"bytes,4,opt,name=role,proto3" json:"role,omitempty"`
+	// Role in replication, `leader` for a single node; in cluster mode `controller` (the node
+	// that owns the shard map) or `member`.
+	Role string `protobuf:"bytes,4,opt,name=role,proto3" json:"role,omitempty"`
+	// Cluster mode: the shards this node serves.
+	ServingShards []int32 `protobuf:"varint,5,rep,packed,name=serving_shards,json=servingShards,proto3" json:"serving_shards,omitempty"`
+	// Cluster mode: the shards this node is copying from the log before it serves them.
+	CatchingUpShards []int32 `protobuf:"varint,6,rep,packed,name=catching_up_shards,json=catchingUpShards,proto3" json:"catching_up_shards,omitempty"`
+	// Cluster mode: the most ops this node is behind the log, over its shards.
+	MaxLag        int64 `protobuf:"varint,7,opt,name=max_lag,json=maxLag,proto3" json:"max_lag,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1252,6 +1259,228 @@ func (x *ClusterNode) GetRole() string {
 	return ""
 }
 
+func (x *ClusterNode) GetServingShards() []int32 {
+	if x != nil {
+		return x.ServingShards
+	}
+	return nil
+}
+
+func (x *ClusterNode) GetCatchingUpShards() []int32 {
+	if x != nil {
+		return x.CatchingUpShards
+	}
+	return nil
+}
+
+func (x *ClusterNode) GetMaxLag() int64 {
+	if x != nil {
+		return x.MaxLag
+	}
+	return 0
+}
+
+// Cluster mode: one shard, its log and its owners.
+type ClusterShard struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The shard number, 0 to `shard_count` - 1.
+	Shard int32 `protobuf:"varint,1,opt,name=shard,proto3" json:"shard,omitempty"`
+	// The sequence number of the shard log's last op.
+	LastSequence int64 `protobuf:"varint,2,opt,name=last_sequence,json=lastSequence,proto3" json:"last_sequence,omitempty"`
+	// The nodes that own the shard.
+	Owners        []*ClusterShardOwner `protobuf:"bytes,3,rep,name=owners,proto3" json:"owners,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClusterShard) Reset() {
+	*x = ClusterShard{}
+	mi := &file_engram_v1_messages_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClusterShard) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClusterShard) ProtoMessage() {}
+
+func (x *ClusterShard) ProtoReflect() protoreflect.Message {
+	mi := &file_engram_v1_messages_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClusterShard.ProtoReflect.Descriptor instead.
+func (*ClusterShard) Descriptor() ([]byte, []int) {
+	return file_engram_v1_messages_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *ClusterShard) GetShard() int32 {
+	if x != nil {
+		return x.Shard
+	}
+	return 0
+}
+
+func (x *ClusterShard) GetLastSequence() int64 {
+	if x != nil {
+		return x.LastSequence
+	}
+	return 0
+}
+
+func (x *ClusterShard) GetOwners() []*ClusterShardOwner {
+	if x != nil {
+		return x.Owners
+	}
+	return nil
+}
+
+// Cluster mode: one owner of a shard.
+type ClusterShardOwner struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The node's id.
+	NodeId string `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	// `serving` or `catching_up`.
+	State string `protobuf:"bytes,2,opt,name=state,proto3" json:"state,omitempty"`
+	// The last op of the shard log that the node has applied.
+	AppliedSequence int64 `protobuf:"varint,3,opt,name=applied_sequence,json=appliedSequence,proto3" json:"applied_sequence,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *ClusterShardOwner) Reset() {
+	*x = ClusterShardOwner{}
+	mi := &file_engram_v1_messages_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClusterShardOwner) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClusterShardOwner) ProtoMessage() {}
+
+func (x *ClusterShardOwner) ProtoReflect() protoreflect.Message {
+	mi := &file_engram_v1_messages_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClusterShardOwner.ProtoReflect.Descriptor instead.
+func (*ClusterShardOwner) Descriptor() ([]byte, []int) {
+	return file_engram_v1_messages_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *ClusterShardOwner) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *ClusterShardOwner) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *ClusterShardOwner) GetAppliedSequence() int64 {
+	if x != nil {
+		return x.AppliedSequence
+	}
+	return 0
+}
+
+// Cluster mode: an engine the cluster depends on (the log or the control plane).
+type ClusterEngine struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// `nats-jetstream` (the log) or `etcd` (the control plane).
+	Engine string `protobuf:"bytes,1,opt,name=engine,proto3" json:"engine,omitempty"`
+	// Members (servers) of the engine.
+	Members int32 `protobuf:"varint,2,opt,name=members,proto3" json:"members,omitempty"`
+	// The current leader, by name; empty when there is none.
+	Leader string `protobuf:"bytes,3,opt,name=leader,proto3" json:"leader,omitempty"`
+	// Whether it answers and has a leader.
+	Healthy       bool `protobuf:"varint,4,opt,name=healthy,proto3" json:"healthy,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClusterEngine) Reset() {
+	*x = ClusterEngine{}
+	mi := &file_engram_v1_messages_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClusterEngine) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClusterEngine) ProtoMessage() {}
+
+func (x *ClusterEngine) ProtoReflect() protoreflect.Message {
+	mi := &file_engram_v1_messages_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClusterEngine.ProtoReflect.Descriptor instead.
+func (*ClusterEngine) Descriptor() ([]byte, []int) {
+	return file_engram_v1_messages_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *ClusterEngine) GetEngine() string {
+	if x != nil {
+		return x.Engine
+	}
+	return ""
+}
+
+func (x *ClusterEngine) GetMembers() int32 {
+	if x != nil {
+		return x.Members
+	}
+	return 0
+}
+
+func (x *ClusterEngine) GetLeader() string {
+	if x != nil {
+		return x.Leader
+	}
+	return ""
+}
+
+func (x *ClusterEngine) GetHealthy() bool {
+	if x != nil {
+		return x.Healthy
+	}
+	return false
+}
+
 // One embedding vector.
 type Embedding struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1263,7 +1492,7 @@ type Embedding struct {
 
 func (x *Embedding) Reset() {
 	*x = Embedding{}
-	mi := &file_engram_v1_messages_proto_msgTypes[10]
+	mi := &file_engram_v1_messages_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1275,7 +1504,7 @@ func (x *Embedding) String() string {
 func (*Embedding) ProtoMessage() {}
 
 func (x *Embedding) ProtoReflect() protoreflect.Message {
-	mi := &file_engram_v1_messages_proto_msgTypes[10]
+	mi := &file_engram_v1_messages_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1288,7 +1517,7 @@ func (x *Embedding) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Embedding.ProtoReflect.Descriptor instead.
 func (*Embedding) Descriptor() ([]byte, []int) {
-	return file_engram_v1_messages_proto_rawDescGZIP(), []int{10}
+	return file_engram_v1_messages_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Embedding) GetVector() []byte {
@@ -1313,7 +1542,7 @@ type DuplicateGroup struct {
 
 func (x *DuplicateGroup) Reset() {
 	*x = DuplicateGroup{}
-	mi := &file_engram_v1_messages_proto_msgTypes[11]
+	mi := &file_engram_v1_messages_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1325,7 +1554,7 @@ func (x *DuplicateGroup) String() string {
 func (*DuplicateGroup) ProtoMessage() {}
 
 func (x *DuplicateGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_engram_v1_messages_proto_msgTypes[11]
+	mi := &file_engram_v1_messages_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1338,7 +1567,7 @@ func (x *DuplicateGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DuplicateGroup.ProtoReflect.Descriptor instead.
 func (*DuplicateGroup) Descriptor() ([]byte, []int) {
-	return file_engram_v1_messages_proto_rawDescGZIP(), []int{11}
+	return file_engram_v1_messages_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *DuplicateGroup) GetKeepId() string {
@@ -1386,7 +1615,7 @@ type MemoryEvent struct {
 
 func (x *MemoryEvent) Reset() {
 	*x = MemoryEvent{}
-	mi := &file_engram_v1_messages_proto_msgTypes[12]
+	mi := &file_engram_v1_messages_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1398,7 +1627,7 @@ func (x *MemoryEvent) String() string {
 func (*MemoryEvent) ProtoMessage() {}
 
 func (x *MemoryEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_engram_v1_messages_proto_msgTypes[12]
+	mi := &file_engram_v1_messages_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1411,7 +1640,7 @@ func (x *MemoryEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemoryEvent.ProtoReflect.Descriptor instead.
 func (*MemoryEvent) Descriptor() ([]byte, []int) {
-	return file_engram_v1_messages_proto_rawDescGZIP(), []int{12}
+	return file_engram_v1_messages_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *MemoryEvent) GetCursor() string {
@@ -1606,12 +1835,28 @@ const file_engram_v1_messages_proto_rawDesc = "" +
 	"\tmax_top_k\x18\x06 \x01(\x05R\amaxTopK\x12\"\n" +
 	"\rmax_page_size\x18\a \x01(\x05R\vmaxPageSize\x12&\n" +
 	"\x0fmax_graph_depth\x18\b \x01(\x05R\rmaxGraphDepth\x124\n" +
-	"\x16max_concurrent_streams\x18\t \x01(\x05R\x14maxConcurrentStreams\"n\n" +
+	"\x16max_concurrent_streams\x18\t \x01(\x05R\x14maxConcurrentStreams\"\xdc\x01\n" +
 	"\vClusterNode\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x18\n" +
 	"\ahealthy\x18\x03 \x01(\bR\ahealthy\x12\x12\n" +
-	"\x04role\x18\x04 \x01(\tR\x04role\"#\n" +
+	"\x04role\x18\x04 \x01(\tR\x04role\x12%\n" +
+	"\x0eserving_shards\x18\x05 \x03(\x05R\rservingShards\x12,\n" +
+	"\x12catching_up_shards\x18\x06 \x03(\x05R\x10catchingUpShards\x12\x17\n" +
+	"\amax_lag\x18\a \x01(\x03R\x06maxLag\"\x7f\n" +
+	"\fClusterShard\x12\x14\n" +
+	"\x05shard\x18\x01 \x01(\x05R\x05shard\x12#\n" +
+	"\rlast_sequence\x18\x02 \x01(\x03R\flastSequence\x124\n" +
+	"\x06owners\x18\x03 \x03(\v2\x1c.engram.v1.ClusterShardOwnerR\x06owners\"m\n" +
+	"\x11ClusterShardOwner\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x14\n" +
+	"\x05state\x18\x02 \x01(\tR\x05state\x12)\n" +
+	"\x10applied_sequence\x18\x03 \x01(\x03R\x0fappliedSequence\"s\n" +
+	"\rClusterEngine\x12\x16\n" +
+	"\x06engine\x18\x01 \x01(\tR\x06engine\x12\x18\n" +
+	"\amembers\x18\x02 \x01(\x05R\amembers\x12\x16\n" +
+	"\x06leader\x18\x03 \x01(\tR\x06leader\x12\x18\n" +
+	"\ahealthy\x18\x04 \x01(\bR\ahealthy\"#\n" +
 	"\tEmbedding\x12\x16\n" +
 	"\x06vector\x18\x01 \x01(\fR\x06vector\"u\n" +
 	"\x0eDuplicateGroup\x12\x17\n" +
@@ -1639,7 +1884,7 @@ func file_engram_v1_messages_proto_rawDescGZIP() []byte {
 	return file_engram_v1_messages_proto_rawDescData
 }
 
-var file_engram_v1_messages_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_engram_v1_messages_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_engram_v1_messages_proto_goTypes = []any{
 	(*Memory)(nil),                // 0: engram.v1.Memory
 	(*RecalledMemory)(nil),        // 1: engram.v1.RecalledMemory
@@ -1651,55 +1896,59 @@ var file_engram_v1_messages_proto_goTypes = []any{
 	(*ApiKey)(nil),                // 7: engram.v1.ApiKey
 	(*ServerLimits)(nil),          // 8: engram.v1.ServerLimits
 	(*ClusterNode)(nil),           // 9: engram.v1.ClusterNode
-	(*Embedding)(nil),             // 10: engram.v1.Embedding
-	(*DuplicateGroup)(nil),        // 11: engram.v1.DuplicateGroup
-	(*MemoryEvent)(nil),           // 12: engram.v1.MemoryEvent
-	nil,                           // 13: engram.v1.Agent.MemoryTypeCountsEntry
-	(MemoryType)(0),               // 14: engram.v1.MemoryType
-	(*structpb.Struct)(nil),       // 15: google.protobuf.Struct
-	(*timestamppb.Timestamp)(nil), // 16: google.protobuf.Timestamp
-	(ApiKeyRole)(0),               // 17: engram.v1.ApiKeyRole
-	(MemoryEventType)(0),          // 18: engram.v1.MemoryEventType
+	(*ClusterShard)(nil),          // 10: engram.v1.ClusterShard
+	(*ClusterShardOwner)(nil),     // 11: engram.v1.ClusterShardOwner
+	(*ClusterEngine)(nil),         // 12: engram.v1.ClusterEngine
+	(*Embedding)(nil),             // 13: engram.v1.Embedding
+	(*DuplicateGroup)(nil),        // 14: engram.v1.DuplicateGroup
+	(*MemoryEvent)(nil),           // 15: engram.v1.MemoryEvent
+	nil,                           // 16: engram.v1.Agent.MemoryTypeCountsEntry
+	(MemoryType)(0),               // 17: engram.v1.MemoryType
+	(*structpb.Struct)(nil),       // 18: google.protobuf.Struct
+	(*timestamppb.Timestamp)(nil), // 19: google.protobuf.Timestamp
+	(ApiKeyRole)(0),               // 20: engram.v1.ApiKeyRole
+	(MemoryEventType)(0),          // 21: engram.v1.MemoryEventType
 }
 var file_engram_v1_messages_proto_depIdxs = []int32{
-	14, // 0: engram.v1.Memory.memory_type:type_name -> engram.v1.MemoryType
-	15, // 1: engram.v1.Memory.metadata:type_name -> google.protobuf.Struct
-	16, // 2: engram.v1.Memory.event_time:type_name -> google.protobuf.Timestamp
-	16, // 3: engram.v1.Memory.created_at:type_name -> google.protobuf.Timestamp
-	16, // 4: engram.v1.Memory.updated_at:type_name -> google.protobuf.Timestamp
-	16, // 5: engram.v1.Memory.expires_at:type_name -> google.protobuf.Timestamp
-	16, // 6: engram.v1.Memory.last_accessed_at:type_name -> google.protobuf.Timestamp
-	14, // 7: engram.v1.RecalledMemory.memory_type:type_name -> engram.v1.MemoryType
-	15, // 8: engram.v1.RecalledMemory.metadata:type_name -> google.protobuf.Struct
-	16, // 9: engram.v1.RecalledMemory.event_time:type_name -> google.protobuf.Timestamp
-	16, // 10: engram.v1.RecalledMemory.created_at:type_name -> google.protobuf.Timestamp
-	16, // 11: engram.v1.RecalledMemory.updated_at:type_name -> google.protobuf.Timestamp
-	16, // 12: engram.v1.RecalledMemory.expires_at:type_name -> google.protobuf.Timestamp
-	16, // 13: engram.v1.RecalledMemory.last_accessed_at:type_name -> google.protobuf.Timestamp
+	17, // 0: engram.v1.Memory.memory_type:type_name -> engram.v1.MemoryType
+	18, // 1: engram.v1.Memory.metadata:type_name -> google.protobuf.Struct
+	19, // 2: engram.v1.Memory.event_time:type_name -> google.protobuf.Timestamp
+	19, // 3: engram.v1.Memory.created_at:type_name -> google.protobuf.Timestamp
+	19, // 4: engram.v1.Memory.updated_at:type_name -> google.protobuf.Timestamp
+	19, // 5: engram.v1.Memory.expires_at:type_name -> google.protobuf.Timestamp
+	19, // 6: engram.v1.Memory.last_accessed_at:type_name -> google.protobuf.Timestamp
+	17, // 7: engram.v1.RecalledMemory.memory_type:type_name -> engram.v1.MemoryType
+	18, // 8: engram.v1.RecalledMemory.metadata:type_name -> google.protobuf.Struct
+	19, // 9: engram.v1.RecalledMemory.event_time:type_name -> google.protobuf.Timestamp
+	19, // 10: engram.v1.RecalledMemory.created_at:type_name -> google.protobuf.Timestamp
+	19, // 11: engram.v1.RecalledMemory.updated_at:type_name -> google.protobuf.Timestamp
+	19, // 12: engram.v1.RecalledMemory.expires_at:type_name -> google.protobuf.Timestamp
+	19, // 13: engram.v1.RecalledMemory.last_accessed_at:type_name -> google.protobuf.Timestamp
 	2,  // 14: engram.v1.RecalledMemory.explanation:type_name -> engram.v1.ScoreExplanation
-	16, // 15: engram.v1.TimeRange.start_time:type_name -> google.protobuf.Timestamp
-	16, // 16: engram.v1.TimeRange.end_time:type_name -> google.protobuf.Timestamp
-	14, // 17: engram.v1.MemoryFilter.memory_types:type_name -> engram.v1.MemoryType
+	19, // 15: engram.v1.TimeRange.start_time:type_name -> google.protobuf.Timestamp
+	19, // 16: engram.v1.TimeRange.end_time:type_name -> google.protobuf.Timestamp
+	17, // 17: engram.v1.MemoryFilter.memory_types:type_name -> engram.v1.MemoryType
 	3,  // 18: engram.v1.MemoryFilter.event_time:type_name -> engram.v1.TimeRange
 	3,  // 19: engram.v1.MemoryFilter.created_time:type_name -> engram.v1.TimeRange
-	15, // 20: engram.v1.MemoryFilter.metadata_equals:type_name -> google.protobuf.Struct
-	16, // 21: engram.v1.MemoryLink.created_at:type_name -> google.protobuf.Timestamp
-	16, // 22: engram.v1.Agent.created_at:type_name -> google.protobuf.Timestamp
-	16, // 23: engram.v1.Agent.last_activity_at:type_name -> google.protobuf.Timestamp
-	13, // 24: engram.v1.Agent.memory_type_counts:type_name -> engram.v1.Agent.MemoryTypeCountsEntry
-	17, // 25: engram.v1.ApiKey.role:type_name -> engram.v1.ApiKeyRole
-	16, // 26: engram.v1.ApiKey.created_at:type_name -> google.protobuf.Timestamp
-	16, // 27: engram.v1.ApiKey.expires_at:type_name -> google.protobuf.Timestamp
-	16, // 28: engram.v1.ApiKey.revoked_at:type_name -> google.protobuf.Timestamp
-	16, // 29: engram.v1.ApiKey.last_used_at:type_name -> google.protobuf.Timestamp
-	18, // 30: engram.v1.MemoryEvent.type:type_name -> engram.v1.MemoryEventType
-	16, // 31: engram.v1.MemoryEvent.time:type_name -> google.protobuf.Timestamp
-	0,  // 32: engram.v1.MemoryEvent.memory:type_name -> engram.v1.Memory
-	33, // [33:33] is the sub-list for method output_type
-	33, // [33:33] is the sub-list for method input_type
-	33, // [33:33] is the sub-list for extension type_name
-	33, // [33:33] is the sub-list for extension extendee
-	0,  // [0:33] is the sub-list for field type_name
+	18, // 20: engram.v1.MemoryFilter.metadata_equals:type_name -> google.protobuf.Struct
+	19, // 21: engram.v1.MemoryLink.created_at:type_name -> google.protobuf.Timestamp
+	19, // 22: engram.v1.Agent.created_at:type_name -> google.protobuf.Timestamp
+	19, // 23: engram.v1.Agent.last_activity_at:type_name -> google.protobuf.Timestamp
+	16, // 24: engram.v1.Agent.memory_type_counts:type_name -> engram.v1.Agent.MemoryTypeCountsEntry
+	20, // 25: engram.v1.ApiKey.role:type_name -> engram.v1.ApiKeyRole
+	19, // 26: engram.v1.ApiKey.created_at:type_name -> google.protobuf.Timestamp
+	19, // 27: engram.v1.ApiKey.expires_at:type_name -> google.protobuf.Timestamp
+	19, // 28: engram.v1.ApiKey.revoked_at:type_name -> google.protobuf.Timestamp
+	19, // 29: engram.v1.ApiKey.last_used_at:type_name -> google.protobuf.Timestamp
+	11, // 30: engram.v1.ClusterShard.owners:type_name -> engram.v1.ClusterShardOwner
+	21, // 31: engram.v1.MemoryEvent.type:type_name -> engram.v1.MemoryEventType
+	19, // 32: engram.v1.MemoryEvent.time:type_name -> google.protobuf.Timestamp
+	0,  // 33: engram.v1.MemoryEvent.memory:type_name -> engram.v1.Memory
+	34, // [34:34] is the sub-list for method output_type
+	34, // [34:34] is the sub-list for method input_type
+	34, // [34:34] is the sub-list for extension type_name
+	34, // [34:34] is the sub-list for extension extendee
+	0,  // [0:34] is the sub-list for field type_name
 }
 
 func init() { file_engram_v1_messages_proto_init() }
@@ -1715,7 +1964,7 @@ func file_engram_v1_messages_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_engram_v1_messages_proto_rawDesc), len(file_engram_v1_messages_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   14,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

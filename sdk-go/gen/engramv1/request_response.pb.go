@@ -3230,7 +3230,24 @@ type GetClusterStatusResponse struct {
 	// Copies kept of each memory; 1 for a single server.
 	ReplicationFactor int32 `protobuf:"varint,3,opt,name=replication_factor,json=replicationFactor,proto3" json:"replication_factor,omitempty"`
 	// The nodes.
-	Nodes         []*ClusterNode `protobuf:"bytes,4,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	Nodes []*ClusterNode `protobuf:"bytes,4,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	// `single` or `cluster`.
+	Mode string `protobuf:"bytes,5,opt,name=mode,proto3" json:"mode,omitempty"`
+	// True when every shard has a serving owner, the log and the control plane have leaders,
+	// and the answering node is a live member; always true for a single server that serves.
+	Healthy bool `protobuf:"varint,6,opt,name=healthy,proto3" json:"healthy,omitempty"`
+	// The node that answered.
+	NodeId string `protobuf:"bytes,7,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	// Cluster mode: the number of shards (fixed when the cluster is created).
+	ShardCount int32 `protobuf:"varint,8,opt,name=shard_count,json=shardCount,proto3" json:"shard_count,omitempty"`
+	// Cluster mode: the shard map's epoch; it only increases.
+	ShardMapEpoch int64 `protobuf:"varint,9,opt,name=shard_map_epoch,json=shardMapEpoch,proto3" json:"shard_map_epoch,omitempty"`
+	// Cluster mode: every shard, its log position and owners.
+	Shards []*ClusterShard `protobuf:"bytes,10,rep,name=shards,proto3" json:"shards,omitempty"`
+	// Cluster mode: the log (NATS JetStream).
+	Log *ClusterEngine `protobuf:"bytes,11,opt,name=log,proto3" json:"log,omitempty"`
+	// Cluster mode: the control plane (etcd).
+	Control       *ClusterEngine `protobuf:"bytes,12,opt,name=control,proto3" json:"control,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3289,6 +3306,62 @@ func (x *GetClusterStatusResponse) GetReplicationFactor() int32 {
 func (x *GetClusterStatusResponse) GetNodes() []*ClusterNode {
 	if x != nil {
 		return x.Nodes
+	}
+	return nil
+}
+
+func (x *GetClusterStatusResponse) GetMode() string {
+	if x != nil {
+		return x.Mode
+	}
+	return ""
+}
+
+func (x *GetClusterStatusResponse) GetHealthy() bool {
+	if x != nil {
+		return x.Healthy
+	}
+	return false
+}
+
+func (x *GetClusterStatusResponse) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *GetClusterStatusResponse) GetShardCount() int32 {
+	if x != nil {
+		return x.ShardCount
+	}
+	return 0
+}
+
+func (x *GetClusterStatusResponse) GetShardMapEpoch() int64 {
+	if x != nil {
+		return x.ShardMapEpoch
+	}
+	return 0
+}
+
+func (x *GetClusterStatusResponse) GetShards() []*ClusterShard {
+	if x != nil {
+		return x.Shards
+	}
+	return nil
+}
+
+func (x *GetClusterStatusResponse) GetLog() *ClusterEngine {
+	if x != nil {
+		return x.Log
+	}
+	return nil
+}
+
+func (x *GetClusterStatusResponse) GetControl() *ClusterEngine {
+	if x != nil {
+		return x.Control
 	}
 	return nil
 }
@@ -3630,13 +3703,23 @@ const file_engram_v1_request_response_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"B\n" +
 	"\x14RevokeApiKeyResponse\x12*\n" +
 	"\aapi_key\x18\x01 \x01(\v2\x11.engram.v1.ApiKeyR\x06apiKey\"\x19\n" +
-	"\x17GetClusterStatusRequest\"\xc4\x01\n" +
+	"\x17GetClusterStatusRequest\"\xe5\x03\n" +
 	"\x18GetClusterStatusResponse\x12\x1d\n" +
 	"\n" +
 	"node_count\x18\x01 \x01(\x05R\tnodeCount\x12,\n" +
 	"\x12healthy_node_count\x18\x02 \x01(\x05R\x10healthyNodeCount\x12-\n" +
 	"\x12replication_factor\x18\x03 \x01(\x05R\x11replicationFactor\x12,\n" +
-	"\x05nodes\x18\x04 \x03(\v2\x16.engram.v1.ClusterNodeR\x05nodes\"b\n" +
+	"\x05nodes\x18\x04 \x03(\v2\x16.engram.v1.ClusterNodeR\x05nodes\x12\x12\n" +
+	"\x04mode\x18\x05 \x01(\tR\x04mode\x12\x18\n" +
+	"\ahealthy\x18\x06 \x01(\bR\ahealthy\x12\x17\n" +
+	"\anode_id\x18\a \x01(\tR\x06nodeId\x12\x1f\n" +
+	"\vshard_count\x18\b \x01(\x05R\n" +
+	"shardCount\x12&\n" +
+	"\x0fshard_map_epoch\x18\t \x01(\x03R\rshardMapEpoch\x12/\n" +
+	"\x06shards\x18\n" +
+	" \x03(\v2\x17.engram.v1.ClusterShardR\x06shards\x12*\n" +
+	"\x03log\x18\v \x01(\v2\x18.engram.v1.ClusterEngineR\x03log\x122\n" +
+	"\acontrol\x18\f \x01(\v2\x18.engram.v1.ClusterEngineR\acontrol\"b\n" +
 	"\fEmbedRequest\x12\x14\n" +
 	"\x05texts\x18\x01 \x03(\tR\x05texts\x12<\n" +
 	"\n" +
@@ -3738,8 +3821,10 @@ var file_engram_v1_request_response_proto_goTypes = []any{
 	(ApiKeyRole)(0),                     // 71: engram.v1.ApiKeyRole
 	(*ApiKey)(nil),                      // 72: engram.v1.ApiKey
 	(*ClusterNode)(nil),                 // 73: engram.v1.ClusterNode
-	(EmbeddingInputType)(0),             // 74: engram.v1.EmbeddingInputType
-	(*Embedding)(nil),                   // 75: engram.v1.Embedding
+	(*ClusterShard)(nil),                // 74: engram.v1.ClusterShard
+	(*ClusterEngine)(nil),               // 75: engram.v1.ClusterEngine
+	(EmbeddingInputType)(0),             // 76: engram.v1.EmbeddingInputType
+	(*Embedding)(nil),                   // 77: engram.v1.Embedding
 }
 var file_engram_v1_request_response_proto_depIdxs = []int32{
 	56, // 0: engram.v1.StoreMemoryRequest.memory_type:type_name -> engram.v1.MemoryType
@@ -3781,13 +3866,16 @@ var file_engram_v1_request_response_proto_depIdxs = []int32{
 	72, // 36: engram.v1.ListApiKeysResponse.api_keys:type_name -> engram.v1.ApiKey
 	72, // 37: engram.v1.RevokeApiKeyResponse.api_key:type_name -> engram.v1.ApiKey
 	73, // 38: engram.v1.GetClusterStatusResponse.nodes:type_name -> engram.v1.ClusterNode
-	74, // 39: engram.v1.EmbedRequest.input_type:type_name -> engram.v1.EmbeddingInputType
-	75, // 40: engram.v1.EmbedResponse.embeddings:type_name -> engram.v1.Embedding
-	41, // [41:41] is the sub-list for method output_type
-	41, // [41:41] is the sub-list for method input_type
-	41, // [41:41] is the sub-list for extension type_name
-	41, // [41:41] is the sub-list for extension extendee
-	0,  // [0:41] is the sub-list for field type_name
+	74, // 39: engram.v1.GetClusterStatusResponse.shards:type_name -> engram.v1.ClusterShard
+	75, // 40: engram.v1.GetClusterStatusResponse.log:type_name -> engram.v1.ClusterEngine
+	75, // 41: engram.v1.GetClusterStatusResponse.control:type_name -> engram.v1.ClusterEngine
+	76, // 42: engram.v1.EmbedRequest.input_type:type_name -> engram.v1.EmbeddingInputType
+	77, // 43: engram.v1.EmbedResponse.embeddings:type_name -> engram.v1.Embedding
+	44, // [44:44] is the sub-list for method output_type
+	44, // [44:44] is the sub-list for method input_type
+	44, // [44:44] is the sub-list for extension type_name
+	44, // [44:44] is the sub-list for extension extendee
+	0,  // [0:44] is the sub-list for field type_name
 }
 
 func init() { file_engram_v1_request_response_proto_init() }

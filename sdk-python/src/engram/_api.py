@@ -352,7 +352,10 @@ MESSAGE_DOCS: dict[str, str] = {'Agent': 'An agent: the namespace that owns memo
  'BatchRecallResponse': 'Response of MemoryService.BatchRecall.',
  'BatchStoreMemoriesRequest': 'Request of MemoryService.BatchStoreMemories.',
  'BatchStoreMemoriesResponse': 'Response of MemoryService.BatchStoreMemories.',
+ 'ClusterEngine': 'Cluster mode: an engine the cluster depends on (the log or the control plane).',
  'ClusterNode': 'One node of a cluster. A single server is a cluster of one.',
+ 'ClusterShard': 'Cluster mode: one shard, its log and its owners.',
+ 'ClusterShardOwner': 'Cluster mode: one owner of a shard.',
  'ConsolidateMemoriesRequest': 'Request of MemoryService.ConsolidateMemories.',
  'ConsolidateMemoriesResponse': 'Response of MemoryService.ConsolidateMemories.',
  'CreateApiKeyRequest': 'Request of AdminService.CreateApiKey.',
@@ -454,10 +457,28 @@ FIELD_DOCS: dict[str, dict[str, str]] = {'Agent': {'agent_id': 'The agent id.',
                                                  'retries, merged duplicates or replaced by key).',
                                 'memories': 'The stored memories, in request order.',
                                 'outcomes': 'What each store did, in request order.'},
+ 'ClusterEngine': {'engine': '`nats-jetstream` (the log) or `etcd` (the control plane).',
+                   'healthy': 'Whether it answers and has a leader.',
+                   'leader': 'The current leader, by name; empty when there is none.',
+                   'members': 'Members (servers) of the engine.'},
  'ClusterNode': {'address': 'Address clients reach it at.',
+                 'catching_up_shards': 'Cluster mode: the shards this node is copying from the log '
+                                       'before it serves them.',
                  'healthy': 'Whether the node is serving.',
+                 'max_lag': 'Cluster mode: the most ops this node is behind the log, over its '
+                            'shards.',
                  'node_id': 'Node id.',
-                 'role': 'Role in replication, `leader` for a single node.'},
+                 'role': 'Role in replication, `leader` for a single node; in cluster mode '
+                         '`controller` (the node\n'
+                         'that owns the shard map) or `member`.',
+                 'serving_shards': 'Cluster mode: the shards this node serves.'},
+ 'ClusterShard': {'last_sequence': "The sequence number of the shard log's last op.",
+                  'owners': 'The nodes that own the shard.',
+                  'shard': 'The shard number, 0 to `shard_count` - 1.'},
+ 'ClusterShardOwner': {'applied_sequence': 'The last op of the shard log that the node has '
+                                           'applied.',
+                       'node_id': "The node's id.",
+                       'state': '`serving` or `catching_up`.'},
  'ConsolidateMemoriesRequest': {'agent_id': 'Required. The agent whose memories to consolidate.',
                                 'dry_run': 'List the groups without merging anything.',
                                 'similarity_threshold': 'The cosine similarity from which two '
@@ -514,11 +535,24 @@ FIELD_DOCS: dict[str, dict[str, str]] = {'Agent': {'agent_id': 'The agent id.',
  'GetAgentRequest': {'agent_id': 'Required. The agent id.'},
  'GetAgentResponse': {'agent': 'The agent with its counts.'},
  'GetClusterStatusRequest': {},
- 'GetClusterStatusResponse': {'healthy_node_count': 'Nodes serving.',
+ 'GetClusterStatusResponse': {'control': 'Cluster mode: the control plane (etcd).',
+                              'healthy': 'True when every shard has a serving owner, the log and '
+                                         'the control plane have leaders,\n'
+                                         'and the answering node is a live member; always true for '
+                                         'a single server that serves.',
+                              'healthy_node_count': 'Nodes serving.',
+                              'log': 'Cluster mode: the log (NATS JetStream).',
+                              'mode': '`single` or `cluster`.',
                               'node_count': 'Nodes in the cluster; 1 for a single server.',
+                              'node_id': 'The node that answered.',
                               'nodes': 'The nodes.',
                               'replication_factor': 'Copies kept of each memory; 1 for a single '
-                                                    'server.'},
+                                                    'server.',
+                              'shard_count': 'Cluster mode: the number of shards (fixed when the '
+                                             'cluster is created).',
+                              'shard_map_epoch': "Cluster mode: the shard map's epoch; it only "
+                                                 'increases.',
+                              'shards': 'Cluster mode: every shard, its log position and owners.'},
  'GetMemoryGraphRequest': {'agent_id': 'Required. The agent the memory belongs to.',
                            'depth': 'How many links to follow, 1 to '
                                     '`ServerLimits.max_graph_depth`; 0 means 1.',

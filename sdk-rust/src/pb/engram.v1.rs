@@ -599,9 +599,61 @@ pub struct ClusterNode {
     /// Whether the node is serving.
     #[prost(bool, tag = "3")]
     pub healthy: bool,
-    /// Role in replication, `leader` for a single node.
+    /// Role in replication, `leader` for a single node; in cluster mode `controller` (the node
+    /// that owns the shard map) or `member`.
     #[prost(string, tag = "4")]
     pub role: ::prost::alloc::string::String,
+    /// Cluster mode: the shards this node serves.
+    #[prost(int32, repeated, tag = "5")]
+    pub serving_shards: ::prost::alloc::vec::Vec<i32>,
+    /// Cluster mode: the shards this node is copying from the log before it serves them.
+    #[prost(int32, repeated, tag = "6")]
+    pub catching_up_shards: ::prost::alloc::vec::Vec<i32>,
+    /// Cluster mode: the most ops this node is behind the log, over its shards.
+    #[prost(int64, tag = "7")]
+    pub max_lag: i64,
+}
+/// Cluster mode: one shard, its log and its owners.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ClusterShard {
+    /// The shard number, 0 to `shard_count` - 1.
+    #[prost(int32, tag = "1")]
+    pub shard: i32,
+    /// The sequence number of the shard log's last op.
+    #[prost(int64, tag = "2")]
+    pub last_sequence: i64,
+    /// The nodes that own the shard.
+    #[prost(message, repeated, tag = "3")]
+    pub owners: ::prost::alloc::vec::Vec<ClusterShardOwner>,
+}
+/// Cluster mode: one owner of a shard.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ClusterShardOwner {
+    /// The node's id.
+    #[prost(string, tag = "1")]
+    pub node_id: ::prost::alloc::string::String,
+    /// `serving` or `catching_up`.
+    #[prost(string, tag = "2")]
+    pub state: ::prost::alloc::string::String,
+    /// The last op of the shard log that the node has applied.
+    #[prost(int64, tag = "3")]
+    pub applied_sequence: i64,
+}
+/// Cluster mode: an engine the cluster depends on (the log or the control plane).
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ClusterEngine {
+    /// `nats-jetstream` (the log) or `etcd` (the control plane).
+    #[prost(string, tag = "1")]
+    pub engine: ::prost::alloc::string::String,
+    /// Members (servers) of the engine.
+    #[prost(int32, tag = "2")]
+    pub members: i32,
+    /// The current leader, by name; empty when there is none.
+    #[prost(string, tag = "3")]
+    pub leader: ::prost::alloc::string::String,
+    /// Whether it answers and has a leader.
+    #[prost(bool, tag = "4")]
+    pub healthy: bool,
 }
 /// One embedding vector.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -1297,6 +1349,31 @@ pub struct GetClusterStatusResponse {
     /// The nodes.
     #[prost(message, repeated, tag = "4")]
     pub nodes: ::prost::alloc::vec::Vec<ClusterNode>,
+    /// `single` or `cluster`.
+    #[prost(string, tag = "5")]
+    pub mode: ::prost::alloc::string::String,
+    /// True when every shard has a serving owner, the log and the control plane have leaders,
+    /// and the answering node is a live member; always true for a single server that serves.
+    #[prost(bool, tag = "6")]
+    pub healthy: bool,
+    /// The node that answered.
+    #[prost(string, tag = "7")]
+    pub node_id: ::prost::alloc::string::String,
+    /// Cluster mode: the number of shards (fixed when the cluster is created).
+    #[prost(int32, tag = "8")]
+    pub shard_count: i32,
+    /// Cluster mode: the shard map's epoch; it only increases.
+    #[prost(int64, tag = "9")]
+    pub shard_map_epoch: i64,
+    /// Cluster mode: every shard, its log position and owners.
+    #[prost(message, repeated, tag = "10")]
+    pub shards: ::prost::alloc::vec::Vec<ClusterShard>,
+    /// Cluster mode: the log (NATS JetStream).
+    #[prost(message, optional, tag = "11")]
+    pub log: ::core::option::Option<ClusterEngine>,
+    /// Cluster mode: the control plane (etcd).
+    #[prost(message, optional, tag = "12")]
+    pub control: ::core::option::Option<ClusterEngine>,
 }
 /// Request of EmbeddingService.Embed.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]

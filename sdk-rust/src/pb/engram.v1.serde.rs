@@ -997,6 +997,149 @@ impl<'de> serde::Deserialize<'de> for BatchStoreMemoriesResponse {
         )
     }
 }
+impl serde::Serialize for ClusterEngine {
+    #[allow(deprecated)]
+    fn serialize<S>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error>
+    where
+        S: serde::Serializer,
+    {
+        use serde::ser::SerializeStruct;
+        let mut len = 0;
+        if !self.engine.is_empty() {
+            len += 1;
+        }
+        if self.members != 0 {
+            len += 1;
+        }
+        if !self.leader.is_empty() {
+            len += 1;
+        }
+        if self.healthy {
+            len += 1;
+        }
+        let mut struct_ser = serializer.serialize_struct("engram.v1.ClusterEngine", len)?;
+        if !self.engine.is_empty() {
+            struct_ser.serialize_field("engine", &self.engine)?;
+        }
+        if self.members != 0 {
+            struct_ser.serialize_field("members", &self.members)?;
+        }
+        if !self.leader.is_empty() {
+            struct_ser.serialize_field("leader", &self.leader)?;
+        }
+        if self.healthy {
+            struct_ser.serialize_field("healthy", &self.healthy)?;
+        }
+        struct_ser.end()
+    }
+}
+impl<'de> serde::Deserialize<'de> for ClusterEngine {
+    #[allow(deprecated)]
+    fn deserialize<D>(deserializer: D) -> std::result::Result<Self, D::Error>
+    where
+        D: serde::Deserializer<'de>,
+    {
+        const FIELDS: &[&str] = &["engine", "members", "leader", "healthy"];
+
+        #[allow(clippy::enum_variant_names)]
+        enum GeneratedField {
+            Engine,
+            Members,
+            Leader,
+            Healthy,
+        }
+        impl<'de> serde::Deserialize<'de> for GeneratedField {
+            fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
+            where
+                D: serde::Deserializer<'de>,
+            {
+                struct GeneratedVisitor;
+
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
+                    type Value = GeneratedField;
+
+                    fn expecting(
+                        &self,
+                        formatter: &mut std::fmt::Formatter<'_>,
+                    ) -> std::fmt::Result {
+                        write!(formatter, "expected one of: {:?}", &FIELDS)
+                    }
+
+                    #[allow(unused_variables)]
+                    fn visit_str<E>(self, value: &str) -> std::result::Result<GeneratedField, E>
+                    where
+                        E: serde::de::Error,
+                    {
+                        match value {
+                            "engine" => Ok(GeneratedField::Engine),
+                            "members" => Ok(GeneratedField::Members),
+                            "leader" => Ok(GeneratedField::Leader),
+                            "healthy" => Ok(GeneratedField::Healthy),
+                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                        }
+                    }
+                }
+                deserializer.deserialize_identifier(GeneratedVisitor)
+            }
+        }
+        struct GeneratedVisitor;
+        impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+            type Value = ClusterEngine;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                formatter.write_str("struct engram.v1.ClusterEngine")
+            }
+
+            fn visit_map<V>(self, mut map_: V) -> std::result::Result<ClusterEngine, V::Error>
+            where
+                V: serde::de::MapAccess<'de>,
+            {
+                let mut engine__ = None;
+                let mut members__ = None;
+                let mut leader__ = None;
+                let mut healthy__ = None;
+                while let Some(k) = map_.next_key()? {
+                    match k {
+                        GeneratedField::Engine => {
+                            if engine__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("engine"));
+                            }
+                            engine__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::Members => {
+                            if members__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("members"));
+                            }
+                            members__ = Some(
+                                map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?
+                                    .0,
+                            );
+                        }
+                        GeneratedField::Leader => {
+                            if leader__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("leader"));
+                            }
+                            leader__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::Healthy => {
+                            if healthy__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("healthy"));
+                            }
+                            healthy__ = Some(map_.next_value()?);
+                        }
+                    }
+                }
+                Ok(ClusterEngine {
+                    engine: engine__.unwrap_or_default(),
+                    members: members__.unwrap_or_default(),
+                    leader: leader__.unwrap_or_default(),
+                    healthy: healthy__.unwrap_or_default(),
+                })
+            }
+        }
+        deserializer.deserialize_struct("engram.v1.ClusterEngine", FIELDS, GeneratedVisitor)
+    }
+}
 impl serde::Serialize for ClusterNode {
     #[allow(deprecated)]
     fn serialize<S>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error>
@@ -1017,6 +1160,15 @@ impl serde::Serialize for ClusterNode {
         if !self.role.is_empty() {
             len += 1;
         }
+        if !self.serving_shards.is_empty() {
+            len += 1;
+        }
+        if !self.catching_up_shards.is_empty() {
+            len += 1;
+        }
+        if self.max_lag != 0 {
+            len += 1;
+        }
         let mut struct_ser = serializer.serialize_struct("engram.v1.ClusterNode", len)?;
         if !self.node_id.is_empty() {
             struct_ser.serialize_field("node_id", &self.node_id)?;
@@ -1030,6 +1182,17 @@ impl serde::Serialize for ClusterNode {
         if !self.role.is_empty() {
             struct_ser.serialize_field("role", &self.role)?;
         }
+        if !self.serving_shards.is_empty() {
+            struct_ser.serialize_field("serving_shards", &self.serving_shards)?;
+        }
+        if !self.catching_up_shards.is_empty() {
+            struct_ser.serialize_field("catching_up_shards", &self.catching_up_shards)?;
+        }
+        if self.max_lag != 0 {
+            #[allow(clippy::needless_borrow)]
+            #[allow(clippy::needless_borrows_for_generic_args)]
+            struct_ser.serialize_field("max_lag", ToString::to_string(&self.max_lag).as_str())?;
+        }
         struct_ser.end()
     }
 }
@@ -1039,7 +1202,19 @@ impl<'de> serde::Deserialize<'de> for ClusterNode {
     where
         D: serde::Deserializer<'de>,
     {
-        const FIELDS: &[&str] = &["node_id", "nodeId", "address", "healthy", "role"];
+        const FIELDS: &[&str] = &[
+            "node_id",
+            "nodeId",
+            "address",
+            "healthy",
+            "role",
+            "serving_shards",
+            "servingShards",
+            "catching_up_shards",
+            "catchingUpShards",
+            "max_lag",
+            "maxLag",
+        ];
 
         #[allow(clippy::enum_variant_names)]
         enum GeneratedField {
@@ -1047,6 +1222,9 @@ impl<'de> serde::Deserialize<'de> for ClusterNode {
             Address,
             Healthy,
             Role,
+            ServingShards,
+            CatchingUpShards,
+            MaxLag,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -1075,6 +1253,11 @@ impl<'de> serde::Deserialize<'de> for ClusterNode {
                             "address" => Ok(GeneratedField::Address),
                             "healthy" => Ok(GeneratedField::Healthy),
                             "role" => Ok(GeneratedField::Role),
+                            "servingShards" | "serving_shards" => Ok(GeneratedField::ServingShards),
+                            "catchingUpShards" | "catching_up_shards" => {
+                                Ok(GeneratedField::CatchingUpShards)
+                            }
+                            "maxLag" | "max_lag" => Ok(GeneratedField::MaxLag),
                             _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
                         }
                     }
@@ -1098,6 +1281,9 @@ impl<'de> serde::Deserialize<'de> for ClusterNode {
                 let mut address__ = None;
                 let mut healthy__ = None;
                 let mut role__ = None;
+                let mut serving_shards__ = None;
+                let mut catching_up_shards__ = None;
+                let mut max_lag__ = None;
                 while let Some(k) = map_.next_key()? {
                     match k {
                         GeneratedField::NodeId => {
@@ -1124,6 +1310,37 @@ impl<'de> serde::Deserialize<'de> for ClusterNode {
                             }
                             role__ = Some(map_.next_value()?);
                         }
+                        GeneratedField::ServingShards => {
+                            if serving_shards__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("servingShards"));
+                            }
+                            serving_shards__ = Some(
+                                map_.next_value::<Vec<::pbjson::private::NumberDeserialize<_>>>()?
+                                    .into_iter()
+                                    .map(|x| x.0)
+                                    .collect(),
+                            );
+                        }
+                        GeneratedField::CatchingUpShards => {
+                            if catching_up_shards__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("catchingUpShards"));
+                            }
+                            catching_up_shards__ = Some(
+                                map_.next_value::<Vec<::pbjson::private::NumberDeserialize<_>>>()?
+                                    .into_iter()
+                                    .map(|x| x.0)
+                                    .collect(),
+                            );
+                        }
+                        GeneratedField::MaxLag => {
+                            if max_lag__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("maxLag"));
+                            }
+                            max_lag__ = Some(
+                                map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?
+                                    .0,
+                            );
+                        }
                     }
                 }
                 Ok(ClusterNode {
@@ -1131,10 +1348,288 @@ impl<'de> serde::Deserialize<'de> for ClusterNode {
                     address: address__.unwrap_or_default(),
                     healthy: healthy__.unwrap_or_default(),
                     role: role__.unwrap_or_default(),
+                    serving_shards: serving_shards__.unwrap_or_default(),
+                    catching_up_shards: catching_up_shards__.unwrap_or_default(),
+                    max_lag: max_lag__.unwrap_or_default(),
                 })
             }
         }
         deserializer.deserialize_struct("engram.v1.ClusterNode", FIELDS, GeneratedVisitor)
+    }
+}
+impl serde::Serialize for ClusterShard {
+    #[allow(deprecated)]
+    fn serialize<S>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error>
+    where
+        S: serde::Serializer,
+    {
+        use serde::ser::SerializeStruct;
+        let mut len = 0;
+        if self.shard != 0 {
+            len += 1;
+        }
+        if self.last_sequence != 0 {
+            len += 1;
+        }
+        if !self.owners.is_empty() {
+            len += 1;
+        }
+        let mut struct_ser = serializer.serialize_struct("engram.v1.ClusterShard", len)?;
+        if self.shard != 0 {
+            struct_ser.serialize_field("shard", &self.shard)?;
+        }
+        if self.last_sequence != 0 {
+            #[allow(clippy::needless_borrow)]
+            #[allow(clippy::needless_borrows_for_generic_args)]
+            struct_ser.serialize_field(
+                "last_sequence",
+                ToString::to_string(&self.last_sequence).as_str(),
+            )?;
+        }
+        if !self.owners.is_empty() {
+            struct_ser.serialize_field("owners", &self.owners)?;
+        }
+        struct_ser.end()
+    }
+}
+impl<'de> serde::Deserialize<'de> for ClusterShard {
+    #[allow(deprecated)]
+    fn deserialize<D>(deserializer: D) -> std::result::Result<Self, D::Error>
+    where
+        D: serde::Deserializer<'de>,
+    {
+        const FIELDS: &[&str] = &["shard", "last_sequence", "lastSequence", "owners"];
+
+        #[allow(clippy::enum_variant_names)]
+        enum GeneratedField {
+            Shard,
+            LastSequence,
+            Owners,
+        }
+        impl<'de> serde::Deserialize<'de> for GeneratedField {
+            fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
+            where
+                D: serde::Deserializer<'de>,
+            {
+                struct GeneratedVisitor;
+
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
+                    type Value = GeneratedField;
+
+                    fn expecting(
+                        &self,
+                        formatter: &mut std::fmt::Formatter<'_>,
+                    ) -> std::fmt::Result {
+                        write!(formatter, "expected one of: {:?}", &FIELDS)
+                    }
+
+                    #[allow(unused_variables)]
+                    fn visit_str<E>(self, value: &str) -> std::result::Result<GeneratedField, E>
+                    where
+                        E: serde::de::Error,
+                    {
+                        match value {
+                            "shard" => Ok(GeneratedField::Shard),
+                            "lastSequence" | "last_sequence" => Ok(GeneratedField::LastSequence),
+                            "owners" => Ok(GeneratedField::Owners),
+                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                        }
+                    }
+                }
+                deserializer.deserialize_identifier(GeneratedVisitor)
+            }
+        }
+        struct GeneratedVisitor;
+        impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+            type Value = ClusterShard;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                formatter.write_str("struct engram.v1.ClusterShard")
+            }
+
+            fn visit_map<V>(self, mut map_: V) -> std::result::Result<ClusterShard, V::Error>
+            where
+                V: serde::de::MapAccess<'de>,
+            {
+                let mut shard__ = None;
+                let mut last_sequence__ = None;
+                let mut owners__ = None;
+                while let Some(k) = map_.next_key()? {
+                    match k {
+                        GeneratedField::Shard => {
+                            if shard__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("shard"));
+                            }
+                            shard__ = Some(
+                                map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?
+                                    .0,
+                            );
+                        }
+                        GeneratedField::LastSequence => {
+                            if last_sequence__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("lastSequence"));
+                            }
+                            last_sequence__ = Some(
+                                map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?
+                                    .0,
+                            );
+                        }
+                        GeneratedField::Owners => {
+                            if owners__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("owners"));
+                            }
+                            owners__ = Some(map_.next_value()?);
+                        }
+                    }
+                }
+                Ok(ClusterShard {
+                    shard: shard__.unwrap_or_default(),
+                    last_sequence: last_sequence__.unwrap_or_default(),
+                    owners: owners__.unwrap_or_default(),
+                })
+            }
+        }
+        deserializer.deserialize_struct("engram.v1.ClusterShard", FIELDS, GeneratedVisitor)
+    }
+}
+impl serde::Serialize for ClusterShardOwner {
+    #[allow(deprecated)]
+    fn serialize<S>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error>
+    where
+        S: serde::Serializer,
+    {
+        use serde::ser::SerializeStruct;
+        let mut len = 0;
+        if !self.node_id.is_empty() {
+            len += 1;
+        }
+        if !self.state.is_empty() {
+            len += 1;
+        }
+        if self.applied_sequence != 0 {
+            len += 1;
+        }
+        let mut struct_ser = serializer.serialize_struct("engram.v1.ClusterShardOwner", len)?;
+        if !self.node_id.is_empty() {
+            struct_ser.serialize_field("node_id", &self.node_id)?;
+        }
+        if !self.state.is_empty() {
+            struct_ser.serialize_field("state", &self.state)?;
+        }
+        if self.applied_sequence != 0 {
+            #[allow(clippy::needless_borrow)]
+            #[allow(clippy::needless_borrows_for_generic_args)]
+            struct_ser.serialize_field(
+                "applied_sequence",
+                ToString::to_string(&self.applied_sequence).as_str(),
+            )?;
+        }
+        struct_ser.end()
+    }
+}
+impl<'de> serde::Deserialize<'de> for ClusterShardOwner {
+    #[allow(deprecated)]
+    fn deserialize<D>(deserializer: D) -> std::result::Result<Self, D::Error>
+    where
+        D: serde::Deserializer<'de>,
+    {
+        const FIELDS: &[&str] = &[
+            "node_id",
+            "nodeId",
+            "state",
+            "applied_sequence",
+            "appliedSequence",
+        ];
+
+        #[allow(clippy::enum_variant_names)]
+        enum GeneratedField {
+            NodeId,
+            State,
+            AppliedSequence,
+        }
+        impl<'de> serde::Deserialize<'de> for GeneratedField {
+            fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
+            where
+                D: serde::Deserializer<'de>,
+            {
+                struct GeneratedVisitor;
+
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
+                    type Value = GeneratedField;
+
+                    fn expecting(
+                        &self,
+                        formatter: &mut std::fmt::Formatter<'_>,
+                    ) -> std::fmt::Result {
+                        write!(formatter, "expected one of: {:?}", &FIELDS)
+                    }
+
+                    #[allow(unused_variables)]
+                    fn visit_str<E>(self, value: &str) -> std::result::Result<GeneratedField, E>
+                    where
+                        E: serde::de::Error,
+                    {
+                        match value {
+                            "nodeId" | "node_id" => Ok(GeneratedField::NodeId),
+                            "state" => Ok(GeneratedField::State),
+                            "appliedSequence" | "applied_sequence" => {
+                                Ok(GeneratedField::AppliedSequence)
+                            }
+                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                        }
+                    }
+                }
+                deserializer.deserialize_identifier(GeneratedVisitor)
+            }
+        }
+        struct GeneratedVisitor;
+        impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+            type Value = ClusterShardOwner;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                formatter.write_str("struct engram.v1.ClusterShardOwner")
+            }
+
+            fn visit_map<V>(self, mut map_: V) -> std::result::Result<ClusterShardOwner, V::Error>
+            where
+                V: serde::de::MapAccess<'de>,
+            {
+                let mut node_id__ = None;
+                let mut state__ = None;
+                let mut applied_sequence__ = None;
+                while let Some(k) = map_.next_key()? {
+                    match k {
+                        GeneratedField::NodeId => {
+                            if node_id__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("nodeId"));
+                            }
+                            node_id__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::State => {
+                            if state__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("state"));
+                            }
+                            state__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::AppliedSequence => {
+                            if applied_sequence__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("appliedSequence"));
+                            }
+                            applied_sequence__ = Some(
+                                map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?
+                                    .0,
+                            );
+                        }
+                    }
+                }
+                Ok(ClusterShardOwner {
+                    node_id: node_id__.unwrap_or_default(),
+                    state: state__.unwrap_or_default(),
+                    applied_sequence: applied_sequence__.unwrap_or_default(),
+                })
+            }
+        }
+        deserializer.deserialize_struct("engram.v1.ClusterShardOwner", FIELDS, GeneratedVisitor)
     }
 }
 impl serde::Serialize for ConsolidateMemoriesRequest {
@@ -3500,6 +3995,30 @@ impl serde::Serialize for GetClusterStatusResponse {
         if !self.nodes.is_empty() {
             len += 1;
         }
+        if !self.mode.is_empty() {
+            len += 1;
+        }
+        if self.healthy {
+            len += 1;
+        }
+        if !self.node_id.is_empty() {
+            len += 1;
+        }
+        if self.shard_count != 0 {
+            len += 1;
+        }
+        if self.shard_map_epoch != 0 {
+            len += 1;
+        }
+        if !self.shards.is_empty() {
+            len += 1;
+        }
+        if self.log.is_some() {
+            len += 1;
+        }
+        if self.control.is_some() {
+            len += 1;
+        }
         let mut struct_ser =
             serializer.serialize_struct("engram.v1.GetClusterStatusResponse", len)?;
         if self.node_count != 0 {
@@ -3513,6 +4032,35 @@ impl serde::Serialize for GetClusterStatusResponse {
         }
         if !self.nodes.is_empty() {
             struct_ser.serialize_field("nodes", &self.nodes)?;
+        }
+        if !self.mode.is_empty() {
+            struct_ser.serialize_field("mode", &self.mode)?;
+        }
+        if self.healthy {
+            struct_ser.serialize_field("healthy", &self.healthy)?;
+        }
+        if !self.node_id.is_empty() {
+            struct_ser.serialize_field("node_id", &self.node_id)?;
+        }
+        if self.shard_count != 0 {
+            struct_ser.serialize_field("shard_count", &self.shard_count)?;
+        }
+        if self.shard_map_epoch != 0 {
+            #[allow(clippy::needless_borrow)]
+            #[allow(clippy::needless_borrows_for_generic_args)]
+            struct_ser.serialize_field(
+                "shard_map_epoch",
+                ToString::to_string(&self.shard_map_epoch).as_str(),
+            )?;
+        }
+        if !self.shards.is_empty() {
+            struct_ser.serialize_field("shards", &self.shards)?;
+        }
+        if let Some(v) = self.log.as_ref() {
+            struct_ser.serialize_field("log", v)?;
+        }
+        if let Some(v) = self.control.as_ref() {
+            struct_ser.serialize_field("control", v)?;
         }
         struct_ser.end()
     }
@@ -3531,6 +4079,17 @@ impl<'de> serde::Deserialize<'de> for GetClusterStatusResponse {
             "replication_factor",
             "replicationFactor",
             "nodes",
+            "mode",
+            "healthy",
+            "node_id",
+            "nodeId",
+            "shard_count",
+            "shardCount",
+            "shard_map_epoch",
+            "shardMapEpoch",
+            "shards",
+            "log",
+            "control",
         ];
 
         #[allow(clippy::enum_variant_names)]
@@ -3539,6 +4098,14 @@ impl<'de> serde::Deserialize<'de> for GetClusterStatusResponse {
             HealthyNodeCount,
             ReplicationFactor,
             Nodes,
+            Mode,
+            Healthy,
+            NodeId,
+            ShardCount,
+            ShardMapEpoch,
+            Shards,
+            Log,
+            Control,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -3571,6 +4138,16 @@ impl<'de> serde::Deserialize<'de> for GetClusterStatusResponse {
                                 Ok(GeneratedField::ReplicationFactor)
                             }
                             "nodes" => Ok(GeneratedField::Nodes),
+                            "mode" => Ok(GeneratedField::Mode),
+                            "healthy" => Ok(GeneratedField::Healthy),
+                            "nodeId" | "node_id" => Ok(GeneratedField::NodeId),
+                            "shardCount" | "shard_count" => Ok(GeneratedField::ShardCount),
+                            "shardMapEpoch" | "shard_map_epoch" => {
+                                Ok(GeneratedField::ShardMapEpoch)
+                            }
+                            "shards" => Ok(GeneratedField::Shards),
+                            "log" => Ok(GeneratedField::Log),
+                            "control" => Ok(GeneratedField::Control),
                             _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
                         }
                     }
@@ -3597,6 +4174,14 @@ impl<'de> serde::Deserialize<'de> for GetClusterStatusResponse {
                 let mut healthy_node_count__ = None;
                 let mut replication_factor__ = None;
                 let mut nodes__ = None;
+                let mut mode__ = None;
+                let mut healthy__ = None;
+                let mut node_id__ = None;
+                let mut shard_count__ = None;
+                let mut shard_map_epoch__ = None;
+                let mut shards__ = None;
+                let mut log__ = None;
+                let mut control__ = None;
                 while let Some(k) = map_.next_key()? {
                     match k {
                         GeneratedField::NodeCount => {
@@ -3632,6 +4217,60 @@ impl<'de> serde::Deserialize<'de> for GetClusterStatusResponse {
                             }
                             nodes__ = Some(map_.next_value()?);
                         }
+                        GeneratedField::Mode => {
+                            if mode__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("mode"));
+                            }
+                            mode__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::Healthy => {
+                            if healthy__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("healthy"));
+                            }
+                            healthy__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::NodeId => {
+                            if node_id__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("nodeId"));
+                            }
+                            node_id__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::ShardCount => {
+                            if shard_count__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("shardCount"));
+                            }
+                            shard_count__ = Some(
+                                map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?
+                                    .0,
+                            );
+                        }
+                        GeneratedField::ShardMapEpoch => {
+                            if shard_map_epoch__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("shardMapEpoch"));
+                            }
+                            shard_map_epoch__ = Some(
+                                map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?
+                                    .0,
+                            );
+                        }
+                        GeneratedField::Shards => {
+                            if shards__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("shards"));
+                            }
+                            shards__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::Log => {
+                            if log__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("log"));
+                            }
+                            log__ = map_.next_value()?;
+                        }
+                        GeneratedField::Control => {
+                            if control__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("control"));
+                            }
+                            control__ = map_.next_value()?;
+                        }
                     }
                 }
                 Ok(GetClusterStatusResponse {
@@ -3639,6 +4278,14 @@ impl<'de> serde::Deserialize<'de> for GetClusterStatusResponse {
                     healthy_node_count: healthy_node_count__.unwrap_or_default(),
                     replication_factor: replication_factor__.unwrap_or_default(),
                     nodes: nodes__.unwrap_or_default(),
+                    mode: mode__.unwrap_or_default(),
+                    healthy: healthy__.unwrap_or_default(),
+                    node_id: node_id__.unwrap_or_default(),
+                    shard_count: shard_count__.unwrap_or_default(),
+                    shard_map_epoch: shard_map_epoch__.unwrap_or_default(),
+                    shards: shards__.unwrap_or_default(),
+                    log: log__,
+                    control: control__,
                 })
             }
         }

@@ -30,6 +30,7 @@ from .state import ServerState
 
 if TYPE_CHECKING:
     from .auth import Authenticator
+    from .cluster.node import ClusterNode
     from .engine.engine import Engine
     from .service.base import CallContext
     from .service.registry import Registry
@@ -42,12 +43,12 @@ log = logging.getLogger("engram.server")
 CORS_ALLOW_HEADERS = (
     "authorization, content-type, x-grpc-web, x-user-agent, grpc-timeout, "
     "grpc-accept-encoding, grpc-encoding, connect-protocol-version, connect-timeout-ms, "
-    "connect-content-encoding, connect-accept-encoding, content-encoding"
+    "connect-content-encoding, connect-accept-encoding, content-encoding, x-engram-token"
 )
 # Response headers a page may read: gRPC-Web's status, and the encodings Connect names.
 CORS_EXPOSE_HEADERS = (
     b"grpc-status, grpc-message, grpc-status-details-bin, grpc-encoding, content-type, "
-    b"content-encoding, accept-encoding, connect-content-encoding, connect-accept-encoding"
+    b"content-encoding, accept-encoding, connect-content-encoding, connect-accept-encoding, x-engram-token"
 )
 
 
@@ -75,6 +76,7 @@ class EngramApp:
         self.grpc: GrpcTransport
         self.connect: ConnectTransport
         self._warm_up_started = False
+        self.cluster: ClusterNode | None = None  # cluster mode (--cluster-etcd/--cluster-nats)
         self.serving = threading.Event()  # set once startup() has built the transports
         # `serve` pauses the garbage collector while the process imports and starts (the
         # collections that all those allocations trigger cost a tenth of the start-up):
@@ -103,6 +105,12 @@ class EngramApp:
             assert self.engine is not None
             self.auth = Authenticator(self.engine, self.config.api_key)
             self.registry = Registry(api(), self.engine, self.config, self.auth, self.metrics, self.state)
+            if self.config.cluster_enabled:
+                from .cluster.node import ClusterNode
+
+                self.cluster = ClusterNode(self.config, self.engine, self.registry)
+                await self.cluster.start()
+                self.registry.route_through(self.cluster.wrap)
             self.rest = RestTransport(self)
             self.grpc = GrpcTransport(self)
             self.connect = ConnectTransport(self)
@@ -146,6 +154,9 @@ class EngramApp:
     async def shutdown(self) -> None:
         self.state.stopping = True
         self.access.flush()
+        if self.cluster is not None:
+            await self.cluster.stop()
+            event(log, "left the cluster")
         if self.close_engine and self.engine is not None:
             await asyncio.get_running_loop().run_in_executor(None, self.engine.close)
             event(log, "engine closed")

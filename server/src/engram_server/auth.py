@@ -17,12 +17,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .engine import clock
 from .engine.models import ApiKeyRecord
 
 if TYPE_CHECKING:
     from .engine.engine import Engine
 
 import asyncio
+import base64
 import contextlib
 import hashlib
 import hmac
@@ -80,7 +82,13 @@ def hash_key(key: str) -> bytes:
 
 
 def new_key() -> tuple[str, str]:
-    """(key_id, full key)."""
+    """(key_id, full key). A key created by a write replayed from a cluster log is the same on
+    every node: it derives from the write's secret (clock.Replay), which the log holds encrypted."""
+    replay = clock.current()
+    if replay is not None and replay.secret:
+        d = hashlib.blake2b(replay.secret, digest_size=38, person=b"engram-api-key").digest()
+        token = base64.urlsafe_b64encode(d[6:]).rstrip(b"=").decode()
+        return d[:6].hex(), f"{KEY_PREFIX}{d[:6].hex()}_{token}"
     key_id = secrets.token_hex(6)
     return key_id, f"{KEY_PREFIX}{key_id}_{secrets.token_urlsafe(32)}"
 

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 
 import ipaddress
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -93,11 +94,31 @@ class Config:
     header_timeout: float = 10.0
     body_timeout: float = 30.0
     max_stream_resets: int = 500
+    # Cluster mode (docs/design/cluster.md): on when etcd endpoints and NATS servers are set.
+    cluster_etcd: list[str] = field(default_factory=list)
+    cluster_nats: list[str] = field(default_factory=list)
+    cluster_node_id: str = ""
+    cluster_advertise_url: str = ""
+    cluster_shards: int = 64
+    cluster_replication: int = 2
+    cluster_lease_ttl: float = 5.0
+    cluster_log_replicas: int = 3
+    cluster_nats_user: str = ""
+    cluster_nats_password: str = ""
+    cluster_etcd_user: str = ""
+    cluster_etcd_password: str = ""
+    cluster_tls_ca: Path | None = None
+    cluster_tls_cert: Path | None = None
+    cluster_tls_key: Path | None = None
 
     # --- derived --------------------------------------------------------------------------
     @property
     def auth_required(self) -> bool:
         return bool(self.api_key)
+
+    @property
+    def cluster_enabled(self) -> bool:
+        return bool(self.cluster_etcd or self.cluster_nats)
 
     def host_is_loopback(self) -> bool:
         return is_loopback(self.host)
@@ -152,10 +173,46 @@ class Config:
             raise ValueError(f"--maintenance-interval must be between 0.05 and 86400, got {self.maintenance_interval}")
         if not 0.05 <= self.access_flush_seconds <= 3600:
             raise ValueError(f"--access-flush-seconds must be between 0.05 and 3600, got {self.access_flush_seconds}")
+        if self.cluster_enabled:
+            self._validate_cluster()
         for name in ("http1_idle_timeout", "http2_idle_timeout", "header_timeout", "body_timeout"):
             v = getattr(self, name)
             if not 0.1 <= v <= 86400:
                 raise ValueError(f"--{name.replace('_', '-')} must be between 0.1 and 86400 seconds, got {v}")
+
+    def _validate_cluster(self) -> None:
+        if not self.cluster_etcd or not self.cluster_nats:
+            raise ValueError("cluster mode needs both --cluster-etcd (etcd endpoints) and --cluster-nats (NATS servers)")
+        if not self.cluster_node_id or not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", self.cluster_node_id):
+            raise ValueError("cluster mode needs --cluster-node-id: 1 to 64 characters of [A-Za-z0-9_-], unique per node")
+        if not self.encryption_key and self.encryption_key_file is None:
+            raise ValueError(
+                "cluster mode needs the cluster's shared encryption key (--encryption-key or "
+                "--encryption-key-file): every node reads the log that the others encrypt"
+            )
+        if not 1 <= self.cluster_shards <= 1024:
+            raise ValueError(f"--cluster-shards must be 1..1024, got {self.cluster_shards}")
+        if not 1 <= self.cluster_replication <= 5:
+            raise ValueError(f"--cluster-replication must be 1..5, got {self.cluster_replication}")
+        if not 1 <= self.cluster_log_replicas <= 3:
+            raise ValueError(f"--cluster-log-replicas must be 1..3, got {self.cluster_log_replicas}")
+        if not 1.0 <= self.cluster_lease_ttl <= 60.0:
+            raise ValueError(f"--cluster-lease-ttl must be 1..60 seconds, got {self.cluster_lease_ttl}")
+        if bool(self.cluster_etcd_user) != bool(self.cluster_etcd_password):
+            raise ValueError("--cluster-etcd-user and --cluster-etcd-password go together")
+        if bool(self.cluster_tls_cert) != bool(self.cluster_tls_key):
+            raise ValueError("--cluster-tls-cert and --cluster-tls-key go together")
+        for url in self.cluster_etcd:
+            if not re.fullmatch(r"(https?://)?[A-Za-z0-9._-]+:\d{1,5}", url):
+                raise ValueError(f"--cluster-etcd: {url!r} is not host:port (or http(s)://host:port)")
+        for url in self.cluster_nats:
+            if not re.fullmatch(r"(nats|tls)://[A-Za-z0-9._-]+:\d{1,5}", url):
+                raise ValueError(f"--cluster-nats: {url!r} is not nats://host:port (or tls://host:port)")
+
+    @property
+    def cluster_url(self) -> str:
+        """The URL other nodes and `cluster status` give for this node."""
+        return self.cluster_advertise_url or f"http://{self.host}:{self.port}"
 
     def encryption_key_bytes(self) -> bytes | None:
         if not self.encryption_key:
@@ -383,6 +440,21 @@ OPTIONS: list[Option] = [
         "Most streams a client may reset (RST_STREAM) on one HTTP/2 connection within 10 s; more "
         "gets GOAWAY (ENHANCE_YOUR_CALM) and the connection is closed.",
     ),
+    Option("cluster_etcd", "list", "Cluster mode: etcd endpoints, host:port (comma-separated). Unset: single node."),
+    Option("cluster_nats", "list", "Cluster mode: NATS servers with JetStream, nats://host:port (comma-separated)."),
+    Option("cluster_node_id", "str", "Cluster mode: this node's id, unique in the cluster and kept across restarts."),
+    Option("cluster_advertise_url", "str", "Cluster mode: the URL other nodes and clients reach this node at."),
+    Option("cluster_shards", "int", "Cluster mode: shard count, fixed when the cluster is created (1..1024)."),
+    Option("cluster_replication", "int", "Cluster mode: Engram nodes serving each shard (1..5)."),
+    Option("cluster_lease_ttl", "float", "Cluster mode: seconds a silent node keeps its shards (etcd lease)."),
+    Option("cluster_log_replicas", "int", "Cluster mode: NATS servers holding each shard's log (1..3; 3 in production)."),
+    Option("cluster_nats_user", "str", "Cluster mode: NATS user name."),
+    Option("cluster_nats_password", "str", "Cluster mode: NATS password.", secret=True),
+    Option("cluster_etcd_user", "str", "Cluster mode: etcd user name."),
+    Option("cluster_etcd_password", "str", "Cluster mode: etcd password.", secret=True),
+    Option("cluster_tls_ca", "path", "Cluster mode: CA certificate file for TLS to etcd and NATS."),
+    Option("cluster_tls_cert", "path", "Cluster mode: client certificate file for TLS to etcd and NATS."),
+    Option("cluster_tls_key", "path", "Cluster mode: client key file for TLS to etcd and NATS."),
 ]
 OPTION_BY_NAME = {o.name: o for o in OPTIONS}
 

@@ -21,7 +21,7 @@ from concurrent.futures import Future
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from . import codec
+from . import clock, codec
 from .agent import AgentState, load_agent
 from .catalogue import Entry
 from .errors import DataCorrupted, FailedPrecondition, NotFound
@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 
 def now() -> float:
     """Wall-clock seconds at the microsecond (the precision stored and returned)."""
-    return round(time.time(), 6)
+    return round(clock.now(), 6)
 
 
 class AgentStore:

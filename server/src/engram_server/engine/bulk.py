@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from . import codec
+from . import clock, codec
 from .agent import AgentState
 from .agent_store import AgentStore, now
 from .catalogue import Entry, compile_filter
@@ -81,7 +81,7 @@ class Bulk:
         (catalogue.normalise_content) count as similarity 1."""
         agents = self._agents
         st = agents.get(agent_id)
-        t = time.time()
+        t = clock.now()
         with st.lock:
             live = [e for e in st.entries.values() if e.live(t)]
         ids = [e.id for e in live]

@@ -7,6 +7,7 @@ import json
 import time
 from typing import Any
 
+from . import clock
 from .access import AccessTracker
 from .agent import AgentState
 from .agent_store import AgentStore
@@ -71,7 +72,7 @@ class Directory:
             # get is one deletion per memory.
             self._events.purge_agent(b, st.qa)
             versions = [(mid, st.entries[mid].version) for mid in ids]
-            self._events.add_many(b, st.qa, EventType.DELETED, agent_id, versions, time.time())
+            self._events.add_many(b, st.qa, EventType.DELETED, agent_id, versions, clock.now())
             fut = agents.storage.write_async(b)
             st.deleted = True
             agents.evict(st)

@@ -26,6 +26,7 @@ from dataclasses import fields
 
 import orjson
 
+from . import clock
 from .errors import OutOfRange
 from .models import EventPage, EventType, Memory, MemoryEvent, MemoryType
 from .storage import CF_EVENTS, CF_META, Batch, Storage, event_key, event_position_of
@@ -79,7 +80,7 @@ class EventLog:
             "a": agent_id,
             "m": memory_id,
             "v": version,
-            "ts": t if t is not None else time.time(),
+            "ts": t if t is not None else clock.now(),
         }
         if memory is not None:
             r = {name: getattr(memory, name) for name in _MEMORY_FIELDS}

@@ -40,6 +40,7 @@ from rocksdict import (
     WriteOptions,
 )
 
+from . import clock
 from .crypto import Cipher
 from .errors import DataCorrupted, EngineError, FailedPrecondition, WrongEncryptionKey
 
@@ -505,6 +506,9 @@ class Storage:
         committer = self._committer
         if committer is None:
             raise EngineError("storage is closed")
+        replay = clock.current()
+        if replay is not None and replay.mark is not None:
+            batch.put(CF_META, *replay.mark)  # the log position commits with the change (clock.py)
         if not batch.events:
             return committer.submit(batch)
         with self._event_lock:  # positions in enqueue order, which is commit order

@@ -15,13 +15,12 @@ the newer values winning, the access count plus one; the old version goes to his
 
 from __future__ import annotations
 
-import time
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
 
 import numpy as np
 
-from . import codec
+from . import clock, codec
 from .agent import AgentState
 from .agent_store import AgentStore, now
 from .catalogue import Entry, compile_filter, content_hash, normalise_content
@@ -174,7 +173,7 @@ class Writes:
         ]
         if not asks or st.vindex is None:
             return {}
-        t = time.time()
+        t = clock.now()
         entries = st.entries
 
         def live(mid: str) -> bool:

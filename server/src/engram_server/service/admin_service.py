@@ -7,6 +7,7 @@ import time
 
 from .. import __version__, pb
 from ..auth import ROLES, hash_key, new_key
+from ..engine import clock
 from ..engine.models import ApiKeyRecord
 from ..errors import RpcError, invalid
 from . import convert as cv
@@ -71,7 +72,7 @@ class AdminService(ServiceBase):
             raise invalid("agent_ids", f"has more than {self.config.max_page_size} agents")
         if req.agent_id_prefix and not v.AGENT_RE.match(req.agent_id_prefix):
             raise invalid("agent_id_prefix", "must be 1 to 128 characters of [A-Za-z0-9._:@-]")
-        now = time.time()
+        now = clock.now()
         v.ttl_seconds(req.ttl_seconds, now)
         key_id, key = new_key()
         record = ApiKeyRecord(
@@ -119,7 +120,7 @@ class AdminService(ServiceBase):
                 if record is None:
                     return None
                 if not record.revoked_at:
-                    record.revoked_at = time.time()
+                    record.revoked_at = clock.now()
                     self.engine.put_api_key(record)
                 return record
 
@@ -139,6 +140,9 @@ class AdminService(ServiceBase):
             node_count=1,
             healthy_node_count=1 if healthy else 0,
             replication_factor=1,
+            mode="single",
+            healthy=healthy,
+            node_id=socket.gethostname(),
             nodes=[
                 pb.ClusterNode(
                     node_id=socket.gethostname(),

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -10,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..auth import Authenticator, Principal
+from ..engine import clock
 from ..errors import RpcError, from_engine_error, invalid
 from . import validation
 
@@ -66,6 +69,9 @@ class CallContext:
     principal: Principal | None = None
     agent_id: str = ""  # for the access log
     deadline: float | None = None  # loop.time() at which the call expires
+    # Cluster mode: the token a read waits for (x-engram-token) and the one a write returns.
+    consistency_token: str = ""
+    response_token: str = ""
     started: float = field(default_factory=time.perf_counter)
 
     @property
@@ -91,6 +97,8 @@ class ServiceBase:
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """Call the engine in its worker pool; engine errors become RpcErrors."""
         loop = asyncio.get_running_loop()
+        if clock.current() is not None:  # a write applied from the cluster log: keep its clock
+            fn = functools.partial(contextvars.copy_context().run, fn)
         try:
             return await loop.run_in_executor(self.engine.executor, fn, *args)
         except RpcError:

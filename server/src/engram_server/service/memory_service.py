@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 
 from .. import pb
+from ..engine import clock
 from ..engine import models as m
 from ..errors import RpcError, invalid
 from . import convert as cv
@@ -29,7 +29,7 @@ class MemoryService(ServiceBase):
         return cv.new_memory_from_pb(req, now, policy, self.config.duplicate_threshold)
 
     async def store_memory(self, req: pb.StoreMemoryRequest, ctx: CallContext) -> pb.StoreMemoryResponse:
-        now = time.time()
+        now = clock.now()
         v.store_request(req, self.config, now)
         ctx.who.require_agent(req.agent_id)
         ctx.note_agent(req.agent_id)
@@ -43,7 +43,7 @@ class MemoryService(ServiceBase):
         self, req: pb.BatchStoreMemoriesRequest, ctx: CallContext
     ) -> pb.BatchStoreMemoriesResponse:
         v.batch(req.requests, self.config, "requests")
-        now = time.time()
+        now = clock.now()
         first = req.requests[0].agent_id
         seen: set[str] = set()
         seen_keys: set[str] = set()
@@ -85,7 +85,7 @@ class MemoryService(ServiceBase):
             raise invalid("memory", "required")
         msg = req.memory
         v.memory_id(msg.id, "memory.id")
-        now = time.time()
+        now = clock.now()
         v.ttl_seconds(req.ttl_seconds, now)
         paths = self._mask(req)
         patch = m.MemoryPatch()
@@ -433,7 +433,7 @@ class MemoryService(ServiceBase):
             target = req.agent_id or mem.agent_id
             v.agent_id(req.agent_id, prefix + "agent_id", required=False)
             v.agent_id(target, prefix + "memory.agent_id")
-            v.imported_memory(mem, self.config, time.time(), prefix + "memory.")
+            v.imported_memory(mem, self.config, clock.now(), prefix + "memory.")
             ctx.who.require_agent(target)
             ctx.note_agent(target)
             record = cv.memory_from_pb(mem, model)

@@ -38,8 +38,9 @@ class Method:
     info: MethodInfo
     request_cls: type[Message]
     response_cls: type[Message]
-    handler: Callable[..., Any]
+    handler: Callable[..., Any]  # what transports call (in cluster mode: the router)
     access: str
+    local: Callable[..., Any]  # the service's own implementation, on this node's engine
 
 
 class Registry:
@@ -62,7 +63,13 @@ class Registry:
                 response_cls=getattr(pb, info.output_type.rsplit(".", 1)[1]),
                 handler=handler,
                 access=ACCESS.get(info.name, "admin"),
+                local=handler,
             )
+
+    def route_through(self, wrap: Callable[[Method], Callable[..., Any]]) -> None:
+        """Cluster mode: every call goes through wrap(method) (cluster/node.py routes it)."""
+        for m in self.methods.values():
+            m.handler = wrap(m)
 
     def get(self, path: str) -> Method:
         m = self.methods.get(path)

@@ -217,7 +217,12 @@ class ConnectTransport:
                 raise RpcError("INVALID_ARGUMENT", f"connect-protocol-version {version[:20]!r} is not supported; use 1")
             if encoding not in ENCODINGS:
                 raise RpcError("UNIMPLEMENTED", f"{enc_name} {encoding[:40]!r} is not supported; use gzip or identity")
-            ctx = CallContext(method=info, transport="connect", authorization=header(scope, b"authorization"))
+            ctx = CallContext(
+                method=info,
+                transport="connect",
+                authorization=header(scope, b"authorization"),
+                consistency_token=header(scope, b"x-engram-token") or "",
+            )
             timeout = parse_timeout(header(scope, b"connect-timeout-ms"))
             if timeout is not None and timeout <= 0:
                 raise RpcError("DEADLINE_EXCEEDED", "deadline exceeded")

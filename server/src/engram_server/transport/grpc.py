@@ -265,7 +265,10 @@ class GrpcTransport:
             self.streams[conn] = self.streams.get(conn, 0) + 1
             try:
                 ctx = CallContext(
-                    method=method.info, transport=transport, authorization=header(scope, b"authorization")
+                    method=method.info,
+                    transport=transport,
+                    authorization=header(scope, b"authorization"),
+                    consistency_token=header(scope, b"x-engram-token") or "",
                 )
                 timeout = parse_timeout(header(scope, b"grpc-timeout"))
                 if timeout is not None and timeout <= 0:
@@ -285,7 +288,10 @@ class GrpcTransport:
                 else:
                     self.streams.pop(conn, None)
             await reader.drain()
-            await out.finish(OK_TRAILERS)
+            if ctx.response_token:  # cluster mode: the write's consistency token
+                await out.finish([*OK_TRAILERS, (b"x-engram-token", ctx.response_token.encode())])
+            else:
+                await out.finish(OK_TRAILERS)
         except RpcError as err:
             code = err.code
             if err.code == "CANCELLED" or reader.disconnected:  # the client went away: nobody to answer

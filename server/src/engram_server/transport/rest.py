@@ -151,7 +151,12 @@ class RestTransport:
             self.app.observe(info.full_name, "rest", err.code, time.perf_counter() - started, None)
             return
         receive = _TrackedReceive(receive)
-        ctx = CallContext(method=info, transport="rest", authorization=_header(scope, b"authorization"))
+        ctx = CallContext(
+            method=info,
+            transport="rest",
+            authorization=_header(scope, b"authorization"),
+            consistency_token=_header(scope, b"x-engram-token") or "",
+        )
         code = "OK"
         try:
             await self.app.registry.authorize(method, ctx)
@@ -173,7 +178,7 @@ class RestTransport:
             if info.name == "Health" and resp.status != "healthy":
                 status = 503
             body = self._json(resp)
-            await send({"type": "http.response.start", "status": status, "headers": [JSON_CT]})
+            await send({"type": "http.response.start", "status": status, "headers": _with_token([JSON_CT], ctx)})
             await send({"type": "http.response.body", "body": body if verb != "HEAD" else b""})
         except RpcError as err:
             code = err.code
@@ -396,7 +401,7 @@ class RestTransport:
 
         resp = await method.handler(messages(), ctx)
         body = self._json(resp)
-        await send({"type": "http.response.start", "status": 200, "headers": [JSON_CT]})
+        await send({"type": "http.response.start", "status": 200, "headers": _with_token([JSON_CT], ctx)})
         await send({"type": "http.response.body", "body": body})
 
     async def error(self, send: Send, err: RpcError, extra: list[Any] | None = None) -> None:
@@ -516,3 +521,10 @@ def _header(scope: Scope, name: bytes) -> str | None:
         if k == name:
             return bytes(v).decode("latin-1")
     return None
+
+
+def _with_token(headers: list[Any], ctx: CallContext) -> list[Any]:
+    """Cluster mode: a write's consistency token, for the reads that must see it."""
+    if ctx.response_token:
+        return [*headers, (b"x-engram-token", ctx.response_token.encode())]
+    return headers

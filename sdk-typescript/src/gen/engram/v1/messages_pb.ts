@@ -14,7 +14,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file engram/v1/messages.proto.
  */
 export const file_engram_v1_messages: GenFile = /*@__PURE__*/
-  fileDesc("ChhlbmdyYW0vdjEvbWVzc2FnZXMucHJvdG8SCWVuZ3JhbS52MSKHBAoGTWVtb3J5EgoKAmlkGAEgASgJEhAKCGFnZW50X2lkGAIgASgJEg8KB2NvbnRlbnQYAyABKAkSKgoLbWVtb3J5X3R5cGUYBCABKA4yFS5lbmdyYW0udjEuTWVtb3J5VHlwZRISCgppbXBvcnRhbmNlGAUgASgCEgwKBHRhZ3MYBiADKAkSKQoIbWV0YWRhdGEYByABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EhIKCnNlc3Npb25faWQYCCABKAkSLgoKZXZlbnRfdGltZRgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKY3JlYXRlZF9hdBgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKdXBkYXRlZF9hdBgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKZXhwaXJlc19hdBgMIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFAoMYWNjZXNzX2NvdW50GA0gASgFEjQKEGxhc3RfYWNjZXNzZWRfYXQYDiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB3ZlcnNpb24YDyABKAUSFwoPZW1iZWRkaW5nX21vZGVsGBAgASgJEgsKA2tleRgRIAEoCSKRBQoOUmVjYWxsZWRNZW1vcnkSCgoCaWQYASABKAkSEAoIYWdlbnRfaWQYAiABKAkSDwoHY29udGVudBgDIAEoCRIqCgttZW1vcnlfdHlwZRgEIAEoDjIVLmVuZ3JhbS52MS5NZW1vcnlUeXBlEhIKCmltcG9ydGFuY2UYBSABKAISDAoEdGFncxgGIAMoCRIpCghtZXRhZGF0YRgHIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSEgoKc2Vzc2lvbl9pZBgIIAEoCRIuCgpldmVudF90aW1lGAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpjcmVhdGVkX2F0GAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgp1cGRhdGVkX2F0GAsgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpleHBpcmVzX2F0GAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIUCgxhY2Nlc3NfY291bnQYDSABKAUSNAoQbGFzdF9hY2Nlc3NlZF9hdBgOIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHdmVyc2lvbhgPIAEoBRIXCg9lbWJlZGRpbmdfbW9kZWwYECABKAkSCwoDa2V5GBEgASgJEg0KBXNjb3JlGBQgASgCEhQKDHZlY3Rvcl9zY29yZRgVIAEoAhIVCg1rZXl3b3JkX3Njb3JlGBYgASgCEjAKC2V4cGxhbmF0aW9uGBcgASgLMhsuZW5ncmFtLnYxLlNjb3JlRXhwbGFuYXRpb24SEgoKYXNzb2NpYXRlZBgYIAEoCCLHAQoQU2NvcmVFeHBsYW5hdGlvbhIUCgx2ZWN0b3Jfc2NvcmUYASABKAISFQoNa2V5d29yZF9zY29yZRgCIAEoAhITCgt2ZWN0b3JfcmFuaxgDIAEoBRIUCgxrZXl3b3JkX3JhbmsYBCABKAUSEwoLZnVzZWRfc2NvcmUYBSABKAISGAoQaW1wb3J0YW5jZV9ib29zdBgGIAEoAhIVCg1yZWNlbmN5X2Jvb3N0GAcgASgCEhUKDWNvbnRleHRfYm9vc3QYCCABKAIiaQoJVGltZVJhbmdlEi4KCnN0YXJ0X3RpbWUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZF90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCLGAgoMTWVtb3J5RmlsdGVyEisKDG1lbW9yeV90eXBlcxgBIAMoDjIVLmVuZ3JhbS52MS5NZW1vcnlUeXBlEhAKCHRhZ3NfYW55GAIgAygJEhAKCHRhZ3NfYWxsGAMgAygJEhIKCnNlc3Npb25faWQYBCABKAkSKAoKZXZlbnRfdGltZRgFIAEoCzIULmVuZ3JhbS52MS5UaW1lUmFuZ2USKgoMY3JlYXRlZF90aW1lGAYgASgLMhQuZW5ncmFtLnYxLlRpbWVSYW5nZRIbCg5taW5faW1wb3J0YW5jZRgHIAEoAkgAiAEBEjAKD21ldGFkYXRhX2VxdWFscxgIIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSCwoDaWRzGAkgAygJEgwKBGtleXMYCiADKAlCEQoPX21pbl9pbXBvcnRhbmNlIpYBCgpNZW1vcnlMaW5rEhAKCGFnZW50X2lkGAEgASgJEhEKCXNvdXJjZV9pZBgCIAEoCRIRCgl0YXJnZXRfaWQYAyABKAkSEAoIcmVsYXRpb24YBCABKAkSDgoGd2VpZ2h0GAUgASgCEi4KCmNyZWF0ZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIrwCCgVBZ2VudBIQCghhZ2VudF9pZBgBIAEoCRIUCgxtZW1vcnlfY291bnQYAiABKAUSFAoMYnl0ZXNfc3RvcmVkGAMgASgDEhIKCmxpbmtfY291bnQYBCABKAUSLgoKY3JlYXRlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASNAoQbGFzdF9hY3Rpdml0eV9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASQgoSbWVtb3J5X3R5cGVfY291bnRzGAcgAygLMiYuZW5ncmFtLnYxLkFnZW50Lk1lbW9yeVR5cGVDb3VudHNFbnRyeRo3ChVNZW1vcnlUeXBlQ291bnRzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgFOgI4ASLFAgoGQXBpS2V5EgoKAmlkGAEgASgJEgwKBG5hbWUYAiABKAkSDgoGcHJlZml4GAMgASgJEiMKBHJvbGUYBCABKA4yFS5lbmdyYW0udjEuQXBpS2V5Um9sZRIRCglhZ2VudF9pZHMYBSADKAkSFwoPYWdlbnRfaWRfcHJlZml4GAYgASgJEi4KCmNyZWF0ZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCmV4cGlyZXNfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnJldm9rZWRfYXQYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjAKDGxhc3RfdXNlZF9hdBgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAi7QEKDFNlcnZlckxpbWl0cxIZChFtYXhfcmVxdWVzdF9ieXRlcxgBIAEoBRIZChFtYXhfY29udGVudF9ieXRlcxgCIAEoBRIaChJtYXhfbWV0YWRhdGFfYnl0ZXMYAyABKAUSEAoIbWF4X3RhZ3MYBCABKAUSFgoObWF4X2JhdGNoX3NpemUYBSABKAUSEQoJbWF4X3RvcF9rGAYgASgFEhUKDW1heF9wYWdlX3NpemUYByABKAUSFwoPbWF4X2dyYXBoX2RlcHRoGAggASgFEh4KFm1heF9jb25jdXJyZW50X3N0cmVhbXMYCSABKAUiTgoLQ2x1c3Rlck5vZGUSDwoHbm9kZV9pZBgBIAEoCRIPCgdhZGRyZXNzGAIgASgJEg8KB2hlYWx0aHkYAyABKAgSDAoEcm9sZRgEIAEoCSIbCglFbWJlZGRpbmcSDgoGdmVjdG9yGAEgASgMIlAKDkR1cGxpY2F0ZUdyb3VwEg8KB2tlZXBfaWQYASABKAkSFQoNZHVwbGljYXRlX2lkcxgCIAMoCRIWCg5taW5fc2ltaWxhcml0eRgDIAEoAiLKAQoLTWVtb3J5RXZlbnQSDgoGY3Vyc29yGAEgASgJEigKBHR5cGUYAiABKA4yGi5lbmdyYW0udjEuTWVtb3J5RXZlbnRUeXBlEhAKCGFnZW50X2lkGAMgASgJEhEKCW1lbW9yeV9pZBgEIAEoCRIoCgR0aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgd2ZXJzaW9uGAYgASgFEiEKBm1lbW9yeRgHIAEoCzIRLmVuZ3JhbS52MS5NZW1vcnlCRVpDZ2l0aHViLmNvbS9lbmdyYW0tbWVtb3J5LXNlcnZlci9lbmdyYW0vc2RrLWdvL2dlbi9lbmdyYW12MTtlbmdyYW12MWIGcHJvdG8z", [file_engram_v1_enums, file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("ChhlbmdyYW0vdjEvbWVzc2FnZXMucHJvdG8SCWVuZ3JhbS52MSKHBAoGTWVtb3J5EgoKAmlkGAEgASgJEhAKCGFnZW50X2lkGAIgASgJEg8KB2NvbnRlbnQYAyABKAkSKgoLbWVtb3J5X3R5cGUYBCABKA4yFS5lbmdyYW0udjEuTWVtb3J5VHlwZRISCgppbXBvcnRhbmNlGAUgASgCEgwKBHRhZ3MYBiADKAkSKQoIbWV0YWRhdGEYByABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EhIKCnNlc3Npb25faWQYCCABKAkSLgoKZXZlbnRfdGltZRgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKY3JlYXRlZF9hdBgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKdXBkYXRlZF9hdBgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKZXhwaXJlc19hdBgMIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFAoMYWNjZXNzX2NvdW50GA0gASgFEjQKEGxhc3RfYWNjZXNzZWRfYXQYDiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB3ZlcnNpb24YDyABKAUSFwoPZW1iZWRkaW5nX21vZGVsGBAgASgJEgsKA2tleRgRIAEoCSKRBQoOUmVjYWxsZWRNZW1vcnkSCgoCaWQYASABKAkSEAoIYWdlbnRfaWQYAiABKAkSDwoHY29udGVudBgDIAEoCRIqCgttZW1vcnlfdHlwZRgEIAEoDjIVLmVuZ3JhbS52MS5NZW1vcnlUeXBlEhIKCmltcG9ydGFuY2UYBSABKAISDAoEdGFncxgGIAMoCRIpCghtZXRhZGF0YRgHIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSEgoKc2Vzc2lvbl9pZBgIIAEoCRIuCgpldmVudF90aW1lGAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpjcmVhdGVkX2F0GAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgp1cGRhdGVkX2F0GAsgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpleHBpcmVzX2F0GAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIUCgxhY2Nlc3NfY291bnQYDSABKAUSNAoQbGFzdF9hY2Nlc3NlZF9hdBgOIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHdmVyc2lvbhgPIAEoBRIXCg9lbWJlZGRpbmdfbW9kZWwYECABKAkSCwoDa2V5GBEgASgJEg0KBXNjb3JlGBQgASgCEhQKDHZlY3Rvcl9zY29yZRgVIAEoAhIVCg1rZXl3b3JkX3Njb3JlGBYgASgCEjAKC2V4cGxhbmF0aW9uGBcgASgLMhsuZW5ncmFtLnYxLlNjb3JlRXhwbGFuYXRpb24SEgoKYXNzb2NpYXRlZBgYIAEoCCLHAQoQU2NvcmVFeHBsYW5hdGlvbhIUCgx2ZWN0b3Jfc2NvcmUYASABKAISFQoNa2V5d29yZF9zY29yZRgCIAEoAhITCgt2ZWN0b3JfcmFuaxgDIAEoBRIUCgxrZXl3b3JkX3JhbmsYBCABKAUSEwoLZnVzZWRfc2NvcmUYBSABKAISGAoQaW1wb3J0YW5jZV9ib29zdBgGIAEoAhIVCg1yZWNlbmN5X2Jvb3N0GAcgASgCEhUKDWNvbnRleHRfYm9vc3QYCCABKAIiaQoJVGltZVJhbmdlEi4KCnN0YXJ0X3RpbWUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZF90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCLGAgoMTWVtb3J5RmlsdGVyEisKDG1lbW9yeV90eXBlcxgBIAMoDjIVLmVuZ3JhbS52MS5NZW1vcnlUeXBlEhAKCHRhZ3NfYW55GAIgAygJEhAKCHRhZ3NfYWxsGAMgAygJEhIKCnNlc3Npb25faWQYBCABKAkSKAoKZXZlbnRfdGltZRgFIAEoCzIULmVuZ3JhbS52MS5UaW1lUmFuZ2USKgoMY3JlYXRlZF90aW1lGAYgASgLMhQuZW5ncmFtLnYxLlRpbWVSYW5nZRIbCg5taW5faW1wb3J0YW5jZRgHIAEoAkgAiAEBEjAKD21ldGFkYXRhX2VxdWFscxgIIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSCwoDaWRzGAkgAygJEgwKBGtleXMYCiADKAlCEQoPX21pbl9pbXBvcnRhbmNlIpYBCgpNZW1vcnlMaW5rEhAKCGFnZW50X2lkGAEgASgJEhEKCXNvdXJjZV9pZBgCIAEoCRIRCgl0YXJnZXRfaWQYAyABKAkSEAoIcmVsYXRpb24YBCABKAkSDgoGd2VpZ2h0GAUgASgCEi4KCmNyZWF0ZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIrwCCgVBZ2VudBIQCghhZ2VudF9pZBgBIAEoCRIUCgxtZW1vcnlfY291bnQYAiABKAUSFAoMYnl0ZXNfc3RvcmVkGAMgASgDEhIKCmxpbmtfY291bnQYBCABKAUSLgoKY3JlYXRlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASNAoQbGFzdF9hY3Rpdml0eV9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASQgoSbWVtb3J5X3R5cGVfY291bnRzGAcgAygLMiYuZW5ncmFtLnYxLkFnZW50Lk1lbW9yeVR5cGVDb3VudHNFbnRyeRo3ChVNZW1vcnlUeXBlQ291bnRzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgFOgI4ASLFAgoGQXBpS2V5EgoKAmlkGAEgASgJEgwKBG5hbWUYAiABKAkSDgoGcHJlZml4GAMgASgJEiMKBHJvbGUYBCABKA4yFS5lbmdyYW0udjEuQXBpS2V5Um9sZRIRCglhZ2VudF9pZHMYBSADKAkSFwoPYWdlbnRfaWRfcHJlZml4GAYgASgJEi4KCmNyZWF0ZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCmV4cGlyZXNfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnJldm9rZWRfYXQYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjAKDGxhc3RfdXNlZF9hdBgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAi7QEKDFNlcnZlckxpbWl0cxIZChFtYXhfcmVxdWVzdF9ieXRlcxgBIAEoBRIZChFtYXhfY29udGVudF9ieXRlcxgCIAEoBRIaChJtYXhfbWV0YWRhdGFfYnl0ZXMYAyABKAUSEAoIbWF4X3RhZ3MYBCABKAUSFgoObWF4X2JhdGNoX3NpemUYBSABKAUSEQoJbWF4X3RvcF9rGAYgASgFEhUKDW1heF9wYWdlX3NpemUYByABKAUSFwoPbWF4X2dyYXBoX2RlcHRoGAggASgFEh4KFm1heF9jb25jdXJyZW50X3N0cmVhbXMYCSABKAUikwEKC0NsdXN0ZXJOb2RlEg8KB25vZGVfaWQYASABKAkSDwoHYWRkcmVzcxgCIAEoCRIPCgdoZWFsdGh5GAMgASgIEgwKBHJvbGUYBCABKAkSFgoOc2VydmluZ19zaGFyZHMYBSADKAUSGgoSY2F0Y2hpbmdfdXBfc2hhcmRzGAYgAygFEg8KB21heF9sYWcYByABKAMiYgoMQ2x1c3RlclNoYXJkEg0KBXNoYXJkGAEgASgFEhUKDWxhc3Rfc2VxdWVuY2UYAiABKAMSLAoGb3duZXJzGAMgAygLMhwuZW5ncmFtLnYxLkNsdXN0ZXJTaGFyZE93bmVyIk0KEUNsdXN0ZXJTaGFyZE93bmVyEg8KB25vZGVfaWQYASABKAkSDQoFc3RhdGUYAiABKAkSGAoQYXBwbGllZF9zZXF1ZW5jZRgDIAEoAyJRCg1DbHVzdGVyRW5naW5lEg4KBmVuZ2luZRgBIAEoCRIPCgdtZW1iZXJzGAIgASgFEg4KBmxlYWRlchgDIAEoCRIPCgdoZWFsdGh5GAQgASgIIhsKCUVtYmVkZGluZxIOCgZ2ZWN0b3IYASABKAwiUAoORHVwbGljYXRlR3JvdXASDwoHa2VlcF9pZBgBIAEoCRIVCg1kdXBsaWNhdGVfaWRzGAIgAygJEhYKDm1pbl9zaW1pbGFyaXR5GAMgASgCIsoBCgtNZW1vcnlFdmVudBIOCgZjdXJzb3IYASABKAkSKAoEdHlwZRgCIAEoDjIaLmVuZ3JhbS52MS5NZW1vcnlFdmVudFR5cGUSEAoIYWdlbnRfaWQYAyABKAkSEQoJbWVtb3J5X2lkGAQgASgJEigKBHRpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB3ZlcnNpb24YBiABKAUSIQoGbWVtb3J5GAcgASgLMhEuZW5ncmFtLnYxLk1lbW9yeUJFWkNnaXRodWIuY29tL2VuZ3JhbS1tZW1vcnktc2VydmVyL2VuZ3JhbS9zZGstZ28vZ2VuL2VuZ3JhbXYxO2VuZ3JhbXYxYgZwcm90bzM", [file_engram_v1_enums, file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * A memory: one thing an agent learned, stored with its embedding and searchable by recall.
@@ -811,11 +811,33 @@ export type ClusterNode = Message<"engram.v1.ClusterNode"> & {
   healthy: boolean;
 
   /**
-   * Role in replication, `leader` for a single node.
+   * Role in replication, `leader` for a single node; in cluster mode `controller` (the node
+   * that owns the shard map) or `member`.
    *
    * @generated from field: string role = 4;
    */
   role: string;
+
+  /**
+   * Cluster mode: the shards this node serves.
+   *
+   * @generated from field: repeated int32 serving_shards = 5;
+   */
+  servingShards: number[];
+
+  /**
+   * Cluster mode: the shards this node is copying from the log before it serves them.
+   *
+   * @generated from field: repeated int32 catching_up_shards = 6;
+   */
+  catchingUpShards: number[];
+
+  /**
+   * Cluster mode: the most ops this node is behind the log, over its shards.
+   *
+   * @generated from field: int64 max_lag = 7;
+   */
+  maxLag: bigint;
 };
 
 /**
@@ -824,6 +846,118 @@ export type ClusterNode = Message<"engram.v1.ClusterNode"> & {
  */
 export const ClusterNodeSchema: GenMessage<ClusterNode> = /*@__PURE__*/
   messageDesc(file_engram_v1_messages, 9);
+
+/**
+ * Cluster mode: one shard, its log and its owners.
+ *
+ * @generated from message engram.v1.ClusterShard
+ */
+export type ClusterShard = Message<"engram.v1.ClusterShard"> & {
+  /**
+   * The shard number, 0 to `shard_count` - 1.
+   *
+   * @generated from field: int32 shard = 1;
+   */
+  shard: number;
+
+  /**
+   * The sequence number of the shard log's last op.
+   *
+   * @generated from field: int64 last_sequence = 2;
+   */
+  lastSequence: bigint;
+
+  /**
+   * The nodes that own the shard.
+   *
+   * @generated from field: repeated engram.v1.ClusterShardOwner owners = 3;
+   */
+  owners: ClusterShardOwner[];
+};
+
+/**
+ * Describes the message engram.v1.ClusterShard.
+ * Use `create(ClusterShardSchema)` to create a new message.
+ */
+export const ClusterShardSchema: GenMessage<ClusterShard> = /*@__PURE__*/
+  messageDesc(file_engram_v1_messages, 10);
+
+/**
+ * Cluster mode: one owner of a shard.
+ *
+ * @generated from message engram.v1.ClusterShardOwner
+ */
+export type ClusterShardOwner = Message<"engram.v1.ClusterShardOwner"> & {
+  /**
+   * The node's id.
+   *
+   * @generated from field: string node_id = 1;
+   */
+  nodeId: string;
+
+  /**
+   * `serving` or `catching_up`.
+   *
+   * @generated from field: string state = 2;
+   */
+  state: string;
+
+  /**
+   * The last op of the shard log that the node has applied.
+   *
+   * @generated from field: int64 applied_sequence = 3;
+   */
+  appliedSequence: bigint;
+};
+
+/**
+ * Describes the message engram.v1.ClusterShardOwner.
+ * Use `create(ClusterShardOwnerSchema)` to create a new message.
+ */
+export const ClusterShardOwnerSchema: GenMessage<ClusterShardOwner> = /*@__PURE__*/
+  messageDesc(file_engram_v1_messages, 11);
+
+/**
+ * Cluster mode: an engine the cluster depends on (the log or the control plane).
+ *
+ * @generated from message engram.v1.ClusterEngine
+ */
+export type ClusterEngine = Message<"engram.v1.ClusterEngine"> & {
+  /**
+   * `nats-jetstream` (the log) or `etcd` (the control plane).
+   *
+   * @generated from field: string engine = 1;
+   */
+  engine: string;
+
+  /**
+   * Members (servers) of the engine.
+   *
+   * @generated from field: int32 members = 2;
+   */
+  members: number;
+
+  /**
+   * The current leader, by name; empty when there is none.
+   *
+   * @generated from field: string leader = 3;
+   */
+  leader: string;
+
+  /**
+   * Whether it answers and has a leader.
+   *
+   * @generated from field: bool healthy = 4;
+   */
+  healthy: boolean;
+};
+
+/**
+ * Describes the message engram.v1.ClusterEngine.
+ * Use `create(ClusterEngineSchema)` to create a new message.
+ */
+export const ClusterEngineSchema: GenMessage<ClusterEngine> = /*@__PURE__*/
+  messageDesc(file_engram_v1_messages, 12);
 
 /**
  * One embedding vector.
@@ -844,7 +978,7 @@ export type Embedding = Message<"engram.v1.Embedding"> & {
  * Use `create(EmbeddingSchema)` to create a new message.
  */
 export const EmbeddingSchema: GenMessage<Embedding> = /*@__PURE__*/
-  messageDesc(file_engram_v1_messages, 10);
+  messageDesc(file_engram_v1_messages, 13);
 
 /**
  * Near-duplicate memories of one agent, found by ConsolidateMemories.
@@ -879,7 +1013,7 @@ export type DuplicateGroup = Message<"engram.v1.DuplicateGroup"> & {
  * Use `create(DuplicateGroupSchema)` to create a new message.
  */
 export const DuplicateGroupSchema: GenMessage<DuplicateGroup> = /*@__PURE__*/
-  messageDesc(file_engram_v1_messages, 11);
+  messageDesc(file_engram_v1_messages, 14);
 
 /**
  * One change to a memory, in the order the server made them.
@@ -943,5 +1077,5 @@ export type MemoryEvent = Message<"engram.v1.MemoryEvent"> & {
  * Use `create(MemoryEventSchema)` to create a new message.
  */
 export const MemoryEventSchema: GenMessage<MemoryEvent> = /*@__PURE__*/
-  messageDesc(file_engram_v1_messages, 12);
+  messageDesc(file_engram_v1_messages, 15);
 

@@ -11,7 +11,10 @@ __all__ = (
     "BatchRecallResponse",
     "BatchStoreMemoriesRequest",
     "BatchStoreMemoriesResponse",
+    "ClusterEngine",
     "ClusterNode",
+    "ClusterShard",
+    "ClusterShardOwner",
     "ConsolidateMemoriesRequest",
     "ConsolidateMemoriesResponse",
     "CreateApiKeyRequest",
@@ -655,6 +658,36 @@ default_message_pool.register_message(
 
 
 @dataclass(eq=False, repr=False)
+class ClusterEngine(betterproto2.Message):
+    """
+    Cluster mode: an engine the cluster depends on (the log or the control plane).
+    """
+
+    engine: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    `nats-jetstream` (the log) or `etcd` (the control plane).
+    """
+
+    members: "int" = betterproto2.field(2, betterproto2.TYPE_INT32)
+    """
+    Members (servers) of the engine.
+    """
+
+    leader: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    """
+    The current leader, by name; empty when there is none.
+    """
+
+    healthy: "bool" = betterproto2.field(4, betterproto2.TYPE_BOOL)
+    """
+    Whether it answers and has a leader.
+    """
+
+
+default_message_pool.register_message("engram.v1", "ClusterEngine", ClusterEngine)
+
+
+@dataclass(eq=False, repr=False)
 class ClusterNode(betterproto2.Message):
     """
     One node of a cluster. A single server is a cluster of one.
@@ -677,11 +710,85 @@ class ClusterNode(betterproto2.Message):
 
     role: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
     """
-    Role in replication, `leader` for a single node.
+    Role in replication, `leader` for a single node; in cluster mode `controller` (the node
+    that owns the shard map) or `member`.
+    """
+
+    serving_shards: "list[int]" = betterproto2.field(
+        5, betterproto2.TYPE_INT32, repeated=True
+    )
+    """
+    Cluster mode: the shards this node serves.
+    """
+
+    catching_up_shards: "list[int]" = betterproto2.field(
+        6, betterproto2.TYPE_INT32, repeated=True
+    )
+    """
+    Cluster mode: the shards this node is copying from the log before it serves them.
+    """
+
+    max_lag: "int" = betterproto2.field(7, betterproto2.TYPE_INT64)
+    """
+    Cluster mode: the most ops this node is behind the log, over its shards.
     """
 
 
 default_message_pool.register_message("engram.v1", "ClusterNode", ClusterNode)
+
+
+@dataclass(eq=False, repr=False)
+class ClusterShard(betterproto2.Message):
+    """
+    Cluster mode: one shard, its log and its owners.
+    """
+
+    shard: "int" = betterproto2.field(1, betterproto2.TYPE_INT32)
+    """
+    The shard number, 0 to `shard_count` - 1.
+    """
+
+    last_sequence: "int" = betterproto2.field(2, betterproto2.TYPE_INT64)
+    """
+    The sequence number of the shard log's last op.
+    """
+
+    owners: "list[ClusterShardOwner]" = betterproto2.field(
+        3, betterproto2.TYPE_MESSAGE, repeated=True
+    )
+    """
+    The nodes that own the shard.
+    """
+
+
+default_message_pool.register_message("engram.v1", "ClusterShard", ClusterShard)
+
+
+@dataclass(eq=False, repr=False)
+class ClusterShardOwner(betterproto2.Message):
+    """
+    Cluster mode: one owner of a shard.
+    """
+
+    node_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    The node's id.
+    """
+
+    state: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    `serving` or `catching_up`.
+    """
+
+    applied_sequence: "int" = betterproto2.field(3, betterproto2.TYPE_INT64)
+    """
+    The last op of the shard log that the node has applied.
+    """
+
+
+default_message_pool.register_message(
+    "engram.v1", "ClusterShardOwner", ClusterShardOwner
+)
 
 
 @dataclass(eq=False, repr=False)
@@ -1154,6 +1261,53 @@ class GetClusterStatusResponse(betterproto2.Message):
     )
     """
     The nodes.
+    """
+
+    mode: "str" = betterproto2.field(5, betterproto2.TYPE_STRING)
+    """
+    `single` or `cluster`.
+    """
+
+    healthy: "bool" = betterproto2.field(6, betterproto2.TYPE_BOOL)
+    """
+    True when every shard has a serving owner, the log and the control plane have leaders,
+    and the answering node is a live member; always true for a single server that serves.
+    """
+
+    node_id: "str" = betterproto2.field(7, betterproto2.TYPE_STRING)
+    """
+    The node that answered.
+    """
+
+    shard_count: "int" = betterproto2.field(8, betterproto2.TYPE_INT32)
+    """
+    Cluster mode: the number of shards (fixed when the cluster is created).
+    """
+
+    shard_map_epoch: "int" = betterproto2.field(9, betterproto2.TYPE_INT64)
+    """
+    Cluster mode: the shard map's epoch; it only increases.
+    """
+
+    shards: "list[ClusterShard]" = betterproto2.field(
+        10, betterproto2.TYPE_MESSAGE, repeated=True
+    )
+    """
+    Cluster mode: every shard, its log position and owners.
+    """
+
+    log: "ClusterEngine | None" = betterproto2.field(
+        11, betterproto2.TYPE_MESSAGE, optional=True
+    )
+    """
+    Cluster mode: the log (NATS JetStream).
+    """
+
+    control: "ClusterEngine | None" = betterproto2.field(
+        12, betterproto2.TYPE_MESSAGE, optional=True
+    )
+    """
+    Cluster mode: the control plane (etcd).
     """
 
 

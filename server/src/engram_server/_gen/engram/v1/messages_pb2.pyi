@@ -237,16 +237,54 @@ class ServerLimits(_message.Message):
     def __init__(self, max_request_bytes: _Optional[int] = ..., max_content_bytes: _Optional[int] = ..., max_metadata_bytes: _Optional[int] = ..., max_tags: _Optional[int] = ..., max_batch_size: _Optional[int] = ..., max_top_k: _Optional[int] = ..., max_page_size: _Optional[int] = ..., max_graph_depth: _Optional[int] = ..., max_concurrent_streams: _Optional[int] = ...) -> None: ...
 
 class ClusterNode(_message.Message):
-    __slots__ = ("node_id", "address", "healthy", "role")
+    __slots__ = ("node_id", "address", "healthy", "role", "serving_shards", "catching_up_shards", "max_lag")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
     HEALTHY_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
+    SERVING_SHARDS_FIELD_NUMBER: _ClassVar[int]
+    CATCHING_UP_SHARDS_FIELD_NUMBER: _ClassVar[int]
+    MAX_LAG_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     address: str
     healthy: bool
     role: str
-    def __init__(self, node_id: _Optional[str] = ..., address: _Optional[str] = ..., healthy: _Optional[bool] = ..., role: _Optional[str] = ...) -> None: ...
+    serving_shards: _containers.RepeatedScalarFieldContainer[int]
+    catching_up_shards: _containers.RepeatedScalarFieldContainer[int]
+    max_lag: int
+    def __init__(self, node_id: _Optional[str] = ..., address: _Optional[str] = ..., healthy: _Optional[bool] = ..., role: _Optional[str] = ..., serving_shards: _Optional[_Iterable[int]] = ..., catching_up_shards: _Optional[_Iterable[int]] = ..., max_lag: _Optional[int] = ...) -> None: ...
+
+class ClusterShard(_message.Message):
+    __slots__ = ("shard", "last_sequence", "owners")
+    SHARD_FIELD_NUMBER: _ClassVar[int]
+    LAST_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    OWNERS_FIELD_NUMBER: _ClassVar[int]
+    shard: int
+    last_sequence: int
+    owners: _containers.RepeatedCompositeFieldContainer[ClusterShardOwner]
+    def __init__(self, shard: _Optional[int] = ..., last_sequence: _Optional[int] = ..., owners: _Optional[_Iterable[_Union[ClusterShardOwner, _Mapping]]] = ...) -> None: ...
+
+class ClusterShardOwner(_message.Message):
+    __slots__ = ("node_id", "state", "applied_sequence")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    APPLIED_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    state: str
+    applied_sequence: int
+    def __init__(self, node_id: _Optional[str] = ..., state: _Optional[str] = ..., applied_sequence: _Optional[int] = ...) -> None: ...
+
+class ClusterEngine(_message.Message):
+    __slots__ = ("engine", "members", "leader", "healthy")
+    ENGINE_FIELD_NUMBER: _ClassVar[int]
+    MEMBERS_FIELD_NUMBER: _ClassVar[int]
+    LEADER_FIELD_NUMBER: _ClassVar[int]
+    HEALTHY_FIELD_NUMBER: _ClassVar[int]
+    engine: str
+    members: int
+    leader: str
+    healthy: bool
+    def __init__(self, engine: _Optional[str] = ..., members: _Optional[int] = ..., leader: _Optional[str] = ..., healthy: _Optional[bool] = ...) -> None: ...
 
 class Embedding(_message.Message):
     __slots__ = ("vector",)

@@ -496,16 +496,32 @@ class GetClusterStatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class GetClusterStatusResponse(_message.Message):
-    __slots__ = ("node_count", "healthy_node_count", "replication_factor", "nodes")
+    __slots__ = ("node_count", "healthy_node_count", "replication_factor", "nodes", "mode", "healthy", "node_id", "shard_count", "shard_map_epoch", "shards", "log", "control")
     NODE_COUNT_FIELD_NUMBER: _ClassVar[int]
     HEALTHY_NODE_COUNT_FIELD_NUMBER: _ClassVar[int]
     REPLICATION_FACTOR_FIELD_NUMBER: _ClassVar[int]
     NODES_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    HEALTHY_FIELD_NUMBER: _ClassVar[int]
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    SHARD_COUNT_FIELD_NUMBER: _ClassVar[int]
+    SHARD_MAP_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    SHARDS_FIELD_NUMBER: _ClassVar[int]
+    LOG_FIELD_NUMBER: _ClassVar[int]
+    CONTROL_FIELD_NUMBER: _ClassVar[int]
     node_count: int
     healthy_node_count: int
     replication_factor: int
     nodes: _containers.RepeatedCompositeFieldContainer[_messages_pb2.ClusterNode]
-    def __init__(self, node_count: _Optional[int] = ..., healthy_node_count: _Optional[int] = ..., replication_factor: _Optional[int] = ..., nodes: _Optional[_Iterable[_Union[_messages_pb2.ClusterNode, _Mapping]]] = ...) -> None: ...
+    mode: str
+    healthy: bool
+    node_id: str
+    shard_count: int
+    shard_map_epoch: int
+    shards: _containers.RepeatedCompositeFieldContainer[_messages_pb2.ClusterShard]
+    log: _messages_pb2.ClusterEngine
+    control: _messages_pb2.ClusterEngine
+    def __init__(self, node_count: _Optional[int] = ..., healthy_node_count: _Optional[int] = ..., replication_factor: _Optional[int] = ..., nodes: _Optional[_Iterable[_Union[_messages_pb2.ClusterNode, _Mapping]]] = ..., mode: _Optional[str] = ..., healthy: _Optional[bool] = ..., node_id: _Optional[str] = ..., shard_count: _Optional[int] = ..., shard_map_epoch: _Optional[int] = ..., shards: _Optional[_Iterable[_Union[_messages_pb2.ClusterShard, _Mapping]]] = ..., log: _Optional[_Union[_messages_pb2.ClusterEngine, _Mapping]] = ..., control: _Optional[_Union[_messages_pb2.ClusterEngine, _Mapping]] = ...) -> None: ...
 
 class EmbedRequest(_message.Message):
     __slots__ = ("texts", "input_type")

@@ -1,0 +1,340 @@
+"""The control plane on etcd: node leases, the elected controller, the shard map.
+
+Keys, under /engram/v1/:
+
+* nodes/<id>: {url, inc, version}, on the node's lease. `inc` (the lease id) names this
+  incarnation: a node whose lease lapsed (paused, partitioned) comes back as a new one and owns
+  nothing until the controller assigns it shards again.
+* controller: the node id of the controller, on its lease, created only when absent. Its
+  create_revision is the fencing token: the map is written only by a transaction that checks it.
+* shardmap: the ShardMap as JSON, written by compare-and-set on its mod_revision.
+* progress/<id>: {shard: applied sequence} of the node, on its lease.
+
+Every loop here polls with a bounded period instead of holding watches: a poll survives an etcd
+leader change or a reconnect without any resume logic, and the load (a few reads a second per
+node) is small for etcd.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import ssl
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import aetcd
+import grpc
+from aetcd import rpc
+
+from .placement import ShardMap, plan
+
+if TYPE_CHECKING:
+    from ..config import Config
+
+log = logging.getLogger("engram.cluster")
+PREFIX = b"/engram/v1/"
+MAP_POLL_SECONDS = 0.2
+CONTROLLER_PERIOD_SECONDS = 0.5
+PROMOTE_MAX_LAG = 16  # a catching-up owner within this many ops of the log's end may serve
+
+
+def _target(endpoints: list[str]) -> tuple[str, int]:
+    """aetcd's (host, port) for a gRPC target over every endpoint (round-robin, failover)."""
+    hosts = [e.split("://", 1)[-1] for e in endpoints]
+    if len(hosts) == 1:
+        h, _, p = hosts[0].rpartition(":")
+        return h, int(p)
+    last_h, _, last_p = hosts[-1].rpartition(":")
+    return "ipv4:" + ",".join([*hosts[:-1], last_h]), int(last_p)
+
+
+class _EtcdClient(aetcd.Client):  # type: ignore[misc]
+    """aetcd's client with TLS: aetcd 1.0 opens only insecure channels."""
+
+    def __init__(self, *args: Any, credentials: grpc.ChannelCredentials | None = None, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self._credentials = credentials
+
+    async def connect(self) -> None:
+        if self._credentials is None:
+            await super().connect()
+            return
+        if self._connected.is_set():
+            return
+        self.channel = grpc.aio.secure_channel(f"{self._host}:{self._port}", self._credentials, options=list(self._options.items()))
+        if self._username is not None:
+            self.auth_stub = rpc.AuthStub(self.channel)
+            resp = await self.auth_stub.Authenticate(
+                rpc.AuthenticateRequest(name=self._username, password=self._password), timeout=self._timeout
+            )
+            self.metadata = (("token", resp.token),)
+        self.kvstub = rpc.KVStub(self.channel)
+        self.clusterstub = rpc.ClusterStub(self.channel)
+        self.leasestub = rpc.LeaseStub(self.channel)
+        self.maintenancestub = rpc.MaintenanceStub(self.channel)
+        self._watcher = aetcd.watcher.Watcher(rpc.WatchStub(self.channel), timeout=self._timeout, metadata=self.metadata)
+        self._connected.set()
+
+
+def etcd_client(config: Config) -> aetcd.Client:
+    host, port = _target(config.cluster_etcd)
+    creds = None
+    if config.cluster_tls_ca or any(e.startswith("https://") for e in config.cluster_etcd):
+        ca = config.cluster_tls_ca.read_bytes() if config.cluster_tls_ca else None
+        cert = config.cluster_tls_cert.read_bytes() if config.cluster_tls_cert else None
+        key = config.cluster_tls_key.read_bytes() if config.cluster_tls_key else None
+        creds = grpc.ssl_channel_credentials(root_certificates=ca, private_key=key, certificate_chain=cert)
+    return _EtcdClient(
+        host=host,
+        port=port,
+        username=config.cluster_etcd_user or None,
+        password=config.cluster_etcd_password or None,
+        timeout=5,
+        options={"grpc.lb_policy_name": "round_robin"},
+        credentials=creds,
+    )
+
+
+def tls_context(config: Config) -> ssl.SSLContext | None:
+    """TLS for NATS (the CA, and a client certificate when given)."""
+    if not config.cluster_tls_ca and not any(s.startswith("tls://") for s in config.cluster_nats):
+        return None
+    ctx = ssl.create_default_context(cafile=str(config.cluster_tls_ca) if config.cluster_tls_ca else None)
+    if config.cluster_tls_cert and config.cluster_tls_key:
+        ctx.load_cert_chain(str(config.cluster_tls_cert), str(config.cluster_tls_key))
+    return ctx
+
+
+class ControlPlane:
+    """This node's view of, and part in, the control plane."""
+
+    def __init__(
+        self,
+        config: Config,
+        on_map: Callable[[ShardMap], None],
+        on_lease_lost: Callable[[], None],
+        last_seqs: Callable[[int], Awaitable[dict[int, int]]],
+        progress: Callable[[], dict[int, int]],
+    ) -> None:
+        self.config = config
+        self.node_id = config.cluster_node_id
+        self.ttl = max(1, math.ceil(config.cluster_lease_ttl))
+        self.client = etcd_client(config)
+        self._on_map = on_map
+        self._on_lease_lost = on_lease_lost
+        self._last_seqs = last_seqs
+        self._progress = progress
+        self.lease: Any = None
+        self.incarnation = ""
+        self._lease_valid_until = 0.0  # monotonic; past it this node must not serve
+        self.map: ShardMap | None = None
+        self.map_revision = 0
+        self.controller_revision = 0  # create_revision of our controller key; 0: not controller
+        self.controller_id = ""
+        self.healthy = False  # etcd answered lately
+        self.leaving = False
+        self._tasks: list[asyncio.Task[None]] = []
+        self._last_progress: dict[int, int] | None = None
+
+    # --- lifecycle ---------------------------------------------------------------------------
+    async def start(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        await self._register(deadline)
+        for fn in (self._keepalive_loop, self._map_loop, self._controller_loop):
+            self._tasks.append(asyncio.create_task(fn(), name=f"engram-cluster-{fn.__name__}"))
+
+    async def stop(self, leave: bool = True) -> None:
+        self.leaving = True
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if leave and self.lease is not None:
+            try:  # leave at once: our keys (node, progress, controller) go with the lease
+                await asyncio.wait_for(self.lease.revoke(), 3)
+            except Exception as exc:  # noqa: BLE001 - the lease expires on its own anyway
+                log.warning("could not revoke the cluster lease: %s", exc)
+        self._lease_valid_until = 0.0
+        try:
+            await asyncio.wait_for(self.client.close(), 3)
+        except Exception:  # noqa: BLE001
+            pass
+
+    def lease_fresh(self) -> bool:
+        """Whether this incarnation's lease is certainly still alive (by our own clock)."""
+        return not self.leaving and time.monotonic() < self._lease_valid_until
+
+    # --- membership ----------------------------------------------------------------------------
+    async def _register(self, deadline: float) -> None:
+        """A new lease and our node key; waits while a previous incarnation's key still lives."""
+        key = PREFIX + b"nodes/" + self.node_id.encode()
+        while True:
+            t0 = time.monotonic()
+            lease = await self.client.lease(self.ttl)
+            record = {"url": self.config.cluster_url, "inc": str(lease.id), "started": time.time()}
+            tx = self.client.transactions
+            ok, _ = await self.client.transaction(
+                compare=[tx.version(key) == 0],
+                success=[tx.put(key, json.dumps(record).encode(), lease=lease)],
+                failure=[],
+            )
+            if ok:
+                self.lease, self.incarnation = lease, str(lease.id)
+                self._lease_valid_until = t0 + self.ttl
+                self._last_progress = None
+                log.info("joined the cluster as %s (incarnation %s)", self.node_id, self.incarnation)
+                return
+            await lease.revoke()
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"cluster node id {self.node_id!r} is registered by a live node; "
+                    "each node needs its own --cluster-node-id"
+                )
+            await asyncio.sleep(0.5)  # a restarted node: its old lease runs out within the TTL
+
+    async def _keepalive_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.ttl / 4)
+            t0 = time.monotonic()
+            try:
+                reply = await asyncio.wait_for(self.lease.refresh(), self.ttl / 2)
+                alive = reply is not None and reply.TTL > 0
+            except Exception as exc:  # noqa: BLE001 - etcd unreachable: the lease may still live
+                log.debug("lease keepalive failed: %s", exc)
+                self.healthy = False
+                continue
+            self.healthy = True
+            if alive:
+                self._lease_valid_until = t0 + reply.TTL
+                await self._report_progress()
+                continue
+            # The lease expired (we were paused or cut off): stop serving, join again as new.
+            log.warning("cluster lease of %s expired: serving nothing until re-admitted", self.node_id)
+            self._lease_valid_until = 0.0
+            self.controller_revision = 0
+            self.incarnation = ""  # the map's entries for the old incarnation are no longer ours
+            self._on_lease_lost()
+            try:
+                await self._register(time.monotonic() + 60)
+            except Exception as exc:  # noqa: BLE001 - retried on the next round
+                log.warning("could not rejoin the cluster: %s", exc)
+
+    async def _report_progress(self) -> None:
+        progress = self._progress()
+        if progress == self._last_progress:
+            return
+        body = json.dumps({str(s): seq for s, seq in progress.items()}).encode()
+        await self.client.put(PREFIX + b"progress/" + self.node_id.encode(), body, lease=self.lease)
+        self._last_progress = dict(progress)
+
+    async def report_progress_now(self) -> None:
+        try:
+            await self._report_progress()
+        except Exception as exc:  # noqa: BLE001 - the keepalive loop reports it again
+            log.debug("progress report failed: %s", exc)
+
+    # --- the shard map -------------------------------------------------------------------------
+    async def _map_loop(self) -> None:
+        while True:
+            try:
+                got = await self.client.get(PREFIX + b"shardmap")
+                self.healthy = True
+                if got is not None and got.mod_revision != self.map_revision:
+                    self.map = ShardMap.from_json(json.loads(got.value))
+                    self.map_revision = got.mod_revision
+                    self._on_map(self.map)
+            except Exception as exc:  # noqa: BLE001 - keep the last map while etcd is away
+                self.healthy = False
+                log.debug("shard map poll failed: %s", exc)
+            await asyncio.sleep(MAP_POLL_SECONDS)
+
+    async def nodes(self) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for kv in await self.client.get_prefix(PREFIX + b"nodes/"):
+            out[kv.key[len(PREFIX) + 6 :].decode()] = json.loads(kv.value)
+        return out
+
+    async def all_progress(self) -> dict[str, dict[int, int]]:
+        out: dict[str, dict[int, int]] = {}
+        for kv in await self.client.get_prefix(PREFIX + b"progress/"):
+            out[kv.key[len(PREFIX) + 9 :].decode()] = {int(s): int(q) for s, q in json.loads(kv.value).items()}
+        return out
+
+    # --- the controller ------------------------------------------------------------------------
+    async def _controller_loop(self) -> None:
+        while True:
+            await asyncio.sleep(CONTROLLER_PERIOD_SECONDS)
+            if not self.lease_fresh():
+                continue
+            try:
+                await self._campaign()
+                if self.controller_revision:
+                    await self._reconcile()
+            except Exception as exc:  # noqa: BLE001 - the next round tries again
+                log.debug("controller round failed: %s", exc)
+
+    async def _campaign(self) -> None:
+        key = PREFIX + b"controller"
+        tx = self.client.transactions
+        ok, _ = await self.client.transaction(
+            compare=[tx.version(key) == 0],
+            success=[tx.put(key, self.node_id.encode(), lease=self.lease)],
+            failure=[],
+        )
+        got = await self.client.get(key)
+        if got is None:
+            self.controller_revision, self.controller_id = 0, ""
+            return
+        self.controller_id = got.value.decode()
+        mine = got.lease == self.lease.id
+        if ok or mine:
+            if not self.controller_revision:
+                log.info("%s is the cluster controller (fencing token %d)", self.node_id, got.create_revision)
+            self.controller_revision = got.create_revision
+        else:
+            self.controller_revision = 0
+
+    async def _reconcile(self) -> None:
+        """One round of the controller: the next map from the live nodes and their progress."""
+        got = await self.client.get(PREFIX + b"shardmap")
+        if got is None:
+            current = ShardMap(0, self.config.cluster_shards, self.config.cluster_replication)
+            read_rev = 0
+        else:
+            current = ShardMap.from_json(json.loads(got.value))
+            read_rev = got.mod_revision
+        live = {n: r["inc"] for n, r in (await self.nodes()).items()}
+        if not live:
+            return
+        progress = await self.all_progress()
+        last = await self._last_seqs(current.shards)
+        nxt = plan(current, live, progress, last, PROMOTE_MAX_LAG)
+        if nxt is None:
+            return
+        await self.write_map(nxt, read_rev)
+
+    async def write_map(self, new: ShardMap, read_rev: int) -> bool:
+        """Compare-and-set, fenced: only while we hold the controller key we won."""
+        tx = self.client.transactions
+        key = PREFIX + b"shardmap"
+        compare = [tx.create(PREFIX + b"controller") == self.controller_revision]
+        compare.append(tx.version(key) == 0 if read_rev == 0 else tx.mod(key) == read_rev)
+        ok, _ = await self.client.transaction(
+            compare=compare, success=[tx.put(key, json.dumps(new.to_json()).encode())], failure=[]
+        )
+        if ok:
+            log.info("shard map epoch %d written by %s", new.epoch, self.node_id)
+        return bool(ok)
+
+    async def status(self) -> dict[str, Any]:
+        """etcd's own view: members, leader, whether it answers."""
+        try:
+            st = await asyncio.wait_for(self.client.status(), 2)
+            members = [m async for m in self.client.members()]
+            leader = next((m.name for m in members if m.id == st.leader.id), "") if st.leader else ""
+            return {"engine": "etcd", "members": len(members), "leader": leader, "healthy": bool(leader)}
+        except Exception as exc:  # noqa: BLE001 - reported, not raised
+            return {"engine": "etcd", "members": 0, "leader": "", "healthy": False, "error": type(exc).__name__}

@@ -1,0 +1,343 @@
+"""A local three-host cluster on loopback: 3 etcd members, 3 NATS JetStream servers, N Engram nodes.
+
+`make cluster` runs `python -m tools.cluster.local up` (and `down` to stop it); the cluster tests
+(tests/cluster) start the same processes through `LocalCluster`. Every process is started from the
+binaries `make cluster-tools` builds (build/cluster/bin), gets its own data directory under the
+cluster's directory, and is stopped by its recorded PID only: SIGTERM, then SIGKILL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = ROOT / "build" / "cluster" / "bin"
+DEFAULT_DIR = ROOT / "build" / "cluster" / "local"
+
+
+def free_ports(n: int) -> list[int]:
+    """n distinct free TCP ports on loopback (held open together, so they differ)."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+@dataclass
+class Proc:
+    name: str
+    argv: list[str]
+    log: Path
+    env: dict[str, str] | None = None
+    popen: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        out = open(self.log, "ab")  # noqa: SIM115 - handed to the child
+        self.popen = subprocess.Popen(
+            self.argv, stdout=out, stderr=subprocess.STDOUT, env=self.env, start_new_session=True
+        )
+        out.close()
+        (self.log.parent / f"{self.name}.pid").write_text(str(self.popen.pid))
+
+    @property
+    def pid(self) -> int:
+        assert self.popen is not None
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def signal(self, sig: int) -> None:
+        if self.alive():
+            os.kill(self.pid, sig)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if not self.alive():
+            return
+        assert self.popen is not None
+        self.popen.send_signal(signal.SIGCONT)
+        self.popen.terminate()
+        try:
+            self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+            self.popen.wait(5)
+
+    def kill(self) -> None:
+        if self.alive():
+            assert self.popen is not None
+            self.popen.kill()
+            self.popen.wait(5)
+
+
+@dataclass
+class LocalCluster:
+    """Processes of a local cluster; `start()` returns once every part answers."""
+
+    base: Path
+    nodes: int = 3
+    shards: int = 8
+    replication: int = 2
+    lease_ttl: float = 2.0
+    encryption_key: str = field(default_factory=lambda: secrets.token_hex(32))
+    api_key: str = ""
+    nats_user: str = "engram"
+    nats_password: str = field(default_factory=lambda: secrets.token_hex(16))
+    python: str = sys.executable
+    extra_env: dict[str, str] = field(default_factory=dict)
+    etcd: list[Proc] = field(default_factory=list)
+    nats: list[Proc] = field(default_factory=list)
+    engram: list[Proc] = field(default_factory=list)
+    etcd_client: list[str] = field(default_factory=list)
+    nats_client: list[str] = field(default_factory=list)
+    nats_monitor: list[int] = field(default_factory=list)
+    http_ports: list[int] = field(default_factory=list)
+
+    # --- the control plane and the log ---------------------------------------------------
+    def _plan_ports(self) -> tuple[list[int], list[int], list[int], list[int], list[int]]:
+        ports = free_ports(5 * 3 + self.nodes)
+        etcd_c, etcd_p = ports[0:3], ports[3:6]
+        nats_c, nats_r, nats_m = ports[6:9], ports[9:12], ports[12:15]
+        self.http_ports = ports[15:]
+        return etcd_c, etcd_p, nats_c, nats_r, nats_m
+
+    def start(self, timeout: float = 60.0) -> None:
+        for b in ("etcd", "nats-server"):
+            if not (BIN / b).exists():
+                raise RuntimeError(f"{BIN / b} is missing: run `make cluster-tools`")
+        self.base.mkdir(parents=True, exist_ok=True)
+        etcd_c, etcd_p, nats_c, nats_r, nats_m = self._plan_ports()
+        initial = ",".join(f"e{i + 1}=http://127.0.0.1:{etcd_p[i]}" for i in range(3))
+        for i in range(3):
+            d = self.base / f"etcd{i + 1}"
+            self.etcd.append(
+                Proc(
+                    f"etcd{i + 1}",
+                    [
+                        str(BIN / "etcd"), "--name", f"e{i + 1}", "--data-dir", str(d / "data"),
+                        "--listen-client-urls", f"http://127.0.0.1:{etcd_c[i]}",
+                        "--advertise-client-urls", f"http://127.0.0.1:{etcd_c[i]}",
+                        "--listen-peer-urls", f"http://127.0.0.1:{etcd_p[i]}",
+                        "--initial-advertise-peer-urls", f"http://127.0.0.1:{etcd_p[i]}",
+                        "--initial-cluster-token", "engram-local", "--initial-cluster", initial,
+                        "--initial-cluster-state", "new", "--heartbeat-interval", "50",
+                        "--election-timeout", "500", "--log-level", "warn",
+                        "--listen-metrics-urls", "", "--enable-pprof=false",
+                    ],
+                    self.base / "logs" / f"etcd{i + 1}.log",
+                )
+            )
+        self.etcd_client = [f"http://127.0.0.1:{p}" for p in etcd_c]
+        routes = ", ".join(f"nats-route://127.0.0.1:{p}" for p in nats_r)
+        for i in range(3):
+            d = self.base / f"nats{i + 1}"
+            d.mkdir(parents=True, exist_ok=True)
+            conf = d / "nats.conf"
+            conf.write_text(
+                f"""server_name: n{i + 1}
+listen: 127.0.0.1:{nats_c[i]}
+http: 127.0.0.1:{nats_m[i]}
+ping_interval: "2s"
+ping_max: 2
+max_payload: 8MB
+authorization {{ user: "{self.nats_user}", password: "{self.nats_password}" }}
+jetstream {{ store_dir: "{d / 'js'}", sync_interval: always }}
+cluster {{
+  name: engram
+  listen: 127.0.0.1:{nats_r[i]}
+  routes: [ {routes} ]
+}}
+"""
+            )
+            self.nats.append(Proc(f"nats{i + 1}", [str(BIN / "nats-server"), "-c", str(conf)], self.base / "logs" / f"nats{i + 1}.log"))
+        self.nats_client = [f"nats://127.0.0.1:{p}" for p in nats_c]
+        self.nats_monitor = list(nats_m)
+        for p in self.etcd + self.nats:
+            p.start()
+        deadline = time.monotonic() + timeout
+        for i in range(3):
+            _wait_http(f"http://127.0.0.1:{nats_m[i]}/healthz?js-enabled-only=true", deadline, self.nats[i])
+        for i in range(3):
+            _wait_http(f"{self.etcd_client[i]}/health", deadline, self.etcd[i])
+        for i in range(self.nodes):
+            self.engram.append(self._engram_proc(i))
+            self.engram[i].start()
+        if self.nodes:
+            self.wait_healthy(max(5.0, deadline - time.monotonic()))
+
+    # --- Engram nodes ----------------------------------------------------------------------
+    def node_url(self, i: int) -> str:
+        return f"http://127.0.0.1:{self.http_ports[i]}"
+
+    def _engram_proc(self, i: int) -> Proc:
+        env = dict(os.environ)
+        env.update(
+            {
+                "ENGRAM_HOST": "127.0.0.1",
+                "ENGRAM_PORT": str(self.http_ports[i]),
+                "ENGRAM_GRPC_PORT": "0",
+                "ENGRAM_DATA_DIR": str(self.base / f"node{i + 1}" / "data"),
+                "ENGRAM_ENCRYPTION_KEY": self.encryption_key,
+                "ENGRAM_CLUSTER_ETCD": ",".join(self.etcd_client),
+                "ENGRAM_CLUSTER_NATS": ",".join(self.nats_client),
+                "ENGRAM_CLUSTER_NATS_USER": self.nats_user,
+                "ENGRAM_CLUSTER_NATS_PASSWORD": self.nats_password,
+                "ENGRAM_CLUSTER_NODE_ID": f"m{i + 1}",
+                "ENGRAM_CLUSTER_ADVERTISE_URL": self.node_url(i),
+                "ENGRAM_CLUSTER_SHARDS": str(self.shards),
+                "ENGRAM_CLUSTER_REPLICATION": str(self.replication),
+                "ENGRAM_CLUSTER_LEASE_TTL": str(self.lease_ttl),
+                "ENGRAM_ACCESS_LOG": "false",
+                "ENGRAM_SHUTDOWN_TIMEOUT": "5",
+            }
+        )
+        if self.api_key:
+            env["ENGRAM_API_KEY"] = self.api_key
+        env.update(self.extra_env)
+        return Proc(f"node{i + 1}", [self.python, "-m", "engram_server.cli", "serve"], self.base / "logs" / f"node{i + 1}.log", env)
+
+    def restart_node(self, i: int) -> None:
+        self.engram[i].stop()
+        self.engram[i] = self._engram_proc(i)
+        self.engram[i].start()
+
+    def status(self, i: int = 0) -> dict[str, object]:
+        with urllib.request.urlopen(self.request(i, "/v1/cluster/status"), timeout=5) as r:
+            data: dict[str, object] = json.loads(r.read())
+            return data
+
+    def request(self, i: int, path: str) -> urllib.request.Request:
+        req = urllib.request.Request(self.node_url(i) + path)
+        if self.api_key:
+            req.add_header("Authorization", f"Bearer {self.api_key}")
+        return req
+
+    def wait_healthy(self, timeout: float = 30.0, nodes: list[int] | None = None) -> dict[str, object]:
+        """Wait until every given node (all running ones by default) reports `healthy: true`."""
+        deadline = time.monotonic() + timeout
+        idx = nodes if nodes is not None else [i for i, p in enumerate(self.engram) if p.alive()]
+        last: object = None
+        while time.monotonic() < deadline:
+            try:
+                states = [self.status(i) for i in idx]
+                if all(s.get("healthy") for s in states):
+                    return states[0]
+                last = states[0]
+            except (OSError, urllib.error.URLError, ValueError) as exc:
+                last = exc
+            for i in idx:
+                if not self.engram[i].alive():
+                    raise RuntimeError(f"node{i + 1} exited; see {self.engram[i].log}:\n{_tail(self.engram[i].log)}")
+            time.sleep(0.2)
+        raise TimeoutError(f"cluster not healthy after {timeout:.0f} s; last status: {last}")
+
+    def stop(self) -> None:
+        for p in self.engram + self.nats + self.etcd:
+            try:
+                p.stop()
+            except Exception:  # noqa: BLE001 - stop everything whatever one does
+                p.kill()
+
+
+def _tail(path: Path, n: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
+    except OSError:
+        return ""
+
+
+def _wait_http(url: str, deadline: float, proc: Proc) -> None:
+    while time.monotonic() < deadline:
+        if not proc.alive():
+            raise RuntimeError(f"{proc.name} exited; see {proc.log}:\n{_tail(proc.log)}")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as r:
+                if r.status == 200:
+                    return
+        except (OSError, urllib.error.URLError):
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"{proc.name} did not answer {url}")
+
+
+def _kill_recorded(base: Path) -> int:
+    """Stop every process whose PID file is under base/logs (SIGTERM, then SIGKILL)."""
+    pids = []
+    for f in sorted((base / "logs").glob("*.pid")):
+        try:
+            pids.append(int(f.read_text()))
+        except ValueError:
+            pass
+        f.unlink()
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + 10
+    for pid in pids:
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.1)
+        else:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    return len(pids)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m tools.cluster.local", description=__doc__.splitlines()[0])
+    p.add_argument("command", choices=["up", "down"])
+    p.add_argument("--dir", type=Path, default=DEFAULT_DIR, help="where data, logs and PID files go")
+    p.add_argument("--nodes", type=int, default=3)
+    args = p.parse_args(argv)
+    if args.command == "down":
+        n = _kill_recorded(args.dir)
+        print(f"stopped {n} processes of the local cluster in {args.dir}")
+        return 0
+    if (args.dir / "logs").exists() and any((args.dir / "logs").glob("*.pid")):
+        print(f"a local cluster seems to run already (PID files in {args.dir / 'logs'}); `make cluster-down` first")
+        return 1
+    c = LocalCluster(args.dir, nodes=args.nodes, lease_ttl=5.0, shards=16)
+    try:
+        c.start()
+    except BaseException:
+        c.stop()
+        raise
+    print("local cluster is up:")
+    for i in range(c.nodes):
+        print(f"  node{i + 1}: {c.node_url(i)}   (REST, gRPC h2c, Connect)")
+    print(f"  etcd: {','.join(c.etcd_client)}")
+    print(f"  nats: {','.join(c.nats_client)}")
+    print(f"  logs: {args.dir / 'logs'}")
+    print(f"try:    curl -s {c.node_url(0)}/v1/cluster/status")
+    print("stop:   make cluster-down")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
