@@ -3366,6 +3366,98 @@ func (x *GetClusterStatusResponse) GetControl() *ClusterEngine {
 	return nil
 }
 
+// Request of AdminService.DrainClusterNode.
+type DrainClusterNodeRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Required. The node to drain, as `GetClusterStatus` names it.
+	NodeId        string `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DrainClusterNodeRequest) Reset() {
+	*x = DrainClusterNodeRequest{}
+	mi := &file_engram_v1_request_response_proto_msgTypes[54]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DrainClusterNodeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DrainClusterNodeRequest) ProtoMessage() {}
+
+func (x *DrainClusterNodeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_engram_v1_request_response_proto_msgTypes[54]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DrainClusterNodeRequest.ProtoReflect.Descriptor instead.
+func (*DrainClusterNodeRequest) Descriptor() ([]byte, []int) {
+	return file_engram_v1_request_response_proto_rawDescGZIP(), []int{54}
+}
+
+func (x *DrainClusterNodeRequest) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+// Response of AdminService.DrainClusterNode.
+type DrainClusterNodeResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The node as it is when the drain starts: the shards it still owns.
+	Node          *ClusterNode `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DrainClusterNodeResponse) Reset() {
+	*x = DrainClusterNodeResponse{}
+	mi := &file_engram_v1_request_response_proto_msgTypes[55]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DrainClusterNodeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DrainClusterNodeResponse) ProtoMessage() {}
+
+func (x *DrainClusterNodeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_engram_v1_request_response_proto_msgTypes[55]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DrainClusterNodeResponse.ProtoReflect.Descriptor instead.
+func (*DrainClusterNodeResponse) Descriptor() ([]byte, []int) {
+	return file_engram_v1_request_response_proto_rawDescGZIP(), []int{55}
+}
+
+func (x *DrainClusterNodeResponse) GetNode() *ClusterNode {
+	if x != nil {
+		return x.Node
+	}
+	return nil
+}
+
 // Request of EmbeddingService.Embed.
 type EmbedRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -3380,7 +3472,7 @@ type EmbedRequest struct {
 
 func (x *EmbedRequest) Reset() {
 	*x = EmbedRequest{}
-	mi := &file_engram_v1_request_response_proto_msgTypes[54]
+	mi := &file_engram_v1_request_response_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3392,7 +3484,7 @@ func (x *EmbedRequest) String() string {
 func (*EmbedRequest) ProtoMessage() {}
 
 func (x *EmbedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engram_v1_request_response_proto_msgTypes[54]
+	mi := &file_engram_v1_request_response_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3405,7 +3497,7 @@ func (x *EmbedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EmbedRequest.ProtoReflect.Descriptor instead.
 func (*EmbedRequest) Descriptor() ([]byte, []int) {
-	return file_engram_v1_request_response_proto_rawDescGZIP(), []int{54}
+	return file_engram_v1_request_response_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *EmbedRequest) GetTexts() []string {
@@ -3437,7 +3529,7 @@ type EmbedResponse struct {
 
 func (x *EmbedResponse) Reset() {
 	*x = EmbedResponse{}
-	mi := &file_engram_v1_request_response_proto_msgTypes[55]
+	mi := &file_engram_v1_request_response_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3449,7 +3541,7 @@ func (x *EmbedResponse) String() string {
 func (*EmbedResponse) ProtoMessage() {}
 
 func (x *EmbedResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engram_v1_request_response_proto_msgTypes[55]
+	mi := &file_engram_v1_request_response_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3462,7 +3554,7 @@ func (x *EmbedResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EmbedResponse.ProtoReflect.Descriptor instead.
 func (*EmbedResponse) Descriptor() ([]byte, []int) {
-	return file_engram_v1_request_response_proto_rawDescGZIP(), []int{55}
+	return file_engram_v1_request_response_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *EmbedResponse) GetEmbeddings() []*Embedding {
@@ -3719,7 +3811,11 @@ const file_engram_v1_request_response_proto_rawDesc = "" +
 	"\x06shards\x18\n" +
 	" \x03(\v2\x17.engram.v1.ClusterShardR\x06shards\x12*\n" +
 	"\x03log\x18\v \x01(\v2\x18.engram.v1.ClusterEngineR\x03log\x122\n" +
-	"\acontrol\x18\f \x01(\v2\x18.engram.v1.ClusterEngineR\acontrol\"b\n" +
+	"\acontrol\x18\f \x01(\v2\x18.engram.v1.ClusterEngineR\acontrol\"2\n" +
+	"\x17DrainClusterNodeRequest\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\"F\n" +
+	"\x18DrainClusterNodeResponse\x12*\n" +
+	"\x04node\x18\x01 \x01(\v2\x16.engram.v1.ClusterNodeR\x04node\"b\n" +
 	"\fEmbedRequest\x12\x14\n" +
 	"\x05texts\x18\x01 \x03(\tR\x05texts\x12<\n" +
 	"\n" +
@@ -3745,7 +3841,7 @@ func file_engram_v1_request_response_proto_rawDescGZIP() []byte {
 	return file_engram_v1_request_response_proto_rawDescData
 }
 
-var file_engram_v1_request_response_proto_msgTypes = make([]protoimpl.MessageInfo, 56)
+var file_engram_v1_request_response_proto_msgTypes = make([]protoimpl.MessageInfo, 58)
 var file_engram_v1_request_response_proto_goTypes = []any{
 	(*StoreMemoryRequest)(nil),          // 0: engram.v1.StoreMemoryRequest
 	(*StoreMemoryResponse)(nil),         // 1: engram.v1.StoreMemoryResponse
@@ -3801,81 +3897,84 @@ var file_engram_v1_request_response_proto_goTypes = []any{
 	(*RevokeApiKeyResponse)(nil),        // 51: engram.v1.RevokeApiKeyResponse
 	(*GetClusterStatusRequest)(nil),     // 52: engram.v1.GetClusterStatusRequest
 	(*GetClusterStatusResponse)(nil),    // 53: engram.v1.GetClusterStatusResponse
-	(*EmbedRequest)(nil),                // 54: engram.v1.EmbedRequest
-	(*EmbedResponse)(nil),               // 55: engram.v1.EmbedResponse
-	(MemoryType)(0),                     // 56: engram.v1.MemoryType
-	(*structpb.Struct)(nil),             // 57: google.protobuf.Struct
-	(*timestamppb.Timestamp)(nil),       // 58: google.protobuf.Timestamp
-	(DuplicatePolicy)(0),                // 59: engram.v1.DuplicatePolicy
-	(*Memory)(nil),                      // 60: engram.v1.Memory
-	(StoreOutcome)(0),                   // 61: engram.v1.StoreOutcome
-	(*fieldmaskpb.FieldMask)(nil),       // 62: google.protobuf.FieldMask
-	(*MemoryFilter)(nil),                // 63: engram.v1.MemoryFilter
-	(RecallMode)(0),                     // 64: engram.v1.RecallMode
-	(*RecalledMemory)(nil),              // 65: engram.v1.RecalledMemory
-	(*DuplicateGroup)(nil),              // 66: engram.v1.DuplicateGroup
-	(*MemoryEvent)(nil),                 // 67: engram.v1.MemoryEvent
-	(*MemoryLink)(nil),                  // 68: engram.v1.MemoryLink
-	(*Agent)(nil),                       // 69: engram.v1.Agent
-	(*ServerLimits)(nil),                // 70: engram.v1.ServerLimits
-	(ApiKeyRole)(0),                     // 71: engram.v1.ApiKeyRole
-	(*ApiKey)(nil),                      // 72: engram.v1.ApiKey
-	(*ClusterNode)(nil),                 // 73: engram.v1.ClusterNode
-	(*ClusterShard)(nil),                // 74: engram.v1.ClusterShard
-	(*ClusterEngine)(nil),               // 75: engram.v1.ClusterEngine
-	(EmbeddingInputType)(0),             // 76: engram.v1.EmbeddingInputType
-	(*Embedding)(nil),                   // 77: engram.v1.Embedding
+	(*DrainClusterNodeRequest)(nil),     // 54: engram.v1.DrainClusterNodeRequest
+	(*DrainClusterNodeResponse)(nil),    // 55: engram.v1.DrainClusterNodeResponse
+	(*EmbedRequest)(nil),                // 56: engram.v1.EmbedRequest
+	(*EmbedResponse)(nil),               // 57: engram.v1.EmbedResponse
+	(MemoryType)(0),                     // 58: engram.v1.MemoryType
+	(*structpb.Struct)(nil),             // 59: google.protobuf.Struct
+	(*timestamppb.Timestamp)(nil),       // 60: google.protobuf.Timestamp
+	(DuplicatePolicy)(0),                // 61: engram.v1.DuplicatePolicy
+	(*Memory)(nil),                      // 62: engram.v1.Memory
+	(StoreOutcome)(0),                   // 63: engram.v1.StoreOutcome
+	(*fieldmaskpb.FieldMask)(nil),       // 64: google.protobuf.FieldMask
+	(*MemoryFilter)(nil),                // 65: engram.v1.MemoryFilter
+	(RecallMode)(0),                     // 66: engram.v1.RecallMode
+	(*RecalledMemory)(nil),              // 67: engram.v1.RecalledMemory
+	(*DuplicateGroup)(nil),              // 68: engram.v1.DuplicateGroup
+	(*MemoryEvent)(nil),                 // 69: engram.v1.MemoryEvent
+	(*MemoryLink)(nil),                  // 70: engram.v1.MemoryLink
+	(*Agent)(nil),                       // 71: engram.v1.Agent
+	(*ServerLimits)(nil),                // 72: engram.v1.ServerLimits
+	(ApiKeyRole)(0),                     // 73: engram.v1.ApiKeyRole
+	(*ApiKey)(nil),                      // 74: engram.v1.ApiKey
+	(*ClusterNode)(nil),                 // 75: engram.v1.ClusterNode
+	(*ClusterShard)(nil),                // 76: engram.v1.ClusterShard
+	(*ClusterEngine)(nil),               // 77: engram.v1.ClusterEngine
+	(EmbeddingInputType)(0),             // 78: engram.v1.EmbeddingInputType
+	(*Embedding)(nil),                   // 79: engram.v1.Embedding
 }
 var file_engram_v1_request_response_proto_depIdxs = []int32{
-	56, // 0: engram.v1.StoreMemoryRequest.memory_type:type_name -> engram.v1.MemoryType
-	57, // 1: engram.v1.StoreMemoryRequest.metadata:type_name -> google.protobuf.Struct
-	58, // 2: engram.v1.StoreMemoryRequest.event_time:type_name -> google.protobuf.Timestamp
-	58, // 3: engram.v1.StoreMemoryRequest.expires_at:type_name -> google.protobuf.Timestamp
-	59, // 4: engram.v1.StoreMemoryRequest.duplicate_policy:type_name -> engram.v1.DuplicatePolicy
-	60, // 5: engram.v1.StoreMemoryResponse.memory:type_name -> engram.v1.Memory
-	61, // 6: engram.v1.StoreMemoryResponse.outcome:type_name -> engram.v1.StoreOutcome
+	58, // 0: engram.v1.StoreMemoryRequest.memory_type:type_name -> engram.v1.MemoryType
+	59, // 1: engram.v1.StoreMemoryRequest.metadata:type_name -> google.protobuf.Struct
+	60, // 2: engram.v1.StoreMemoryRequest.event_time:type_name -> google.protobuf.Timestamp
+	60, // 3: engram.v1.StoreMemoryRequest.expires_at:type_name -> google.protobuf.Timestamp
+	61, // 4: engram.v1.StoreMemoryRequest.duplicate_policy:type_name -> engram.v1.DuplicatePolicy
+	62, // 5: engram.v1.StoreMemoryResponse.memory:type_name -> engram.v1.Memory
+	63, // 6: engram.v1.StoreMemoryResponse.outcome:type_name -> engram.v1.StoreOutcome
 	0,  // 7: engram.v1.BatchStoreMemoriesRequest.requests:type_name -> engram.v1.StoreMemoryRequest
-	60, // 8: engram.v1.BatchStoreMemoriesResponse.memories:type_name -> engram.v1.Memory
-	61, // 9: engram.v1.BatchStoreMemoriesResponse.outcomes:type_name -> engram.v1.StoreOutcome
-	60, // 10: engram.v1.GetMemoryResponse.memory:type_name -> engram.v1.Memory
-	60, // 11: engram.v1.UpdateMemoryRequest.memory:type_name -> engram.v1.Memory
-	62, // 12: engram.v1.UpdateMemoryRequest.update_mask:type_name -> google.protobuf.FieldMask
-	60, // 13: engram.v1.UpdateMemoryResponse.memory:type_name -> engram.v1.Memory
-	63, // 14: engram.v1.ListMemoriesRequest.filter:type_name -> engram.v1.MemoryFilter
-	60, // 15: engram.v1.ListMemoriesResponse.memories:type_name -> engram.v1.Memory
-	63, // 16: engram.v1.RecallRequest.filter:type_name -> engram.v1.MemoryFilter
-	64, // 17: engram.v1.RecallRequest.mode:type_name -> engram.v1.RecallMode
-	65, // 18: engram.v1.RecallResponse.memories:type_name -> engram.v1.RecalledMemory
+	62, // 8: engram.v1.BatchStoreMemoriesResponse.memories:type_name -> engram.v1.Memory
+	63, // 9: engram.v1.BatchStoreMemoriesResponse.outcomes:type_name -> engram.v1.StoreOutcome
+	62, // 10: engram.v1.GetMemoryResponse.memory:type_name -> engram.v1.Memory
+	62, // 11: engram.v1.UpdateMemoryRequest.memory:type_name -> engram.v1.Memory
+	64, // 12: engram.v1.UpdateMemoryRequest.update_mask:type_name -> google.protobuf.FieldMask
+	62, // 13: engram.v1.UpdateMemoryResponse.memory:type_name -> engram.v1.Memory
+	65, // 14: engram.v1.ListMemoriesRequest.filter:type_name -> engram.v1.MemoryFilter
+	62, // 15: engram.v1.ListMemoriesResponse.memories:type_name -> engram.v1.Memory
+	65, // 16: engram.v1.RecallRequest.filter:type_name -> engram.v1.MemoryFilter
+	66, // 17: engram.v1.RecallRequest.mode:type_name -> engram.v1.RecallMode
+	67, // 18: engram.v1.RecallResponse.memories:type_name -> engram.v1.RecalledMemory
 	12, // 19: engram.v1.BatchRecallRequest.requests:type_name -> engram.v1.RecallRequest
 	13, // 20: engram.v1.BatchRecallResponse.responses:type_name -> engram.v1.RecallResponse
-	63, // 21: engram.v1.ForgetMemoriesRequest.filter:type_name -> engram.v1.MemoryFilter
-	66, // 22: engram.v1.ConsolidateMemoriesResponse.groups:type_name -> engram.v1.DuplicateGroup
-	67, // 23: engram.v1.WatchMemoriesResponse.events:type_name -> engram.v1.MemoryEvent
-	60, // 24: engram.v1.GetMemoryHistoryResponse.versions:type_name -> engram.v1.Memory
-	68, // 25: engram.v1.LinkMemoriesResponse.link:type_name -> engram.v1.MemoryLink
-	60, // 26: engram.v1.GetMemoryGraphResponse.memories:type_name -> engram.v1.Memory
-	68, // 27: engram.v1.GetMemoryGraphResponse.links:type_name -> engram.v1.MemoryLink
-	63, // 28: engram.v1.ExportMemoriesRequest.filter:type_name -> engram.v1.MemoryFilter
-	60, // 29: engram.v1.ExportMemoriesResponse.memory:type_name -> engram.v1.Memory
-	60, // 30: engram.v1.ImportMemoriesRequest.memory:type_name -> engram.v1.Memory
-	69, // 31: engram.v1.ListAgentsResponse.agents:type_name -> engram.v1.Agent
-	69, // 32: engram.v1.GetAgentResponse.agent:type_name -> engram.v1.Agent
-	70, // 33: engram.v1.GetServerInfoResponse.limits:type_name -> engram.v1.ServerLimits
-	71, // 34: engram.v1.CreateApiKeyRequest.role:type_name -> engram.v1.ApiKeyRole
-	72, // 35: engram.v1.CreateApiKeyResponse.api_key:type_name -> engram.v1.ApiKey
-	72, // 36: engram.v1.ListApiKeysResponse.api_keys:type_name -> engram.v1.ApiKey
-	72, // 37: engram.v1.RevokeApiKeyResponse.api_key:type_name -> engram.v1.ApiKey
-	73, // 38: engram.v1.GetClusterStatusResponse.nodes:type_name -> engram.v1.ClusterNode
-	74, // 39: engram.v1.GetClusterStatusResponse.shards:type_name -> engram.v1.ClusterShard
-	75, // 40: engram.v1.GetClusterStatusResponse.log:type_name -> engram.v1.ClusterEngine
-	75, // 41: engram.v1.GetClusterStatusResponse.control:type_name -> engram.v1.ClusterEngine
-	76, // 42: engram.v1.EmbedRequest.input_type:type_name -> engram.v1.EmbeddingInputType
-	77, // 43: engram.v1.EmbedResponse.embeddings:type_name -> engram.v1.Embedding
-	44, // [44:44] is the sub-list for method output_type
-	44, // [44:44] is the sub-list for method input_type
-	44, // [44:44] is the sub-list for extension type_name
-	44, // [44:44] is the sub-list for extension extendee
-	0,  // [0:44] is the sub-list for field type_name
+	65, // 21: engram.v1.ForgetMemoriesRequest.filter:type_name -> engram.v1.MemoryFilter
+	68, // 22: engram.v1.ConsolidateMemoriesResponse.groups:type_name -> engram.v1.DuplicateGroup
+	69, // 23: engram.v1.WatchMemoriesResponse.events:type_name -> engram.v1.MemoryEvent
+	62, // 24: engram.v1.GetMemoryHistoryResponse.versions:type_name -> engram.v1.Memory
+	70, // 25: engram.v1.LinkMemoriesResponse.link:type_name -> engram.v1.MemoryLink
+	62, // 26: engram.v1.GetMemoryGraphResponse.memories:type_name -> engram.v1.Memory
+	70, // 27: engram.v1.GetMemoryGraphResponse.links:type_name -> engram.v1.MemoryLink
+	65, // 28: engram.v1.ExportMemoriesRequest.filter:type_name -> engram.v1.MemoryFilter
+	62, // 29: engram.v1.ExportMemoriesResponse.memory:type_name -> engram.v1.Memory
+	62, // 30: engram.v1.ImportMemoriesRequest.memory:type_name -> engram.v1.Memory
+	71, // 31: engram.v1.ListAgentsResponse.agents:type_name -> engram.v1.Agent
+	71, // 32: engram.v1.GetAgentResponse.agent:type_name -> engram.v1.Agent
+	72, // 33: engram.v1.GetServerInfoResponse.limits:type_name -> engram.v1.ServerLimits
+	73, // 34: engram.v1.CreateApiKeyRequest.role:type_name -> engram.v1.ApiKeyRole
+	74, // 35: engram.v1.CreateApiKeyResponse.api_key:type_name -> engram.v1.ApiKey
+	74, // 36: engram.v1.ListApiKeysResponse.api_keys:type_name -> engram.v1.ApiKey
+	74, // 37: engram.v1.RevokeApiKeyResponse.api_key:type_name -> engram.v1.ApiKey
+	75, // 38: engram.v1.GetClusterStatusResponse.nodes:type_name -> engram.v1.ClusterNode
+	76, // 39: engram.v1.GetClusterStatusResponse.shards:type_name -> engram.v1.ClusterShard
+	77, // 40: engram.v1.GetClusterStatusResponse.log:type_name -> engram.v1.ClusterEngine
+	77, // 41: engram.v1.GetClusterStatusResponse.control:type_name -> engram.v1.ClusterEngine
+	75, // 42: engram.v1.DrainClusterNodeResponse.node:type_name -> engram.v1.ClusterNode
+	78, // 43: engram.v1.EmbedRequest.input_type:type_name -> engram.v1.EmbeddingInputType
+	79, // 44: engram.v1.EmbedResponse.embeddings:type_name -> engram.v1.Embedding
+	45, // [45:45] is the sub-list for method output_type
+	45, // [45:45] is the sub-list for method input_type
+	45, // [45:45] is the sub-list for extension type_name
+	45, // [45:45] is the sub-list for extension extendee
+	0,  // [0:45] is the sub-list for field type_name
 }
 
 func init() { file_engram_v1_request_response_proto_init() }
@@ -3894,7 +3993,7 @@ func file_engram_v1_request_response_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_engram_v1_request_response_proto_rawDesc), len(file_engram_v1_request_response_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   56,
+			NumMessages:   58,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

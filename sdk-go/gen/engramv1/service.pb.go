@@ -49,7 +49,7 @@ const file_engram_v1_service_proto_rawDesc = "" +
 	"ListAgents\x12\x1c.engram.v1.ListAgentsRequest\x1a\x1d.engram.v1.ListAgentsResponse\"\x12\x82\xd3\xe4\x93\x02\f\x12\n" +
 	"/v1/agents\x12b\n" +
 	"\bGetAgent\x12\x1a.engram.v1.GetAgentRequest\x1a\x1b.engram.v1.GetAgentResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\x12\x15/v1/agents/{agent_id}\x12k\n" +
-	"\vDeleteAgent\x12\x1d.engram.v1.DeleteAgentRequest\x1a\x1e.engram.v1.DeleteAgentResponse\"\x1d\x82\xd3\xe4\x93\x02\x17*\x15/v1/agents/{agent_id}2\xd1\x05\n" +
+	"\vDeleteAgent\x12\x1d.engram.v1.DeleteAgentRequest\x1a\x1e.engram.v1.DeleteAgentResponse\"\x1d\x82\xd3\xe4\x93\x02\x17*\x15/v1/agents/{agent_id}2\xdd\x06\n" +
 	"\fAdminService\x12\\\n" +
 	"\x06Health\x12\x18.engram.v1.HealthRequest\x1a\x19.engram.v1.HealthResponse\"\x1d\x82\xd3\xe4\x93\x02\x17Z\t\x12\a/health\x12\n" +
 	"/v1/health\x12d\n" +
@@ -60,7 +60,8 @@ const file_engram_v1_service_proto_rawDesc = "" +
 	"\vListApiKeys\x12\x1d.engram.v1.ListApiKeysRequest\x1a\x1e.engram.v1.ListApiKeysResponse\"\x10\x82\xd3\xe4\x93\x02\n" +
 	"\x12\b/v1/keys\x12f\n" +
 	"\fRevokeApiKey\x12\x1e.engram.v1.RevokeApiKeyRequest\x1a\x1f.engram.v1.RevokeApiKeyResponse\"\x15\x82\xd3\xe4\x93\x02\x0f*\r/v1/keys/{id}\x12w\n" +
-	"\x10GetClusterStatus\x12\".engram.v1.GetClusterStatusRequest\x1a#.engram.v1.GetClusterStatusResponse\"\x1a\x82\xd3\xe4\x93\x02\x14\x12\x12/v1/cluster/status2i\n" +
+	"\x10GetClusterStatus\x12\".engram.v1.GetClusterStatusRequest\x1a#.engram.v1.GetClusterStatusResponse\"\x1a\x82\xd3\xe4\x93\x02\x14\x12\x12/v1/cluster/status\x12\x89\x01\n" +
+	"\x10DrainClusterNode\x12\".engram.v1.DrainClusterNodeRequest\x1a#.engram.v1.DrainClusterNodeResponse\",\x82\xd3\xe4\x93\x02&:\x01*\"!/v1/cluster/nodes/{node_id}:drain2i\n" +
 	"\x10EmbeddingService\x12U\n" +
 	"\x05Embed\x12\x17.engram.v1.EmbedRequest\x1a\x18.engram.v1.EmbedResponse\"\x19\x82\xd3\xe4\x93\x02\x13:\x01*\"\x0e/v1/embeddingsBEZCgithub.com/engram-memory-server/engram/sdk-go/gen/engramv1;engramv1b\x06proto3"
 
@@ -92,35 +93,37 @@ var file_engram_v1_service_proto_goTypes = []any{
 	(*ListApiKeysRequest)(nil),          // 24: engram.v1.ListApiKeysRequest
 	(*RevokeApiKeyRequest)(nil),         // 25: engram.v1.RevokeApiKeyRequest
 	(*GetClusterStatusRequest)(nil),     // 26: engram.v1.GetClusterStatusRequest
-	(*EmbedRequest)(nil),                // 27: engram.v1.EmbedRequest
-	(*StoreMemoryResponse)(nil),         // 28: engram.v1.StoreMemoryResponse
-	(*BatchStoreMemoriesResponse)(nil),  // 29: engram.v1.BatchStoreMemoriesResponse
-	(*GetMemoryResponse)(nil),           // 30: engram.v1.GetMemoryResponse
-	(*UpdateMemoryResponse)(nil),        // 31: engram.v1.UpdateMemoryResponse
-	(*DeleteMemoryResponse)(nil),        // 32: engram.v1.DeleteMemoryResponse
-	(*ListMemoriesResponse)(nil),        // 33: engram.v1.ListMemoriesResponse
-	(*RecallResponse)(nil),              // 34: engram.v1.RecallResponse
-	(*BatchRecallResponse)(nil),         // 35: engram.v1.BatchRecallResponse
-	(*ForgetMemoriesResponse)(nil),      // 36: engram.v1.ForgetMemoriesResponse
-	(*GetMemoryHistoryResponse)(nil),    // 37: engram.v1.GetMemoryHistoryResponse
-	(*LinkMemoriesResponse)(nil),        // 38: engram.v1.LinkMemoriesResponse
-	(*UnlinkMemoriesResponse)(nil),      // 39: engram.v1.UnlinkMemoriesResponse
-	(*GetMemoryGraphResponse)(nil),      // 40: engram.v1.GetMemoryGraphResponse
-	(*ExportMemoriesResponse)(nil),      // 41: engram.v1.ExportMemoriesResponse
-	(*ConsolidateMemoriesResponse)(nil), // 42: engram.v1.ConsolidateMemoriesResponse
-	(*WatchMemoriesResponse)(nil),       // 43: engram.v1.WatchMemoriesResponse
-	(*ImportMemoriesResponse)(nil),      // 44: engram.v1.ImportMemoriesResponse
-	(*ListAgentsResponse)(nil),          // 45: engram.v1.ListAgentsResponse
-	(*GetAgentResponse)(nil),            // 46: engram.v1.GetAgentResponse
-	(*DeleteAgentResponse)(nil),         // 47: engram.v1.DeleteAgentResponse
-	(*HealthResponse)(nil),              // 48: engram.v1.HealthResponse
-	(*GetServerInfoResponse)(nil),       // 49: engram.v1.GetServerInfoResponse
-	(*GetStatsResponse)(nil),            // 50: engram.v1.GetStatsResponse
-	(*CreateApiKeyResponse)(nil),        // 51: engram.v1.CreateApiKeyResponse
-	(*ListApiKeysResponse)(nil),         // 52: engram.v1.ListApiKeysResponse
-	(*RevokeApiKeyResponse)(nil),        // 53: engram.v1.RevokeApiKeyResponse
-	(*GetClusterStatusResponse)(nil),    // 54: engram.v1.GetClusterStatusResponse
-	(*EmbedResponse)(nil),               // 55: engram.v1.EmbedResponse
+	(*DrainClusterNodeRequest)(nil),     // 27: engram.v1.DrainClusterNodeRequest
+	(*EmbedRequest)(nil),                // 28: engram.v1.EmbedRequest
+	(*StoreMemoryResponse)(nil),         // 29: engram.v1.StoreMemoryResponse
+	(*BatchStoreMemoriesResponse)(nil),  // 30: engram.v1.BatchStoreMemoriesResponse
+	(*GetMemoryResponse)(nil),           // 31: engram.v1.GetMemoryResponse
+	(*UpdateMemoryResponse)(nil),        // 32: engram.v1.UpdateMemoryResponse
+	(*DeleteMemoryResponse)(nil),        // 33: engram.v1.DeleteMemoryResponse
+	(*ListMemoriesResponse)(nil),        // 34: engram.v1.ListMemoriesResponse
+	(*RecallResponse)(nil),              // 35: engram.v1.RecallResponse
+	(*BatchRecallResponse)(nil),         // 36: engram.v1.BatchRecallResponse
+	(*ForgetMemoriesResponse)(nil),      // 37: engram.v1.ForgetMemoriesResponse
+	(*GetMemoryHistoryResponse)(nil),    // 38: engram.v1.GetMemoryHistoryResponse
+	(*LinkMemoriesResponse)(nil),        // 39: engram.v1.LinkMemoriesResponse
+	(*UnlinkMemoriesResponse)(nil),      // 40: engram.v1.UnlinkMemoriesResponse
+	(*GetMemoryGraphResponse)(nil),      // 41: engram.v1.GetMemoryGraphResponse
+	(*ExportMemoriesResponse)(nil),      // 42: engram.v1.ExportMemoriesResponse
+	(*ConsolidateMemoriesResponse)(nil), // 43: engram.v1.ConsolidateMemoriesResponse
+	(*WatchMemoriesResponse)(nil),       // 44: engram.v1.WatchMemoriesResponse
+	(*ImportMemoriesResponse)(nil),      // 45: engram.v1.ImportMemoriesResponse
+	(*ListAgentsResponse)(nil),          // 46: engram.v1.ListAgentsResponse
+	(*GetAgentResponse)(nil),            // 47: engram.v1.GetAgentResponse
+	(*DeleteAgentResponse)(nil),         // 48: engram.v1.DeleteAgentResponse
+	(*HealthResponse)(nil),              // 49: engram.v1.HealthResponse
+	(*GetServerInfoResponse)(nil),       // 50: engram.v1.GetServerInfoResponse
+	(*GetStatsResponse)(nil),            // 51: engram.v1.GetStatsResponse
+	(*CreateApiKeyResponse)(nil),        // 52: engram.v1.CreateApiKeyResponse
+	(*ListApiKeysResponse)(nil),         // 53: engram.v1.ListApiKeysResponse
+	(*RevokeApiKeyResponse)(nil),        // 54: engram.v1.RevokeApiKeyResponse
+	(*GetClusterStatusResponse)(nil),    // 55: engram.v1.GetClusterStatusResponse
+	(*DrainClusterNodeResponse)(nil),    // 56: engram.v1.DrainClusterNodeResponse
+	(*EmbedResponse)(nil),               // 57: engram.v1.EmbedResponse
 }
 var file_engram_v1_service_proto_depIdxs = []int32{
 	0,  // 0: engram.v1.MemoryService.StoreMemory:input_type -> engram.v1.StoreMemoryRequest
@@ -150,37 +153,39 @@ var file_engram_v1_service_proto_depIdxs = []int32{
 	24, // 24: engram.v1.AdminService.ListApiKeys:input_type -> engram.v1.ListApiKeysRequest
 	25, // 25: engram.v1.AdminService.RevokeApiKey:input_type -> engram.v1.RevokeApiKeyRequest
 	26, // 26: engram.v1.AdminService.GetClusterStatus:input_type -> engram.v1.GetClusterStatusRequest
-	27, // 27: engram.v1.EmbeddingService.Embed:input_type -> engram.v1.EmbedRequest
-	28, // 28: engram.v1.MemoryService.StoreMemory:output_type -> engram.v1.StoreMemoryResponse
-	29, // 29: engram.v1.MemoryService.BatchStoreMemories:output_type -> engram.v1.BatchStoreMemoriesResponse
-	30, // 30: engram.v1.MemoryService.GetMemory:output_type -> engram.v1.GetMemoryResponse
-	31, // 31: engram.v1.MemoryService.UpdateMemory:output_type -> engram.v1.UpdateMemoryResponse
-	32, // 32: engram.v1.MemoryService.DeleteMemory:output_type -> engram.v1.DeleteMemoryResponse
-	33, // 33: engram.v1.MemoryService.ListMemories:output_type -> engram.v1.ListMemoriesResponse
-	34, // 34: engram.v1.MemoryService.Recall:output_type -> engram.v1.RecallResponse
-	35, // 35: engram.v1.MemoryService.BatchRecall:output_type -> engram.v1.BatchRecallResponse
-	36, // 36: engram.v1.MemoryService.ForgetMemories:output_type -> engram.v1.ForgetMemoriesResponse
-	37, // 37: engram.v1.MemoryService.GetMemoryHistory:output_type -> engram.v1.GetMemoryHistoryResponse
-	38, // 38: engram.v1.MemoryService.LinkMemories:output_type -> engram.v1.LinkMemoriesResponse
-	39, // 39: engram.v1.MemoryService.UnlinkMemories:output_type -> engram.v1.UnlinkMemoriesResponse
-	40, // 40: engram.v1.MemoryService.GetMemoryGraph:output_type -> engram.v1.GetMemoryGraphResponse
-	41, // 41: engram.v1.MemoryService.ExportMemories:output_type -> engram.v1.ExportMemoriesResponse
-	42, // 42: engram.v1.MemoryService.ConsolidateMemories:output_type -> engram.v1.ConsolidateMemoriesResponse
-	43, // 43: engram.v1.MemoryService.WatchMemories:output_type -> engram.v1.WatchMemoriesResponse
-	44, // 44: engram.v1.MemoryService.ImportMemories:output_type -> engram.v1.ImportMemoriesResponse
-	45, // 45: engram.v1.AgentService.ListAgents:output_type -> engram.v1.ListAgentsResponse
-	46, // 46: engram.v1.AgentService.GetAgent:output_type -> engram.v1.GetAgentResponse
-	47, // 47: engram.v1.AgentService.DeleteAgent:output_type -> engram.v1.DeleteAgentResponse
-	48, // 48: engram.v1.AdminService.Health:output_type -> engram.v1.HealthResponse
-	49, // 49: engram.v1.AdminService.GetServerInfo:output_type -> engram.v1.GetServerInfoResponse
-	50, // 50: engram.v1.AdminService.GetStats:output_type -> engram.v1.GetStatsResponse
-	51, // 51: engram.v1.AdminService.CreateApiKey:output_type -> engram.v1.CreateApiKeyResponse
-	52, // 52: engram.v1.AdminService.ListApiKeys:output_type -> engram.v1.ListApiKeysResponse
-	53, // 53: engram.v1.AdminService.RevokeApiKey:output_type -> engram.v1.RevokeApiKeyResponse
-	54, // 54: engram.v1.AdminService.GetClusterStatus:output_type -> engram.v1.GetClusterStatusResponse
-	55, // 55: engram.v1.EmbeddingService.Embed:output_type -> engram.v1.EmbedResponse
-	28, // [28:56] is the sub-list for method output_type
-	0,  // [0:28] is the sub-list for method input_type
+	27, // 27: engram.v1.AdminService.DrainClusterNode:input_type -> engram.v1.DrainClusterNodeRequest
+	28, // 28: engram.v1.EmbeddingService.Embed:input_type -> engram.v1.EmbedRequest
+	29, // 29: engram.v1.MemoryService.StoreMemory:output_type -> engram.v1.StoreMemoryResponse
+	30, // 30: engram.v1.MemoryService.BatchStoreMemories:output_type -> engram.v1.BatchStoreMemoriesResponse
+	31, // 31: engram.v1.MemoryService.GetMemory:output_type -> engram.v1.GetMemoryResponse
+	32, // 32: engram.v1.MemoryService.UpdateMemory:output_type -> engram.v1.UpdateMemoryResponse
+	33, // 33: engram.v1.MemoryService.DeleteMemory:output_type -> engram.v1.DeleteMemoryResponse
+	34, // 34: engram.v1.MemoryService.ListMemories:output_type -> engram.v1.ListMemoriesResponse
+	35, // 35: engram.v1.MemoryService.Recall:output_type -> engram.v1.RecallResponse
+	36, // 36: engram.v1.MemoryService.BatchRecall:output_type -> engram.v1.BatchRecallResponse
+	37, // 37: engram.v1.MemoryService.ForgetMemories:output_type -> engram.v1.ForgetMemoriesResponse
+	38, // 38: engram.v1.MemoryService.GetMemoryHistory:output_type -> engram.v1.GetMemoryHistoryResponse
+	39, // 39: engram.v1.MemoryService.LinkMemories:output_type -> engram.v1.LinkMemoriesResponse
+	40, // 40: engram.v1.MemoryService.UnlinkMemories:output_type -> engram.v1.UnlinkMemoriesResponse
+	41, // 41: engram.v1.MemoryService.GetMemoryGraph:output_type -> engram.v1.GetMemoryGraphResponse
+	42, // 42: engram.v1.MemoryService.ExportMemories:output_type -> engram.v1.ExportMemoriesResponse
+	43, // 43: engram.v1.MemoryService.ConsolidateMemories:output_type -> engram.v1.ConsolidateMemoriesResponse
+	44, // 44: engram.v1.MemoryService.WatchMemories:output_type -> engram.v1.WatchMemoriesResponse
+	45, // 45: engram.v1.MemoryService.ImportMemories:output_type -> engram.v1.ImportMemoriesResponse
+	46, // 46: engram.v1.AgentService.ListAgents:output_type -> engram.v1.ListAgentsResponse
+	47, // 47: engram.v1.AgentService.GetAgent:output_type -> engram.v1.GetAgentResponse
+	48, // 48: engram.v1.AgentService.DeleteAgent:output_type -> engram.v1.DeleteAgentResponse
+	49, // 49: engram.v1.AdminService.Health:output_type -> engram.v1.HealthResponse
+	50, // 50: engram.v1.AdminService.GetServerInfo:output_type -> engram.v1.GetServerInfoResponse
+	51, // 51: engram.v1.AdminService.GetStats:output_type -> engram.v1.GetStatsResponse
+	52, // 52: engram.v1.AdminService.CreateApiKey:output_type -> engram.v1.CreateApiKeyResponse
+	53, // 53: engram.v1.AdminService.ListApiKeys:output_type -> engram.v1.ListApiKeysResponse
+	54, // 54: engram.v1.AdminService.RevokeApiKey:output_type -> engram.v1.RevokeApiKeyResponse
+	55, // 55: engram.v1.AdminService.GetClusterStatus:output_type -> engram.v1.GetClusterStatusResponse
+	56, // 56: engram.v1.AdminService.DrainClusterNode:output_type -> engram.v1.DrainClusterNodeResponse
+	57, // 57: engram.v1.EmbeddingService.Embed:output_type -> engram.v1.EmbedResponse
+	29, // [29:58] is the sub-list for method output_type
+	0,  // [0:29] is the sub-list for method input_type
 	0,  // [0:0] is the sub-list for extension type_name
 	0,  // [0:0] is the sub-list for extension extendee
 	0,  // [0:0] is the sub-list for field type_name

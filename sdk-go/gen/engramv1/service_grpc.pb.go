@@ -978,6 +978,7 @@ const (
 	AdminService_ListApiKeys_FullMethodName      = "/engram.v1.AdminService/ListApiKeys"
 	AdminService_RevokeApiKey_FullMethodName     = "/engram.v1.AdminService/RevokeApiKey"
 	AdminService_GetClusterStatus_FullMethodName = "/engram.v1.AdminService/GetClusterStatus"
+	AdminService_DrainClusterNode_FullMethodName = "/engram.v1.AdminService/DrainClusterNode"
 )
 
 // AdminServiceClient is the client API for AdminService service.
@@ -1000,6 +1001,11 @@ type AdminServiceClient interface {
 	RevokeApiKey(ctx context.Context, in *RevokeApiKeyRequest, opts ...grpc.CallOption) (*RevokeApiKeyResponse, error)
 	// Describes the cluster. A single server answers one healthy node and replication factor 1.
 	GetClusterStatus(ctx context.Context, in *GetClusterStatusRequest, opts ...grpc.CallOption) (*GetClusterStatusResponse, error)
+	// Cluster mode: drains a node. The controller moves each shard the node owns to another node,
+	// make-before-break (the new owner serves before this one stops), after which the node owns
+	// nothing and can be stopped without a failed call. A node that restarts is no longer
+	// draining. Needs an admin key; FAILED_PRECONDITION on a single server.
+	DrainClusterNode(ctx context.Context, in *DrainClusterNodeRequest, opts ...grpc.CallOption) (*DrainClusterNodeResponse, error)
 }
 
 type adminServiceClient struct {
@@ -1080,6 +1086,16 @@ func (c *adminServiceClient) GetClusterStatus(ctx context.Context, in *GetCluste
 	return out, nil
 }
 
+func (c *adminServiceClient) DrainClusterNode(ctx context.Context, in *DrainClusterNodeRequest, opts ...grpc.CallOption) (*DrainClusterNodeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DrainClusterNodeResponse)
+	err := c.cc.Invoke(ctx, AdminService_DrainClusterNode_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
@@ -1100,6 +1116,11 @@ type AdminServiceServer interface {
 	RevokeApiKey(context.Context, *RevokeApiKeyRequest) (*RevokeApiKeyResponse, error)
 	// Describes the cluster. A single server answers one healthy node and replication factor 1.
 	GetClusterStatus(context.Context, *GetClusterStatusRequest) (*GetClusterStatusResponse, error)
+	// Cluster mode: drains a node. The controller moves each shard the node owns to another node,
+	// make-before-break (the new owner serves before this one stops), after which the node owns
+	// nothing and can be stopped without a failed call. A node that restarts is no longer
+	// draining. Needs an admin key; FAILED_PRECONDITION on a single server.
+	DrainClusterNode(context.Context, *DrainClusterNodeRequest) (*DrainClusterNodeResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -1130,6 +1151,9 @@ func (UnimplementedAdminServiceServer) RevokeApiKey(context.Context, *RevokeApiK
 }
 func (UnimplementedAdminServiceServer) GetClusterStatus(context.Context, *GetClusterStatusRequest) (*GetClusterStatusResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetClusterStatus not implemented")
+}
+func (UnimplementedAdminServiceServer) DrainClusterNode(context.Context, *DrainClusterNodeRequest) (*DrainClusterNodeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DrainClusterNode not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -1278,6 +1302,24 @@ func _AdminService_GetClusterStatus_Handler(srv interface{}, ctx context.Context
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_DrainClusterNode_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DrainClusterNodeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).DrainClusterNode(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_DrainClusterNode_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).DrainClusterNode(ctx, req.(*DrainClusterNodeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1312,6 +1354,10 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetClusterStatus",
 			Handler:    _AdminService_GetClusterStatus_Handler,
+		},
+		{
+			MethodName: "DrainClusterNode",
+			Handler:    _AdminService_DrainClusterNode_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

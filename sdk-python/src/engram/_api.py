@@ -333,6 +333,18 @@ RPCS: tuple[RpcSpec, ...] = (
         doc='Describes the cluster. A single server answers one healthy node and replication factor 1.',
     ),
     RpcSpec(
+        service='AdminService',
+        name='DrainClusterNode',
+        request='DrainClusterNodeRequest',
+        response='DrainClusterNodeResponse',
+        client_streaming=False,
+        server_streaming=False,
+        http_method='POST',
+        http_path='/v1/cluster/nodes/{node_id}:drain',
+        http_body='*',
+        doc='Cluster mode: drains a node. The controller moves each shard the node owns to another node,\nmake-before-break (the new owner serves before this one stops), after which the node owns\nnothing and can be stopped without a failed call. A node that restarts is no longer\ndraining. Needs an admin key; FAILED_PRECONDITION on a single server.',
+    ),
+    RpcSpec(
         service='EmbeddingService',
         name='Embed',
         request='EmbedRequest',
@@ -364,6 +376,8 @@ MESSAGE_DOCS: dict[str, str] = {'Agent': 'An agent: the namespace that owns memo
  'DeleteAgentResponse': 'Response of AgentService.DeleteAgent.',
  'DeleteMemoryRequest': 'Request of MemoryService.DeleteMemory.',
  'DeleteMemoryResponse': 'Response of MemoryService.DeleteMemory.',
+ 'DrainClusterNodeRequest': 'Request of AdminService.DrainClusterNode.',
+ 'DrainClusterNodeResponse': 'Response of AdminService.DrainClusterNode.',
  'DuplicateGroup': 'Near-duplicate memories of one agent, found by ConsolidateMemories.',
  'EmbedRequest': 'Request of EmbeddingService.Embed.',
  'EmbedResponse': 'Response of EmbeddingService.Embed.',
@@ -507,6 +521,10 @@ FIELD_DOCS: dict[str, dict[str, str]] = {'Agent': {'agent_id': 'The agent id.',
                                      'them hold is INVALID_ARGUMENT.',
                          'id': 'Required. The memory id.'},
  'DeleteMemoryResponse': {'id': 'The id of the deleted memory.'},
+ 'DrainClusterNodeRequest': {'node_id': 'Required. The node to drain, as `GetClusterStatus` names '
+                                        'it.'},
+ 'DrainClusterNodeResponse': {'node': 'The node as it is when the drain starts: the shards it '
+                                      'still owns.'},
  'DuplicateGroup': {'duplicate_ids': 'The duplicates, most important first.',
                     'keep_id': 'The memory the others are (or would be) merged into: the most '
                                'important, then the oldest.',

@@ -200,6 +200,35 @@ impl From<&String> for DeleteMemoryRequest {
     }
 }
 
+impl DrainClusterNodeRequest {
+    /// Builds the message from its required fields:
+    ///
+    /// * `node_id`: The node to drain, as `GetClusterStatus` names it.
+    pub fn new(node_id: impl Into<String>) -> Self {
+        Self {
+            node_id: node_id.into(),
+        }
+    }
+}
+
+impl From<&str> for DrainClusterNodeRequest {
+    fn from(v: &str) -> Self {
+        Self::new(v)
+    }
+}
+
+impl From<String> for DrainClusterNodeRequest {
+    fn from(v: String) -> Self {
+        Self::new(v)
+    }
+}
+
+impl From<&String> for DrainClusterNodeRequest {
+    fn from(v: &String) -> Self {
+        Self::new(v)
+    }
+}
+
 impl EmbedRequest {
     /// Builds the message from its required fields:
     ///

@@ -1375,6 +1375,20 @@ pub struct GetClusterStatusResponse {
     #[prost(message, optional, tag = "12")]
     pub control: ::core::option::Option<ClusterEngine>,
 }
+/// Request of AdminService.DrainClusterNode.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct DrainClusterNodeRequest {
+    /// Required. The node to drain, as `GetClusterStatus` names it.
+    #[prost(string, tag = "1")]
+    pub node_id: ::prost::alloc::string::String,
+}
+/// Response of AdminService.DrainClusterNode.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct DrainClusterNodeResponse {
+    /// The node as it is when the drain starts: the shards it still owns.
+    #[prost(message, optional, tag = "1")]
+    pub node: ::core::option::Option<ClusterNode>,
+}
 /// Request of EmbeddingService.Embed.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct EmbedRequest {
@@ -2103,6 +2117,28 @@ pub mod admin_service_client {
             req.extensions_mut().insert(GrpcMethod::new(
                 "engram.v1.AdminService",
                 "GetClusterStatus",
+            ));
+            self.inner.unary(req, path, codec).await
+        }
+        /// Cluster mode: drains a node. The controller moves each shard the node owns to another node,
+        /// make-before-break (the new owner serves before this one stops), after which the node owns
+        /// nothing and can be stopped without a failed call. A node that restarts is no longer
+        /// draining. Needs an admin key; FAILED_PRECONDITION on a single server.
+        pub async fn drain_cluster_node(
+            &mut self,
+            request: impl tonic::IntoRequest<super::DrainClusterNodeRequest>,
+        ) -> std::result::Result<tonic::Response<super::DrainClusterNodeResponse>, tonic::Status>
+        {
+            self.inner.ready().await.map_err(|e| {
+                tonic::Status::unknown(format!("Service was not ready: {}", e.into()))
+            })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path =
+                http::uri::PathAndQuery::from_static("/engram.v1.AdminService/DrainClusterNode");
+            let mut req = request.into_request();
+            req.extensions_mut().insert(GrpcMethod::new(
+                "engram.v1.AdminService",
+                "DrainClusterNode",
             ));
             self.inner.unary(req, path, codec).await
         }

@@ -263,6 +263,19 @@ class ControlPlane:
             out[kv.key[len(PREFIX) + 9 :].decode()] = {int(s): int(q) for s, q in json.loads(kv.value).items()}
         return out
 
+    async def draining(self) -> set[str]:
+        return {kv.key[len(PREFIX) + 6 :].decode() for kv in await self.client.get_prefix(PREFIX + b"drain/")}
+
+    async def drain(self, node_id: str) -> dict[str, Any] | None:
+        """Mark a node draining, on that node's own lease: the mark goes when the node does (a
+        restarted node is a new member, not draining). None: no such live node."""
+        got = await self.client.get(PREFIX + b"nodes/" + node_id.encode())
+        if got is None:
+            return None
+        record: dict[str, Any] = json.loads(got.value)
+        await self.client.put(PREFIX + b"drain/" + node_id.encode(), b"1", lease=got.lease)
+        return record
+
     # --- the controller ------------------------------------------------------------------------
     async def _controller_loop(self) -> None:
         while True:
@@ -311,7 +324,8 @@ class ControlPlane:
             return
         progress = await self.all_progress()
         last = await self._last_seqs(current.shards)
-        nxt = plan(current, live, progress, last, PROMOTE_MAX_LAG)
+        draining = frozenset(await self.draining())
+        nxt = plan(current, live, progress, last, PROMOTE_MAX_LAG, draining)
         if nxt is None:
             return
         await self.write_map(nxt, read_rev)

@@ -321,6 +321,8 @@ class ClusterNode:
                 return await self.status()
 
             return status
+        if method.info.name == "DrainClusterNode":
+            return self.drain
         if kind == LOCAL:
             return handler
 
@@ -560,6 +562,19 @@ class ClusterNode:
                     out.append(base64.b64encode(a.SerializeToString()).decode())
             if not token:
                 return out
+
+    async def drain(self, req: pb.DrainClusterNodeRequest, ctx: CallContext) -> pb.DrainClusterNodeResponse:
+        if not req.node_id:
+            raise invalid("node_id", "required")
+        if await self.control.drain(req.node_id) is None:
+            raise RpcError("NOT_FOUND", f"no live cluster node {req.node_id!r}")
+        st = await self.status()
+        out = pb.DrainClusterNodeResponse()
+        for n in st.nodes:
+            if n.node_id == req.node_id:
+                out.node.CopyFrom(n)
+                out.node.role = "draining"
+        return out
 
     # --- status ----------------------------------------------------------------------------------
     async def status(self) -> pb.GetClusterStatusResponse:

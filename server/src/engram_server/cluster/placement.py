@@ -96,6 +96,7 @@ def plan(
     applied: dict[str, dict[int, int]],
     last_seq: dict[int, int],
     max_lag: int = 0,
+    draining: frozenset[str] = frozenset(),
 ) -> ShardMap | None:
     """The next shard map, or None when nothing changes.
 
@@ -105,9 +106,10 @@ def plan(
     Make-before-break: a new owner joins as catching_up and is promoted to serving once it has
     applied the log to within max_lag of its end; an owner that is no longer wanted is dropped
     only when the shard has its full count of serving wanted owners. An owner whose node is gone
-    (or came back as a new incarnation) is dropped at once: it cannot serve.
+    (or came back as a new incarnation) is dropped at once: it cannot serve. A draining node is
+    wanted nowhere, so it keeps serving each shard only until the shard's new owner serves.
     """
-    nodes = sorted(live)
+    nodes = sorted(n for n in live if n not in draining) or sorted(live)
     rf = current.replication
     out: dict[int, list[Owner]] = {}
     for s in range(current.shards):

@@ -152,3 +152,12 @@ class AdminService(ServiceBase):
                 )
             ],
         )
+
+    async def drain_cluster_node(
+        self, req: pb.DrainClusterNodeRequest, ctx: CallContext
+    ) -> pb.DrainClusterNodeResponse:
+        raise RpcError(
+            "FAILED_PRECONDITION",
+            "this server runs as a single node: there is no cluster to drain a node from "
+            "(cluster mode: --cluster-etcd and --cluster-nats)",
+        )

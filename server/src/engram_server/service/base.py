@@ -42,6 +42,7 @@ ACCESS: dict[str, str] = {
     "GetAgent": "read",
     "GetServerInfo": "read",
     "GetClusterStatus": "read",
+    "DrainClusterNode": "admin",
     "Embed": "read",
     "StoreMemory": "write",
     "BatchStoreMemories": "write",

@@ -23,6 +23,8 @@ __all__ = (
     "DeleteAgentResponse",
     "DeleteMemoryRequest",
     "DeleteMemoryResponse",
+    "DrainClusterNodeRequest",
+    "DrainClusterNodeResponse",
     "DuplicateGroup",
     "DuplicatePolicy",
     "EmbedRequest",
@@ -986,6 +988,42 @@ class DeleteMemoryResponse(betterproto2.Message):
 
 default_message_pool.register_message(
     "engram.v1", "DeleteMemoryResponse", DeleteMemoryResponse
+)
+
+
+@dataclass(eq=False, repr=False)
+class DrainClusterNodeRequest(betterproto2.Message):
+    """
+    Request of AdminService.DrainClusterNode.
+    """
+
+    node_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    Required. The node to drain, as `GetClusterStatus` names it.
+    """
+
+
+default_message_pool.register_message(
+    "engram.v1", "DrainClusterNodeRequest", DrainClusterNodeRequest
+)
+
+
+@dataclass(eq=False, repr=False)
+class DrainClusterNodeResponse(betterproto2.Message):
+    """
+    Response of AdminService.DrainClusterNode.
+    """
+
+    node: "ClusterNode | None" = betterproto2.field(
+        1, betterproto2.TYPE_MESSAGE, optional=True
+    )
+    """
+    The node as it is when the drain starts: the shards it still owns.
+    """
+
+
+default_message_pool.register_message(
+    "engram.v1", "DrainClusterNodeResponse", DrainClusterNodeResponse
 )
 
 

@@ -523,6 +523,18 @@ class GetClusterStatusResponse(_message.Message):
     control: _messages_pb2.ClusterEngine
     def __init__(self, node_count: _Optional[int] = ..., healthy_node_count: _Optional[int] = ..., replication_factor: _Optional[int] = ..., nodes: _Optional[_Iterable[_Union[_messages_pb2.ClusterNode, _Mapping]]] = ..., mode: _Optional[str] = ..., healthy: _Optional[bool] = ..., node_id: _Optional[str] = ..., shard_count: _Optional[int] = ..., shard_map_epoch: _Optional[int] = ..., shards: _Optional[_Iterable[_Union[_messages_pb2.ClusterShard, _Mapping]]] = ..., log: _Optional[_Union[_messages_pb2.ClusterEngine, _Mapping]] = ..., control: _Optional[_Union[_messages_pb2.ClusterEngine, _Mapping]] = ...) -> None: ...
 
+class DrainClusterNodeRequest(_message.Message):
+    __slots__ = ("node_id",)
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    def __init__(self, node_id: _Optional[str] = ...) -> None: ...
+
+class DrainClusterNodeResponse(_message.Message):
+    __slots__ = ("node",)
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    node: _messages_pb2.ClusterNode
+    def __init__(self, node: _Optional[_Union[_messages_pb2.ClusterNode, _Mapping]] = ...) -> None: ...
+
 class EmbedRequest(_message.Message):
     __slots__ = ("texts", "input_type")
     TEXTS_FIELD_NUMBER: _ClassVar[int]
