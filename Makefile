@@ -41,7 +41,8 @@ COMPILE_LOCAL = @$(PY) -m compileall -q server/src sdk-python/src >/dev/null
 has_target = grep -qE '^$(2):' $(1)/Makefile
 
 .PHONY: help setup lock generate check-generate lint lint-proto lint-python lint-sdks docs test \
-        test-python test-sdks doctest serve image image-save conformance bench bench-full stress clean distclean
+        test-python test-sdks doctest serve image image-save conformance bench bench-full stress clean distclean \
+        cluster cluster-down cluster-tools
 
 help:
 	@echo "make serve           run engram-server from its runtime environment (.venv-serve: requirements/runtime.lock only)"
@@ -55,6 +56,8 @@ help:
 	@echo "make docs            mkdocs build --strict (into site/)"
 	@echo "make doctest         run every code block of README.md, docs/quickstart.md, docs/sdk/, docs/cli.md, docs/mcp.md, docs/integrations/"
 	@echo "make lock            re-pin requirements/*.in into requirements/runtime.lock and dev.lock"
+	@echo "make cluster         a local three-node cluster (3 etcd, 3 NATS JetStream, 3 Engram) on loopback; make cluster-down stops it"
+	@echo "make cluster-tools   build etcd and nats-server from their pinned Go modules into build/cluster/bin"
 	@echo "make conformance | bench | bench-full | stress | clean | distclean"
 
 # ---------------------------------------------------------------------------------------------
@@ -105,6 +108,25 @@ lock: | $(UV)
 	$(UV) pip compile $(LOCK_FLAGS) -c requirements/runtime.lock --override requirements/overrides.txt \
 	  $(LOCK_INPUTS) -o requirements/dev.lock
 	@echo "requirements/runtime.lock and requirements/dev.lock updated; run 'make setup'"
+
+# The engines of cluster mode, built from their official Go modules, pinned by tools/cluster/go.mod
+# and by hash in go.sum (docs/operations/cluster.md): etcd (control plane), nats-server (the log).
+CLUSTER_BIN := build/cluster/bin
+CLUSTER_TOOLS := $(CLUSTER_BIN)/etcd $(CLUSTER_BIN)/nats-server
+
+$(CLUSTER_BIN)/etcd: tools/cluster/go.mod tools/cluster/go.sum tools/cluster/etcd/main.go
+	cd tools/cluster && go build -mod=readonly -trimpath -o ../../$@ ./etcd
+
+$(CLUSTER_BIN)/nats-server: tools/cluster/go.mod tools/cluster/go.sum
+	cd tools/cluster && go build -mod=readonly -trimpath -o ../../$@ github.com/nats-io/nats-server/v2
+
+cluster-tools: $(CLUSTER_TOOLS)
+
+cluster: $(SETUP_STAMP) $(CLUSTER_TOOLS)
+	$(PY) -m tools.cluster.local up
+
+cluster-down:
+	@if [ -x $(PY) ]; then $(PY) -m tools.cluster.local down; else echo "no environment: nothing runs"; fi
 
 # ---------------------------------------------------------------------------------------------
 # code generation
@@ -197,9 +219,9 @@ test: setup
 
 # One pytest run per project (each has its own conftest and configuration); each prints its own
 # closing summary line.
-test-python: $(SETUP)
+test-python: $(SETUP) $(CLUSTER_TOOLS)
 	@status=0; \
-	echo "== pytest tools/tests $(wildcard tests)"; $(PY) -m pytest tools/tests $(wildcard tests) || status=1; \
+	echo "== pytest tools/tests $(wildcard tests)"; ENGRAM_REQUIRE_CLUSTER=1 $(PY) -m pytest tools/tests $(wildcard tests) || status=1; \
 	for p in $(PYTHON_PROJECTS); do \
 	  echo "== $$p: pytest"; (cd $$p && ../$(PY) -m pytest) || status=1; \
 	done; \
@@ -254,6 +276,7 @@ stress: $(SETUP_STAMP)
 	@ran=0; \
 	if [ -f bench/Makefile ] && $(call has_target,bench,stress); then $(MAKE) -C bench stress; ran=1; fi; \
 	if [ -d tests/reliability ]; then ENGRAM_STRESS=1 $(PY) -m pytest tests/reliability; ran=1; fi; \
+	if [ -d tests/cluster ]; then $(MAKE) cluster-tools && ENGRAM_STRESS=1 ENGRAM_REQUIRE_CLUSTER=1 $(PY) -m pytest -s tests/cluster; fi; \
 	(cd server && ENGRAM_STRESS=1 ../$(PY) -m pytest tests/engine/test_engine_model.py); \
 	if [ $$ran -eq 0 ]; then echo "stress: no stress tests exist yet (tests/reliability, bench stress)"; exit 1; fi
 

@@ -66,3 +66,11 @@ func (c *Client) RevokeAPIKey(ctx context.Context, id string) (*APIKey, error) {
 func (c *Client) ClusterStatus(ctx context.Context) (*GetClusterStatusResponse, error) {
 	return unary(ctx, c, true, c.admin.GetClusterStatus, &engramv1.GetClusterStatusRequest{})
 }
+
+// DrainClusterNode drains a cluster node, named as ClusterStatus names it (DrainClusterNode):
+// each shard it owns moves to another node, whose new owner serves before this one stops, after
+// which the node owns nothing and can be stopped without a failed call. It returns the node as
+// the drain starts. Needs an admin key; a single server answers FAILED_PRECONDITION.
+func (c *Client) DrainClusterNode(ctx context.Context, nodeID string) (*DrainClusterNodeResponse, error) {
+	return unary(ctx, c, true, c.admin.DrainClusterNode, &engramv1.DrainClusterNodeRequest{NodeId: nodeID})
+}

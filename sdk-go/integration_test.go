@@ -83,6 +83,9 @@ func TestAdmin(t *testing.T) {
 	if cs.NodeCount != 1 || cs.HealthyNodeCount != 1 || cs.ReplicationFactor != 1 || len(cs.Nodes) != 1 || !cs.Nodes[0].Healthy {
 		t.Errorf("ClusterStatus = %v", cs)
 	}
+	// A single server has no cluster to drain a node from.
+	_, err := c.DrainClusterNode(ctx, cs.Nodes[0].GetNodeId())
+	wantCode(t, err, engram.CodeFailedPrecondition)
 }
 
 func TestAuth(t *testing.T) {

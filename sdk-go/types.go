@@ -5,15 +5,18 @@ import "github.com/engram-memory-server/engram/sdk-go/gen/engramv1"
 // The messages of the Engram v1 API, re-exported from the generated package gen/engramv1.
 // They are the same types (aliases), so values pass freely between the two.
 type (
-	Memory           = engramv1.Memory
-	RecalledMemory   = engramv1.RecalledMemory
-	ScoreExplanation = engramv1.ScoreExplanation
-	MemoryFilter     = engramv1.MemoryFilter
-	MemoryLink       = engramv1.MemoryLink
-	Agent            = engramv1.Agent
-	APIKey           = engramv1.ApiKey
-	ServerLimits     = engramv1.ServerLimits
-	ClusterNode      = engramv1.ClusterNode
+	Memory            = engramv1.Memory
+	RecalledMemory    = engramv1.RecalledMemory
+	ScoreExplanation  = engramv1.ScoreExplanation
+	MemoryFilter      = engramv1.MemoryFilter
+	MemoryLink        = engramv1.MemoryLink
+	Agent             = engramv1.Agent
+	APIKey            = engramv1.ApiKey
+	ServerLimits      = engramv1.ServerLimits
+	ClusterNode       = engramv1.ClusterNode
+	ClusterShard      = engramv1.ClusterShard
+	ClusterShardOwner = engramv1.ClusterShardOwner
+	ClusterEngine     = engramv1.ClusterEngine
 
 	StoreMemoryResponse        = engramv1.StoreMemoryResponse
 	BatchStoreMemoriesResponse = engramv1.BatchStoreMemoriesResponse
@@ -28,6 +31,7 @@ type (
 	GetStatsResponse           = engramv1.GetStatsResponse
 	CreateAPIKeyResponse       = engramv1.CreateApiKeyResponse
 	GetClusterStatusResponse   = engramv1.GetClusterStatusResponse
+	DrainClusterNodeResponse   = engramv1.DrainClusterNodeResponse
 
 	// DuplicateGroup is a group of near-duplicate memories found by [Client.Consolidate].
 	DuplicateGroup = engramv1.DuplicateGroup

@@ -523,6 +523,10 @@ var handlers = map[string]handler{
 		func(ctx context.Context, c *engram.Client, _ *pb.GetClusterStatusRequest) (proto.Message, error) {
 			return c.ClusterStatus(ctx)
 		}),
+	"AdminService.DrainClusterNode": typed(func() *pb.DrainClusterNodeRequest { return &pb.DrainClusterNodeRequest{} },
+		func(ctx context.Context, c *engram.Client, r *pb.DrainClusterNodeRequest) (proto.Message, error) {
+			return c.DrainClusterNode(ctx, r.GetNodeId())
+		}),
 	"EmbeddingService.Embed": embed,
 }
 

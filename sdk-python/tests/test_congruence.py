@@ -82,6 +82,7 @@ def test_same_errors(both: tuple[engram.Client, engram.Client]) -> None:
         lambda c: c.create_api_key("", "admin"),
         lambda c: c.revoke_api_key("missing"),
         lambda c: c.get_agent("no-such-agent-xyz"),
+        lambda c: c.drain_cluster_node("no-such-node"),
     ]
     for i, call in enumerate(failing):
         caught = []

@@ -156,6 +156,8 @@ def test_admin(client: engram.Client) -> None:
     assert client.stats().uptime_seconds > 0
     cluster = client.cluster_status()
     assert (cluster.node_count, cluster.replication_factor) == (1, 1) and cluster.nodes[0].healthy
+    with pytest.raises(errors.FailedPrecondition):  # a single server has no cluster to drain
+        client.drain_cluster_node(cluster.nodes[0].node_id)
 
 
 def test_api_keys(client: engram.Client, server: Server, transport: str, agent_id: str) -> None:

@@ -283,6 +283,9 @@ async fn call(client: &Client, rpc: &str, req: &Json, take: Option<usize>) -> Sh
             parse::<GetClusterStatusRequest>(req)?;
             one(client.cluster_status().await?)
         }
+        "AdminService.DrainClusterNode" => one(client
+            .drain_cluster_node(parse::<DrainClusterNodeRequest>(req)?)
+            .await?),
         "EmbeddingService.Embed" => {
             let out = client.embed(parse(req)?).await?;
             // The vectors as the wire carries them: packed little-endian f32.

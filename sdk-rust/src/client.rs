@@ -1338,6 +1338,30 @@ impl Client {
         .await
     }
 
+    /// Drains a cluster node, named as [`cluster_status`](Self::cluster_status) names it
+    /// (`AdminService.DrainClusterNode`): each shard it owns moves to another node, whose new
+    /// owner serves before this one stops, after which the node owns nothing and can be stopped
+    /// without a failed call. Returns the node as the drain starts. Needs an admin key; a single
+    /// server answers `FAILED_PRECONDITION`.
+    ///
+    /// ```no_run
+    /// # async fn run(client: engram_client::Client) -> engram_client::Result<()> {
+    /// let drained = client.drain_cluster_node("node-2").await?;
+    /// println!("still owns {:?}", drained.node.map(|n| n.serving_shards));
+    /// # Ok(()) }
+    /// ```
+    pub async fn drain_cluster_node(
+        &self,
+        request: impl Into<DrainClusterNodeRequest>,
+    ) -> Result<DrainClusterNodeResponse> {
+        self.unary(
+            true,
+            request.into(),
+            rpc!(AdminServiceClient, drain_cluster_node),
+        )
+        .await
+    }
+
     // ----------------------------------------------------------------------------------------
     // EmbeddingService
     // ----------------------------------------------------------------------------------------

@@ -67,9 +67,10 @@ pub use client::{
 pub use error::{Code, Error};
 pub use pb::engram::v1::{
     Agent, ApiKey, ApiKeyRole, BatchRecallRequest, BatchRecallResponse, BatchStoreMemoriesRequest,
-    BatchStoreMemoriesResponse, ClusterNode, ConsolidateMemoriesRequest,
-    ConsolidateMemoriesResponse, CreateApiKeyRequest, CreateApiKeyResponse, DeleteAgentRequest,
-    DeleteAgentResponse, DeleteMemoryRequest, DeleteMemoryResponse, DuplicateGroup,
+    BatchStoreMemoriesResponse, ClusterEngine, ClusterNode, ClusterShard, ClusterShardOwner,
+    ConsolidateMemoriesRequest, ConsolidateMemoriesResponse, CreateApiKeyRequest,
+    CreateApiKeyResponse, DeleteAgentRequest, DeleteAgentResponse, DeleteMemoryRequest,
+    DeleteMemoryResponse, DrainClusterNodeRequest, DrainClusterNodeResponse, DuplicateGroup,
     DuplicatePolicy, EmbedRequest, EmbedResponse, Embedding, EmbeddingInputType,
     ExportMemoriesRequest, ExportMemoriesResponse, ForgetMemoriesRequest, ForgetMemoriesResponse,
     GetAgentRequest, GetAgentResponse, GetClusterStatusRequest, GetClusterStatusResponse,

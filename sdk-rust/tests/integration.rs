@@ -747,6 +747,12 @@ impl Checks {
         assert_eq!(cluster.replication_factor, 1);
         assert_eq!(cluster.nodes.len(), 1);
         assert!(cluster.nodes[0].healthy);
+        // A single server has no cluster to drain a node from.
+        let drain = self
+            .root
+            .drain_cluster_node(cluster.nodes[0].node_id.as_str())
+            .await;
+        assert_eq!(code_of(drain), "FAILED_PRECONDITION");
     }
 
     async fn embed(&self) {

@@ -248,7 +248,8 @@ fn messages_of(package: &str) -> BTreeSet<String> {
 fn every_engram_v1_message_round_trips() {
     let tested = roundtrip!(check_with_json, "engram.v1", ev1::{
         Memory, RecalledMemory, ScoreExplanation, TimeRange, MemoryFilter, MemoryLink, Agent,
-        ApiKey, ServerLimits, ClusterNode, Embedding, DuplicateGroup, MemoryEvent,
+        ApiKey, ServerLimits, ClusterNode, ClusterShard, ClusterShardOwner, ClusterEngine,
+        Embedding, DuplicateGroup, MemoryEvent,
         StoreMemoryRequest, StoreMemoryResponse, BatchStoreMemoriesRequest,
         BatchStoreMemoriesResponse, GetMemoryRequest, GetMemoryResponse, UpdateMemoryRequest,
         UpdateMemoryResponse, DeleteMemoryRequest, DeleteMemoryResponse, ListMemoriesRequest,
@@ -265,7 +266,8 @@ fn every_engram_v1_message_round_trips() {
         GetServerInfoRequest, GetServerInfoResponse, GetStatsRequest, GetStatsResponse,
         CreateApiKeyRequest, CreateApiKeyResponse, ListApiKeysRequest, ListApiKeysResponse,
         RevokeApiKeyRequest, RevokeApiKeyResponse, GetClusterStatusRequest,
-        GetClusterStatusResponse, EmbedRequest, EmbedResponse,
+        GetClusterStatusResponse, DrainClusterNodeRequest, DrainClusterNodeResponse,
+        EmbedRequest, EmbedResponse,
     });
     assert_eq!(
         tested,

@@ -175,6 +175,7 @@ const HANDLERS: Record<string, Handler> = {
     create(D.revokeApiKey.output, { apiKey }),
   ),
   "AdminService.GetClusterStatus": unary(D.getClusterStatus, (c, _r, o) => c.clusterStatus(o), same),
+  "AdminService.DrainClusterNode": unary(D.drainClusterNode, (c, r, o) => c.drainClusterNode(r.nodeId, o), same),
   // embed() decodes the packed float32 vectors; encode them again for the wire-shaped response.
   "EmbeddingService.Embed": unary(E.embed, (c, r, o) => c.embed(r, o), (result) =>
     create(E.embed.output, {

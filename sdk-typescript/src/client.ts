@@ -14,6 +14,7 @@ import type {
   DeleteAgentResponse,
   DeleteMemoryRequestSchema,
   DeleteMemoryResponse,
+  DrainClusterNodeResponse,
   EmbedRequestSchema,
   ExportMemoriesRequestSchema,
   ForgetMemoriesRequestSchema,
@@ -490,6 +491,15 @@ export class EngramClientBase {
   /** Describes the cluster; a single server answers one healthy node. */
   clusterStatus(options?: CallOptions): Promise<GetClusterStatusResponse> {
     return this.#unary((o) => this.services.admin.getClusterStatus({}, o), true, options);
+  }
+
+  /**
+   * Cluster mode: drains a node. Its shards move to other nodes, make-before-break, after which it
+   * owns nothing and can be stopped without a failed call. Needs an admin key; FAILED_PRECONDITION
+   * on a single server.
+   */
+  drainClusterNode(nodeId: string, options?: CallOptions): Promise<DrainClusterNodeResponse> {
+    return this.#unary((o) => this.services.admin.drainClusterNode({ nodeId }, o), true, options);
   }
 
   // ---------------------------------------------------------------------------------------------

@@ -65,6 +65,9 @@ export type {
   ApiKey,
   ServerLimits,
   ClusterNode,
+  ClusterShard,
+  ClusterShardOwner,
+  ClusterEngine,
   Embedding,
   DuplicateGroup,
   MemoryEvent,
@@ -88,6 +91,7 @@ export type {
   GetStatsResponse,
   CreateApiKeyResponse,
   GetClusterStatusResponse,
+  DrainClusterNodeResponse,
   EmbedResponse,
 } from "./gen/engram/v1/request_response_pb.js";
 export { MemoryService, AgentService, AdminService, EmbeddingService } from "./gen/engram/v1/service_pb.js";

@@ -98,6 +98,11 @@ describe("AdminService", () => {
     assert.equal(res.nodes.length, 1);
     assert.equal(res.nodes[0]?.healthy, true);
   });
+
+  it("drainClusterNode is FAILED_PRECONDITION on a single server", async () => {
+    const { nodes } = await client.clusterStatus();
+    await rejectsWith(client.drainClusterNode(nodes[0]?.nodeId ?? ""), "FAILED_PRECONDITION");
+  });
 });
 
 describe("MemoryService", () => {

@@ -758,12 +758,12 @@ describe("public surface", () => {
       "store", "batchStore", "get", "update", "delete", "list", "iterMemories", "recall", "batchRecall", "forget",
       "history", "link", "unlink", "graph", "consolidate", "watch", "export", "importMemories", "listAgents", "iterAgents", "getAgent",
       "deleteAgent", "health", "serverInfo", "stats", "createApiKey", "listApiKeys", "revokeApiKey", "clusterStatus",
-      "embed", "close",
+      "drainClusterNode", "embed", "close",
     ];
     for (const m of methods) {
       assert.equal(typeof (EngramClient.prototype as unknown as Record<string, unknown>)[m], "function", m);
     }
     const rpcCount = [MemoryService, AgentService, AdminService, EmbeddingService].reduce((n, s) => n + s.methods.length, 0);
-    assert.equal(rpcCount, 28, "28 RPCs, each wrapped above");
+    assert.equal(rpcCount, 29, "29 RPCs, each wrapped above");
   });
 });

@@ -101,3 +101,48 @@ def test_rotate_key_without_a_new_key_is_refused(tmp_path, capsys):
 
     assert main(["rotate-key", "--data-dir", str(tmp_path), "--encryption-key", "ab" * 32]) == 2
     assert "--new-key-file" in capsys.readouterr().err
+
+
+CLUSTER = {
+    "ENGRAM_CLUSTER_ETCD": "127.0.0.1:2379",
+    "ENGRAM_CLUSTER_NATS": "nats://127.0.0.1:4222",
+    "ENGRAM_CLUSTER_NODE_ID": "m1",
+    "ENGRAM_ENCRYPTION_KEY": "ab" * 32,
+}
+
+
+def test_cluster_mode_is_off_unless_both_engines_are_named():
+    assert not load(env={}).cluster_enabled
+    cfg = load(env=CLUSTER)
+    assert cfg.cluster_enabled and cfg.cluster_etcd == ["127.0.0.1:2379"] and cfg.cluster_shards == 64
+    cfg.validate()
+    assert cfg.cluster_url == "http://127.0.0.1:3300"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"ENGRAM_CLUSTER_NATS": ""}, "needs both --cluster-etcd"),
+        ({"ENGRAM_CLUSTER_NODE_ID": ""}, "needs --cluster-node-id"),
+        ({"ENGRAM_CLUSTER_NODE_ID": "m 1"}, "needs --cluster-node-id"),
+        ({"ENGRAM_ENCRYPTION_KEY": ""}, "shared encryption key"),
+        ({"ENGRAM_CLUSTER_SHARDS": "0"}, "--cluster-shards must be 1..1024"),
+        ({"ENGRAM_CLUSTER_REPLICATION": "9"}, "--cluster-replication must be 1..5"),
+        ({"ENGRAM_CLUSTER_LEASE_TTL": "0.1"}, "--cluster-lease-ttl"),
+        ({"ENGRAM_CLUSTER_LOG_REPLICAS": "4"}, "--cluster-log-replicas"),
+        ({"ENGRAM_CLUSTER_NATS": "127.0.0.1:4222"}, "is not nats://host:port"),
+        ({"ENGRAM_CLUSTER_ETCD": "etcd one"}, "is not host:port"),
+        ({"ENGRAM_CLUSTER_ETCD_USER": "root"}, "go together"),
+        ({"ENGRAM_DUPLICATE_POLICY": "near"}, "not available in cluster mode"),
+    ],
+)
+def test_cluster_settings_are_checked(change, message):
+    env = {k: v for k, v in {**CLUSTER, **change}.items() if v}
+    with pytest.raises(ValueError, match=message.replace(".", r"\.").replace("(", r"\(")):
+        load(env=env).validate()
+
+
+def test_cluster_secrets_are_redacted():
+    cfg = load(env={**CLUSTER, "ENGRAM_CLUSTER_NATS_PASSWORD": "hunter2-secret", "ENGRAM_CLUSTER_ETCD_PASSWORD": "p4ss"})
+    shown = str(cfg.redacted())
+    assert "hunter2" not in shown and "p4ss" not in shown

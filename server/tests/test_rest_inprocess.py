@@ -272,3 +272,6 @@ async def test_every_rest_route_answers(rest):
     assert vec.shape == (64,) and abs(float(np.linalg.norm(vec)) - 1) < 1e-5
     r = await rest.get("/v1/cluster/status")
     assert r.json()["node_count"] == 1 and r.json()["replication_factor"] == 1 and r.json()["healthy_node_count"] == 1
+    assert r.json()["mode"] == "single" and r.json()["healthy"] is True
+    r = await rest.post("/v1/cluster/nodes/n1:drain", json={})
+    assert r.status_code == 400 and r.json()["code"] == "FAILED_PRECONDITION" and "single node" in r.json()["message"]

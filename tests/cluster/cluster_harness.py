@@ -19,8 +19,16 @@ ROOT_KEY = "cluster-test-root-key-0123456789"
 STRESS = os.environ.get("ENGRAM_STRESS") == "1"
 
 
-def http(c: LocalCluster, i: int, method: str, path: str, body: Any = None, token: str = "", key: str = ROOT_KEY,
-         timeout: float = 20.0) -> tuple[int, dict[str, Any], str]:
+def http(
+    c: LocalCluster,
+    i: int,
+    method: str,
+    path: str,
+    body: Any = None,
+    token: str = "",
+    key: str = ROOT_KEY,
+    timeout: float = 20.0,
+) -> tuple[int, dict[str, Any], str]:
     """(status, JSON body, x-engram-token) of one REST call to node i; status 0: no connection."""
     req = urllib.request.Request(
         c.node_url(i) + path, method=method, data=json.dumps(body).encode() if body is not None else None
@@ -89,7 +97,7 @@ class Load:
     def _write(self, t: int) -> None:
         rng = random.Random(t)
         while not self.stop_event.is_set():
-            nodes = self.live_nodes()
+            nodes = self.live_nodes(self.exclude_writes)
             if not nodes:
                 time.sleep(0.1)
                 continue
@@ -97,7 +105,9 @@ class Load:
             agent = f"agent-{rng.randrange(self.agents)}"
             self.seq += 1
             content = f"memory {t}-{self.seq} of {agent}: the weather on day {rng.randrange(10_000)}"
-            status, body, token = http(self.c, i, "POST", "/v1/memories", {"agent_id": agent, "content": content}, timeout=30)
+            status, body, token = http(
+                self.c, i, "POST", "/v1/memories", {"agent_id": agent, "content": content}, timeout=30
+            )
             if status == 200:
                 self.ledger.add(agent, body["memory"]["id"], content, token)
             else:
@@ -123,6 +133,7 @@ class Load:
             time.sleep(0.01)
 
     exclude_reads: set[int] = set()  # noqa: RUF012 - set per scenario
+    exclude_writes: set[int] = set()  # noqa: RUF012 - set per scenario
 
 
 def wait_converged(c: LocalCluster, timeout: float = 15.0) -> tuple[dict[str, Any], float]:
@@ -136,10 +147,14 @@ def wait_converged(c: LocalCluster, timeout: float = 15.0) -> tuple[dict[str, An
                 continue
             status, st, _ = http(c, i, "GET", "/v1/cluster/status", timeout=5)
             last = st
-            if status == 200 and st.get("healthy") and all(
-                o.get("state") == "serving" and int(o.get("applied_sequence", 0)) >= int(sh.get("last_sequence", 0))
-                for sh in st["shards"]
-                for o in sh.get("owners", [])
+            if (
+                status == 200
+                and st.get("healthy")
+                and all(
+                    o.get("state") == "serving" and int(o.get("applied_sequence", 0)) >= int(sh.get("last_sequence", 0))
+                    for sh in st["shards"]
+                    for o in sh.get("owners", [])
+                )
             ):
                 return st, time.monotonic() - t0
             break
@@ -186,5 +201,3 @@ def wait_until(pred: Any, timeout: float, what: str) -> float:
             return time.monotonic() - t0
         time.sleep(0.1)
     raise AssertionError(f"{what}: not within {timeout:.0f} s")
-
-

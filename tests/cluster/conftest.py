@@ -18,6 +18,7 @@ sys.path.insert(0, str(HERE.parents[1]))  # the repository: tools.cluster.local
 sys.path.insert(0, str(HERE))  # cluster_harness
 
 from cluster_harness import ROOT_KEY  # noqa: E402
+
 from tools.cluster.local import BIN, LocalCluster  # noqa: E402
 
 
@@ -27,7 +28,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
         if os.environ.get("ENGRAM_REQUIRE_CLUSTER") == "1":
             pytest.fail(f"{BIN}/etcd or nats-server is missing: `make cluster-tools` builds them")
         pytest.skip("cluster binaries missing: run `make cluster-tools`")
-    c = LocalCluster(tmp_path_factory.mktemp("cluster"), nodes=3, shards=8, replication=2, lease_ttl=2.0, api_key=ROOT_KEY)
+    c = LocalCluster(
+        tmp_path_factory.mktemp("cluster"), nodes=3, shards=8, replication=2, lease_ttl=2.0, api_key=ROOT_KEY
+    )
     try:
         c.start(timeout=90)
         yield c

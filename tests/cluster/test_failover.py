@@ -12,17 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
 import shutil
+import signal
 import time
 import urllib.request
 from typing import Any
 
 import pytest
+from cluster_harness import STRESS, Ledger, Load, check_ledger, http, status_of, wait_converged, wait_until
 
 from tools.cluster.local import LocalCluster
-
-from cluster_harness import STRESS, Ledger, Load, check_ledger, http, status_of, wait_converged, wait_until
 
 LOAD_SECONDS = 6.0 if STRESS else 2.0
 EPOCHS: list[int] = []
@@ -51,7 +50,14 @@ def test_any_node_serves_any_call(cluster: LocalCluster) -> None:
         assert status == 200 and got["memory"]["content"] == "Alice likes tea", (i, got)
         status, got, _ = http(cluster, i, "GET", f"/v1/memories/{mid}", token=token)  # found by id alone
         assert status == 200 and got["memory"]["agent_id"] == "alice", (i, got)
-        status, got, _ = http(cluster, i, "POST", "/v1/memories/recall", {"agent_id": "alice", "query": "what does Alice drink"}, token=token)
+        status, got, _ = http(
+            cluster,
+            i,
+            "POST",
+            "/v1/memories/recall",
+            {"agent_id": "alice", "query": "what does Alice drink"},
+            token=token,
+        )
         assert status == 200 and got["memories"][0]["id"] == mid, (i, got)
     LEDGER.add("alice", mid, "Alice likes tea", token)
     # Errors travel back unchanged from the owner.
@@ -59,21 +65,32 @@ def test_any_node_serves_any_call(cluster: LocalCluster) -> None:
     assert status == 404 and got["code"] == "NOT_FOUND"
     status, got, _ = http(cluster, 1, "POST", "/v1/memories", {"agent_id": "alice", "content": ""})
     assert status == 400 and got["code"] == "INVALID_ARGUMENT"
+    near = {"agent_id": "alice", "content": "Alice likes green tea", "duplicate_policy": "DUPLICATE_POLICY_NEAR"}
+    status, got, _ = http(cluster, 1, "POST", "/v1/memories", near)
+    assert status == 400 and got["code"] == "FAILED_PRECONDITION" and "cluster mode" in got["message"], got
     # Many agents over every shard; the agent list merges all shards.
     # The client sends back the last token it got: it then reads all its writes, on every shard.
     chain = token
     for k in range(16):
-        status, body, chain = http(cluster, k % 3, "POST", "/v1/memories", {"agent_id": f"agent-{k}", "content": f"fact {k}"}, token=chain)
+        status, body, chain = http(
+            cluster, k % 3, "POST", "/v1/memories", {"agent_id": f"agent-{k}", "content": f"fact {k}"}, token=chain
+        )
         assert status == 200, body
         LEDGER.add(f"agent-{k}", body["memory"]["id"], f"fact {k}", chain)
     assert len(chain.split(",")) >= 4, chain  # one entry per shard written
     status, got, _ = http(cluster, 2, "GET", "/v1/agents?page_size=10", token=chain)
     assert status == 200 and got["total_size"] == 17 and len(got["agents"]) == 10
-    status, got2, _ = http(cluster, 0, "GET", f"/v1/agents?page_size=10&page_token={got['next_page_token']}", token=chain)
+    status, got2, _ = http(
+        cluster, 0, "GET", f"/v1/agents?page_size=10&page_token={got['next_page_token']}", token=chain
+    )
     assert status == 200 and len(got2["agents"]) == 7 and not got2.get("next_page_token")
-    assert [a["agent_id"] for a in got["agents"] + got2["agents"]] == sorted(["alice", *(f"agent-{k}" for k in range(16))])
+    assert [a["agent_id"] for a in got["agents"] + got2["agents"]] == sorted(
+        ["alice", *(f"agent-{k}" for k in range(16))]
+    )
     # Updates and deletes go through the log too.
-    status, body, token = http(cluster, 1, "PATCH", f"/v1/memories/{mid}?agent_id=alice&update_mask=importance", {"importance": 0.9})
+    status, body, token = http(
+        cluster, 1, "PATCH", f"/v1/memories/{mid}?agent_id=alice&update_mask=importance", {"importance": 0.9}
+    )
     assert status == 200, body
     status, got, _ = http(cluster, 2, "GET", f"/v1/memories/{mid}?agent_id=alice", token=token)
     assert status == 200 and abs(got["memory"]["importance"] - 0.9) < 1e-6, got
@@ -81,14 +98,26 @@ def test_any_node_serves_any_call(cluster: LocalCluster) -> None:
 
 
 def test_api_keys_work_on_every_node(cluster: LocalCluster) -> None:
-    status, body, token = http(cluster, 0, "POST", "/v1/keys", {"name": "bob's agent", "role": "API_KEY_ROLE_READ_WRITE", "agent_ids": ["bob"]})
+    status, body, token = http(
+        cluster, 0, "POST", "/v1/keys", {"name": "bob's agent", "role": "API_KEY_ROLE_READ_WRITE", "agent_ids": ["bob"]}
+    )
     assert status == 200, body
     key = body["key"]
     for i in (1, 2):
-        status, got, _ = http(cluster, i, "POST", "/v1/memories", {"agent_id": "bob", "content": f"bob's note on node {i}"}, key=key, token=token)
+        status, got, _ = http(
+            cluster,
+            i,
+            "POST",
+            "/v1/memories",
+            {"agent_id": "bob", "content": f"bob's note on node {i}"},
+            key=key,
+            token=token,
+        )
         assert status == 200, (i, got)
         LEDGER.add("bob", got["memory"]["id"], f"bob's note on node {i}", "")
-        status, got, _ = http(cluster, i, "POST", "/v1/memories", {"agent_id": "alice", "content": "not bob's"}, key=key)
+        status, got, _ = http(
+            cluster, i, "POST", "/v1/memories", {"agent_id": "alice", "content": "not bob's"}, key=key
+        )
         assert status == 403 and got["code"] == "PERMISSION_DENIED", got
     status, body, token = http(cluster, 2, "DELETE", f"/v1/keys/{body['api_key']['id']}")
     assert status == 200, body
@@ -107,12 +136,16 @@ def test_sigkill_a_node_under_load(cluster: LocalCluster) -> None:
         cluster.engram[victim].kill()
         # Its agents' recalls succeed again through the survivors within about a lease.
         agents = [a for a in LEDGER.acked if a.startswith("agent-")]
+
         def all_readable() -> bool:
             for a in agents[:8]:
-                status, _, _ = http(cluster, 0, "POST", "/v1/memories/recall", {"agent_id": a, "query": "weather"}, timeout=5)
+                status, _, _ = http(
+                    cluster, 0, "POST", "/v1/memories/recall", {"agent_id": a, "query": "weather"}, timeout=5
+                )
                 if status != 200:
                     return False
             return True
+
         wait_until(all_readable, 15, "recalls through the survivors")
         failover = time.monotonic() - t_kill
         time.sleep(LOAD_SECONDS)
@@ -131,14 +164,20 @@ def test_sigstop_past_the_lease_never_serves_stale(cluster: LocalCluster) -> Non
     assert shards
     cluster.engram[victim].signal(signal.SIGSTOP)
     try:
-        wait_until(lambda: "m3" not in [n["node_id"] for n in status_of(cluster, 0)["nodes"] if n.get("healthy")], 15, "m3's lease expires")
+        wait_until(
+            lambda: "m3" not in [n["node_id"] for n in status_of(cluster, 0)["nodes"] if n.get("healthy")],
+            15,
+            "m3's lease expires",
+        )
         # Writes while m3 sleeps, to the agents of the shards it served.
         from engram_server.cluster.placement import shard_of
 
         agents = [a for a in LEDGER.acked if shard_of(a, 8) in shards]
         written = []
         for a in agents[:6]:
-            status, body, token = http(cluster, 0, "POST", "/v1/memories", {"agent_id": a, "content": f"written while m3 slept, for {a}"})
+            status, body, token = http(
+                cluster, 0, "POST", "/v1/memories", {"agent_id": a, "content": f"written while m3 slept, for {a}"}
+            )
             assert status == 200, body
             LEDGER.add(a, body["memory"]["id"], f"written while m3 slept, for {a}", token)
             written.append((a, body["memory"]["id"], token))
@@ -149,7 +188,9 @@ def test_sigstop_past_the_lease_never_serves_stale(cluster: LocalCluster) -> Non
         status, got, _ = http(cluster, victim, "GET", f"/v1/memories/{mid}?agent_id={a}", token=token)
         assert status == 200, (a, got)
         status, got, _ = http(cluster, victim, "GET", f"/v1/memories?agent_id={a}&page_size=1000")
-        assert status == 200 and mid in [m["id"] for m in got["memories"]], f"m3 served a stale list of {a} after waking"
+        assert status == 200 and mid in [m["id"] for m in got["memories"]], (
+            f"m3 served a stale list of {a} after waking"
+        )
     print(json.dumps(check_ledger(cluster, LEDGER, EPOCHS)))
 
 
@@ -182,7 +223,7 @@ def test_sigkill_the_log_leader_of_a_busy_shard(cluster: LocalCluster) -> None:
 
     busy = shard_of("agent-0", 8)
     leader = _stream_leader(cluster, busy)
-    with Load(cluster, LEDGER) as load:
+    with Load(cluster, LEDGER):
         time.sleep(LOAD_SECONDS)
         acked_before = LEDGER.count()
         cluster.nats[leader].kill()
@@ -220,15 +261,23 @@ def test_sigkill_the_etcd_leader(cluster: LocalCluster) -> None:
 
 def test_drain_a_node_without_failed_reads(cluster: LocalCluster) -> None:
     victim = 2
-    with Load(cluster, LEDGER) as load:
-        load.exclude_reads = {victim}
+    status, body, _ = http(cluster, 0, "POST", "/v1/cluster/nodes/m3:drain", {})
+    assert status == 200 and body["node"]["role"] == "draining", body
+    status, body, _ = http(cluster, 0, "POST", "/v1/cluster/nodes/nobody:drain", {})
+    assert status == 404, body
+    failures_before = len(LEDGER.failures)
+    with Load(cluster, LEDGER) as load:  # reads and writes through every node, the draining one too
+        wait_until(lambda: not _owners_of(status_of(cluster, 0), "m3"), 30, "m3's shards move away")
         time.sleep(LOAD_SECONDS)
-        cluster.engram[victim].stop()  # SIGTERM: the node leaves (revokes its lease) and exits
+        load.exclude_reads = load.exclude_writes = {victim}  # as a load balancer would, before it stops
+        time.sleep(0.5)
+        cluster.engram[victim].stop()  # it owns nothing now: stopping it fails no call
         time.sleep(LOAD_SECONDS)
     assert not load.read_failures, load.read_failures[:5]
+    assert len(LEDGER.failures) == failures_before, LEDGER.failures[failures_before:][:5]
     wait_converged(cluster)
-    cluster.restart_node(victim)
-    cluster.wait_healthy(30)
+    cluster.restart_node(victim)  # a restarted node is not draining: it gets shards again
+    wait_until(lambda: bool(_owners_of(status_of(cluster, 0), "m3")), 30, "m3 owns shards again")
     result = check_ledger(cluster, LEDGER, EPOCHS)
     print(json.dumps(result))
     assert LEDGER.count() > 40

@@ -9,6 +9,7 @@ cluster's directory, and is stopped by its recorded PID only: SIGTERM, then SIGK
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import secrets
@@ -25,6 +26,19 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 BIN = ROOT / "build" / "cluster" / "bin"
 DEFAULT_DIR = ROOT / "build" / "cluster" / "local"
+
+
+# etcd client and peer, NATS client, cluster routes and monitoring: 1xxxx for host 1, 2xxxx, 3xxxx.
+FIXED_PORTS = (12379, 12380, 14222, 16222, 18222)
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
 
 
 def free_ports(n: int) -> list[int]:
@@ -111,10 +125,17 @@ class LocalCluster:
     nats_client: list[str] = field(default_factory=list)
     nats_monitor: list[int] = field(default_factory=list)
     http_ports: list[int] = field(default_factory=list)
+    fixed_ports: bool = False  # `make cluster`: the documented ports (FIXED_PORTS) instead of free ones
 
     # --- the control plane and the log ---------------------------------------------------
     def _plan_ports(self) -> tuple[list[int], list[int], list[int], list[int], list[int]]:
-        ports = free_ports(5 * 3 + self.nodes)
+        if self.fixed_ports:
+            ports = [p + 10_000 * i for p in FIXED_PORTS for i in range(3)] + [3301 + i for i in range(self.nodes)]
+            busy = [p for p in ports if not _port_free(p)]
+            if busy:
+                raise RuntimeError(f"ports in use on 127.0.0.1: {busy}; `make cluster-down` stops a local cluster")
+        else:
+            ports = free_ports(5 * 3 + self.nodes)
         etcd_c, etcd_p = ports[0:3], ports[3:6]
         nats_c, nats_r, nats_m = ports[6:9], ports[9:12], ports[12:15]
         self.http_ports = ports[15:]
@@ -133,15 +154,34 @@ class LocalCluster:
                 Proc(
                     f"etcd{i + 1}",
                     [
-                        str(BIN / "etcd"), "--name", f"e{i + 1}", "--data-dir", str(d / "data"),
-                        "--listen-client-urls", f"http://127.0.0.1:{etcd_c[i]}",
-                        "--advertise-client-urls", f"http://127.0.0.1:{etcd_c[i]}",
-                        "--listen-peer-urls", f"http://127.0.0.1:{etcd_p[i]}",
-                        "--initial-advertise-peer-urls", f"http://127.0.0.1:{etcd_p[i]}",
-                        "--initial-cluster-token", "engram-local", "--initial-cluster", initial,
-                        "--initial-cluster-state", "new", "--heartbeat-interval", "50",
-                        "--election-timeout", "500", "--log-level", "warn",
-                        "--listen-metrics-urls", "", "--enable-pprof=false",
+                        str(BIN / "etcd"),
+                        "--name",
+                        f"e{i + 1}",
+                        "--data-dir",
+                        str(d / "data"),
+                        "--listen-client-urls",
+                        f"http://127.0.0.1:{etcd_c[i]}",
+                        "--advertise-client-urls",
+                        f"http://127.0.0.1:{etcd_c[i]}",
+                        "--listen-peer-urls",
+                        f"http://127.0.0.1:{etcd_p[i]}",
+                        "--initial-advertise-peer-urls",
+                        f"http://127.0.0.1:{etcd_p[i]}",
+                        "--initial-cluster-token",
+                        "engram-local",
+                        "--initial-cluster",
+                        initial,
+                        "--initial-cluster-state",
+                        "new",
+                        "--heartbeat-interval",
+                        "50",
+                        "--election-timeout",
+                        "500",
+                        "--log-level",
+                        "warn",
+                        "--listen-metrics-urls",
+                        "",
+                        "--enable-pprof=false",
                     ],
                     self.base / "logs" / f"etcd{i + 1}.log",
                 )
@@ -160,7 +200,7 @@ ping_interval: "2s"
 ping_max: 2
 max_payload: 8MB
 authorization {{ user: "{self.nats_user}", password: "{self.nats_password}" }}
-jetstream {{ store_dir: "{d / 'js'}", sync_interval: always }}
+jetstream {{ store_dir: "{d / "js"}", sync_interval: always }}
 cluster {{
   name: engram
   listen: 127.0.0.1:{nats_r[i]}
@@ -168,7 +208,11 @@ cluster {{
 }}
 """
             )
-            self.nats.append(Proc(f"nats{i + 1}", [str(BIN / "nats-server"), "-c", str(conf)], self.base / "logs" / f"nats{i + 1}.log"))
+            self.nats.append(
+                Proc(
+                    f"nats{i + 1}", [str(BIN / "nats-server"), "-c", str(conf)], self.base / "logs" / f"nats{i + 1}.log"
+                )
+            )
         self.nats_client = [f"nats://127.0.0.1:{p}" for p in nats_c]
         self.nats_monitor = list(nats_m)
         for p in self.etcd + self.nats:
@@ -213,7 +257,12 @@ cluster {{
         if self.api_key:
             env["ENGRAM_API_KEY"] = self.api_key
         env.update(self.extra_env)
-        return Proc(f"node{i + 1}", [self.python, "-m", "engram_server.cli", "serve"], self.base / "logs" / f"node{i + 1}.log", env)
+        return Proc(
+            f"node{i + 1}",
+            [self.python, "-m", "engram_server.cli", "serve"],
+            self.base / "logs" / f"node{i + 1}.log",
+            env,
+        )
 
     def restart_node(self, i: int) -> None:
         self.engram[i].stop()
@@ -254,7 +303,7 @@ cluster {{
         for p in self.engram + self.nats + self.etcd:
             try:
                 p.stop()
-            except Exception:  # noqa: BLE001 - stop everything whatever one does
+            except Exception:
                 p.kill()
 
 
@@ -283,16 +332,12 @@ def _kill_recorded(base: Path) -> int:
     """Stop every process whose PID file is under base/logs (SIGTERM, then SIGKILL)."""
     pids = []
     for f in sorted((base / "logs").glob("*.pid")):
-        try:
+        with contextlib.suppress(ValueError):
             pids.append(int(f.read_text()))
-        except ValueError:
-            pass
         f.unlink()
     for pid in pids:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
     deadline = time.monotonic() + 10
     for pid in pids:
         while time.monotonic() < deadline:
@@ -302,10 +347,8 @@ def _kill_recorded(base: Path) -> int:
                 break
             time.sleep(0.1)
         else:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
     return len(pids)
 
 
@@ -322,7 +365,23 @@ def main(argv: list[str] | None = None) -> int:
     if (args.dir / "logs").exists() and any((args.dir / "logs").glob("*.pid")):
         print(f"a local cluster seems to run already (PID files in {args.dir / 'logs'}); `make cluster-down` first")
         return 1
-    c = LocalCluster(args.dir, nodes=args.nodes, lease_ttl=5.0, shards=16)
+    # The cluster's data key and NATS password stay with its data: a second `up` reopens it.
+    args.dir.mkdir(parents=True, exist_ok=True)
+    secrets_file = args.dir / "secrets.json"
+    if not secrets_file.exists():
+        fd = os.open(secrets_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump({"encryption_key": secrets.token_hex(32), "nats_password": secrets.token_hex(16)}, f)
+    saved = json.loads(secrets_file.read_text())
+    c = LocalCluster(
+        args.dir,
+        nodes=args.nodes,
+        lease_ttl=5.0,
+        shards=16,
+        fixed_ports=True,
+        encryption_key=saved["encryption_key"],
+        nats_password=saved["nats_password"],
+    )
     try:
         c.start()
     except BaseException:

@@ -17,6 +17,7 @@ from tools.doctest.runner import REPO, Result, run_document
 
 DEFAULT_FILES = (
     "README.md", "docs/quickstart.md", "docs/sdk/*.md", "docs/cli.md", "docs/mcp.md", "docs/integrations/*.md",
+    "docs/operations/cluster.md",
 )
 
 

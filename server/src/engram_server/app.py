@@ -108,7 +108,7 @@ class EngramApp:
             if self.config.cluster_enabled:
                 from .cluster.node import ClusterNode
 
-                self.cluster = ClusterNode(self.config, self.engine, self.registry)
+                self.cluster = ClusterNode(self.config, self.engine, self.registry, self.metrics)
                 await self.cluster.start()
                 self.registry.route_through(self.cluster.wrap)
             self.rest = RestTransport(self)

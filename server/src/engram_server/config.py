@@ -182,13 +182,22 @@ class Config:
 
     def _validate_cluster(self) -> None:
         if not self.cluster_etcd or not self.cluster_nats:
-            raise ValueError("cluster mode needs both --cluster-etcd (etcd endpoints) and --cluster-nats (NATS servers)")
+            raise ValueError(
+                "cluster mode needs both --cluster-etcd (etcd endpoints) and --cluster-nats (NATS servers)"
+            )
         if not self.cluster_node_id or not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", self.cluster_node_id):
-            raise ValueError("cluster mode needs --cluster-node-id: 1 to 64 characters of [A-Za-z0-9_-], unique per node")
+            raise ValueError(
+                "cluster mode needs --cluster-node-id: 1 to 64 characters of [A-Za-z0-9_-], unique per node"
+            )
         if not self.encryption_key and self.encryption_key_file is None:
             raise ValueError(
                 "cluster mode needs the cluster's shared encryption key (--encryption-key or "
                 "--encryption-key-file): every node reads the log that the others encrypt"
+            )
+        if self.duplicate_policy == "near":
+            raise ValueError(
+                "--duplicate-policy near is not available in cluster mode (owners must decide every write alike); "
+                "use exact, or ConsolidateMemories to merge near duplicates"
             )
         if not 1 <= self.cluster_shards <= 1024:
             raise ValueError(f"--cluster-shards must be 1..1024, got {self.cluster_shards}")
@@ -447,7 +456,7 @@ OPTIONS: list[Option] = [
     Option("cluster_shards", "int", "Cluster mode: shard count, fixed when the cluster is created (1..1024)."),
     Option("cluster_replication", "int", "Cluster mode: Engram nodes serving each shard (1..5)."),
     Option("cluster_lease_ttl", "float", "Cluster mode: seconds a silent node keeps its shards (etcd lease)."),
-    Option("cluster_log_replicas", "int", "Cluster mode: NATS servers holding each shard's log (1..3; 3 in production)."),
+    Option("cluster_log_replicas", "int", "Cluster mode: NATS servers holding each shard's log, 1..3."),
     Option("cluster_nats_user", "str", "Cluster mode: NATS user name."),
     Option("cluster_nats_password", "str", "Cluster mode: NATS password.", secret=True),
     Option("cluster_etcd_user", "str", "Cluster mode: etcd user name."),

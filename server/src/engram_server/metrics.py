@@ -43,6 +43,7 @@ class Metrics:
         self.ready = Gauge("engram_ready", "1 once the server can serve recalls", registry=r)
         self.watchers = Gauge("engram_watchers", "WatchMemories streams open", registry=r)
         self.events_sent = Counter("engram_watch_events_sent", "Changes delivered to watchers", registry=r)
+        self.cluster: ClusterMetrics | None = None
         self._count = 0
         self._children: dict[tuple[str, ...], tuple[Any, ...]] = {}
 
@@ -83,5 +84,33 @@ class Metrics:
         self.index_builds.set(stats.index_builds_pending)
         self.disk_bytes.set(stats.bytes_on_disk)
 
+    def enable_cluster(self) -> ClusterMetrics:
+        self.cluster = ClusterMetrics(self.registry)
+        return self.cluster
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class ClusterMetrics:
+    """Cluster mode (cluster/node.py): replication lag, apply rate, routing, the log's latency."""
+
+    def __init__(self, r: CollectorRegistry) -> None:
+        self.applied = Counter("engram_cluster_ops_applied", "Log ops applied by this node", ["shard"], registry=r)
+        self.applied_sequence = Gauge(
+            "engram_cluster_applied_sequence", "Last log sequence applied, per shard", ["shard"], registry=r
+        )
+        self.lag = Gauge(
+            "engram_cluster_lag_ops", "Ops in the shard's log not yet applied here (at the last op seen)", ["shard"],
+            registry=r,
+        )
+        self.routed = Counter(
+            "engram_cluster_calls", "Calls by how they were served: local, forwarded or logged", ["route"], registry=r
+        )
+        self.publish = Histogram(
+            "engram_cluster_publish_seconds", "Time for the log to acknowledge a write (quorum on disk)", registry=r,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
+        self.serving = Gauge("engram_cluster_serving_shards", "Shards this node serves", registry=r)
+        self.epoch = Gauge("engram_cluster_shard_map_epoch", "Epoch of the shard map this node follows", registry=r)
+        self.lease = Gauge("engram_cluster_lease_fresh", "1 while this node's lease is certainly alive", registry=r)

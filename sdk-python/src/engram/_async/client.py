@@ -880,6 +880,19 @@ class AsyncClient:
             "GetClusterStatus", pb.GetClusterStatusRequest(), pb.GetClusterStatusResponse, timeout
         )
 
+    @rpc_method("DrainClusterNode")
+    async def drain_cluster_node(
+        self, node_id: str, *, timeout: PerCallTimeout = USE_CLIENT_DEFAULT
+    ) -> pb.DrainClusterNodeResponse:
+        """Args:
+            node_id: The node to drain, as :meth:`cluster_status` names it.
+            timeout: This call's timeout.
+        """
+        return await self._call(
+            "DrainClusterNode", pb.DrainClusterNodeRequest(node_id=node_id),
+            pb.DrainClusterNodeResponse, timeout,
+        )
+
     # --- EmbeddingService -------------------------------------------------------------------
 
     @rpc_method("Embed")

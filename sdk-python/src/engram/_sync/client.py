@@ -882,6 +882,19 @@ class Client:
             "GetClusterStatus", pb.GetClusterStatusRequest(), pb.GetClusterStatusResponse, timeout
         )
 
+    @rpc_method("DrainClusterNode")
+    def drain_cluster_node(
+        self, node_id: str, *, timeout: PerCallTimeout = USE_CLIENT_DEFAULT
+    ) -> pb.DrainClusterNodeResponse:
+        """Args:
+            node_id: The node to drain, as :meth:`cluster_status` names it.
+            timeout: This call's timeout.
+        """
+        return self._call(
+            "DrainClusterNode", pb.DrainClusterNodeRequest(node_id=node_id),
+            pb.DrainClusterNodeResponse, timeout,
+        )
+
     # --- EmbeddingService -------------------------------------------------------------------
 
     @rpc_method("Embed")

@@ -18,6 +18,7 @@ node) is small for etcd.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import math
@@ -65,7 +66,9 @@ class _EtcdClient(aetcd.Client):  # type: ignore[misc]
             return
         if self._connected.is_set():
             return
-        self.channel = grpc.aio.secure_channel(f"{self._host}:{self._port}", self._credentials, options=list(self._options.items()))
+        self.channel = grpc.aio.secure_channel(
+            f"{self._host}:{self._port}", self._credentials, options=list(self._options.items())
+        )
         if self._username is not None:
             self.auth_stub = rpc.AuthStub(self.channel)
             resp = await self.auth_stub.Authenticate(
@@ -76,7 +79,9 @@ class _EtcdClient(aetcd.Client):  # type: ignore[misc]
         self.clusterstub = rpc.ClusterStub(self.channel)
         self.leasestub = rpc.LeaseStub(self.channel)
         self.maintenancestub = rpc.MaintenanceStub(self.channel)
-        self._watcher = aetcd.watcher.Watcher(rpc.WatchStub(self.channel), timeout=self._timeout, metadata=self.metadata)
+        self._watcher = aetcd.watcher.Watcher(
+            rpc.WatchStub(self.channel), timeout=self._timeout, metadata=self.metadata
+        )
         self._connected.set()
 
 
@@ -155,13 +160,11 @@ class ControlPlane:
         if leave and self.lease is not None:
             try:  # leave at once: our keys (node, progress, controller) go with the lease
                 await asyncio.wait_for(self.lease.revoke(), 3)
-            except Exception as exc:  # noqa: BLE001 - the lease expires on its own anyway
+            except Exception as exc:
                 log.warning("could not revoke the cluster lease: %s", exc)
         self._lease_valid_until = 0.0
-        try:
+        with contextlib.suppress(Exception):
             await asyncio.wait_for(self.client.close(), 3)
-        except Exception:  # noqa: BLE001
-            pass
 
     def lease_fresh(self) -> bool:
         """Whether this incarnation's lease is certainly still alive (by our own clock)."""
@@ -202,7 +205,7 @@ class ControlPlane:
             try:
                 reply = await asyncio.wait_for(self.lease.refresh(), self.ttl / 2)
                 alive = reply is not None and reply.TTL > 0
-            except Exception as exc:  # noqa: BLE001 - etcd unreachable: the lease may still live
+            except Exception as exc:
                 log.debug("lease keepalive failed: %s", exc)
                 self.healthy = False
                 continue
@@ -219,7 +222,7 @@ class ControlPlane:
             self._on_lease_lost()
             try:
                 await self._register(time.monotonic() + 60)
-            except Exception as exc:  # noqa: BLE001 - retried on the next round
+            except Exception as exc:
                 log.warning("could not rejoin the cluster: %s", exc)
 
     async def _report_progress(self) -> None:
@@ -233,7 +236,7 @@ class ControlPlane:
     async def report_progress_now(self) -> None:
         try:
             await self._report_progress()
-        except Exception as exc:  # noqa: BLE001 - the keepalive loop reports it again
+        except Exception as exc:
             log.debug("progress report failed: %s", exc)
 
     # --- the shard map -------------------------------------------------------------------------
@@ -246,7 +249,7 @@ class ControlPlane:
                     self.map = ShardMap.from_json(json.loads(got.value))
                     self.map_revision = got.mod_revision
                     self._on_map(self.map)
-            except Exception as exc:  # noqa: BLE001 - keep the last map while etcd is away
+            except Exception as exc:
                 self.healthy = False
                 log.debug("shard map poll failed: %s", exc)
             await asyncio.sleep(MAP_POLL_SECONDS)
@@ -286,7 +289,7 @@ class ControlPlane:
                 await self._campaign()
                 if self.controller_revision:
                     await self._reconcile()
-            except Exception as exc:  # noqa: BLE001 - the next round tries again
+            except Exception as exc:
                 log.debug("controller round failed: %s", exc)
 
     async def _campaign(self) -> None:
@@ -350,5 +353,5 @@ class ControlPlane:
             members = [m async for m in self.client.members()]
             leader = next((m.name for m in members if m.id == st.leader.id), "") if st.leader else ""
             return {"engine": "etcd", "members": len(members), "leader": leader, "healthy": bool(leader)}
-        except Exception as exc:  # noqa: BLE001 - reported, not raised
+        except Exception as exc:
             return {"engine": "etcd", "members": 0, "leader": "", "healthy": False, "error": type(exc).__name__}

@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -47,6 +49,7 @@ if TYPE_CHECKING:
 
     from ..config import Config
     from ..engine.engine import Engine
+    from ..metrics import Metrics
     from ..service.registry import Method, Registry
 
 log = logging.getLogger("engram.cluster")
@@ -137,7 +140,7 @@ class ShardReplica:
 
 
 class ClusterNode:
-    def __init__(self, config: Config, engine: Engine, registry: Registry) -> None:
+    def __init__(self, config: Config, engine: Engine, registry: Registry, metrics: Metrics) -> None:
         self.config = config
         self.engine = engine
         self.registry = registry
@@ -153,6 +156,11 @@ class ClusterNode:
         self._map_task: asyncio.Task[None] | None = None
         self.shards = config.cluster_shards
         self.forwarded = 0
+        self._answering: set[asyncio.Task[None]] = set()
+        # The last op of each shard acknowledged through this node: its reads wait for it, so a
+        # client that keeps to one node reads its writes even without sending tokens back.
+        self.acknowledged: dict[int, int] = {}
+        self.metrics = metrics.enable_cluster()
         self.started = False
         self.draining = False
 
@@ -178,6 +186,7 @@ class ClusterNode:
         await self.log.close()
 
     def progress(self) -> dict[int, int]:
+        self.metrics.lease.set(1 if self.control.lease_fresh() else 0)
         return {s: r.applied for s, r in self.replicas.items()}
 
     def serving(self, shard: int) -> bool:
@@ -226,6 +235,8 @@ class ClusterNode:
                 await _unsubscribe(self._rpc_subs.pop(s))
             if r.sub is not None:
                 await _unsubscribe(r.sub)
+        self.metrics.serving.set(sum(1 for r in self.replicas.values() if r.state == SERVING))
+        self.metrics.epoch.set(m.epoch)
         await self.control.report_progress_now()
 
     # --- applying the log ----------------------------------------------------------------------
@@ -273,6 +284,10 @@ class ClusterNode:
             r.applied = seq
             r.ops_applied += 1
             r.changed.notify_all()
+        label = "sys" if r.shard == SYSTEM_SHARD else str(r.shard)
+        self.metrics.applied.labels(label).inc()
+        self.metrics.applied_sequence.labels(label).set(seq)
+        self.metrics.lag.labels(label).set(int(msg.metadata.num_pending or 0))
 
     def _write_mark(self, mark: tuple[bytes, bytes]) -> None:
         b = self.engine.storage.batch()
@@ -351,6 +366,8 @@ class ClusterNode:
             return await self._batch_recall(method, req, ctx)
         agent = await self._agent(name, req, ctx)
         shard = shard_of(agent, self.shards)
+        if name in ("StoreMemory", "BatchStoreMemories"):
+            _refuse_near_duplicates(req)
         if kind == WRITE:
             return await self._write(method, shard, agent, [req], ctx)
         return await self._read(method, shard, req, ctx)
@@ -390,14 +407,21 @@ class ClusterNode:
         if agent:
             ctx.who.require_agent(agent)
             ctx.note_agent(agent)
-        op = Op.new(method.info.path, [q.SerializeToString() for q in reqs], principal_json(ctx.who), clock.now(), agent)
+        op = Op.new(
+            method.info.path, [q.SerializeToString() for q in reqs], principal_json(ctx.who), clock.now(), agent
+        )
         token = agent_key(agent) if agent else "keys"
+        t0 = time.perf_counter()
         seq = await self.log.publish(shard, token, "op", op)
+        self.metrics.publish.observe(time.perf_counter() - t0)
+        self.metrics.routed.labels("logged").inc()
         ctx.response_token = merge_token(ctx.consistency_token, "sys" if shard == SYSTEM_SHARD else str(shard), seq)
+        self.acknowledged[shard] = max(self.acknowledged.get(shard, 0), seq)
         return await self.result(shard, seq, op.op_id, method)
 
     async def _read(self, method: Method, shard: int, req: Any, ctx: CallContext) -> Any:
-        wait = _token_seq(ctx.consistency_token, shard)
+        wait = max(_token_seq(ctx.consistency_token, shard), self.acknowledged.get(shard, 0))
+        self.metrics.routed.labels("local" if self.serving(shard) else "forwarded").inc()
         if self.serving(shard):
             await self.replicas[shard].wait(wait, APPLY_WAIT_SECONDS)
             return await method.local(req, ctx)
@@ -405,8 +429,9 @@ class ClusterNode:
             owners = [o.node for o in (self.control.map.serving(shard) if self.control.map else [])]
             raise RpcError(
                 "FAILED_PRECONDITION",
-                f"in cluster mode WatchMemories is served by the owners of the agent's shard ({', '.join(owners) or 'none now'}); "
-                "send it to one of them (GET /v1/cluster/status lists their addresses)",
+                "in cluster mode WatchMemories is served by the owners of the agent's shard "
+                f"({', '.join(owners) or 'none now'}); send it to one of them "
+                "(GET /v1/cluster/status lists their addresses)",
             )
         body = {
             "kind": "call",
@@ -452,11 +477,18 @@ class ClusterNode:
                 raise invalid("page_token", "is not a token this server returned") from None
         replies = await asyncio.gather(
             *(
-                self._forward(s, {"kind": "agents", "p": principal_json(ctx.who), "wait": _token_seq(ctx.consistency_token, s)})
+                self._forward(
+                    s,
+                    {
+                        "kind": "agents",
+                        "p": principal_json(ctx.who),
+                        "wait": max(_token_seq(ctx.consistency_token, s), self.acknowledged.get(s, 0)),
+                    },
+                )
                 for s in range(self.shards)
             )
         )
-        agents = []
+        agents: list[pb.Agent] = []
         for got in replies:
             agents.extend(pb.Agent.FromString(base64.b64decode(a)) for a in got["agents"])
         agents.sort(key=lambda a: a.agent_id)
@@ -481,7 +513,9 @@ class ClusterNode:
             if self.serving(shard):
                 return await self._answer(shard, body)
             try:
-                msg = await self.log.nc.request(f"engram.rpc.{shard:04d}", orjson.dumps(body), timeout=FORWARD_TIMEOUT_SECONDS)
+                msg = await self.log.nc.request(
+                    f"engram.rpc.{shard:04d}", orjson.dumps(body), timeout=FORWARD_TIMEOUT_SECONDS
+                )
                 got: dict[str, Any] = orjson.loads(msg.data)
                 err = got.get("err")
                 if err is None:
@@ -491,7 +525,7 @@ class ClusterNode:
                 failure = err["message"]
             except RpcError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - no responders (no serving owner), timeout
+            except Exception as exc:
                 failure = type(exc).__name__
             if loop.time() + delay > deadline:
                 raise RpcError("UNAVAILABLE", f"no serving owner of shard {shard} answered ({failure}); retry")
@@ -515,7 +549,9 @@ class ClusterNode:
 
         # Each request is answered in its own task: a slow call must not hold up the others.
         async def dispatch(msg: Msg) -> None:
-            asyncio.create_task(on_request(msg))
+            task = asyncio.create_task(on_request(msg))
+            self._answering.add(task)
+            task.add_done_callback(self._answering.discard)
 
         return await self.log.nc.subscribe(f"engram.rpc.{shard:04d}", queue=f"q{shard:04d}", cb=dispatch)
 
@@ -531,7 +567,9 @@ class ClusterNode:
                 raise RpcError("UNAVAILABLE", f"the result of shard {shard} op {body['seq']} is no longer kept")
             return got
         if kind == "owners":
-            owners = await asyncio.get_running_loop().run_in_executor(self.engine.executor, self.engine.owners, body["id"])
+            owners = await asyncio.get_running_loop().run_in_executor(
+                self.engine.executor, self.engine.owners, body["id"]
+            )
             return {"agents": [a for a in owners if shard_of(a, self.shards) == shard]}
         if kind == "agents":
             await r.wait(int(body.get("wait", 0)), OWNER_WAIT_SECONDS)
@@ -592,7 +630,7 @@ class ClusterNode:
             progress = await asyncio.wait_for(c.all_progress(), 2)
             last = await asyncio.wait_for(self.log.last_seqs(self.shards), 3)
             log_ok = True
-        except Exception:  # noqa: BLE001 - reported as unhealthy
+        except Exception:
             nodes, progress, last, log_ok = {}, {}, {}, False
         control = await c.status()
         out.control.engine, out.control.members, out.control.leader = "etcd", control["members"], control["leader"]
@@ -603,7 +641,7 @@ class ClusterNode:
             info = await asyncio.wait_for(self.log.stream_info(SYSTEM_SHARD), 2)
             out.log.leader = info.cluster.leader if info.cluster else ""
             out.log.members = 1 + len(info.cluster.replicas or []) if info.cluster else 1
-        except Exception:  # noqa: BLE001
+        except Exception:
             out.log.healthy = False
         ids = sorted(set(nodes) | {o.node for lst in (m.owners.values() if m else []) for o in lst})
         for nid in ids:
@@ -620,18 +658,32 @@ class ClusterNode:
             n.max_lag = max(lag, 0)
         for s in range(self.shards):
             sh = out.shards.add(shard=s, last_sequence=last.get(s, 0))
-            for o in (m.owners.get(s, []) if m else []):
+            for o in m.owners.get(s, []) if m else []:
                 sh.owners.add(node_id=o.node, state=o.state, applied_sequence=progress.get(o.node, {}).get(s, 0))
         out.node_count = len(ids)
         out.healthy_node_count = sum(1 for n in out.nodes if n.healthy)
-        out.healthy = bool(m is not None and m.healthy() and out.log.healthy and out.control.healthy and self.control.lease_fresh())
+        out.healthy = bool(
+            m is not None and m.healthy() and out.log.healthy and out.control.healthy and self.control.lease_fresh()
+        )
         return out
-
-    def metrics_lines(self) -> dict[str, float]:
-        return {"forwarded": float(self.forwarded)}
 
 
 MAX_TOKEN_CHARS = 8192
+
+
+def _refuse_near_duplicates(req: Any) -> None:
+    """Near-duplicate detection looks candidates up in the approximate vector index, whose graphs
+    each owner builds on its own schedule: two owners could decide one write differently. Until
+    that search is exact on replay, cluster mode refuses it rather than let owners diverge."""
+    items = req.requests if hasattr(req, "requests") else [req]
+    for i, item in enumerate(items):
+        if item.duplicate_policy == pb.DUPLICATE_POLICY_NEAR:
+            where = f"requests[{i}].duplicate_policy" if hasattr(req, "requests") else "duplicate_policy"
+            raise RpcError(
+                "FAILED_PRECONDITION",
+                f"{where}: DUPLICATE_POLICY_NEAR is not available in cluster mode (owners must decide every "
+                "write alike); use DUPLICATE_POLICY_EXACT, or ConsolidateMemories to merge near duplicates",
+            )
 
 
 def parse_token(token: str) -> dict[str, int]:
@@ -665,9 +717,5 @@ def _decode_result(got: dict[str, Any], method: Method) -> Message:
 
 
 async def _unsubscribe(sub: Subscription) -> None:
-    try:
+    with contextlib.suppress(Exception):
         await sub.unsubscribe()
-    except Exception:  # noqa: BLE001 - the connection may be gone already
-        pass
-
-

@@ -94,7 +94,13 @@ class Op:
         if d.get("v") != 1:
             raise ValueError(f"unknown op version {d.get('v')!r}")
         return cls(
-            d["id"], d["m"], [base64.b64decode(r) for r in d["r"]], d["p"], float(d["ts"]), base64.b64decode(d["s"]), d["a"]
+            d["id"],
+            d["m"],
+            [base64.b64decode(r) for r in d["r"]],
+            d["p"],
+            float(d["ts"]),
+            base64.b64decode(d["s"]),
+            d["a"],
         )
 
 
@@ -141,7 +147,7 @@ class OpLog:
         if self.nc is not None:
             try:
                 await asyncio.wait_for(self.nc.drain(), 3)
-            except Exception:  # noqa: BLE001
+            except Exception:
                 await self.nc.close()
 
     async def ensure_streams(self, shards: int, deadline: float) -> None:
@@ -163,7 +169,7 @@ class OpLog:
                     if "already in use" in str(exc):
                         break
                     raise
-                except Exception:  # noqa: BLE001 - no meta leader yet: wait for one
+                except Exception:
                     if asyncio.get_running_loop().time() > deadline:
                         raise
                     await asyncio.sleep(0.2)
@@ -182,16 +188,21 @@ class OpLog:
         if len(blob) > MAX_OP_BYTES:
             from ..errors import RpcError
 
-            raise RpcError("RESOURCE_EXHAUSTED", f"the write is {len(blob)} bytes encoded; the cluster log takes at most {MAX_OP_BYTES}")
+            raise RpcError(
+                "RESOURCE_EXHAUSTED",
+                f"the write is {len(blob)} bytes encoded; the cluster log takes at most {MAX_OP_BYTES}",
+            )
         subject = f"{subject_prefix(shard)}.{token}.{kind}"
         loop = asyncio.get_running_loop()
         deadline = loop.time() + PUBLISH_DEADLINE_SECONDS
         delay = 0.05
         while True:
             try:
-                ack = await self.js.publish(subject, blob, headers={"Nats-Msg-Id": op.op_id}, timeout=PUBLISH_TIMEOUT_SECONDS)
+                ack = await self.js.publish(
+                    subject, blob, headers={"Nats-Msg-Id": op.op_id}, timeout=PUBLISH_TIMEOUT_SECONDS
+                )
                 return int(ack.seq)
-            except Exception as exc:  # noqa: BLE001 - timeouts, no responders, leader changes
+            except Exception as exc:
                 if loop.time() + delay > deadline:
                     from ..errors import RpcError
 
