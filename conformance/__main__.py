@@ -32,6 +32,7 @@ from .targets import ClientSpec, RawRestTarget, ShimTarget, Target, client_specs
 
 sys.path.insert(0, str(REPO))
 from bench.common import ROOT_KEY, ServerProcess  # noqa: E402 - one server launcher for all harnesses
+from tools.cluster.local import LocalCluster  # noqa: E402
 
 WRONG_KEY = "engram_wrong_" + "0" * 32
 
@@ -75,18 +76,23 @@ def read_known_failing(path: Path | None) -> list[str]:
     return [ln.split("#", 1)[0].strip() for ln in path.read_text().splitlines() if ln.split("#", 1)[0].strip()]
 
 
-def build_targets(specs: list[ClientSpec], base_url: str, sdk_filter: list[str] | None) -> tuple[list[Target], dict[str, ClientSpec]]:
+def build_targets(specs: list[ClientSpec], urls: list[str], sdk_filter: list[str] | None) -> tuple[list[Target], dict[str, ClientSpec]]:
+    """One target per SDK and transport; against a cluster, each on the next node in turn."""
     targets: list[Target] = []
     owners: dict[str, ClientSpec] = {}
+
+    def base_url() -> str:
+        return urls[len(targets) % len(urls)]
+
     if not sdk_filter or "rest-raw" in sdk_filter:
-        targets.append(RawRestTarget(base_url))
+        targets.append(RawRestTarget(base_url()))
     for spec in specs:
         if sdk_filter and spec.sdk not in sdk_filter:
             continue
         if spec.build:
             subprocess.run(spec.build, check=True, cwd=REPO)
         for transport in spec.transports:
-            target = ShimTarget(spec.sdk, transport, spec.command, base_url)
+            target = ShimTarget(spec.sdk, transport, spec.command, base_url())
             targets.append(target)
             owners[target.name] = spec
     return targets, owners
@@ -98,6 +104,9 @@ def main() -> int:
     parser.add_argument("--case", action="append", help="only cases matching this glob (repeatable)")
     parser.add_argument("--known-failing", type=Path, help="extra file of case globs allowed to fail")
     parser.add_argument("--no-report", action="store_true", help="do not rewrite docs/conformance.md")
+    parser.add_argument("--cluster", action="store_true",
+                        help="run against a local three-node cluster (tools/cluster/local.py), the targets spread over its nodes; "
+                             "cases that require single_node are skipped")
     parser.add_argument("--clients", type=Path, default=None,
                         help="the shims to drive (default conformance/clients.yaml); another file never rewrites the report")
     args = parser.parse_args()
@@ -105,18 +114,26 @@ def main() -> int:
     cases = [c for c in load_cases() if not args.case or any(fnmatch.fnmatch(c.name, g) for g in args.case)]
     extra_known = read_known_failing(args.known_failing)
     tmp = Path(tempfile.mkdtemp(prefix="engram-conformance-"))
-    server = ServerProcess(data_dir=tmp / "data", encryption_key=secrets.token_hex(32))
-    server.start()
+    server: ServerProcess | LocalCluster
+    if args.cluster:
+        server = LocalCluster(tmp / "cluster", nodes=3, shards=8, replication=2, lease_ttl=2.0, api_key=ROOT_KEY)
+        server.start(timeout=120)
+        urls = [server.node_url(i) for i in range(server.nodes)]
+    else:
+        server = ServerProcess(data_dir=tmp / "data", encryption_key=secrets.token_hex(32))
+        server.start()
+        urls = [server.base_url]
     results: dict[tuple[str, str], bool] = {}
     failures: list[str] = []
     try:
         specs = client_specs(args.clients) if args.clients else client_specs()
-        targets, owners = build_targets(specs, server.base_url, args.sdk)
+        targets, owners = build_targets(specs, urls, args.sdk)
 
         def run_target(target: Target) -> list[tuple[str, list[str]]]:
             spec = owners.get(target.name)
             transport = target.name.split("/", 1)[1]
             features = spec.features_for(transport) if spec else {"server_streaming", "client_streaming", "scoped_keys"}
+            features = features | ({"cluster"} if args.cluster else {"single_node"})
             out = []
             for n, case in enumerate(cases):
                 if not set(case.requires) <= features:
@@ -151,7 +168,7 @@ def main() -> int:
                 passed += 1
     for line in failures:
         print(line)
-    if not args.no_report and not args.case and not args.sdk and not args.clients:
+    if not args.no_report and not args.case and not args.sdk and not args.clients and not args.cluster:
         write_report(results, cases, REPO / "docs" / "conformance.md")
     print(f"{passed} passed, {failed} failed")
     return 1 if failed else 0

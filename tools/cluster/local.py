@@ -15,6 +15,7 @@ import os
 import secrets
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -126,6 +127,7 @@ class LocalCluster:
     nats_monitor: list[int] = field(default_factory=list)
     http_ports: list[int] = field(default_factory=list)
     fixed_ports: bool = False  # `make cluster`: the documented ports (FIXED_PORTS) instead of free ones
+    tls: bool = False  # TLS from the nodes to etcd and NATS, with a CA made for this cluster
 
     # --- the control plane and the log ---------------------------------------------------
     def _plan_ports(self) -> tuple[list[int], list[int], list[int], list[int], list[int]]:
@@ -147,6 +149,15 @@ class LocalCluster:
                 raise RuntimeError(f"{BIN / b} is missing: run `make cluster-tools`")
         self.base.mkdir(parents=True, exist_ok=True)
         etcd_c, etcd_p, nats_c, nats_r, nats_m = self._plan_ports()
+        tls_dir = self.base / "tls"
+        if self.tls:
+            make_certificates(tls_dir)
+        etcd_scheme = "https" if self.tls else "http"
+        etcd_tls = (
+            ["--cert-file", str(tls_dir / "server.pem"), "--key-file", str(tls_dir / "server-key.pem")]
+            if self.tls
+            else []
+        )
         initial = ",".join(f"e{i + 1}=http://127.0.0.1:{etcd_p[i]}" for i in range(3))
         for i in range(3):
             d = self.base / f"etcd{i + 1}"
@@ -160,9 +171,9 @@ class LocalCluster:
                         "--data-dir",
                         str(d / "data"),
                         "--listen-client-urls",
-                        f"http://127.0.0.1:{etcd_c[i]}",
+                        f"{etcd_scheme}://127.0.0.1:{etcd_c[i]}",
                         "--advertise-client-urls",
-                        f"http://127.0.0.1:{etcd_c[i]}",
+                        f"{etcd_scheme}://127.0.0.1:{etcd_c[i]}",
                         "--listen-peer-urls",
                         f"http://127.0.0.1:{etcd_p[i]}",
                         "--initial-advertise-peer-urls",
@@ -182,16 +193,23 @@ class LocalCluster:
                         "--listen-metrics-urls",
                         "",
                         "--enable-pprof=false",
+                        *etcd_tls,
                     ],
                     self.base / "logs" / f"etcd{i + 1}.log",
                 )
             )
-        self.etcd_client = [f"http://127.0.0.1:{p}" for p in etcd_c]
+        self.etcd_client = [f"{etcd_scheme}://127.0.0.1:{p}" for p in etcd_c]
         routes = ", ".join(f"nats-route://127.0.0.1:{p}" for p in nats_r)
         for i in range(3):
             d = self.base / f"nats{i + 1}"
             d.mkdir(parents=True, exist_ok=True)
             conf = d / "nats.conf"
+            nats_tls = (
+                f'tls {{ cert_file: "{tls_dir / "server.pem"}", key_file: "{tls_dir / "server-key.pem"}", '
+                f'ca_file: "{tls_dir / "ca.pem"}" }}'
+                if self.tls
+                else ""
+            )
             conf.write_text(
                 f"""server_name: n{i + 1}
 listen: 127.0.0.1:{nats_c[i]}
@@ -200,6 +218,7 @@ ping_interval: "2s"
 ping_max: 2
 max_payload: 8MB
 authorization {{ user: "{self.nats_user}", password: "{self.nats_password}" }}
+{nats_tls}
 jetstream {{ store_dir: "{d / "js"}", sync_interval: always }}
 cluster {{
   name: engram
@@ -213,7 +232,7 @@ cluster {{
                     f"nats{i + 1}", [str(BIN / "nats-server"), "-c", str(conf)], self.base / "logs" / f"nats{i + 1}.log"
                 )
             )
-        self.nats_client = [f"nats://127.0.0.1:{p}" for p in nats_c]
+        self.nats_client = [f"{'tls' if self.tls else 'nats'}://127.0.0.1:{p}" for p in nats_c]
         self.nats_monitor = list(nats_m)
         for p in self.etcd + self.nats:
             p.start()
@@ -221,7 +240,9 @@ cluster {{
         for i in range(3):
             _wait_http(f"http://127.0.0.1:{nats_m[i]}/healthz?js-enabled-only=true", deadline, self.nats[i])
         for i in range(3):
-            _wait_http(f"{self.etcd_client[i]}/health", deadline, self.etcd[i])
+            _wait_http(
+                f"{self.etcd_client[i]}/health", deadline, self.etcd[i], tls_dir / "ca.pem" if self.tls else None
+            )
         for i in range(self.nodes):
             self.engram.append(self._engram_proc(i))
             self.engram[i].start()
@@ -256,6 +277,8 @@ cluster {{
         )
         if self.api_key:
             env["ENGRAM_API_KEY"] = self.api_key
+        if self.tls:
+            env["ENGRAM_CLUSTER_TLS_CA"] = str(self.base / "tls" / "ca.pem")
         env.update(self.extra_env)
         return Proc(
             f"node{i + 1}",
@@ -307,6 +330,60 @@ cluster {{
                 p.kill()
 
 
+def make_certificates(d: Path) -> None:
+    """A CA and a certificate for 127.0.0.1 / localhost signed by it (ca.pem, server.pem,
+    server-key.pem), for the TLS between the nodes and etcd and NATS."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    d.mkdir(parents=True, exist_ok=True)
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "engram local cluster CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.ExtendedKeyUsage([x509.OID_SERVER_AUTH, x509.OID_CLIENT_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    (d / "ca.pem").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    (d / "server.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    fd = os.open(d / "server-key.pem", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
+
+
 def _tail(path: Path, n: int = 30) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
@@ -314,12 +391,13 @@ def _tail(path: Path, n: int = 30) -> str:
         return ""
 
 
-def _wait_http(url: str, deadline: float, proc: Proc) -> None:
+def _wait_http(url: str, deadline: float, proc: Proc, ca: Path | None = None) -> None:
+    context = ssl.create_default_context(cafile=str(ca)) if ca else None
     while time.monotonic() < deadline:
         if not proc.alive():
             raise RuntimeError(f"{proc.name} exited; see {proc.log}:\n{_tail(proc.log)}")
         try:
-            with urllib.request.urlopen(url, timeout=1) as r:
+            with urllib.request.urlopen(url, timeout=1, context=context) as r:
                 if r.status == 200:
                     return
         except (OSError, urllib.error.URLError):

@@ -101,6 +101,7 @@ HANDLERS: dict[str, Handler] = {
     "AdminService.ListApiKeys": lambda c, r: c.list_api_keys(**_opt(r, "include_revoked")),
     "AdminService.RevokeApiKey": lambda c, r: c.revoke_api_key(r.get("id", "")),
     "AdminService.GetClusterStatus": lambda c, r: c.cluster_status(),
+    "AdminService.DrainClusterNode": lambda c, r: c.drain_cluster_node(r.get("node_id", "")),
     "EmbeddingService.Embed": lambda c, r: _embed(c, r),
 }
 

@@ -88,7 +88,12 @@ class _EtcdClient(aetcd.Client):  # type: ignore[misc]
 def etcd_client(config: Config) -> aetcd.Client:
     host, port = _target(config.cluster_etcd)
     creds = None
+    options: dict[str, Any] = {"grpc.lb_policy_name": "round_robin"}
     if config.cluster_tls_ca or any(e.startswith("https://") for e in config.cluster_etcd):
+        # One channel over every member verifies each member's certificate against one name, the
+        # first endpoint's host: give the members certificates valid for a shared name.
+        first = config.cluster_etcd[0].split("://", 1)[-1].rpartition(":")[0]
+        options["grpc.ssl_target_name_override"] = first
         ca = config.cluster_tls_ca.read_bytes() if config.cluster_tls_ca else None
         cert = config.cluster_tls_cert.read_bytes() if config.cluster_tls_cert else None
         key = config.cluster_tls_key.read_bytes() if config.cluster_tls_key else None
@@ -99,7 +104,7 @@ def etcd_client(config: Config) -> aetcd.Client:
         username=config.cluster_etcd_user or None,
         password=config.cluster_etcd_password or None,
         timeout=5,
-        options={"grpc.lb_policy_name": "round_robin"},
+        options=options,
         credentials=creds,
     )
 

@@ -82,6 +82,7 @@ ROUTES: dict[str, str] = {
 RESULTS_KEPT = 4096  # per shard: results of recent ops, for the callers waiting on them
 APPLY_WAIT_SECONDS = 10.0  # longest a call waits for an owner to apply a sequence
 FORWARD_TIMEOUT_SECONDS = 5.0  # one attempt; a request in flight to a node that dies times out
+IMPORT_OP_BYTES = 2 * 1024 * 1024  # an import is logged in ops of at most about this size
 OWNER_WAIT_SECONDS = 4.0  # an owner's wait for its log on a forwarded call, below one attempt
 NOT_SERVING = "this node does not serve shard {shard} now; retry"
 NOT_APPLIED = "shard {shard} has not applied sequence {seq} within {timeout:.0f} s; retry"
@@ -171,7 +172,13 @@ class ClusterNode:
         await self.log.ensure_streams(self.shards, loop.time() + 30)
         self.system = await self._open_replica(SYSTEM_SHARD)
         self.system.state = SERVING
-        await self.control.start()
+        try:
+            await asyncio.wait_for(self.control.start(), 30)
+        except Exception as exc:
+            raise RuntimeError(
+                f"cannot join the cluster through etcd at {', '.join(self.config.cluster_etcd)}: "
+                f"{type(exc).__name__}: {exc}"
+            ) from None
         self.started = True
 
     async def stop(self) -> None:
@@ -355,18 +362,19 @@ class ClusterNode:
             return await self._write(method, SYSTEM_SHARD, "", [req], ctx)
         if kind == FAN_OUT:
             return await self._list_agents(method, req, ctx)
-        if method.info.client_streaming:  # ImportMemories: the whole stream is one op
-            msgs = [m async for m in req]
-            if not msgs:
-                raise invalid("memory", "the import stream is empty")
-            agent = msgs[0].agent_id
-            v.agent_id(agent)
-            return await self._write(method, shard_of(agent, self.shards), agent, msgs, ctx)
+        if method.info.client_streaming:
+            return await self._import(method, req, ctx)
         if name == "BatchRecall":
             return await self._batch_recall(method, req, ctx)
         agent = await self._agent(name, req, ctx)
         shard = shard_of(agent, self.shards)
-        if name in ("StoreMemory", "BatchStoreMemories"):
+        if name == "StoreMemory":
+            v.store_request(req, self.config, clock.now())
+            _refuse_near_duplicates(req)
+        elif name == "BatchStoreMemories":
+            now = clock.now()
+            for i, item in enumerate(req.requests):
+                v.store_request(item, self.config, now, f"requests[{i}].")
             _refuse_near_duplicates(req)
         if kind == WRITE:
             return await self._write(method, shard, agent, [req], ctx)
@@ -388,7 +396,11 @@ class ClusterNode:
         v.memory_id(memory_id)
         owners: set[str] = set()
         replies = await asyncio.gather(
-            *(self._forward(s, {"kind": "owners", "id": memory_id}) for s in range(self.shards)), return_exceptions=True
+            *(
+                self._forward(s, {"kind": "owners", "id": memory_id, "wait": self.acknowledged.get(s, 0)})
+                for s in range(self.shards)
+            ),
+            return_exceptions=True,
         )
         for got in replies:
             if isinstance(got, BaseException):
@@ -415,9 +427,53 @@ class ClusterNode:
         seq = await self.log.publish(shard, token, "op", op)
         self.metrics.publish.observe(time.perf_counter() - t0)
         self.metrics.routed.labels("logged").inc()
-        ctx.response_token = merge_token(ctx.consistency_token, "sys" if shard == SYSTEM_SHARD else str(shard), seq)
+        ctx.response_token = merge_token(
+            ctx.response_token or ctx.consistency_token, "sys" if shard == SYSTEM_SHARD else str(shard), seq
+        )
         self.acknowledged[shard] = max(self.acknowledged.get(shard, 0), seq)
         return await self.result(shard, seq, op.op_id, method)
+
+    async def _import(self, method: Method, stream: AsyncIterator[Any], ctx: CallContext) -> Message:
+        """An import stream may name several agents: it is checked whole first (nothing is logged
+        from a stream with a bad message), then logged as one op per shard and bounded size."""
+        per_shard: dict[int, list[list[Any]]] = {}
+        sizes: dict[int, int] = {}
+        now = clock.now()
+        index = 0
+        async for msg in stream:
+            prefix = f"requests[{index}]."
+            if not msg.HasField("memory"):
+                raise invalid(prefix + "memory", "required")
+            target = msg.agent_id or msg.memory.agent_id
+            v.agent_id(msg.agent_id, prefix + "agent_id", required=False)
+            v.agent_id(target, prefix + "memory.agent_id")
+            v.imported_memory(msg.memory, self.config, now, prefix + "memory.")
+            ctx.who.require_agent(target)
+            ctx.note_agent(target)
+            s = shard_of(target, self.shards)
+            chunks = per_shard.setdefault(s, [[]])
+            size = msg.ByteSize()
+            if chunks[-1] and sizes.get(s, 0) + size > IMPORT_OP_BYTES:
+                chunks.append([])
+                sizes[s] = 0
+            chunks[-1].append(msg)
+            sizes[s] = sizes.get(s, 0) + size
+            index += 1
+
+        async def shard_ops(s: int, chunks: list[list[Any]]) -> list[Any]:
+            out: list[Any] = []
+            for chunk in chunks:  # in order: an agent's memories keep the stream's order
+                agent = chunk[0].agent_id or chunk[0].memory.agent_id
+                out.append(await self._write(method, s, agent, chunk, ctx))
+            return out
+
+        results = await asyncio.gather(*(shard_ops(s, c) for s, c in per_shard.items()))
+        total = pb.ImportMemoriesResponse()
+        for replies in results:
+            for r in replies:
+                total.imported_count += r.imported_count
+                total.skipped_count += r.skipped_count
+        return total
 
     async def _read(self, method: Method, shard: int, req: Any, ctx: CallContext) -> Any:
         wait = max(_token_seq(ctx.consistency_token, shard), self.acknowledged.get(shard, 0))
@@ -567,6 +623,7 @@ class ClusterNode:
                 raise RpcError("UNAVAILABLE", f"the result of shard {shard} op {body['seq']} is no longer kept")
             return got
         if kind == "owners":
+            await r.wait(int(body.get("wait", 0)), OWNER_WAIT_SECONDS)
             owners = await asyncio.get_running_loop().run_in_executor(
                 self.engine.executor, self.engine.owners, body["id"]
             )

@@ -16,6 +16,7 @@ import hashlib
 import hmac
 import logging
 import os
+import ssl
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -42,7 +43,16 @@ log = logging.getLogger("engram.cluster")
 DUPLICATE_WINDOW_SECONDS = 120.0
 PUBLISH_TIMEOUT_SECONDS = 2.0
 PUBLISH_DEADLINE_SECONDS = 15.0  # retries (same op id) over a stream leader election
+CONNECT_TIMEOUT_SECONDS = 30.0
 MAX_OP_BYTES = 6 * 1024 * 1024  # below the servers' max_payload (8 MB in the documented config)
+
+
+def _refusal(exc: BaseException) -> bool:
+    """A connection error that retrying will not cure: bad credentials, an untrusted certificate
+    (during the handshake nats-py reports the server's -ERR as a plain Error with its text)."""
+    return isinstance(exc, (nats.errors.AuthorizationError, ssl.SSLCertVerificationError)) or (
+        "authorization violation" in str(exc).lower()
+    )
 
 
 def stream_name(shard: int) -> str:
@@ -112,6 +122,7 @@ class OpLog:
         self.js: JetStreamContext | None = None
         self.replicas = min(3, max(1, config.cluster_log_replicas))
         self.connected = False
+        self.last_error: Exception | None = None
 
     async def connect(self) -> None:
         async def disconnected() -> None:
@@ -120,7 +131,15 @@ class OpLog:
         async def reconnected() -> None:
             self.connected = True
 
+        refused = asyncio.Event()
+
         async def error(exc: Exception) -> None:
+            # A refusal (wrong user or password, a certificate we do not trust) is what the
+            # operator must see, not the broken pipe that follows it; retrying will not change it.
+            if _refusal(exc):
+                refused.set()
+            if self.last_error is None or not _refusal(self.last_error):
+                self.last_error = exc
             log.debug("nats: %s", exc)
 
         opts: dict[str, Any] = {
@@ -139,7 +158,24 @@ class OpLog:
         tls = tls_context(self.config)
         if tls is not None:
             opts["tls"] = tls
-        self.nc = await nats.connect(**opts)
+        connecting = asyncio.ensure_future(nats.connect(**opts))
+        gave_up = asyncio.ensure_future(refused.wait())
+        try:
+            done, _ = await asyncio.wait(
+                {connecting, gave_up}, timeout=CONNECT_TIMEOUT_SECONDS, return_when=asyncio.FIRST_COMPLETED
+            )
+            if connecting not in done:
+                connecting.cancel()
+                raise TimeoutError("no connection")
+            self.nc = connecting.result()
+        except Exception as exc:
+            why = self.last_error or exc
+            raise RuntimeError(
+                f"cannot connect to NATS at {', '.join(self.config.cluster_nats)} within "
+                f"{CONNECT_TIMEOUT_SECONDS:.0f} s: {type(why).__name__}: {why}"
+            ) from None
+        finally:
+            gave_up.cancel()
         self.js = self.nc.jetstream(timeout=PUBLISH_TIMEOUT_SECONDS)
         self.connected = True
 
