@@ -42,7 +42,7 @@ has_target = grep -qE '^$(2):' $(1)/Makefile
 
 .PHONY: help setup lock generate check-generate lint lint-proto lint-python lint-sdks docs test \
         test-python test-sdks doctest serve image image-save conformance bench bench-full stress clean distclean \
-        cluster cluster-down cluster-tools
+        cluster cluster-down cluster-tools conformance-cluster
 
 help:
 	@echo "make serve           run engram-server from its runtime environment (.venv-serve: requirements/runtime.lock only)"
@@ -201,7 +201,7 @@ docs: $(SETUP)
 
 # Every step runs even when an earlier one failed (so one run shows every problem); the target
 # fails at the end, naming the failed steps.
-TEST_STEPS := check-generate lint docs test-python test-sdks doctest conformance
+TEST_STEPS := check-generate lint docs test-python test-sdks doctest conformance conformance-cluster
 
 test: setup
 	$(COMPILE_LOCAL)
@@ -259,6 +259,10 @@ image-save: image
 conformance: setup
 	@if [ -f conformance/__main__.py ]; then $(PY) -m conformance $(ARGS); \
 	else echo "conformance: the runner does not exist yet (conformance/__main__.py)"; exit 1; fi
+
+# The same suite against a local three-node cluster, every SDK and transport on another node.
+conformance-cluster: setup $(CLUSTER_TOOLS)
+	$(PY) -m conformance --cluster $(ARGS)
 
 bench: $(SETUP_STAMP)
 	$(COMPILE_LOCAL)

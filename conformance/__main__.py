@@ -168,8 +168,9 @@ def main() -> int:
                 passed += 1
     for line in failures:
         print(line)
-    if not args.no_report and not args.case and not args.sdk and not args.clients and not args.cluster:
-        write_report(results, cases, REPO / "docs" / "conformance.md")
+    if not args.no_report and not args.case and not args.sdk and not args.clients:
+        name = "conformance-cluster.md" if args.cluster else "conformance.md"
+        write_report(results, cases, REPO / "docs" / name, cluster=args.cluster)
     print(f"{passed} passed, {failed} failed")
     return 1 if failed else 0
 

@@ -367,6 +367,8 @@ class ClusterNode:
         if name == "BatchRecall":
             return await self._batch_recall(method, req, ctx)
         agent = await self._agent(name, req, ctx)
+        ctx.who.require_agent(agent)  # before routing: the same answer whichever node is asked
+        ctx.note_agent(agent)
         shard = shard_of(agent, self.shards)
         if name == "StoreMemory":
             v.store_request(req, self.config, clock.now())
