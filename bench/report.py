@@ -102,8 +102,8 @@ def plot_latency(load: dict[str, Any]) -> list[str]:
 
 def render() -> str:
     IMG.mkdir(parents=True, exist_ok=True)
-    names = ("retrieval", "load", "scale", "coldstart", "peers", "engine", "install", "write_path", "image")
-    ret, load, scale, cold, peers, engine, install, writes, image = (_read(n) for n in names)
+    names = ("retrieval", "load", "scale", "coldstart", "peers", "engine", "install", "write_path", "image", "cluster")
+    ret, load, scale, cold, peers, engine, install, writes, image, cluster = (_read(n) for n in names)
     machine = next((r["machine"] for r in (load, ret, scale, cold, peers) if r), {})
     out = [
         "# Benchmarks",
@@ -330,6 +330,39 @@ def render() -> str:
         ]
         out += [f"| {layer['what']} | {_mb(layer['size_bytes'])} |" for layer in image["layers"]]
         out.append("")
+    if cluster:
+        med = cluster["median"]
+        out += [
+            "## Cluster mode",
+            "",
+            _measured(cluster),
+            "",
+            f"`python -m bench.cluster --writes {cluster['writes']} --runs {len(cluster['runs'])}`: a single server and a local",
+            "three-node cluster (3 etcd, 3 NATS JetStream with `sync_interval: always`, 3 Engram nodes; 8 shards,",
+            "RF 2, lease 2 s) in the same run, medians over the runs. All twelve processes share this machine's two",
+            "cores, which the single server has alone: the ratios are a floor for separate hosts. A cluster write",
+            "is acknowledged once two of three NATS servers have fsynced it and an owner has applied it; a",
+            "single-node write once RocksDB has fsynced it ([Cluster mode](design/cluster.md)).",
+            "",
+            "| figure | single node | cluster | cluster / single |",
+            "|---|---:|---:|---:|",
+            f"| store p50, 1 client (ms) | {med['single_write_p50_ms']:.1f} | {med['cluster_write_p50_ms']:.1f} | "
+            f"{med['write_latency_ratio']:.2f} |",
+            f"| stores/s, 8 clients | {med['single_write_ops_s']:.0f} | {med['cluster_write_ops_s']:.0f} | "
+            f"{med['write_throughput_ratio']:.2f} |",
+            "",
+            "| figure | median |",
+            "|---|---:|",
+            f"| recall p50 on an owner of the agent's shard | {med['recall_owner_p50_ms']:.2f} ms |",
+            f"| recall p50 through a node that forwards it (NATS request/reply) | {med['recall_forwarded_p50_ms']:.2f} ms |",
+            f"| failover: an owner SIGKILLed → every one of its agents' recalls succeeds through a survivor | "
+            f"{med['failover_recalls_s']:.2f} s |",
+            f"| failover: SIGKILL → the dead node out of the map, every shard with 2 serving owners again | "
+            f"{med['failover_rereplicated_s']:.2f} s |",
+            f"| catch-up of a wiped node: ops of its shards' logs replayed per second | {med['catch_up_ops_s']:.0f} ops/s |",
+            f"| catch-up: restart of the wiped node → serving all its shards | {med['catch_up_restart_to_serving_s']:.1f} s |",
+            "",
+        ]
     if peers:
         ch = peers["chroma"]
         out += [

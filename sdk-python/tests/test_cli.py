@@ -127,6 +127,11 @@ def test_keys_health_info_and_config_file(cli_env: dict[str, str], tmp_path: Pat
     assert run(cli_env, "keys", "revoke", key_id).returncode == 0
 
     assert "healthy" in run(cli_env, "health").stdout
+    r = run(cli_env, "cluster", "status")
+    assert r.returncode == 0 and "healthy: single, 1/1 nodes" in r.stdout, r.stdout + r.stderr
+    assert json.loads(run(cli_env, "cluster", "status", "--json").stdout)["mode"] == "single"
+    r = run(cli_env, "cluster", "drain", "n1")
+    assert r.returncode != 0 and "single node" in r.stderr, r.stderr
     assert run(cli_env, "--version").stdout.strip() == f"engram {engram.__version__}"
     r = run(cli_env, "info", "--stats", "--json")
     assert json.loads(r.stdout)["info"]["api_version"] == "v1"

@@ -143,6 +143,7 @@ def test_cluster_settings_are_checked(change, message):
 
 
 def test_cluster_secrets_are_redacted():
-    cfg = load(env={**CLUSTER, "ENGRAM_CLUSTER_NATS_PASSWORD": "hunter2-secret", "ENGRAM_CLUSTER_ETCD_PASSWORD": "p4ss"})
+    secrets = {"ENGRAM_CLUSTER_NATS_PASSWORD": "hunter2-secret", "ENGRAM_CLUSTER_ETCD_PASSWORD": "p4ss"}
+    cfg = load(env={**CLUSTER, **secrets})
     shown = str(cfg.redacted())
     assert "hunter2" not in shown and "p4ss" not in shown

@@ -10,10 +10,30 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from tools.cluster.local import LocalCluster
+import pytest
+
+from tools.cluster.local import BIN, LocalCluster
+
+
+def running_cluster(base: Path, **options: Any) -> Iterator[LocalCluster]:
+    """A started LocalCluster, stopped afterwards. `make test` builds the engines and sets
+    ENGRAM_REQUIRE_CLUSTER=1: there a missing binary fails; a bare pytest skips."""
+    if not (BIN / "etcd").exists() or not (BIN / "nats-server").exists():
+        if os.environ.get("ENGRAM_REQUIRE_CLUSTER") == "1":
+            pytest.fail(f"{BIN}/etcd or nats-server is missing: `make cluster-tools` builds them")
+        pytest.skip("cluster binaries missing: run `make cluster-tools`")
+    c = LocalCluster(base, api_key=ROOT_KEY, lease_ttl=2.0, **options)
+    try:
+        c.start(timeout=90)
+        yield c
+    finally:
+        c.stop()
+
 
 ROOT_KEY = "cluster-test-root-key-0123456789"
 STRESS = os.environ.get("ENGRAM_STRESS") == "1"

@@ -11,25 +11,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cluster_harness import ROOT_KEY, http
+from cluster_harness import http, running_cluster
 
-from tools.cluster.local import BIN, LocalCluster, free_ports
+from tools.cluster.local import LocalCluster, free_ports
 
 
 @pytest.fixture(scope="module")
 def tls_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    if not (BIN / "etcd").exists() or not (BIN / "nats-server").exists():
-        if os.environ.get("ENGRAM_REQUIRE_CLUSTER") == "1":
-            pytest.fail(f"{BIN}/etcd or nats-server is missing: `make cluster-tools` builds them")
-        pytest.skip("cluster binaries missing: run `make cluster-tools`")
-    c = LocalCluster(
-        tmp_path_factory.mktemp("tls"), nodes=2, shards=4, replication=2, lease_ttl=2.0, api_key=ROOT_KEY, tls=True
-    )
-    try:
-        c.start(timeout=90)
-        yield c
-    finally:
-        c.stop()
+    yield from running_cluster(tmp_path_factory.mktemp("tls"), nodes=2, shards=4, replication=2, tls=True)
 
 
 def test_nodes_talk_to_etcd_and_nats_over_tls(tls_cluster: LocalCluster) -> None:

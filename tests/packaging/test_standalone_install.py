@@ -37,7 +37,7 @@ from packaging.version import Version
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from bench.common import ROOT_KEY, ServerProcess  # noqa: E402
+from bench.common import ROOT_KEY, ServerProcess, free_port  # noqa: E402
 
 RUNTIME_LOCK = REPO / "requirements" / "runtime.lock"
 DEV_LOCK = REPO / "requirements" / "dev.lock"
@@ -138,10 +138,12 @@ def installed(python: Path) -> set[str]:
 def import_every_module(python: Path) -> None:
     """Every module of the package imports with the runtime dependencies alone (a lazily
     imported module needing a development package would fail here, not in production)."""
+    # engram_server.cluster's modules need the `cluster` extra (nats-py, aetcd): not runtime.
     code = (
         "import importlib, pkgutil, engram_server\n"
         "for m in pkgutil.walk_packages(engram_server.__path__, 'engram_server.'):\n"
-        "    importlib.import_module(m.name)\n"
+        "    if not m.name.startswith('engram_server.cluster.'):\n"
+        "        importlib.import_module(m.name)\n"
     )
     subprocess.run([python, "-c", code], check=True, cwd="/", timeout=300)
 
@@ -189,6 +191,19 @@ def test_pip_install_source_serves(pip_source_env: Path, work: Path) -> None:
     assert not DEV_ONLY & installed(pip_source_env)
     import_every_module(pip_source_env)
     serve_store_recall(pip_source_env.parent / "engram-server", work, "source")
+    cluster_needs_its_extra(pip_source_env.parent / "engram-server", work)
+
+
+def cluster_needs_its_extra(server_bin: Path, work: Path) -> None:
+    """Cluster mode without the `cluster` extra: a clear refusal naming the install command."""
+    env = {
+        **os.environ, "ENGRAM_CLUSTER_ETCD": "127.0.0.1:1", "ENGRAM_CLUSTER_NATS": "nats://127.0.0.1:1",
+        "ENGRAM_CLUSTER_NODE_ID": "n1", "ENGRAM_ENCRYPTION_KEY": secrets.token_hex(32),
+        "ENGRAM_DATA_DIR": str(work / "cluster-data"), "ENGRAM_PORT": str(free_port()),
+    }
+    proc = subprocess.run([server_bin, "serve"], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    assert "pip install 'engram-memory-server[cluster]'" in proc.stderr + proc.stdout, proc.stderr[-2000:]
 
 
 def test_pip_install_wheel_serves(wheel: Path, work: Path) -> None:

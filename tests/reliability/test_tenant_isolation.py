@@ -54,6 +54,7 @@ POLICY: dict[str, tuple[Req, str]] = {
     "AdminService.ListApiKeys": (lambda b: {}, "admin"),
     "AdminService.RevokeApiKey": (lambda b: {"id": b["root_like_key_id"]}, "admin"),
     "AdminService.GetClusterStatus": (lambda b: {}, "open"),
+    "AdminService.DrainClusterNode": (lambda b: {"node_id": "n1"}, "admin"),
     "EmbeddingService.Embed": (lambda b: {"texts": ["hello"]}, "open"),
 }
 DENIED = {"PERMISSION_DENIED", "NOT_FOUND"}  # NOT_FOUND where admitting existence would leak it

@@ -86,6 +86,7 @@ class Proc:
             os.kill(self.pid, sig)
 
     def stop(self, timeout: float = 10.0) -> None:
+        (self.log.parent / f"{self.name}.pid").unlink(missing_ok=True)
         if not self.alive():
             return
         assert self.popen is not None
@@ -128,11 +129,23 @@ class LocalCluster:
     http_ports: list[int] = field(default_factory=list)
     fixed_ports: bool = False  # `make cluster`: the documented ports (FIXED_PORTS) instead of free ones
     tls: bool = False  # TLS from the nodes to etcd and NATS, with a CA made for this cluster
+    # Host i's address, and its network namespace (tests/cluster/test_partition.py): etcd, NATS and
+    # the Engram node of host i run inside it (`ip netns exec`), each on its standard ports.
+    hosts: list[str] = field(default_factory=lambda: ["127.0.0.1"])
+    netns: list[str] = field(default_factory=list)
+
+    def host(self, i: int) -> str:
+        return self.hosts[i % len(self.hosts)]
+
+    def _in_host(self, i: int, argv: list[str]) -> list[str]:
+        return ["ip", "netns", "exec", self.netns[i % len(self.netns)], *argv] if self.netns else argv
 
     # --- the control plane and the log ---------------------------------------------------
     def _plan_ports(self) -> tuple[list[int], list[int], list[int], list[int], list[int]]:
-        if self.fixed_ports:
-            ports = [p + 10_000 * i for p in FIXED_PORTS for i in range(3)] + [3301 + i for i in range(self.nodes)]
+        if self.netns:  # a host each: the standard ports
+            ports = [2379] * 3 + [2380] * 3 + [4222] * 3 + [6222] * 3 + [8222] * 3 + [3300] * self.nodes
+        elif self.fixed_ports:
+            ports = [p + 10_000 * i for p in FIXED_PORTS for i in range(3)] + [3311 + i for i in range(self.nodes)]
             busy = [p for p in ports if not _port_free(p)]
             if busy:
                 raise RuntimeError(f"ports in use on 127.0.0.1: {busy}; `make cluster-down` stops a local cluster")
@@ -158,48 +171,51 @@ class LocalCluster:
             if self.tls
             else []
         )
-        initial = ",".join(f"e{i + 1}=http://127.0.0.1:{etcd_p[i]}" for i in range(3))
+        initial = ",".join(f"e{i + 1}=http://{self.host(i)}:{etcd_p[i]}" for i in range(3))
         for i in range(3):
             d = self.base / f"etcd{i + 1}"
             self.etcd.append(
                 Proc(
                     f"etcd{i + 1}",
-                    [
-                        str(BIN / "etcd"),
-                        "--name",
-                        f"e{i + 1}",
-                        "--data-dir",
-                        str(d / "data"),
-                        "--listen-client-urls",
-                        f"{etcd_scheme}://127.0.0.1:{etcd_c[i]}",
-                        "--advertise-client-urls",
-                        f"{etcd_scheme}://127.0.0.1:{etcd_c[i]}",
-                        "--listen-peer-urls",
-                        f"http://127.0.0.1:{etcd_p[i]}",
-                        "--initial-advertise-peer-urls",
-                        f"http://127.0.0.1:{etcd_p[i]}",
-                        "--initial-cluster-token",
-                        "engram-local",
-                        "--initial-cluster",
-                        initial,
-                        "--initial-cluster-state",
-                        "new",
-                        "--heartbeat-interval",
-                        "50",
-                        "--election-timeout",
-                        "500",
-                        "--log-level",
-                        "warn",
-                        "--listen-metrics-urls",
-                        "",
-                        "--enable-pprof=false",
-                        *etcd_tls,
-                    ],
+                    self._in_host(
+                        i,
+                        [
+                            str(BIN / "etcd"),
+                            "--name",
+                            f"e{i + 1}",
+                            "--data-dir",
+                            str(d / "data"),
+                            "--listen-client-urls",
+                            f"{etcd_scheme}://{self.host(i)}:{etcd_c[i]}",
+                            "--advertise-client-urls",
+                            f"{etcd_scheme}://{self.host(i)}:{etcd_c[i]}",
+                            "--listen-peer-urls",
+                            f"http://{self.host(i)}:{etcd_p[i]}",
+                            "--initial-advertise-peer-urls",
+                            f"http://{self.host(i)}:{etcd_p[i]}",
+                            "--initial-cluster-token",
+                            "engram-local",
+                            "--initial-cluster",
+                            initial,
+                            "--initial-cluster-state",
+                            "new",
+                            "--heartbeat-interval",
+                            "50",
+                            "--election-timeout",
+                            "500",
+                            "--log-level",
+                            "warn",
+                            "--listen-metrics-urls",
+                            "",
+                            "--enable-pprof=false",
+                            *etcd_tls,
+                        ],
+                    ),
                     self.base / "logs" / f"etcd{i + 1}.log",
                 )
             )
-        self.etcd_client = [f"{etcd_scheme}://127.0.0.1:{p}" for p in etcd_c]
-        routes = ", ".join(f"nats-route://127.0.0.1:{p}" for p in nats_r)
+        self.etcd_client = [f"{etcd_scheme}://{self.host(i)}:{p}" for i, p in enumerate(etcd_c)]
+        routes = ", ".join(f"nats-route://{self.host(i)}:{p}" for i, p in enumerate(nats_r))
         for i in range(3):
             d = self.base / f"nats{i + 1}"
             d.mkdir(parents=True, exist_ok=True)
@@ -212,8 +228,8 @@ class LocalCluster:
             )
             conf.write_text(
                 f"""server_name: n{i + 1}
-listen: 127.0.0.1:{nats_c[i]}
-http: 127.0.0.1:{nats_m[i]}
+listen: {self.host(i)}:{nats_c[i]}
+http: {self.host(i)}:{nats_m[i]}
 ping_interval: "2s"
 ping_max: 2
 max_payload: 8MB
@@ -222,23 +238,25 @@ authorization {{ user: "{self.nats_user}", password: "{self.nats_password}" }}
 jetstream {{ store_dir: "{d / "js"}", sync_interval: always }}
 cluster {{
   name: engram
-  listen: 127.0.0.1:{nats_r[i]}
+  listen: {self.host(i)}:{nats_r[i]}
   routes: [ {routes} ]
 }}
 """
             )
             self.nats.append(
                 Proc(
-                    f"nats{i + 1}", [str(BIN / "nats-server"), "-c", str(conf)], self.base / "logs" / f"nats{i + 1}.log"
+                    f"nats{i + 1}",
+                    self._in_host(i, [str(BIN / "nats-server"), "-c", str(conf)]),
+                    self.base / "logs" / f"nats{i + 1}.log",
                 )
             )
-        self.nats_client = [f"{'tls' if self.tls else 'nats'}://127.0.0.1:{p}" for p in nats_c]
+        self.nats_client = [f"{'tls' if self.tls else 'nats'}://{self.host(i)}:{p}" for i, p in enumerate(nats_c)]
         self.nats_monitor = list(nats_m)
         for p in self.etcd + self.nats:
             p.start()
         deadline = time.monotonic() + timeout
         for i in range(3):
-            _wait_http(f"http://127.0.0.1:{nats_m[i]}/healthz?js-enabled-only=true", deadline, self.nats[i])
+            _wait_http(f"http://{self.host(i)}:{nats_m[i]}/healthz?js-enabled-only=true", deadline, self.nats[i])
         for i in range(3):
             _wait_http(
                 f"{self.etcd_client[i]}/health", deadline, self.etcd[i], tls_dir / "ca.pem" if self.tls else None
@@ -251,13 +269,15 @@ cluster {{
 
     # --- Engram nodes ----------------------------------------------------------------------
     def node_url(self, i: int) -> str:
-        return f"http://127.0.0.1:{self.http_ports[i]}"
+        return f"http://{self.host(i)}:{self.http_ports[i]}"
 
     def _engram_proc(self, i: int) -> Proc:
-        env = dict(os.environ)
+        # Only this cluster's settings: an ENGRAM_* variable of the caller's (a key, a data
+        # directory) must not leak into its nodes.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ENGRAM_")}
         env.update(
             {
-                "ENGRAM_HOST": "127.0.0.1",
+                "ENGRAM_HOST": self.host(i),
                 "ENGRAM_PORT": str(self.http_ports[i]),
                 "ENGRAM_GRPC_PORT": "0",
                 "ENGRAM_DATA_DIR": str(self.base / f"node{i + 1}" / "data"),
@@ -282,7 +302,7 @@ cluster {{
         env.update(self.extra_env)
         return Proc(
             f"node{i + 1}",
-            [self.python, "-m", "engram_server.cli", "serve"],
+            self._in_host(i, [self.python, "-m", "engram_server.cli", "serve"]),
             self.base / "logs" / f"node{i + 1}.log",
             env,
         )
@@ -406,6 +426,20 @@ def _wait_http(url: str, deadline: float, proc: Proc, ca: Path | None = None) ->
     raise TimeoutError(f"{proc.name} did not answer {url}")
 
 
+def _live_recorded(base: Path) -> bool:
+    """Whether a process recorded under base/logs still runs; stale PID files are removed."""
+    live = False
+    for f in (base / "logs").glob("*.pid"):
+        try:
+            os.kill(int(f.read_text()), 0)
+            live = True
+        except (ValueError, ProcessLookupError):
+            f.unlink()
+        except PermissionError:
+            live = True
+    return live
+
+
 def _kill_recorded(base: Path) -> int:
     """Stop every process whose PID file is under base/logs (SIGTERM, then SIGKILL)."""
     pids = []
@@ -440,8 +474,8 @@ def main(argv: list[str] | None = None) -> int:
         n = _kill_recorded(args.dir)
         print(f"stopped {n} processes of the local cluster in {args.dir}")
         return 0
-    if (args.dir / "logs").exists() and any((args.dir / "logs").glob("*.pid")):
-        print(f"a local cluster seems to run already (PID files in {args.dir / 'logs'}); `make cluster-down` first")
+    if _live_recorded(args.dir):
+        print(f"a local cluster runs already (PID files in {args.dir / 'logs'}); `make cluster-down` stops it")
         return 1
     # The cluster's data key and NATS password stay with its data: a second `up` reopens it.
     args.dir.mkdir(parents=True, exist_ok=True)

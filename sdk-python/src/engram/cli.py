@@ -67,7 +67,9 @@ app = typer.Typer(
 agents_app = typer.Typer(help="Inspect and erase agents.", no_args_is_help=False)
 keys_app = typer.Typer(help="Create, list and revoke API keys (admin key needed).", no_args_is_help=True)
 app.add_typer(agents_app, name="agents")
+cluster_app = typer.Typer(help="A cluster's nodes and shards; drain a node (admin key needed).", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+app.add_typer(cluster_app, name="cluster")
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True)
@@ -838,6 +840,55 @@ def keys_revoke(ctx: typer.Context, id: Annotated[str, typer.Argument(help="Key 
         print_json(r)
     else:
         out.print(f"revoked {id}")
+
+
+# --- cluster ---------------------------------------------------------------------------------
+
+
+@cluster_app.command("status")
+def cluster_status(ctx: typer.Context, json_: JsonOpt = False) -> None:
+    """The cluster's health, nodes and the shards each serves (a single server: one node)."""
+    with settings(ctx).client() as client:
+        r = client.cluster_status()
+    if json_:
+        print_json(r)
+        return
+    out.print(
+        f"{'healthy' if r.healthy else 'NOT healthy'}: {r.mode or 'single'}, {r.healthy_node_count}/{r.node_count} "
+        f"nodes, {r.shard_count} shards, replication {r.replication_factor}, map epoch {r.shard_map_epoch}"
+    )
+    table = Table()
+    for col in ("node", "address", "alive", "role", "serving", "catching up", "lag"):
+        table.add_column(col)
+    for n in r.nodes:
+        table.add_row(
+            n.node_id, n.address, "yes" if n.healthy else "no", n.role, _shards(n.serving_shards),
+            _shards(n.catching_up_shards), str(n.max_lag),
+        )
+    out.print(table)
+    for name, engine in (("log", r.log), ("control", r.control)):
+        if engine is not None and engine.engine:
+            state = "ok" if engine.healthy else "DOWN"
+            out.print(f"{name}: {engine.engine}, {engine.members} members, leader {engine.leader or '-'} ({state})")
+
+
+@cluster_app.command("drain")
+def cluster_drain(
+    ctx: typer.Context, node_id: Annotated[str, typer.Argument(help="The node, as `cluster status` names it.")],
+    json_: JsonOpt = False,
+) -> None:
+    """Move every shard off a node (each new owner serves first); stop the node once it owns none."""
+    with settings(ctx).client() as client:
+        r = client.drain_cluster_node(node_id)
+    if json_:
+        print_json(r)
+    else:
+        left = len(r.node.serving_shards) + len(r.node.catching_up_shards) if r.node else 0
+        out.print(f"draining {node_id}: {left} shards to move; `engram cluster status` shows when it owns none")
+
+
+def _shards(shards: list[int]) -> str:
+    return ",".join(str(s) for s in shards) or "-"
 
 
 # --- server ---------------------------------------------------------------------------------

@@ -106,7 +106,13 @@ class EngramApp:
             self.auth = Authenticator(self.engine, self.config.api_key)
             self.registry = Registry(api(), self.engine, self.config, self.auth, self.metrics, self.state)
             if self.config.cluster_enabled:
-                from .cluster.node import ClusterNode
+                try:
+                    from .cluster.node import ClusterNode
+                except ModuleNotFoundError as exc:
+                    raise RuntimeError(
+                        f"cluster mode needs the cluster extra ({exc.name} is not installed): "
+                        "pip install 'engram-memory-server[cluster]'"
+                    ) from None
 
                 self.cluster = ClusterNode(self.config, self.engine, self.registry, self.metrics)
                 await self.cluster.start()

@@ -23,6 +23,7 @@ import asyncio
 import base64
 import contextlib
 import logging
+import re
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
@@ -661,8 +662,8 @@ class ClusterNode:
                 return out
 
     async def drain(self, req: pb.DrainClusterNodeRequest, ctx: CallContext) -> pb.DrainClusterNodeResponse:
-        if not req.node_id:
-            raise invalid("node_id", "required")
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", req.node_id):
+            raise invalid("node_id", "must be a node id: 1 to 64 characters of [A-Za-z0-9_-]")
         if await self.control.drain(req.node_id) is None:
             raise RpcError("NOT_FOUND", f"no live cluster node {req.node_id!r}")
         st = await self.status()
