@@ -209,7 +209,7 @@ def check_ledger(c: LocalCluster, ledger: Ledger, epochs: list[int]) -> dict[str
 
 
 def status_of(c: LocalCluster, i: int) -> dict[str, Any]:
-    status, st, _ = http(c, i, "GET", "/v1/cluster/status", timeout=5)
+    status, st, _ = http(c, i, "GET", "/v1/cluster/status", timeout=10)
     assert status == 200, st
     return st
 

@@ -19,6 +19,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cluster_harness import ROOT_KEY, Ledger, Load, check_ledger, running_cluster, status_of, wait_until
@@ -122,14 +123,17 @@ def test_partition_one_host(cluster: LocalCluster, tmp_path: Path) -> None:
         t_cut = time.monotonic()
         _ip("-n", SWITCH, "link", "set", f"eg{TAG}b3", "down")
         # The majority side moves h3's shards within a few leases and stays healthy.
-        moved = wait_until(
-            lambda: (
-                status_of(cluster, 0)["healthy"]
-                and not [o for sh in status_of(cluster, 0)["shards"] for o in sh["owners"] if o["node_id"] == "m3"]
-            ),
-            30,
-            "the majority moves the isolated node's shards",
-        )
+        def moved_away() -> bool:
+            st = status_of(cluster, 0)
+            last_status.append(st)
+            return bool(st["healthy"]) and not [o for sh in st["shards"] for o in sh["owners"] if o["node_id"] == "m3"]
+
+        last_status: list[dict[str, Any]] = []
+        try:
+            moved = wait_until(moved_away, 30, "the majority moves the isolated node's shards")
+        except AssertionError:
+            print(json.dumps(last_status[-1] if last_status else None)[:4000])
+            raise
         # The minority side cannot log a write: it answers UNAVAILABLE, it does not acknowledge.
         status, body = _write_from_inside(HOSTS[isolated], cluster.node_url(isolated), timeout=40)
         assert status == 503 and "UNAVAILABLE" in body, (status, body)

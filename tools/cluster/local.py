@@ -282,8 +282,9 @@ cluster {{
                 "ENGRAM_GRPC_PORT": "0",
                 "ENGRAM_DATA_DIR": str(self.base / f"node{i + 1}" / "data"),
                 "ENGRAM_ENCRYPTION_KEY": self.encryption_key,
-                "ENGRAM_CLUSTER_ETCD": ",".join(self.etcd_client),
-                "ENGRAM_CLUSTER_NATS": ",".join(self.nats_client),
+                # Each node lists its own host's etcd member and NATS server first.
+                "ENGRAM_CLUSTER_ETCD": ",".join(_rotate(self.etcd_client, i)),
+                "ENGRAM_CLUSTER_NATS": ",".join(_rotate(self.nats_client, i)),
                 "ENGRAM_CLUSTER_NATS_USER": self.nats_user,
                 "ENGRAM_CLUSTER_NATS_PASSWORD": self.nats_password,
                 "ENGRAM_CLUSTER_NODE_ID": f"m{i + 1}",
@@ -424,6 +425,11 @@ def _wait_http(url: str, deadline: float, proc: Proc, ca: Path | None = None) ->
             pass
         time.sleep(0.1)
     raise TimeoutError(f"{proc.name} did not answer {url}")
+
+
+def _rotate(items: list[str], i: int) -> list[str]:
+    k = i % len(items)
+    return items[k:] + items[:k]
 
 
 def _live_recorded(base: Path) -> bool:

@@ -43,16 +43,6 @@ CONTROLLER_PERIOD_SECONDS = 0.5
 PROMOTE_MAX_LAG = 16  # a catching-up owner within this many ops of the log's end may serve
 
 
-def _target(endpoints: list[str]) -> tuple[str, int]:
-    """aetcd's (host, port) for a gRPC target over every endpoint (round-robin, failover)."""
-    hosts = [e.split("://", 1)[-1] for e in endpoints]
-    if len(hosts) == 1:
-        h, _, p = hosts[0].rpartition(":")
-        return h, int(p)
-    last_h, _, last_p = hosts[-1].rpartition(":")
-    return "ipv4:" + ",".join([*hosts[:-1], last_h]), int(last_p)
-
-
 class _EtcdClient(aetcd.Client):  # type: ignore[misc]
     """aetcd's client with TLS: aetcd 1.0 opens only insecure channels."""
 
@@ -85,28 +75,92 @@ class _EtcdClient(aetcd.Client):  # type: ignore[misc]
         self._connected.set()
 
 
-def etcd_client(config: Config) -> aetcd.Client:
-    host, port = _target(config.cluster_etcd)
+class EtcdPool:
+    """One client per etcd endpoint; a call goes to the endpoint that answered last and, when it
+    does not answer within ATTEMPT_SECONDS, to the next. A single gRPC channel over all members
+    keeps sending to a member that a partition cut off (its TCP connection never fails), so the
+    failover is ours, per call."""
+
+    ATTEMPT_SECONDS = 1.5
+
+    def __init__(self, clients: list[aetcd.Client]) -> None:
+        self.clients = clients
+        self.transactions = clients[0].transactions
+        self._current = 0
+
+    async def call(self, fn: Callable[[aetcd.Client], Awaitable[Any]]) -> Any:
+        last: BaseException | None = None
+        for k in range(len(self.clients)):
+            i = (self._current + k) % len(self.clients)
+            try:
+                result = await asyncio.wait_for(fn(self.clients[i]), self.ATTEMPT_SECONDS)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                last = exc
+                continue
+            self._current = i
+            return result
+        assert last is not None
+        raise last
+
+    async def lease(self, ttl: int) -> int:
+        lease = await self.call(lambda c: c.lease(ttl))
+        return int(lease.id)
+
+    async def refresh(self, lease_id: int) -> Any:
+        return await self.call(lambda c: c.refresh_lease(lease_id))
+
+    async def revoke(self, lease_id: int) -> None:
+        await self.call(lambda c: c.revoke_lease(lease_id))
+
+    async def get(self, key: bytes) -> Any:
+        return await self.call(lambda c: c.get(key))
+
+    async def get_prefix(self, prefix: bytes) -> Any:
+        return await self.call(lambda c: c.get_prefix(prefix))
+
+    async def put(self, key: bytes, value: bytes, lease: int = 0) -> Any:
+        return await self.call(lambda c: c.put(key, value, lease=lease))
+
+    async def transaction(self, compare: list[Any], success: list[Any], failure: list[Any]) -> Any:
+        return await self.call(lambda c: c.transaction(compare=compare, success=success, failure=failure))
+
+    async def status(self) -> tuple[Any, list[Any]]:
+        async def ask(c: aetcd.Client) -> tuple[Any, list[Any]]:
+            return await c.status(), [m async for m in c.members()]
+
+        return await self.call(ask)  # type: ignore[no-any-return]
+
+    async def close(self) -> None:
+        for c in self.clients:
+            with contextlib.suppress(Exception):
+                await c.close()
+
+
+def etcd_pool(config: Config) -> EtcdPool:
     creds = None
-    options: dict[str, Any] = {"grpc.lb_policy_name": "round_robin"}
+    options: dict[str, Any] = {}
     if config.cluster_tls_ca or any(e.startswith("https://") for e in config.cluster_etcd):
-        # One channel over every member verifies each member's certificate against one name, the
-        # first endpoint's host: give the members certificates valid for a shared name.
-        first = config.cluster_etcd[0].split("://", 1)[-1].rpartition(":")[0]
-        options["grpc.ssl_target_name_override"] = first
         ca = config.cluster_tls_ca.read_bytes() if config.cluster_tls_ca else None
         cert = config.cluster_tls_cert.read_bytes() if config.cluster_tls_cert else None
         key = config.cluster_tls_key.read_bytes() if config.cluster_tls_key else None
         creds = grpc.ssl_channel_credentials(root_certificates=ca, private_key=key, certificate_chain=cert)
-    return _EtcdClient(
-        host=host,
-        port=port,
-        username=config.cluster_etcd_user or None,
-        password=config.cluster_etcd_password or None,
-        timeout=5,
-        options=options,
-        credentials=creds,
-    )
+    clients = []
+    for endpoint in config.cluster_etcd:
+        host, _, port = endpoint.split("://", 1)[-1].rpartition(":")
+        clients.append(
+            _EtcdClient(
+                host=host,
+                port=int(port),
+                username=config.cluster_etcd_user or None,
+                password=config.cluster_etcd_password or None,
+                timeout=5,
+                options=options,
+                credentials=creds,
+            )
+        )
+    return EtcdPool(clients)
 
 
 def tls_context(config: Config) -> ssl.SSLContext | None:
@@ -133,12 +187,12 @@ class ControlPlane:
         self.config = config
         self.node_id = config.cluster_node_id
         self.ttl = max(1, math.ceil(config.cluster_lease_ttl))
-        self.client = etcd_client(config)
+        self.client = etcd_pool(config)
         self._on_map = on_map
         self._on_lease_lost = on_lease_lost
         self._last_seqs = last_seqs
         self._progress = progress
-        self.lease: Any = None
+        self.lease = 0  # this incarnation's lease id; 0: none
         self.incarnation = ""
         self._lease_valid_until = 0.0  # monotonic; past it this node must not serve
         self.map: ShardMap | None = None
@@ -162,9 +216,9 @@ class ControlPlane:
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        if leave and self.lease is not None:
+        if leave and self.lease:
             try:  # leave at once: our keys (node, progress, controller) go with the lease
-                await asyncio.wait_for(self.lease.revoke(), 3)
+                await asyncio.wait_for(self.client.revoke(self.lease), 3)
             except Exception as exc:
                 log.warning("could not revoke the cluster lease: %s", exc)
         self._lease_valid_until = 0.0
@@ -182,7 +236,7 @@ class ControlPlane:
         while True:
             t0 = time.monotonic()
             lease = await self.client.lease(self.ttl)
-            record = {"url": self.config.cluster_url, "inc": str(lease.id), "started": time.time()}
+            record = {"url": self.config.cluster_url, "inc": str(lease), "started": time.time()}
             tx = self.client.transactions
             ok, _ = await self.client.transaction(
                 compare=[tx.version(key) == 0],
@@ -190,12 +244,12 @@ class ControlPlane:
                 failure=[],
             )
             if ok:
-                self.lease, self.incarnation = lease, str(lease.id)
+                self.lease, self.incarnation = lease, str(lease)
                 self._lease_valid_until = t0 + self.ttl
                 self._last_progress = None
                 log.info("joined the cluster as %s (incarnation %s)", self.node_id, self.incarnation)
                 return
-            await lease.revoke()
+            await self.client.revoke(lease)
             if time.monotonic() > deadline:
                 raise RuntimeError(
                     f"cluster node id {self.node_id!r} is registered by a live node; "
@@ -208,7 +262,9 @@ class ControlPlane:
             await asyncio.sleep(self.ttl / 4)
             t0 = time.monotonic()
             try:
-                reply = await asyncio.wait_for(self.lease.refresh(), self.ttl / 2)
+                reply = await asyncio.wait_for(
+                    self.client.refresh(self.lease), max(self.ttl / 2, 2 * EtcdPool.ATTEMPT_SECONDS)
+                )
                 alive = reply is not None and reply.TTL > 0
             except Exception as exc:
                 log.debug("lease keepalive failed: %s", exc)
@@ -310,7 +366,7 @@ class ControlPlane:
             self.controller_revision, self.controller_id = 0, ""
             return
         self.controller_id = got.value.decode()
-        mine = got.lease == self.lease.id
+        mine = got.lease == self.lease
         if ok or mine:
             if not self.controller_revision:
                 log.info("%s is the cluster controller (fencing token %d)", self.node_id, got.create_revision)
@@ -354,8 +410,7 @@ class ControlPlane:
     async def status(self) -> dict[str, Any]:
         """etcd's own view: members, leader, whether it answers."""
         try:
-            st = await asyncio.wait_for(self.client.status(), 2)
-            members = [m async for m in self.client.members()]
+            st, members = await self.client.status()
             leader = next((m.name for m in members if m.id == st.leader.id), "") if st.leader else ""
             return {"engine": "etcd", "members": len(members), "leader": leader, "healthy": bool(leader)}
         except Exception as exc:

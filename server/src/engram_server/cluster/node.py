@@ -87,6 +87,7 @@ IMPORT_OP_BYTES = 2 * 1024 * 1024  # an import is logged in ops of at most about
 OWNER_WAIT_SECONDS = 4.0  # an owner's wait for its log on a forwarded call, below one attempt
 NOT_SERVING = "this node does not serve shard {shard} now; retry"
 NOT_APPLIED = "shard {shard} has not applied sequence {seq} within {timeout:.0f} s; retry"
+STATUS_SECONDS = 2.0  # longest the status waits for any one part of the cluster
 APPLIED_KEY = b"cluster/applied/"
 WAIT_FOR = "x-engram-token"
 
@@ -219,12 +220,21 @@ class ClusterNode:
             self._map_task = asyncio.create_task(self._apply_maps())
 
     async def _apply_maps(self) -> None:
+        delay = 0.2
         while self._pending_map is not None:
             m, self._pending_map = self._pending_map, None
             try:
                 await self._adopt(m)
-            except Exception:
-                log.exception("could not adopt shard map epoch %d", m.epoch)
+                delay = 0.2
+            except Exception as exc:
+                # JetStream or etcd briefly unavailable (a leader election, a healed partition):
+                # adopt again, the newest map if one came meanwhile, until it takes.
+                log.warning("could not adopt shard map epoch %d yet (%s); retrying", m.epoch, exc)
+                if self.draining:
+                    return
+                self._pending_map = self._pending_map or m
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
 
     async def _adopt(self, m: ShardMap) -> None:
         mine = m.shards_of(self.node_id, self.control.incarnation) if self.control.incarnation else {}
@@ -685,24 +695,26 @@ class ClusterNode:
             shard_count=self.shards,
             shard_map_epoch=m.epoch if m else 0,
         )
-        try:
-            nodes = await asyncio.wait_for(c.nodes(), 2)
-            progress = await asyncio.wait_for(c.all_progress(), 2)
-            last = await asyncio.wait_for(self.log.last_seqs(self.shards), 3)
-            log_ok = True
-        except Exception:
-            nodes, progress, last, log_ok = {}, {}, {}, False
-        control = await c.status()
+        # Every question at once, each bounded: the status answers within STATUS_SECONDS even
+        # while a part of the cluster does not (a partition, a stream without a leader).
+        got = await asyncio.gather(
+            asyncio.wait_for(c.nodes(), STATUS_SECONDS),
+            asyncio.wait_for(c.all_progress(), STATUS_SECONDS),
+            asyncio.wait_for(self.log.last_seqs(self.shards), STATUS_SECONDS),
+            asyncio.wait_for(c.status(), STATUS_SECONDS),
+            asyncio.wait_for(self.log.stream_info(SYSTEM_SHARD), STATUS_SECONDS),
+            return_exceptions=True,
+        )
+        nodes, progress, last, control, info = (None if isinstance(g, BaseException) else g for g in got)
+        control = control or {"members": 0, "leader": "", "healthy": False}
         out.control.engine, out.control.members, out.control.leader = "etcd", control["members"], control["leader"]
-        out.control.healthy = bool(control["healthy"])
+        out.control.healthy = bool(control["healthy"]) and nodes is not None
         out.log.engine = "nats-jetstream"
-        out.log.healthy = log_ok and self.log.connected
-        try:
-            info = await asyncio.wait_for(self.log.stream_info(SYSTEM_SHARD), 2)
-            out.log.leader = info.cluster.leader if info.cluster else ""
-            out.log.members = 1 + len(info.cluster.replicas or []) if info.cluster else 1
-        except Exception:
-            out.log.healthy = False
+        out.log.healthy = last is not None and info is not None and self.log.connected
+        if info is not None and info.cluster:
+            out.log.leader = info.cluster.leader or ""
+            out.log.members = 1 + len(info.cluster.replicas or [])
+        nodes, progress, last = nodes or {}, progress or {}, last or {}
         ids = sorted(set(nodes) | {o.node for lst in (m.owners.values() if m else []) for o in lst})
         for nid in ids:
             n = out.nodes.add(node_id=nid, address=nodes.get(nid, {}).get("url", ""))

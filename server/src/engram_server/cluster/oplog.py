@@ -147,6 +147,11 @@ class OpLog:
             "name": f"engram-{self.config.cluster_node_id}",
             "max_reconnect_attempts": -1,
             "reconnect_time_wait": 0.5,
+            # The servers in the order given (the node's own host's first), and a server that stops
+            # answering (a partition: its TCP connection never fails) noticed within ~6 s.
+            "dont_randomize": True,
+            "ping_interval": 2,
+            "max_outstanding_pings": 2,
             "disconnected_cb": disconnected,
             "reconnected_cb": reconnected,
             "error_cb": error,
@@ -271,6 +276,7 @@ class OpLog:
             config = ConsumerConfig(deliver_policy=DeliverPolicy.ALL)
         return await self.js.subscribe(
             subject_prefix(shard) + ".>",
+            stream=stream_name(shard),
             cb=cb,
             ordered_consumer=True,
             config=config,
