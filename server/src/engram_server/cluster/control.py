@@ -173,6 +173,12 @@ def tls_context(config: Config) -> ssl.SSLContext | None:
     return ctx
 
 
+def _report_loop_end(task: asyncio.Task[None]) -> None:
+    """The control loops run for the node's life: one that ends otherwise is a bug to see."""
+    if not task.cancelled() and task.exception() is not None:
+        log.critical("cluster loop %s stopped", task.get_name(), exc_info=task.exception())
+
+
 class ControlPlane:
     """This node's view of, and part in, the control plane."""
 
@@ -209,7 +215,9 @@ class ControlPlane:
         deadline = time.monotonic() + timeout
         await self._register(deadline)
         for fn in (self._keepalive_loop, self._map_loop, self._controller_loop):
-            self._tasks.append(asyncio.create_task(fn(), name=f"engram-cluster-{fn.__name__}"))
+            task = asyncio.create_task(fn(), name=f"engram-cluster-{fn.__name__}")
+            task.add_done_callback(_report_loop_end)
+            self._tasks.append(task)
 
     async def stop(self, leave: bool = True) -> None:
         self.leaving = True
@@ -273,7 +281,7 @@ class ControlPlane:
             self.healthy = True
             if alive:
                 self._lease_valid_until = t0 + reply.TTL
-                await self._report_progress()
+                await self.report_progress_now()  # never raises: this loop must not end
                 continue
             # The lease expired (we were paused or cut off): stop serving, join again as new.
             log.warning("cluster lease of %s expired: serving nothing until re-admitted", self.node_id)

@@ -334,7 +334,9 @@ class ClusterNode:
 
     async def result(self, shard: int, seq: int, op_id: str, method: Method) -> Message:
         """The result of the op at seq, from this node's replica or from a serving owner."""
-        r = self.system if shard == SYSTEM_SHARD else self.replicas.get(shard)
+        # From this node's copy when it serves the shard (or the key log, which every node applies);
+        # a copy still catching up may be far behind: a serving owner answers instead.
+        r = self.system if shard == SYSTEM_SHARD else (self.replicas.get(shard) if self.serving(shard) else None)
         if r is not None:
             await r.wait(seq, APPLY_WAIT_SECONDS)
             got = r.results.get(seq)
