@@ -81,7 +81,10 @@ ROUTES: dict[str, str] = {
     "RevokeApiKey": SYSTEM_WRITE,
 }
 RESULTS_KEPT = 4096  # per shard: results of recent ops, for the callers waiting on them
-APPLY_WAIT_SECONDS = 10.0  # longest a call waits for an owner to apply a sequence
+# Longest a write waits for an owner to apply it once the log has it. The write is durable by
+# then, so waiting (a replica busy replaying, a loaded machine) beats an UNAVAILABLE that
+# invites a retry, which stores again unless the memory is named (id or key).
+APPLY_WAIT_SECONDS = 30.0
 FORWARD_TIMEOUT_SECONDS = 5.0  # one attempt; a request in flight to a node that dies times out
 IMPORT_OP_BYTES = 2 * 1024 * 1024  # an import is logged in ops of at most about this size
 OWNER_WAIT_SECONDS = 4.0  # an owner's wait for its log on a forwarded call, below one attempt
@@ -579,6 +582,8 @@ class ClusterNode:
         # While owners change (a node died, the map moves) a shard may have no serving owner for
         # about a lease's time: retry within that bound, then answer UNAVAILABLE.
         deadline = loop.time() + self.config.cluster_lease_ttl + 2 * FORWARD_TIMEOUT_SECONDS
+        if body["kind"] == "result":
+            deadline = max(deadline, loop.time() + APPLY_WAIT_SECONDS)
         delay = 0.05
         while True:
             if self.serving(shard):
