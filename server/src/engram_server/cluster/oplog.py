@@ -209,8 +209,11 @@ class OpLog:
                 except BadRequestError as exc:
                     if "already in use" in str(exc):
                         break
-                    raise
-                except Exception:
+                    # "no suitable peers for placement": the JetStream cluster is still forming.
+                    if asyncio.get_running_loop().time() > deadline:
+                        raise
+                    await asyncio.sleep(0.2)
+                except Exception:  # no meta leader yet: wait for one
                     if asyncio.get_running_loop().time() > deadline:
                         raise
                     await asyncio.sleep(0.2)
