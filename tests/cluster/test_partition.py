@@ -131,7 +131,6 @@ def test_partition_one_host(cluster: LocalCluster, tmp_path: Path) -> None:
         time.sleep(2)
         load.exclude_reads = load.exclude_writes = {isolated}  # the test cannot reach h3 once it is cut
         time.sleep(0.5)
-        t_cut = time.monotonic()
         _ip("-n", SWITCH, "link", "set", f"eg{TAG}b3", "down")
 
         # The majority side moves h3's shards within a few leases and stays healthy.
@@ -166,4 +165,3 @@ def test_partition_one_host(cluster: LocalCluster, tmp_path: Path) -> None:
     )
     assert not load.read_failures, load.read_failures[:5]
     print(json.dumps(check_ledger(cluster, ledger, epochs)))
-    assert t_cut < t_heal

@@ -161,7 +161,6 @@ class ClusterNode:
         self._pending_map: ShardMap | None = None
         self._map_task: asyncio.Task[None] | None = None
         self.shards = config.cluster_shards
-        self.forwarded = 0
         self._answering: set[asyncio.Task[None]] = set()
         # The last op of each shard acknowledged through this node: its reads wait for it, so a
         # client that keeps to one node reads its writes even without sending tokens back.
@@ -577,7 +576,6 @@ class ClusterNode:
     async def _forward(self, shard: int, body: dict[str, Any]) -> dict[str, Any]:
         """Ask a serving owner of the shard (NATS picks one of the queue group)."""
         assert self.log.nc is not None
-        self.forwarded += 1
         loop = asyncio.get_running_loop()
         # While owners change (a node died, the map moves) a shard may have no serving owner for
         # about a lease's time: retry within that bound, then answer UNAVAILABLE.
