@@ -458,13 +458,7 @@ class ClusterNode:
         now = clock.now()
         index = 0
         async for msg in stream:
-            prefix = f"requests[{index}]."
-            if not msg.HasField("memory"):
-                raise invalid(prefix + "memory", "required")
-            target = msg.agent_id or msg.memory.agent_id
-            v.agent_id(msg.agent_id, prefix + "agent_id", required=False)
-            v.agent_id(target, prefix + "memory.agent_id")
-            v.imported_memory(msg.memory, self.config, now, prefix + "memory.")
+            target = v.import_message(msg, self.config, now, index)
             ctx.who.require_agent(target)
             ctx.note_agent(target)
             s = shard_of(target, self.shards)

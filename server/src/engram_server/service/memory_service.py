@@ -426,17 +426,10 @@ class MemoryService(ServiceBase):
             pending = 0
 
         async for req in requests:
-            prefix = f"requests[{index}]."
-            if not req.HasField("memory"):
-                raise invalid(prefix + "memory", "required")
-            mem = req.memory
-            target = req.agent_id or mem.agent_id
-            v.agent_id(req.agent_id, prefix + "agent_id", required=False)
-            v.agent_id(target, prefix + "memory.agent_id")
-            v.imported_memory(mem, self.config, clock.now(), prefix + "memory.")
+            target = v.import_message(req, self.config, clock.now(), index)
             ctx.who.require_agent(target)
             ctx.note_agent(target)
-            record = cv.memory_from_pb(mem, model)
+            record = cv.memory_from_pb(req.memory, model)
             record.agent_id = target
             batch.setdefault(target, []).append(record)
             pending += 1

@@ -208,6 +208,19 @@ def store_request(req: pb.StoreMemoryRequest, cfg: Config, now: float, prefix: s
         raise invalid(prefix + "expires_at", "is in the past")
 
 
+def import_message(req: pb.ImportMemoriesRequest, cfg: Config, now: float, index: int) -> str:
+    """One message of an import stream; returns the agent it imports into (its `agent_id`, else
+    the memory's own)."""
+    prefix = f"requests[{index}]."
+    if not req.HasField("memory"):
+        raise invalid(prefix + "memory", "required")
+    target = req.agent_id or req.memory.agent_id
+    agent_id(req.agent_id, prefix + "agent_id", required=False)
+    agent_id(target, prefix + "memory.agent_id")
+    imported_memory(req.memory, cfg, now, prefix + "memory.")
+    return target
+
+
 def imported_memory(mem: pb.Memory, cfg: Config, now: float, prefix: str) -> None:
     """A full record from an export. Times the server sets itself (creation, update, last
     access) cannot lie in the future and counts cannot be negative: a restore never has them."""
