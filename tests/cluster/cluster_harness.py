@@ -100,6 +100,12 @@ class Load:
         if reads:
             self.threads.append(threading.Thread(target=self._read, daemon=True))
         self.seq = 0
+        self.in_flight: dict[int, int] = {}  # writes under way, per node
+        self.lock = threading.Lock()
+
+    def idle(self, node: int) -> bool:
+        with self.lock:
+            return self.in_flight.get(node, 0) == 0
 
     def __enter__(self) -> Load:
         for t in self.threads:
@@ -125,9 +131,15 @@ class Load:
             agent = f"agent-{rng.randrange(self.agents)}"
             self.seq += 1
             content = f"memory {t}-{self.seq} of {agent}: the weather on day {rng.randrange(10_000)}"
-            status, body, token = http(
-                self.c, i, "POST", "/v1/memories", {"agent_id": agent, "content": content}, timeout=30
-            )
+            with self.lock:
+                self.in_flight[i] = self.in_flight.get(i, 0) + 1
+            try:
+                status, body, token = http(
+                    self.c, i, "POST", "/v1/memories", {"agent_id": agent, "content": content}, timeout=30
+                )
+            finally:
+                with self.lock:
+                    self.in_flight[i] -= 1
             if status == 200:
                 self.ledger.add(agent, body["memory"]["id"], content, token)
             else:

@@ -271,8 +271,11 @@ def test_drain_a_node_without_failed_reads(cluster: LocalCluster) -> None:
         moved = wait_until(lambda: not _owners_of(status_of(cluster, 0), "m3"), 120, "m3's shards move away")
         print(f"drain: m3's shards moved, make-before-break, in {moved:.1f} s")
         time.sleep(LOAD_SECONDS)
-        load.exclude_reads = load.exclude_writes = {victim}  # as a load balancer would, before it stops
-        time.sleep(0.5)
+        # As a load balancer would: no new calls, then the node's calls under way finish (a write
+        # may wait seconds for its new owners, busy replaying) before it stops.
+        load.exclude_reads = load.exclude_writes = {victim}
+        wait_until(lambda: load.idle(victim), 60, "the calls under way on m3 finish")
+        time.sleep(0.1)  # a read picked m3 just before the exclusion
         cluster.engram[victim].stop()  # it owns nothing now: stopping it fails no call
         time.sleep(LOAD_SECONDS)
     assert not load.read_failures, load.read_failures[:5]
